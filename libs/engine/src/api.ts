@@ -1,0 +1,71 @@
+// The engine's contract with its owners (the worker app and the CLI). Implemented in this lib; kept small and
+// serialisable because requests and events cross a worker_thread boundary.
+
+import type { ExecutionProviderName } from '@app/model';
+
+export interface GenerationParams {
+  maxNewTokens: number; // default 256
+  doSample: boolean; // default false (greedy)
+  temperature: number; // default 1.0, > 0
+  topK: number; // 0 = off
+  topP: number; // 1.0 = off
+  repetitionPenalty: number; // 1.0 = off
+  seed?: number; // sampling seed; the same seed gives the same text whatever else is in the batch
+  stop: string[]; // up to 4 stop strings, not included in the text
+  numReturnSequences: number; // default 1
+  returnFullText: boolean; // default false: text = generated part only
+  ignoreEos: boolean; // default false
+  truncate: boolean; // default false: an over-long prompt is refused; true keeps its last tokens
+}
+
+export interface GenerationRequest {
+  id: string;
+  prompt: string;
+  params?: Partial<GenerationParams>;
+}
+
+export type FinishReason = 'eos' | 'stop' | 'length' | 'cancelled';
+
+export interface GeneratedSequence {
+  text: string;
+  tokens: number[];
+  finishReason: FinishReason;
+}
+
+export interface GenerationResult {
+  id: string;
+  promptTokens: number;
+  sequences: GeneratedSequence[];
+  /** ms from submit to first generated token, and to the end */
+  timeToFirstTokenMs: number;
+  totalMs: number;
+}
+
+export interface TokenEvent {
+  id: string;
+  sequence: number; // index among numReturnSequences
+  token: number;
+  text: string; // the text this token adds (may be '' while a UTF-8 character is incomplete)
+}
+
+export interface EngineOptions {
+  modelDir: string;
+  executionProvider: ExecutionProviderName;
+  deviceId?: number;
+  /** Sequences decoded together. */
+  slots: number;
+  /** Upper bound of prompt tokens prefilled in one run (bounds memory and keeps long prompts from stalling others). */
+  prefillChunkTokens?: number;
+  intraOpThreads?: number;
+}
+
+export interface EngineStats {
+  activeSequences: number;
+  waitingRequests: number;
+  slots: number;
+  steps: number;
+  generatedTokens: number;
+  promptTokens: number;
+  decodeMsTotal: number;
+  prefillMsTotal: number;
+}

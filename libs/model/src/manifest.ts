@@ -1,0 +1,61 @@
+// falconq.json: what a converted model directory holds. Written by libs/model, read by libs/engine and the apps.
+
+export type WeightDType = 'int4' | 'fp16' | 'fp32';
+export type ActivationDType = 'fp32' | 'fp16';
+export type ModelTarget = 'cpu' | 'gpu';
+export type ExecutionProviderName = 'cpu' | 'webgpu' | 'cuda';
+
+export interface FalconShape {
+  hiddenSize: number;
+  numHeads: number;
+  /** 1 for Falcon-7B (multi-query). */
+  numKvHeads: number;
+  headDim: number;
+  numLayers: number;
+  ffnHiddenSize: number;
+  vocabSize: number;
+  layerNormEpsilon: number;
+  ropeTheta: number;
+  /** Maximum total tokens (prompt + generated): 2048 for Falcon. */
+  contextLength: number;
+}
+
+export interface ModelIoNames {
+  inputIds: string; // 'input_ids' int64 [batch, seq]
+  attentionMask: string; // 'attention_mask' int64 [batch, total_seq]
+  /** printf-style with %d = layer: 'past_key_values.%d.key' */
+  pastKey: string;
+  pastValue: string;
+  presentKey: string; // 'present.%d.key'
+  presentValue: string;
+  /** fp32 [batch, 1, vocab]: logits of each row's last real token only. */
+  logits: string;
+  /** fp32 [batch, topK] and int64 [batch, topK]: the topK largest logits of each row, descending. */
+  topLogits: string;
+  topIds: string;
+  topK: number;
+}
+
+export interface ModelManifest {
+  format: 'falconq-model';
+  formatVersion: 1;
+  architecture: 'falcon';
+  shape: FalconShape;
+  weights: {
+    dtype: WeightDType;
+    /** Present when dtype is int4: symmetric round-to-nearest in the MatMulNBits layout. */
+    quantization?: { method: 'rtn-symmetric'; bits: 4; blockSize: number; accuracyLevel: number };
+  };
+  activations: ActivationDType;
+  /** KV cache element type (= activations). */
+  kvDType: ActivationDType;
+  target: ModelTarget;
+  executionProviders: ExecutionProviderName[];
+  io: ModelIoNames;
+  tokens: { eos: number; bos: number; pad: number };
+  files: { model: string; weights: string; tokenizer: string; tokenizerConfig: string };
+  source: { kind: 'local' | 'hub' | 'tiny' | 'random'; id: string; revision?: string };
+  sizeBytes: number;
+  createdAt: string;
+  converter: string;
+}
