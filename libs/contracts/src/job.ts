@@ -1,3 +1,5 @@
+import type { GenerationParams } from '@app/engine';
+
 // What travels through the BullMQ queue: one job per prompt (one line of a batch, or one online request).
 
 /** Name of the BullMQ queue that carries generation jobs. */
@@ -7,23 +9,10 @@ export const GENERATE_QUEUE = 'generate';
 export const PRIORITY = { online: 1, batch: 10 } as const;
 
 /**
- * Generation parameters as they travel in a job: the engine's names (camelCase), already validated by the api
- * with the engine's own rules (resolveGenerationParams in libs/engine), so a worker never sees an invalid one.
+ * Generation parameters as they travel in a job: the engine's own type, already validated by the api with the
+ * engine's rules (resolveGenerationParams in libs/engine), so a worker never sees an invalid one.
  */
-export interface JobGenerationParams {
-  maxNewTokens: number;
-  doSample: boolean;
-  temperature: number;
-  topK: number;
-  topP: number;
-  repetitionPenalty: number;
-  seed?: number;
-  stop: string[];
-  numReturnSequences: number;
-  returnFullText: boolean;
-  ignoreEos: boolean;
-  truncate: boolean;
-}
+export type JobGenerationParams = GenerationParams;
 
 export type JobKind = 'batch' | 'online';
 
