@@ -1,3 +1,4 @@
 export * from './job';
 export * from './result';
 export * from './events';
+export * from './stream';

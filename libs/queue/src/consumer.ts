@@ -1,0 +1,35 @@
+import { Worker, UnrecoverableError, type Job } from 'bullmq';
+import { GENERATE_QUEUE, type GenerateJobData } from '@app/contracts';
+import { queueConnection, type QueueLocation } from './connection';
+
+export { UnrecoverableError };
+export type GenerateJob = Job<GenerateJobData>;
+
+export interface ConsumerOptions extends QueueLocation {
+  /** Jobs processed at once: the engine's slots, so every slot has a prompt to decode. */
+  concurrency: number;
+  /** How long a job's lock lasts without renewal; a worker that dies loses its jobs after this. */
+  lockDurationMs: number;
+  /** How often this worker looks for jobs whose lock expired (a dead worker's) and puts them back. */
+  stalledIntervalMs: number;
+  /** A job that stalls more often than this fails instead of being retried forever (a prompt that kills workers). */
+  maxStalledCount: number;
+  /** The worker name shown on the dashboard and in `getWorkers()`. */
+  name: string;
+}
+
+export type GenerateProcessor = (job: GenerateJob, token: string | undefined, signal?: AbortSignal) => Promise<unknown>;
+
+/** The BullMQ worker of the `generate` queue; `autorun: false` so the caller wires its events before jobs flow. */
+export function createGenerateConsumer(options: ConsumerOptions, processor: GenerateProcessor): Worker<GenerateJobData> {
+  return new Worker<GenerateJobData>(GENERATE_QUEUE, processor, {
+    connection: queueConnection(options.redisUrl),
+    prefix: options.prefix,
+    name: options.name,
+    concurrency: options.concurrency,
+    lockDuration: options.lockDurationMs,
+    stalledInterval: options.stalledIntervalMs,
+    maxStalledCount: options.maxStalledCount,
+    autorun: false,
+  });
+}

@@ -1,0 +1,62 @@
+import { Worker } from 'bullmq';
+import { GENERATE_QUEUE, generateJobId, type GenerateJobData } from '@app/contracts';
+import { startTestRedis, type TestRedis } from '../../../test/support/redis';
+import { GenerateQueue, queueConnection } from './index';
+
+const params = {
+  maxNewTokens: 4, doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, stop: [],
+  numReturnSequences: 1, returnFullText: false, ignoreEos: false, truncate: false,
+};
+
+function item(batchId: string, index: number, kind: GenerateJobData['kind'] = 'batch'): GenerateJobData {
+  return { kind, batchId, index, customId: `c-${index}`, prompt: `p${index}`, params, owner: 't', enqueuedAt: Date.now() };
+}
+
+describe('GenerateQueue', () => {
+  let redis: TestRedis;
+  let queue: GenerateQueue;
+
+  beforeAll(async () => {
+    redis = await startTestRedis();
+  });
+  afterAll(async () => {
+    await redis.stop();
+  });
+  beforeEach(() => {
+    queue = new GenerateQueue({ redisUrl: redis.url, prefix: `${redis.prefix}-${Math.random().toString(36).slice(2)}` });
+  });
+  afterEach(async () => {
+    await queue.close();
+  });
+
+  it('enqueues one job per item and ignores a second enqueue of the same items', async () => {
+    const items = Array.from({ length: 5 }, (_, i) => item('b1', i));
+    await queue.enqueueItems(items);
+    await queue.enqueueItems(items);
+    const counts = await queue.counts();
+    expect(counts.waiting + counts.prioritized).toBe(5);
+    const job = await queue.queue.getJob(generateJobId('b1', 3));
+    expect(job?.data.customId).toBe('c-3');
+    expect(job?.opts.attempts).toBe(3);
+  });
+
+  it('hands online requests out before batch items', async () => {
+    await queue.enqueueItems([item('batch', 0), item('batch', 1)]);
+    await queue.enqueueItems([item('online', 0, 'online')]);
+    const order: string[] = [];
+    const worker = new Worker<GenerateJobData>(GENERATE_QUEUE, async (job) => void order.push(job.id!), {
+      connection: queueConnection(redis.url), prefix: queue.queue.opts.prefix, concurrency: 1,
+    });
+    await new Promise<void>((resolve) => worker.on('completed', () => order.length === 3 && resolve()));
+    await worker.close();
+    expect(order[0]).toBe(generateJobId('online', 0));
+  });
+
+  it('removes the pending items of a batch and leaves other batches alone', async () => {
+    await queue.enqueueItems(Array.from({ length: 4 }, (_, i) => item('cancel-me', i)));
+    await queue.enqueueItems([item('keep', 0)]);
+    expect(await queue.removePendingItems('cancel-me', 4)).toBe(4);
+    expect(await queue.queue.getJob(generateJobId('cancel-me', 0))).toBeUndefined();
+    expect(await queue.queue.getJob(generateJobId('keep', 0))).toBeDefined();
+  });
+});
