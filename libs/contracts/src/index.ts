@@ -1,4 +1,3 @@
 export * from './job';
 export * from './result';
 export * from './events';
-export * from './stream';
