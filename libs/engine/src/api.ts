@@ -57,6 +57,38 @@ export interface EngineOptions {
   /** Upper bound of prompt tokens prefilled in one run (bounds memory and keeps long prompts from stalling others). */
   prefillChunkTokens?: number;
   intraOpThreads?: number;
+  /** When the requested execution provider cannot load, use cpu instead (with a warning) rather than failing. */
+  fallbackToCpu?: boolean;
+  /**
+   * 'continuous' (default): waiting requests join as soon as a slot frees. 'static': admit only when the batch is
+   * empty (the classic static batch; kept for benchmarks).
+   */
+  admission?: 'continuous' | 'static';
+  /** Always fetch the full logits output (for benchmarks; normally fetched only on steps where a row needs it). */
+  forceFullLogits?: boolean;
+  /**
+   * Where the KV cache lives between steps. 'auto' (default): on the GPU for webgpu, in host memory otherwise.
+   * 'host' forces host memory on any EP (joins by prefill instead of through decode).
+   */
+  kvPlacement?: 'auto' | 'host' | 'device';
+  /** Run the engine in the caller's thread (tests, bench): the same scheduler without a worker_thread. */
+  inProcess?: boolean;
+  /** Receives warnings (EP/model target mismatch, fallbacks). Default: none are lost, they go to EngineInfo.warnings. */
+  onWarning?: (message: string) => void;
+}
+
+/** What the engine learned while starting: sent back once the session is ready. */
+export interface EngineInfo {
+  executionProvider: ExecutionProviderName;
+  requestedExecutionProvider: ExecutionProviderName;
+  kvPlacement: 'host' | 'device';
+  contextLength: number;
+  vocabSize: number;
+  eosId: number;
+  slots: number;
+  prefillChunkTokens: number;
+  warnings: string[];
+  loadMs: number;
 }
 
 export interface EngineStats {
@@ -68,4 +100,9 @@ export interface EngineStats {
   promptTokens: number;
   decodeMsTotal: number;
   prefillMsTotal: number;
+  /** Decode steps that fetched the full logits output (the others fetched only the top-k outputs). */
+  fullLogitsSteps: number;
+  prefillRuns: number;
+  finishedSequences: number;
+  cancelledRequests: number;
 }

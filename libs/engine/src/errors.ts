@@ -1,0 +1,72 @@
+// Errors that cross the engine's worker_thread boundary keep their name and fields (see toSerializedError).
+
+/** A request parameter (or the prompt) is invalid; `field` names it (GenerationParams key, or 'prompt'). */
+export class InvalidGenerationParamError extends Error {
+  override readonly name = 'InvalidGenerationParamError';
+  constructor(
+    readonly field: string,
+    readonly reason: string,
+  ) {
+    super(`invalid generation parameter ${field}: ${reason}`);
+  }
+}
+
+/** The execution provider asked for cannot be used here. */
+export class ExecutionProviderUnavailableError extends Error {
+  override readonly name = 'ExecutionProviderUnavailableError';
+  constructor(
+    readonly provider: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The engine was closed (or its thread died) while the request was pending. */
+export class EngineClosedError extends Error {
+  override readonly name = 'EngineClosedError';
+}
+
+/** A request id is already in flight. */
+export class DuplicateRequestError extends Error {
+  override readonly name = 'DuplicateRequestError';
+}
+
+export interface SerializedError {
+  name: string;
+  message: string;
+  field?: string;
+  reason?: string;
+  provider?: string;
+  stack?: string;
+}
+
+export function toSerializedError(error: unknown): SerializedError {
+  if (error instanceof InvalidGenerationParamError) {
+    return { name: error.name, message: error.message, field: error.field, reason: error.reason };
+  }
+  if (error instanceof ExecutionProviderUnavailableError) {
+    return { name: error.name, message: error.message, provider: error.provider };
+  }
+  if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };
+  return { name: 'Error', message: String(error) };
+}
+
+export function fromSerializedError(serialized: SerializedError): Error {
+  switch (serialized.name) {
+    case 'InvalidGenerationParamError':
+      return new InvalidGenerationParamError(serialized.field ?? 'unknown', serialized.reason ?? serialized.message);
+    case 'ExecutionProviderUnavailableError':
+      return new ExecutionProviderUnavailableError(serialized.provider ?? 'unknown', serialized.message);
+    case 'EngineClosedError':
+      return new EngineClosedError(serialized.message);
+    case 'DuplicateRequestError':
+      return new DuplicateRequestError(serialized.message);
+    default: {
+      const error = new Error(serialized.message);
+      error.name = serialized.name;
+      if (serialized.stack) error.stack = serialized.stack;
+      return error;
+    }
+  }
+}

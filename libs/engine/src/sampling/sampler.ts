@@ -1,0 +1,51 @@
+import type { GenerationParams } from '../api';
+import {
+  applyRepetitionPenalty,
+  applyTemperature,
+  applyTopK,
+  applyTopP,
+  argmax,
+  candidatesFrom,
+  drawFrom,
+  type RowScores,
+} from './candidates';
+import { SequenceRandom } from './prng';
+
+/**
+ * Whether a row with these parameters needs the model's full logits, or can be served exactly from the graph's
+ * top-K outputs (K = io.topK):
+ * - greedy: argmax = top_ids[0], exact;
+ * - sampling with 0 < top_k <= K: top-k keeps only those K candidates anyway, and top_p/temperature act on them
+ *   (transformers applies top-p after top-k), exact;
+ * - sampling without top_k (or top_k > K), with or without top_p: the distribution spans the vocabulary: full;
+ * - repetition_penalty != 1: a penalised token can leave the top-K and another enter it: full.
+ */
+export function needsFullLogits(params: GenerationParams, graphTopK: number): boolean {
+  if (params.repetitionPenalty !== 1) return true;
+  if (!params.doSample) return false;
+  return params.topK === 0 || params.topK > graphTopK;
+}
+
+/** Picks the next token of one sequence. Stateless apart from its random stream. */
+export class TokenSampler {
+  private readonly random: SequenceRandom;
+
+  constructor(
+    private readonly params: GenerationParams,
+    seed: number,
+    sequenceIndex: number,
+  ) {
+    this.random = new SequenceRandom(seed, sequenceIndex);
+  }
+
+  /** `seen`: prompt and generated ids (for the repetition penalty). */
+  next(scores: RowScores, seen: ReadonlySet<number>): number {
+    const candidates = candidatesFrom(scores);
+    applyRepetitionPenalty(candidates, this.params.repetitionPenalty, seen);
+    if (!this.params.doSample) return argmax(candidates);
+    applyTemperature(candidates, this.params.temperature);
+    applyTopK(candidates, this.params.topK);
+    applyTopP(candidates, this.params.topP);
+    return drawFrom(candidates, this.random.next());
+  }
+}

@@ -1,0 +1,52 @@
+// What the scheduler needs from a model: runs over rows of a KV cache. Implemented over onnxruntime by
+// runtime/host-kv-runner.ts (KV in host memory) and runtime/device-kv-runner.ts (KV in GPU buffers), and by a fake
+// in the scheduler's unit tests.
+
+export interface TopScores {
+  ids: ArrayLike<number>;
+  logits: ArrayLike<number>;
+}
+
+/** Next-token scores of one row: always the graph's top-K, plus the full logits row when asked for. */
+export interface RowOutput {
+  top: TopScores;
+  full?: ArrayLike<number>;
+}
+
+export interface RowTokens {
+  row: number;
+  tokens: number[];
+}
+
+export interface RowToken {
+  row: number;
+  token: number;
+}
+
+export type KvPlacement = 'host' | 'device';
+
+export interface ForwardRunner {
+  /**
+   * host: the KV cache is in host memory: fresh rows can be prefilled while others are decoding and long prompts
+   * are extended chunk by chunk. device: the KV cache is an opaque GPU buffer: prefill only starts a new batch
+   * (no live row), a row joining a running batch is fed its prompt through decode.
+   */
+  readonly placement: KvPlacement;
+  /** Rows the cache holds (the engine's slots). */
+  readonly rows: number;
+  /** K of the graph's top_ids/top_logits outputs. */
+  readonly graphTopK: number;
+  /** Tokens each row can hold (the model's context). */
+  readonly contextLength: number;
+
+  /** Starts each listed row from position 0 with its tokens, in one right-padded run. */
+  prefill(entries: RowTokens[], fullLogits: boolean): RowOutput[];
+  /** host only: appends several tokens to one row that already holds some (a prompt chunk; B = 1). */
+  extend(entry: RowTokens, fullLogits: boolean): RowOutput;
+  /** Appends one token to each listed row. device: a released row restarts at position 0. */
+  decode(entries: RowToken[], fullLogits: boolean): RowOutput[];
+  /** The row's sequence has ended; its KV may be dropped or its row reused. */
+  release(row: number): void;
+  /** Frees native resources. */
+  dispose(): void;
+}

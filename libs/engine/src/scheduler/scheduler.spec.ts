@@ -1,0 +1,213 @@
+import type { GenerationParams, GenerationResult, TokenEvent } from '../api';
+import { resolveGenerationParams } from '../params';
+import { FakeRunner, fakeDecoder } from '../testing/fake-runner';
+import type { KvPlacement } from './forward-runner';
+import { Scheduler, type SchedulerOptions } from './scheduler';
+
+interface Arrival {
+  id: string;
+  prompt: number[];
+  params?: Partial<GenerationParams>;
+  /** Scheduler step at which it is submitted. */
+  at?: number;
+}
+
+const EOS = 39;
+
+function simulate(
+  arrivals: Arrival[],
+  setup: { placement: KvPlacement; rows: number; options?: Partial<SchedulerOptions>; cancel?: { id: string; at: number } },
+) {
+  const runner = new FakeRunner({ placement: setup.placement, rows: setup.rows, vocabSize: 40, graphTopK: 8 });
+  const scheduler = new Scheduler(runner, {
+    prefillChunkTokens: 16,
+    admission: 'continuous',
+    forceFullLogits: false,
+    eosId: EOS,
+    decoder: fakeDecoder,
+    ...setup.options,
+  });
+  const results = new Map<string, GenerationResult>();
+  const events = new Map<string, TokenEvent[]>();
+  let step = 0;
+  const pending = [...arrivals];
+  while (pending.length > 0 || !scheduler.idle) {
+    for (const arrival of pending.filter((a) => (a.at ?? 0) <= step)) {
+      pending.splice(pending.indexOf(arrival), 1);
+      events.set(arrival.id, []);
+      scheduler.enqueue(
+        {
+          id: arrival.id,
+          promptIds: arrival.prompt,
+          promptText: fakeDecoder.decode(arrival.prompt),
+          params: resolveGenerationParams({ maxNewTokens: 12, ...arrival.params }),
+          fallbackSeed: 1,
+          submittedAt: 0,
+        },
+        { onToken: (event) => events.get(arrival.id)?.push(event), onDone: (result) => results.set(arrival.id, result) },
+      );
+    }
+    if (setup.cancel && setup.cancel.at === step) scheduler.cancel(setup.cancel.id);
+    scheduler.step();
+    step += 1;
+    if (step > 10_000) throw new Error('scheduler does not finish');
+  }
+  return { results, events, runner, scheduler };
+}
+
+/** What a model with this runner's logits generates greedily, one token at a time, with no batching at all. */
+function referenceGreedy(prompt: number[], maxNewTokens: number): number[] {
+  const runner = new FakeRunner({ placement: 'host', rows: 1, vocabSize: 40 });
+  const history = [...prompt];
+  const out: number[] = [];
+  while (out.length < maxNewTokens) {
+    const logits = runner.logitsFor(history);
+    let best = 0;
+    for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
+    out.push(best);
+    history.push(best);
+    if (best === EOS) break;
+  }
+  return out;
+}
+
+const prompts: number[][] = [
+  [1, 2, 3],
+  [4, 5, 6, 7, 8, 9, 10, 11],
+  [12],
+  Array.from({ length: 40 }, (_, i) => (i * 7) % 38), // longer than the 16-token prefill budget: chunked
+  [13, 14, 15, 16, 17],
+];
+
+describe.each<KvPlacement>(['host', 'device'])('Scheduler (%s KV)', (placement) => {
+  it('greedy output of each prompt is the same alone and in a batch of mixed-length prompts joining at different times', () => {
+    const alone = prompts.map((prompt, i) => simulate([{ id: `p${i}`, prompt }], { placement, rows: 1 }).results.get(`p${i}`));
+    const together = simulate(
+      prompts.map((prompt, i) => ({ id: `p${i}`, prompt, at: [0, 0, 3, 5, 9][i] })),
+      { placement, rows: 3 },
+    ).results;
+    prompts.forEach((prompt, i) => {
+      const expected = referenceGreedy(prompt, 12);
+      expect(alone[i]?.sequences[0].tokens).toEqual(expected);
+      expect(together.get(`p${i}`)?.sequences[0].tokens).toEqual(expected);
+    });
+  });
+
+  it('seeded sampling is reproducible and independent of the batch', () => {
+    const params = { doSample: true, seed: 1234, temperature: 1.5, topK: 8, numReturnSequences: 2 };
+    const alone = simulate([{ id: 's', prompt: [3, 1, 4], params }], { placement, rows: 2 }).results.get('s');
+    const crowded = simulate(
+      [
+        { id: 'other', prompt: [9, 9, 9, 9], params: { doSample: true, topK: 8 } },
+        { id: 's', prompt: [3, 1, 4], params, at: 2 },
+        { id: 'late', prompt: [1], at: 4 },
+      ],
+      { placement, rows: 3 },
+    ).results.get('s');
+    expect(crowded?.sequences).toEqual(alone?.sequences);
+    expect(alone?.sequences[0].tokens).not.toEqual(alone?.sequences[1].tokens);
+  });
+
+  it('stops at maxNewTokens, at eos, and at stop strings exactly', () => {
+    const reference = referenceGreedy([1, 2, 3], 12);
+    const { results } = simulate(
+      [
+        { id: 'len', prompt: [1, 2, 3], params: { maxNewTokens: 5 } },
+        { id: 'stop', prompt: [1, 2, 3], params: { stop: [fakeDecoder.decode(reference.slice(2, 4))] } },
+      ],
+      { placement, rows: 2 },
+    );
+    expect(results.get('len')?.sequences[0]).toMatchObject({ tokens: reference.slice(0, 5), finishReason: 'length' });
+    const stopped = results.get('stop')?.sequences[0];
+    expect(stopped?.finishReason).toBe('stop');
+    expect(stopped?.tokens).toEqual(reference.slice(0, 4));
+    expect(stopped?.text).toBe(fakeDecoder.decode(reference.slice(0, 2)));
+  });
+
+  it('finishes at eos unless ignoreEos', () => {
+    // Search a prompt whose greedy continuation hits eos early.
+    let prompt: number[] = [];
+    for (let a = 0; a < 38 && prompt.length === 0; a++) {
+      for (let b = 0; b < 38; b++) {
+        if (referenceGreedy([a, b], 10).includes(EOS)) {
+          prompt = [a, b];
+          break;
+        }
+      }
+    }
+    expect(prompt.length).toBe(2);
+    const expected = referenceGreedy(prompt, 10);
+    const { results } = simulate(
+      [
+        { id: 'eos', prompt, params: { maxNewTokens: 10 } },
+        { id: 'ignore', prompt, params: { maxNewTokens: 10, ignoreEos: true } },
+      ],
+      { placement, rows: 2 },
+    );
+    expect(results.get('eos')?.sequences[0]).toMatchObject({ tokens: expected, finishReason: 'eos' });
+    expect(results.get('ignore')?.sequences[0].tokens.length).toBe(10);
+  });
+
+  it('cancel ends the request and frees its row for the next one', () => {
+    const { results, runner } = simulate(
+      [
+        { id: 'long', prompt: [1, 2], params: { maxNewTokens: 200, ignoreEos: true } },
+        { id: 'next', prompt: [5, 6], at: 1 },
+      ],
+      { placement, rows: 1, cancel: { id: 'long', at: 4 } },
+    );
+    expect(results.get('long')?.sequences[0].finishReason).toBe('cancelled');
+    expect(results.get('long')?.sequences[0].tokens.length).toBeLessThan(10);
+    expect(results.get('next')?.sequences[0].tokens).toEqual(referenceGreedy([5, 6], 12));
+    expect(runner.calls.length).toBeLessThan(40);
+  });
+
+  it('streams every generated token once, in order', () => {
+    const { results, events } = simulate([{ id: 'a', prompt: [1, 2, 3] }], { placement, rows: 1 });
+    expect(events.get('a')?.map((event) => event.token)).toEqual(results.get('a')?.sequences[0].tokens);
+    expect(events.get('a')?.map((event) => event.text).join('')).toBe(results.get('a')?.sequences[0].text);
+  });
+
+  it('static admission waits for the whole batch to finish', () => {
+    const { runner } = simulate(
+      [
+        { id: 'a', prompt: [1], params: { maxNewTokens: 3, ignoreEos: true } },
+        { id: 'b', prompt: [2], params: { maxNewTokens: 8, ignoreEos: true } },
+        { id: 'c', prompt: [3], at: 1, params: { maxNewTokens: 2, ignoreEos: true } },
+      ],
+      { placement, rows: 2, options: { admission: 'static' } },
+    );
+    const decodeRows = runner.calls.filter((call) => call.kind === 'decode').map((call) => call.rows.length);
+    // c never joins the running batch: every decode runs a, b, or b alone, then c alone.
+    expect(decodeRows.slice(0, 2)).toEqual([2, 2]);
+    expect(decodeRows.at(-1)).toBe(1);
+    expect(decodeRows.filter((n) => n === 2).length).toBeLessThanOrEqual(3);
+  });
+});
+
+describe('Scheduler prefill (host KV)', () => {
+  it('prefills a long prompt in chunks while other rows keep decoding', () => {
+    const { runner } = simulate(
+      [
+        { id: 'short', prompt: [1, 2], params: { maxNewTokens: 30, ignoreEos: true } },
+        { id: 'long', prompt: Array.from({ length: 50 }, (_, i) => i % 30), at: 2 },
+      ],
+      { placement: 'host', rows: 2 },
+    );
+    const kinds = runner.calls.map((call) => `${call.kind}:${call.tokens}`);
+    expect(kinds.slice(0, 10)).toEqual(['prefill:2', 'decode:1', 'decode:1', 'prefill:16', 'decode:1', 'extend:16', 'decode:1', 'extend:16', 'decode:1', 'extend:2']);
+  });
+
+  it('fetches the full logits only on steps where a row needs them', () => {
+    const { runner, scheduler } = simulate(
+      [
+        { id: 'greedy', prompt: [1, 2], params: { maxNewTokens: 10, ignoreEos: true } },
+        { id: 'penalty', prompt: [3, 4], params: { maxNewTokens: 3, repetitionPenalty: 1.3, ignoreEos: true }, at: 3 },
+      ],
+      { placement: 'host', rows: 2 },
+    );
+    const decodes = runner.calls.filter((call) => call.kind === 'decode');
+    expect(decodes.map((call) => call.fullLogits)).toEqual([false, false, false, true, true, false, false, false, false]);
+    expect(scheduler.stats().fullLogitsSteps).toBe(2);
+  });
+});

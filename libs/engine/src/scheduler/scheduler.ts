@@ -1,0 +1,322 @@
+// Continuous batching over a fixed number of rows (slots). Each step: at most one bounded prefill run (newcomers,
+// or one chunk of a long prompt), then one decode run for every live row. Finished rows leave at once and waiting
+// sequences take their rows on the next step. Pure: the model is a ForwardRunner.
+
+import type { EngineStats, GenerationParams, GenerationResult, TokenEvent } from '../api';
+import { needsFullLogits, TokenSampler } from '../sampling/sampler';
+import type { RowScores } from '../sampling/candidates';
+import { SequenceStopper, type TextDecoder } from '../stopping';
+import type { ForwardRunner, RowOutput, RowToken, RowTokens } from './forward-runner';
+
+export interface SchedulerOptions {
+  /** Upper bound of prompt tokens (padding included) in one prefill run. */
+  prefillChunkTokens: number;
+  /** 'static' admits only into an empty batch. */
+  admission: 'continuous' | 'static';
+  forceFullLogits: boolean;
+  eosId: number;
+  decoder: TextDecoder;
+  now?: () => number;
+}
+
+export interface ScheduledRequest {
+  id: string;
+  /** Token ids to prefill (already fitted to the context). */
+  promptIds: number[];
+  /** Prepended to each text when params.returnFullText. */
+  promptText: string;
+  params: GenerationParams;
+  /** Seed used when params.seed is absent. */
+  fallbackSeed: number;
+  submittedAt: number;
+}
+
+export interface RequestSink {
+  onToken?(event: TokenEvent): void;
+  onDone(result: GenerationResult): void;
+}
+
+type Phase = 'waiting' | 'prefilling' | 'decoding' | 'done';
+
+interface Sequence {
+  request: RequestState;
+  index: number;
+  phase: Phase;
+  row: number;
+  /** Prompt tokens already in this row's KV cache. */
+  prefilled: number;
+  /** The token to feed on the next decode step. */
+  pending: number;
+  needsFull: boolean;
+  sampler: TokenSampler;
+  stopper: SequenceStopper;
+  seen: Set<number>;
+}
+
+interface RequestState {
+  spec: ScheduledRequest;
+  sink: RequestSink;
+  sequences: Sequence[];
+  firstTokenAt?: number;
+  cancelled: boolean;
+}
+
+export class Scheduler {
+  private readonly waiting: Sequence[] = [];
+  private readonly live = new Map<number, Sequence>();
+  private readonly freeRows: number[];
+  private readonly requests = new Map<string, RequestState>();
+  private readonly now: () => number;
+  private readonly counters = {
+    steps: 0,
+    generatedTokens: 0,
+    promptTokens: 0,
+    decodeMsTotal: 0,
+    prefillMsTotal: 0,
+    fullLogitsSteps: 0,
+    prefillRuns: 0,
+    finishedSequences: 0,
+    cancelledRequests: 0,
+  };
+
+  constructor(
+    private readonly runner: ForwardRunner,
+    private readonly options: SchedulerOptions,
+  ) {
+    this.freeRows = Array.from({ length: runner.rows }, (_, row) => runner.rows - 1 - row);
+    this.now = options.now ?? (() => performance.now());
+  }
+
+  has(id: string): boolean {
+    return this.requests.has(id);
+  }
+
+  get idle(): boolean {
+    return this.waiting.length === 0 && this.live.size === 0;
+  }
+
+  enqueue(spec: ScheduledRequest, sink: RequestSink): void {
+    if (this.requests.has(spec.id)) throw new Error(`request ${spec.id} is already in flight`);
+    const { params } = spec;
+    const seed = params.seed ?? spec.fallbackSeed;
+    const request: RequestState = { spec, sink, sequences: [], cancelled: false };
+    for (let index = 0; index < params.numReturnSequences; index++) {
+      const sequence: Sequence = {
+        request,
+        index,
+        phase: 'waiting',
+        row: -1,
+        prefilled: 0,
+        pending: -1,
+        needsFull: this.options.forceFullLogits || needsFullLogits(params, this.runner.graphTopK),
+        sampler: new TokenSampler(params, seed, index),
+        stopper: new SequenceStopper(this.options.decoder, params, this.options.eosId),
+        seen: new Set(spec.promptIds),
+      };
+      request.sequences.push(sequence);
+      this.waiting.push(sequence);
+    }
+    this.requests.set(spec.id, request);
+  }
+
+  /** Ends a request now: its sequences finish as 'cancelled' with the text so far. Returns false if unknown. */
+  cancel(id: string): boolean {
+    const request = this.requests.get(id);
+    if (!request) return false;
+    request.cancelled = true;
+    this.counters.cancelledRequests += 1;
+    for (const sequence of request.sequences) {
+      if (sequence.phase === 'done') continue;
+      sequence.stopper.finish('cancelled');
+      this.finishSequence(sequence);
+    }
+    return true;
+  }
+
+  stats(): EngineStats {
+    return {
+      activeSequences: this.live.size,
+      waitingRequests: new Set(this.waiting.map((sequence) => sequence.request.spec.id)).size,
+      slots: this.runner.rows,
+      ...this.counters,
+    };
+  }
+
+  /** One scheduling step. Returns false when there was nothing to do. */
+  step(): boolean {
+    if (this.idle) return false;
+    this.counters.steps += 1;
+    if (this.runner.placement === 'host') {
+      this.admit();
+      this.prefillOnce();
+    } else {
+      this.startDeviceBatchIfEmpty();
+      this.admit();
+    }
+    this.decodeOnce();
+    return true;
+  }
+
+  // --- admission and prefill ---
+
+  private admit(): void {
+    if (this.options.admission === 'static' && this.live.size > 0) return;
+    while (this.waiting.length > 0 && this.freeRows.length > 0) {
+      const sequence = this.waiting.shift() as Sequence;
+      sequence.row = this.freeRows.pop() as number;
+      sequence.phase = 'prefilling';
+      this.live.set(sequence.row, sequence);
+    }
+  }
+
+  /** host KV: one bounded prefill run: the next chunk of a long prompt, or a group of fresh short prompts. */
+  private prefillOnce(): void {
+    const budget = this.options.prefillChunkTokens;
+    const prefilling = [...this.live.values()].filter((sequence) => sequence.phase === 'prefilling');
+    const midway = prefilling.find((sequence) => sequence.prefilled > 0);
+    if (midway) {
+      const chunk = promptOf(midway).slice(midway.prefilled, midway.prefilled + budget);
+      const output = this.timedPrefill(() => this.runner.extend({ row: midway.row, tokens: chunk }, this.wantsFull([midway])));
+      this.afterPrefill(midway, chunk.length, output);
+      return;
+    }
+    const group: Sequence[] = [];
+    let longest = 0;
+    for (const sequence of prefilling) {
+      const length = promptOf(sequence).length;
+      if (group.length === 0 && length > budget) {
+        const chunk = promptOf(sequence).slice(0, budget);
+        const [output] = this.timedPrefill(() => this.runner.prefill([{ row: sequence.row, tokens: chunk }], this.wantsFull([sequence])));
+        this.afterPrefill(sequence, chunk.length, output);
+        return;
+      }
+      if ((group.length + 1) * Math.max(longest, length) > budget) break;
+      group.push(sequence);
+      longest = Math.max(longest, length);
+    }
+    if (group.length === 0) return;
+    const entries: RowTokens[] = group.map((sequence) => ({ row: sequence.row, tokens: promptOf(sequence) }));
+    const outputs = this.timedPrefill(() => this.runner.prefill(entries, this.wantsFull(group)));
+    group.forEach((sequence, i) => this.afterPrefill(sequence, entries[i].tokens.length, outputs[i]));
+  }
+
+  /**
+   * device KV: a batch starts only when no row is live: every waiting sequence whose prompt fits the token budget
+   * (rows x longest prompt, padding included) is prefilled in one run; the others join through decode.
+   */
+  private startDeviceBatchIfEmpty(): void {
+    if (this.live.size > 0 || this.waiting.length === 0) return;
+    this.admit();
+    const perRowBudget = Math.floor(this.options.prefillChunkTokens / this.runner.rows);
+    const group = [...this.live.values()].filter((sequence) => promptOf(sequence).length <= perRowBudget);
+    if (group.length === 0) return;
+    const entries = group.map((sequence) => ({ row: sequence.row, tokens: promptOf(sequence) }));
+    const outputs = this.timedPrefill(() => this.runner.prefill(entries, this.wantsFull(group)));
+    group.forEach((sequence, i) => this.afterPrefill(sequence, entries[i].tokens.length, outputs[i]));
+  }
+
+  private afterPrefill(sequence: Sequence, tokens: number, output: RowOutput): void {
+    this.counters.promptTokens += tokens;
+    sequence.prefilled += tokens;
+    if (sequence.prefilled < promptOf(sequence).length) return;
+    sequence.phase = 'decoding';
+    this.sampleAndAccept(sequence, output);
+  }
+
+  // --- decode ---
+
+  private decodeOnce(): void {
+    const feeding: Sequence[] = [];
+    const entries: RowToken[] = [];
+    for (const sequence of this.live.values()) {
+      if (sequence.phase === 'decoding') {
+        feeding.push(sequence);
+        entries.push({ row: sequence.row, token: sequence.pending });
+      } else if (sequence.phase === 'prefilling' && this.runner.placement === 'device') {
+        // Prefill through decode: one prompt token per step at the row's own position.
+        feeding.push(sequence);
+        entries.push({ row: sequence.row, token: promptOf(sequence)[sequence.prefilled] });
+      }
+    }
+    if (entries.length === 0) return;
+    const sampling = feeding.filter((sequence) => sequence.phase === 'decoding' || this.isLastPromptToken(sequence));
+    const fullLogits = this.wantsFull(sampling);
+    const started = this.now();
+    const outputs = this.runner.decode(entries, fullLogits);
+    this.counters.decodeMsTotal += this.now() - started;
+    if (fullLogits) this.counters.fullLogitsSteps += 1;
+    feeding.forEach((sequence, i) => {
+      if (sequence.phase === 'decoding') this.sampleAndAccept(sequence, outputs[i]);
+      else this.afterPrefill(sequence, 1, outputs[i]);
+    });
+  }
+
+  private isLastPromptToken(sequence: Sequence): boolean {
+    return sequence.phase === 'prefilling' && sequence.prefilled === promptOf(sequence).length - 1;
+  }
+
+  private wantsFull(sequences: Sequence[]): boolean {
+    return this.options.forceFullLogits || sequences.some((sequence) => sequence.needsFull);
+  }
+
+  private sampleAndAccept(sequence: Sequence, output: RowOutput): void {
+    const scores: RowScores =
+      sequence.needsFull && output.full ? { kind: 'full', logits: output.full } : { kind: 'top', ...output.top };
+    if (sequence.needsFull && !output.full) throw new Error('scheduler bug: a row needing full logits got only top-K');
+    const token = sequence.sampler.next(scores, sequence.seen);
+    const request = sequence.request;
+    request.firstTokenAt ??= this.now();
+    this.counters.generatedTokens += 1;
+    sequence.seen.add(token);
+    const outcome = sequence.stopper.accept(token);
+    request.sink.onToken?.({ id: request.spec.id, sequence: sequence.index, token, text: outcome.text });
+    // The context bound needs no check of its own: prompt + maxNewTokens <= context is enforced on submit.
+    if (outcome.finishReason) this.finishSequence(sequence);
+    else sequence.pending = token;
+  }
+
+  // --- retirement ---
+
+  private finishSequence(sequence: Sequence): void {
+    const request = sequence.request;
+    if (sequence.phase === 'waiting') {
+      this.waiting.splice(this.waiting.indexOf(sequence), 1);
+    } else if (sequence.row >= 0) {
+      this.live.delete(sequence.row);
+      this.runner.release(sequence.row);
+      this.freeRows.push(sequence.row);
+    }
+    sequence.phase = 'done';
+    this.counters.finishedSequences += 1;
+    if (request.sequences.every((each) => each.phase === 'done')) this.completeRequest(request);
+  }
+
+  private completeRequest(request: RequestState): void {
+    this.requests.delete(request.spec.id);
+    const { spec } = request;
+    const end = this.now();
+    request.sink.onDone({
+      id: spec.id,
+      promptTokens: spec.promptIds.length,
+      sequences: request.sequences.map((sequence) => ({
+        text: spec.params.returnFullText ? spec.promptText + sequence.stopper.text : sequence.stopper.text,
+        tokens: [...sequence.stopper.tokens],
+        finishReason: sequence.stopper.finishReason ?? 'cancelled',
+      })),
+      timeToFirstTokenMs: request.firstTokenAt === undefined ? -1 : request.firstTokenAt - spec.submittedAt,
+      totalMs: end - spec.submittedAt,
+    });
+  }
+
+  private timedPrefill<T>(run: () => T): T {
+    const started = this.now();
+    const result = run();
+    this.counters.prefillMsTotal += this.now() - started;
+    this.counters.prefillRuns += 1;
+    return result;
+  }
+}
+
+function promptOf(sequence: Sequence): number[] {
+  return sequence.request.spec.promptIds;
+}
