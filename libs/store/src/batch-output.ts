@@ -1,0 +1,84 @@
+// OpenAI batch output/error file lines, built from stored results.
+import type { ItemResult, ItemSequence } from '@app/contracts';
+import { isFinalStatus, type BatchEndpoint, type BatchRecord } from './results-store';
+
+export function finishReasonOf(sequence: ItemSequence): 'stop' | 'length' {
+  return sequence.finishReason === 'length' ? 'length' : 'stop';
+}
+
+/** The response body of one succeeded item, as /v1/completions or /v1/chat/completions would have answered. */
+export function completionBody(endpoint: BatchEndpoint, model: string, id: string, result: ItemResult): Record<string, unknown> {
+  const output = result.output!;
+  const created = Math.floor(result.finishedAt / 1000);
+  const usage = {
+    prompt_tokens: output.promptTokens,
+    completion_tokens: output.completionTokens,
+    total_tokens: output.promptTokens + output.completionTokens,
+  };
+  if (endpoint === '/v1/chat/completions') {
+    return {
+      id: `chatcmpl-${id}`,
+      object: 'chat.completion',
+      created,
+      model,
+      choices: output.sequences.map((s, index) => ({
+        index,
+        message: { role: 'assistant', content: s.text, refusal: null },
+        logprobs: null,
+        finish_reason: finishReasonOf(s),
+      })),
+      usage,
+    };
+  }
+  return {
+    id: `cmpl-${id}`,
+    object: 'text_completion',
+    created,
+    model,
+    choices: output.sequences.map((s, index) => ({ text: s.text, index, logprobs: null, finish_reason: finishReasonOf(s) })),
+    usage,
+  };
+}
+
+export function requestIdOf(batchId: string, index: number): string {
+  return `batch_req_${batchId.replace(/^batch_/, '')}_${index}`;
+}
+
+export interface OutputLines {
+  output: string[];
+  errors: string[];
+}
+
+/** Which items of a finished batch had no result, and why (cancelled or expired before they ran). */
+function missingError(batch: BatchRecord): { code: string; message: string } {
+  if (batch.status === 'expired') return { code: 'batch_expired', message: 'This request could not be executed before the completion window expired.' };
+  if (batch.status === 'cancelled' || batch.status === 'cancelling') return { code: 'batch_cancelled', message: 'This request was cancelled before it ran.' };
+  return { code: 'batch_failed', message: 'This request was not executed.' };
+}
+
+/**
+ * One line per request: succeeded ones to the output file, the others to the error file, in input order.
+ * `results[i]` is the result of index `offset + i` (null = none yet).
+ */
+export function batchOutputLines(batch: BatchRecord, results: (ItemResult | null)[], customIds: string[], offset = 0): OutputLines {
+  const lines: OutputLines = { output: [], errors: [] };
+  results.forEach((result, i) => {
+    const index = offset + i;
+    const id = requestIdOf(batch.id, index);
+    const customId = result?.customId ?? customIds[i];
+    if (result?.status === 'succeeded' && result.output) {
+      lines.output.push(JSON.stringify({
+        id,
+        custom_id: customId,
+        response: { status_code: 200, request_id: id, body: completionBody(batch.endpoint, batch.model, id, result) },
+        error: null,
+      }));
+      return;
+    }
+    // While a batch runs, an item without a result is simply not done yet.
+    if (!result && !isFinalStatus(batch.status)) return;
+    const error = result?.error ?? missingError(batch);
+    lines.errors.push(JSON.stringify({ id, custom_id: customId, response: null, error: { code: error.code, message: error.message } }));
+  });
+  return lines;
+}

@@ -1,0 +1,5 @@
+export * from './results-store';
+export * from './redis-keys';
+export * from './redis-results-store';
+export * from './redis-connection';
+export * from './batch-output';

@@ -1,0 +1,92 @@
+// One Redis connection factory for both apps: plain, TLS (rediss://), ACL user/password in the URL, Sentinel or
+// Cluster. The apps read their environment in their own config module and pass the result here.
+import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
+import type { RedisClient } from './redis-results-store';
+
+export interface RedisHostPort {
+  host: string;
+  port: number;
+}
+
+export interface RedisConnectionConfig {
+  /** redis://[user:password@]host:port[/db] or rediss://... (TLS). With Sentinel or Cluster it still gives auth and TLS. */
+  url: string;
+  /** Sentinel mode: the sentinels and the monitored master's name. */
+  sentinels?: RedisHostPort[];
+  sentinelName?: string;
+  /** Cluster mode: seed nodes. Use a key prefix with a hash tag (e.g. `{falconq}`) so multi-key scripts work. */
+  clusterNodes?: RedisHostPort[];
+}
+
+/** "host:port,host:port" -> list; throws naming the bad entry. */
+export function parseHostPortList(value: string, what: string): RedisHostPort[] {
+  return value.split(',').map((entry) => entry.trim()).filter(Boolean).map((entry) => {
+    const match = /^([^:\s]+):(\d{1,5})$/.exec(entry);
+    if (!match) throw new Error(`${what}: "${entry}" is not host:port`);
+    return { host: match[1], port: Number(match[2]) };
+  });
+}
+
+/**
+ * ioredis options for a standalone or Sentinel connection (what BullMQ's `connection` takes too).
+ * `extra` is merged last (BullMQ workers need `maxRetriesPerRequest: null`).
+ */
+export function redisConnectionOptions(config: RedisConnectionConfig, extra: RedisOptions = {}): RedisOptions {
+  const url = new URL(config.url);
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new Error(`REDIS_URL must start with redis:// or rediss://, got ${url.protocol}//`);
+  }
+  const tls = url.protocol === 'rediss:' ? { servername: url.hostname } : undefined;
+  const auth: RedisOptions = {
+    username: url.username ? decodeURIComponent(url.username) : undefined,
+    password: url.password ? decodeURIComponent(url.password) : undefined,
+    db: url.pathname && url.pathname !== '/' ? Number(url.pathname.slice(1)) : undefined,
+  };
+  if (config.sentinels && config.sentinels.length > 0) {
+    if (!config.sentinelName) throw new Error('Sentinel mode needs the master name');
+    return {
+      ...auth,
+      sentinels: config.sentinels,
+      name: config.sentinelName,
+      sentinelUsername: auth.username,
+      sentinelPassword: auth.password,
+      tls,
+      enableTLSForSentinelMode: tls !== undefined,
+      ...extra,
+    };
+  }
+  return { ...auth, host: url.hostname, port: Number(url.port || 6379), tls, ...extra };
+}
+
+/** A connected client for the configuration: a Cluster when cluster nodes are given, else a Redis. */
+export function createRedisClient(config: RedisConnectionConfig, extra: RedisOptions = {}): RedisClient {
+  if (config.clusterNodes && config.clusterNodes.length > 0) {
+    const { host: _host, port: _port, db: _db, ...redisOptions } = redisConnectionOptions({ url: config.url }, extra);
+    return new Cluster(config.clusterNodes as ClusterNode[], { redisOptions });
+  }
+  return new Redis(redisConnectionOptions(config, extra));
+}
+
+export type MaxmemoryPolicyCheck =
+  | { ok: true; policy: string }
+  | { ok: false; policy: string; reason: string }
+  | { ok: 'unknown'; reason: string };
+
+/**
+ * Queue jobs and results must never be evicted: Redis must run with maxmemory-policy noeviction. CONFIG is often
+ * disabled on managed Redis; then the policy is unknown and the caller warns.
+ */
+export async function checkMaxmemoryPolicy(redis: RedisClient): Promise<MaxmemoryPolicyCheck> {
+  try {
+    const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
+    const policy = reply[1] ?? 'unknown';
+    if (policy === 'noeviction') return { ok: true, policy };
+    return {
+      ok: false,
+      policy,
+      reason: `Redis maxmemory-policy is "${policy}": under memory pressure Redis would silently delete queued jobs and results. Set it to noeviction (redis-cli CONFIG SET maxmemory-policy noeviction, or maxmemory-policy noeviction in redis.conf).`,
+    };
+  } catch (error) {
+    return { ok: 'unknown', reason: `could not read maxmemory-policy (${(error as Error).message}); make sure it is noeviction` };
+  }
+}

@@ -1,0 +1,32 @@
+// Every Redis key of the store in one place. The prefix may carry a Redis Cluster hash tag (`{falconq}`) so all keys
+// (and the Lua scripts that touch several of them) live in one slot.
+
+export class StoreKeys {
+  constructor(readonly prefix: string) {}
+
+  batch(id: string): string { return `${this.prefix}:batch:${id}`; }
+  results(id: string): string { return `${this.prefix}:batch:${id}:results`; }
+  items(id: string): string { return `${this.prefix}:batch:${id}:items`; }
+  customIds(id: string): string { return `${this.prefix}:batch:${id}:custom-ids`; }
+  history(id: string): string { return `${this.prefix}:batch:${id}:history`; }
+  eventsChannel(id: string): string { return `${this.prefix}:events:${id}`; }
+  streamChannel(requestId: string): string { return `${this.prefix}:stream:${requestId}`; }
+  /** Prefix of the per-owner set of active batch ids (the Lua scripts append the owner). */
+  activePrefix(): string { return `${this.prefix}:active:`; }
+  active(owner: string): string { return `${this.activePrefix()}${owner}`; }
+  allBatches(): string { return `${this.prefix}:batches`; }
+  ownerBatches(owner: string): string { return `${this.prefix}:batches:owner:${owner}`; }
+  deadlines(): string { return `${this.prefix}:deadlines`; }
+  file(id: string): string { return `${this.prefix}:file:${id}`; }
+  allFiles(): string { return `${this.prefix}:files`; }
+  ownerFiles(owner: string): string { return `${this.prefix}:files:owner:${owner}`; }
+  idempotency(owner: string, keyHash: string): string { return `${this.prefix}:idempotency:${owner}:${keyHash}`; }
+  workers(): string { return `${this.prefix}:workers`; }
+  stats(): string { return `${this.prefix}:stats`; }
+  rateLimit(subject: string, window: number): string { return `${this.prefix}:rate:${subject}:${window}`; }
+
+  /** The per-batch keys that share its retention TTL. */
+  batchKeys(id: string): string[] {
+    return [this.batch(id), this.results(id), this.items(id), this.customIds(id), this.history(id)];
+  }
+}

@@ -1,0 +1,157 @@
+// Lua scripts: each state change of a batch is one atomic step, so several api replicas and workers can race safely.
+// Events are built with cjson and published from inside the script, in the same step as the change they describe.
+
+/** Shared helpers, prepended to the scripts that publish events. KEYS[1] is always the batch hash. */
+const EVENT_HELPERS = `
+local function counts_of(b)
+  return { total = tonumber(b[1]) or 0, completed = tonumber(b[2]) or 0, failed = tonumber(b[3]) or 0 }
+end
+local function read_counts()
+  return counts_of(redis.call('HMGET', KEYS[1], 'total', 'completed', 'failed'))
+end
+local function emit(history_key, channel, history_max, event)
+  local json = cjson.encode(event)
+  redis.call('RPUSH', history_key, json)
+  redis.call('LTRIM', history_key, -history_max, -1)
+  redis.call('PUBLISH', channel, json)
+end
+local function set_retention(keys, seconds)
+  if seconds > 0 then
+    for _, k in ipairs(keys) do redis.call('EXPIRE', k, seconds) end
+  end
+end
+`;
+
+/**
+ * recordResult.
+ * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines, 7 stats
+ * ARGV: 1 index, 2 result json, 3 item status, 4 now ms, 5 completion tokens, 6 custom id, 7 events channel,
+ *       8 active-set prefix, 9 retention s, 10 progress interval ms, 11 history max
+ */
+export const RECORD_RESULT = `${EVENT_HELPERS}
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 'duplicate' end
+local now = tonumber(ARGV[4])
+local history_max = tonumber(ARGV[11])
+if ARGV[3] == 'succeeded' then
+  redis.call('HINCRBY', KEYS[1], 'completed', 1)
+  redis.call('HINCRBY', KEYS[7], 'items_succeeded', 1)
+else
+  redis.call('HINCRBY', KEYS[1], 'failed', 1)
+  redis.call('HINCRBY', KEYS[7], 'items_failed', 1)
+end
+local tokens = tonumber(ARGV[5])
+if tokens > 0 then
+  redis.call('HINCRBY', KEYS[1], 'completion_tokens', tokens)
+  redis.call('HINCRBY', KEYS[7], 'completion_tokens', tokens)
+end
+local b = redis.call('HMGET', KEYS[1], 'total', 'completed', 'failed', 'status', 'in_progress_at', 'completion_tokens',
+  'progress_at', 'owner', 'id')
+local counts = counts_of(b)
+local status = b[4]
+local batch_id = b[9]
+emit(KEYS[3], ARGV[7], history_max,
+  { type = 'item', batchId = batch_id, index = tonumber(ARGV[1]), customId = ARGV[6], status = ARGV[3], at = now })
+local done = counts.completed + counts.failed
+if done >= counts.total then
+  local final = nil
+  if status == 'in_progress' or status == 'finalizing' or status == 'validating' then final = 'completed' end
+  if status == 'cancelling' then final = 'cancelled' end
+  if final then
+    redis.call('HSET', KEYS[1], 'status', final)
+    if final == 'completed' then
+      redis.call('HSET', KEYS[1], 'finalizing_at', now, 'completed_at', now)
+    else
+      redis.call('HSET', KEYS[1], 'cancelled_at', now)
+    end
+    redis.call('SREM', ARGV[8] .. b[8], batch_id)
+    redis.call('ZREM', KEYS[6], batch_id)
+    emit(KEYS[3], ARGV[7], history_max, { type = 'status', batchId = batch_id, status = final, counts = counts, at = now })
+    set_retention({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5] }, tonumber(ARGV[9]))
+  end
+  return 'recorded'
+end
+local last = tonumber(b[7]) or 0
+if now - last >= tonumber(ARGV[10]) then
+  redis.call('HSET', KEYS[1], 'progress_at', now)
+  local started = tonumber(b[5]) or now
+  local elapsed = math.max(now - started, 1) / 1000
+  local ips = done / elapsed
+  local tps = (tonumber(b[6]) or 0) / elapsed
+  local eta = cjson.null
+  if ips > 0 then eta = (counts.total - done) / ips end
+  emit(KEYS[3], ARGV[7], history_max, { type = 'progress', batchId = batch_id, counts = counts, itemsPerSecond = ips,
+    tokensPerSecond = tps, etaSeconds = eta, at = now })
+end
+return 'recorded'
+`;
+
+/**
+ * Status change of a batch (cancel, expire, fail, start).
+ * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines
+ * ARGV: 1 new status, 2 allowed current statuses (comma separated), 3 now ms, 4 timestamp field, 5 events channel,
+ *       6 active-set prefix, 7 retention s (applied when the new status is final; 0 = keep), 8 history max,
+ *       9 errors json ('' = none)
+ * Returns { 1, new status } when changed, { 0, current status } when not allowed, false when the batch is missing.
+ */
+export const CHANGE_STATUS = `${EVENT_HELPERS}
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return false end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then allowed = true end end
+if not allowed then return { 0, current } end
+local now = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[4], now)
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'errors', ARGV[9]) end
+local final = ARGV[1] == 'completed' or ARGV[1] == 'failed' or ARGV[1] == 'expired' or ARGV[1] == 'cancelled'
+if final then
+  local b = redis.call('HMGET', KEYS[1], 'owner', 'id')
+  redis.call('SREM', ARGV[6] .. b[1], b[2])
+  redis.call('ZREM', KEYS[6], b[2])
+  set_retention({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5] }, tonumber(ARGV[7]))
+end
+local id = redis.call('HGET', KEYS[1], 'id')
+emit(KEYS[3], ARGV[5], tonumber(ARGV[8]), { type = 'status', batchId = id, status = ARGV[1], counts = read_counts(), at = now })
+return { 1, ARGV[1] }
+`;
+
+/**
+ * Reopen the failed items of a finished or running batch for a retry.
+ * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines
+ * ARGV: 1 now ms, 2 events channel, 3 active-set prefix, 4 history max
+ * Returns the reopened indices.
+ */
+export const REOPEN_FAILED = `${EVENT_HELPERS}
+local b = redis.call('HMGET', KEYS[1], 'status', 'owner', 'id', 'window_ms')
+local status = b[1]
+if not status then return {} end
+if status ~= 'completed' and status ~= 'in_progress' and status ~= 'finalizing' then return {} end
+local all = redis.call('HGETALL', KEYS[2])
+local reopened = {}
+for i = 1, #all, 2 do
+  local r = cjson.decode(all[i + 1])
+  if r.status == 'failed' then
+    redis.call('HDEL', KEYS[2], all[i])
+    table.insert(reopened, tonumber(all[i]))
+  end
+end
+if #reopened == 0 then return {} end
+local now = tonumber(ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'failed', -#reopened)
+redis.call('HSET', KEYS[1], 'status', 'in_progress', 'expires_at', now + (tonumber(b[4]) or 86400000))
+redis.call('HDEL', KEYS[1], 'finalizing_at', 'completed_at')
+for _, k in ipairs({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5] }) do redis.call('PERSIST', k) end
+redis.call('SADD', ARGV[3] .. b[2], b[3])
+redis.call('ZADD', KEYS[6], now + (tonumber(b[4]) or 86400000), b[3])
+emit(KEYS[3], ARGV[2], tonumber(ARGV[4]), { type = 'status', batchId = b[3], status = 'in_progress', counts = read_counts(), at = now })
+return reopened
+`;
+
+/**
+ * Fixed-window rate limit. KEYS: 1 counter. ARGV: 1 window ms. Returns { count, ttl ms }.
+ */
+export const RATE_LIMIT = `
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return { count, redis.call('PTTL', KEYS[1]) }
+`;
