@@ -1,1 +1,12 @@
 export * from './manifest';
+export * from './errors';
+export * from './config';
+export * from './safetensors';
+export * from './checkpoint';
+export * from './quantize';
+export * from './graph';
+export * from './convert';
+export * from './tiny';
+export * from './prng';
+export { MANIFEST_FILE } from './output-dir';
+export { FALCON_SPECIAL_TOKENS, FALCON_EOS_ID } from './tokenizer/falcon-tokenizer-json';

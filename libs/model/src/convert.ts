@@ -1,0 +1,215 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { setImmediate as breathe } from 'node:timers/promises';
+import { Checkpoint } from './checkpoint';
+import { type FalconConfig, readFalconConfig } from './config';
+import { ModelInputError } from './errors';
+import { ExternalDataWriter } from './external-data';
+import { buildFalconGraph, type FalconGraph, hfTensor, type WeightJob } from './graph';
+import type { ExecutionProviderName, ModelManifest, ModelTarget, WeightDType } from './manifest';
+import { CheckpointMaterializer, jobBytes, materializeJob, type WeightMaterializer } from './materialize';
+import { encodeModel, type InitializerSpec } from './onnx/model';
+import { buildDirectoryAtomically, directorySize, MANIFEST_FILE } from './output-dir';
+import { assertBlockSize } from './quantize';
+
+export const CONVERTER_NAME = 'falconq-model-converter 0.1.0';
+export const MODEL_FILE = 'model.onnx';
+export const WEIGHTS_FILE = 'model.onnx.data';
+export const TOKENIZER_FILE = 'tokenizer.json';
+export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
+export const ACCURACY_LEVEL = 4;
+
+export type ProgressCallback = (stage: string, done: number, total: number) => void;
+
+export interface BuildOptions {
+  weights?: WeightDType;
+  target?: ModelTarget;
+  blockSize?: number;
+  /** Replace an existing model directory. */
+  force?: boolean;
+  onProgress?: ProgressCallback;
+}
+
+export interface ConvertOptions extends BuildOptions {
+  out: string;
+  /** Recorded in the manifest; defaults to the local directory. */
+  source?: ModelManifest['source'];
+}
+
+export interface ConvertResult {
+  dir: string;
+  manifest: ModelManifest;
+  seconds: number;
+}
+
+interface ResolvedBuild {
+  weights: WeightDType;
+  target: ModelTarget;
+  blockSize: number;
+}
+
+export function resolveBuildOptions(options: BuildOptions, hiddenSize?: number): ResolvedBuild {
+  const weights = options.weights ?? 'int4';
+  const target = options.target ?? 'cpu';
+  const blockSize = options.blockSize ?? 32;
+  if (!['int4', 'fp16', 'fp32'].includes(weights)) throw new ModelInputError(`--weights ${weights}: expected int4, fp16 or fp32`);
+  if (!['cpu', 'gpu'].includes(target)) throw new ModelInputError(`--target ${target}: expected cpu or gpu`);
+  try {
+    assertBlockSize(blockSize);
+  } catch (error) {
+    throw new ModelInputError(`--block-size: ${(error as Error).message}`);
+  }
+  if (weights === 'int4' && hiddenSize !== undefined && hiddenSize % blockSize !== 0) {
+    throw new ModelInputError(`--block-size ${blockSize} must divide hidden_size ${hiddenSize} (int4 embedding rows)`);
+  }
+  return { weights, target, blockSize };
+}
+
+/** Converts a local Hugging Face Falcon checkpoint directory into a falconq model directory. */
+export async function convertCheckpoint(sourceDir: string, options: ConvertOptions): Promise<ConvertResult> {
+  const started = Date.now();
+  const config = readFalconConfig(sourceDir);
+  const build = resolveBuildOptions(options, config.shape.hiddenSize);
+  const tokenizerPath = path.join(sourceDir, TOKENIZER_FILE);
+  if (!fs.existsSync(tokenizerPath)) throw new ModelInputError(`${tokenizerPath}: missing (the model directory needs the tokenizer)`);
+  const checkpoint = Checkpoint.open(sourceDir);
+  try {
+    const tiedEmbedding = !checkpoint.has(hfTensor.lmHead);
+    const graph = buildFalconGraph({
+      shape: config.shape,
+      weights: build.weights,
+      activations: build.target === 'gpu' ? 'fp16' : 'fp32',
+      blockSize: build.blockSize,
+      accuracyLevel: ACCURACY_LEVEL,
+      tiedEmbedding,
+    });
+    preflight(graph.jobs, checkpoint);
+    const materializer = new CheckpointMaterializer((name, shape, start, count) => checkpoint.readRows(name, shape, start, count));
+    const manifest = await writeModelDirectory({
+      out: options.out,
+      force: options.force ?? false,
+      config,
+      graph,
+      build,
+      materializer,
+      copyTokenizer: (dir) => copyTokenizerFiles(sourceDir, dir),
+      source: options.source ?? { kind: 'local', id: path.resolve(sourceDir) },
+      onProgress: options.onProgress,
+    });
+    return { dir: path.resolve(options.out), manifest, seconds: (Date.now() - started) / 1000 };
+  } finally {
+    checkpoint.close();
+  }
+}
+
+/** Every tensor exists with the right shape before anything is written. */
+function preflight(jobs: WeightJob[], checkpoint: Checkpoint): void {
+  for (const job of jobs) {
+    if (job.kind === 'rotary') continue;
+    const expected = job.kind === 'vector' ? [job.length] : [job.rows, job.k];
+    const { file, tensor } = checkpoint.info(job.source);
+    if (tensor.shape.length !== expected.length || tensor.shape.some((d, i) => d !== expected[i])) {
+      throw new ModelInputError(`${file}: tensor ${job.source} has shape [${tensor.shape}], expected [${expected}]`);
+    }
+  }
+}
+
+function copyTokenizerFiles(sourceDir: string, dir: string): void {
+  fs.copyFileSync(path.join(sourceDir, TOKENIZER_FILE), path.join(dir, TOKENIZER_FILE));
+  const configPath = path.join(sourceDir, TOKENIZER_CONFIG_FILE);
+  if (fs.existsSync(configPath)) fs.copyFileSync(configPath, path.join(dir, TOKENIZER_CONFIG_FILE));
+  else fs.writeFileSync(path.join(dir, TOKENIZER_CONFIG_FILE), '{}\n');
+}
+
+export interface WriteModelDirectoryOptions {
+  out: string;
+  force: boolean;
+  config: FalconConfig;
+  graph: FalconGraph;
+  build: ResolvedBuild;
+  materializer: WeightMaterializer;
+  copyTokenizer: (dir: string) => void;
+  source: ModelManifest['source'];
+  onProgress?: ProgressCallback;
+}
+
+/** Streams the weights, writes model.onnx, the tokenizer files and falconq.json, atomically. */
+export async function writeModelDirectory(options: WriteModelDirectoryOptions): Promise<ModelManifest> {
+  const { graph, build, config } = options;
+  const activations = build.target === 'gpu' ? 'fp16' : 'fp32';
+  const progress = options.onProgress ?? (() => undefined);
+  return buildDirectoryAtomically(options.out, options.force, async (dir) => {
+    const writer = new ExternalDataWriter(path.join(dir, WEIGHTS_FILE), WEIGHTS_FILE);
+    const initializers: InitializerSpec[] = [...graph.inlineInitializers];
+    const totalBytes = graph.jobs.reduce((sum, job) => sum + jobBytes(job, activations, build.blockSize), 0);
+    let payloadBytes = 0;
+    try {
+      for (const job of graph.jobs) {
+        const before = payloadBytes;
+        const jobTotal = jobBytes(job, activations, build.blockSize);
+        const writtenAtStart = writer.size;
+        initializers.push(...(await materializeJob(job, options.materializer, writer, {
+          activations,
+          blockSize: build.blockSize,
+          onChunk: (size) => progress('weights', Math.min(before + jobTotal, before + Math.max(0, size - writtenAtStart)), totalBytes),
+          yieldEvery: () => breathe(),
+        })));
+        payloadBytes = before + jobTotal;
+        progress('weights', payloadBytes, totalBytes);
+      }
+    } finally {
+      writer.close();
+    }
+    progress('graph', 0, 1);
+    const modelBytes = encodeModel({
+      graphName: 'falcon',
+      producerName: 'falconq',
+      producerVersion: CONVERTER_NAME,
+      irVersion: 10,
+      opsets: [{ domain: '', version: 21 }, { domain: 'com.microsoft', version: 1 }],
+      nodes: graph.nodes,
+      initializers,
+      inputs: graph.inputs,
+      outputs: graph.outputs,
+    });
+    fs.writeFileSync(path.join(dir, MODEL_FILE), modelBytes);
+    options.copyTokenizer(dir);
+    progress('graph', 1, 1);
+    const executionProviders: ExecutionProviderName[] = build.target === 'gpu' ? ['webgpu', 'cuda'] : ['cpu'];
+    const manifest: ModelManifest = {
+      format: 'falconq-model',
+      formatVersion: 1,
+      architecture: 'falcon',
+      shape: config.shape,
+      weights: build.weights === 'int4'
+        ? { dtype: 'int4', quantization: { method: 'rtn-symmetric', bits: 4, blockSize: build.blockSize, accuracyLevel: ACCURACY_LEVEL } }
+        : { dtype: build.weights },
+      activations,
+      kvDType: activations,
+      target: build.target,
+      executionProviders,
+      io: graph.io,
+      tokens: { eos: config.eosTokenId, bos: config.bosTokenId, pad: config.eosTokenId },
+      files: { model: MODEL_FILE, weights: WEIGHTS_FILE, tokenizer: TOKENIZER_FILE, tokenizerConfig: TOKENIZER_CONFIG_FILE },
+      source: options.source,
+      sizeBytes: directorySize(dir),
+      createdAt: new Date().toISOString(),
+      converter: CONVERTER_NAME,
+    };
+    fs.writeFileSync(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
+    return manifest;
+  });
+}
+
+export function readManifest(dir: string): ModelManifest {
+  const file = path.join(dir, MANIFEST_FILE);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw new ModelInputError(`${file}: missing; ${dir} is not a converted falconq model directory`);
+  }
+  const manifest = JSON.parse(text) as ModelManifest;
+  if (manifest.format !== 'falconq-model') throw new ModelInputError(`${file}: format is ${String(manifest.format)}, expected falconq-model`);
+  return manifest;
+}

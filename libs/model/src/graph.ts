@@ -1,0 +1,224 @@
+// The Falcon decoder graph (docs/falcon-onnx.md §6): GroupQueryAttention with packed QKV and fused RoPE,
+// LayerNormalization/SkipLayerNormalization, exact Gelu, MatMulNBits (int4) or MatMul (fp), in-graph gather of each
+// row's last real token (§6.4, right padding) and a TopK over its logits.
+import type { ActivationDType, FalconShape, ModelIoNames, WeightDType } from './manifest';
+import { float, int, type InitializerSpec, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
+
+export const DEFAULT_TOP_K = 64;
+
+export const DEFAULT_IO_NAMES: ModelIoNames = {
+  inputIds: 'input_ids',
+  attentionMask: 'attention_mask',
+  pastKey: 'past_key_values.%d.key',
+  pastValue: 'past_key_values.%d.value',
+  presentKey: 'present.%d.key',
+  presentValue: 'present.%d.value',
+  logits: 'logits',
+  topLogits: 'top_logits',
+  topIds: 'top_ids',
+  topK: DEFAULT_TOP_K,
+};
+
+export const layerName = (pattern: string, layer: number): string => pattern.replace('%d', String(layer));
+
+/** Checkpoint tensor names (the same in the `falcon` and the RW checkpoints). */
+export const hfTensor = {
+  embedding: 'transformer.word_embeddings.weight',
+  inputNormWeight: (i: number) => `transformer.h.${i}.input_layernorm.weight`,
+  inputNormBias: (i: number) => `transformer.h.${i}.input_layernorm.bias`,
+  qkv: (i: number) => `transformer.h.${i}.self_attention.query_key_value.weight`,
+  dense: (i: number) => `transformer.h.${i}.self_attention.dense.weight`,
+  up: (i: number) => `transformer.h.${i}.mlp.dense_h_to_4h.weight`,
+  down: (i: number) => `transformer.h.${i}.mlp.dense_4h_to_h.weight`,
+  finalNormWeight: 'transformer.ln_f.weight',
+  finalNormBias: 'transformer.ln_f.bias',
+  lmHead: 'lm_head.weight',
+};
+
+/** A weight the converter must materialize into the external data file, in this order. */
+export type WeightJob =
+  | { kind: 'vector'; name: string; source: string; length: number }
+  /** [rows, k] checkpoint weight -> uint8 [rows, kBlocks, blockSize/2] + scales [rows, kBlocks] */
+  | { kind: 'int4-linear'; weightName: string; scalesName: string; source: string; rows: number; k: number }
+  /** [rows, k] checkpoint weight -> [k, rows] (transposed, for MatMul) */
+  | { kind: 'float-linear'; name: string; source: string; rows: number; k: number }
+  /** [rows, k] checkpoint weight as is (Gather embedding) */
+  | { kind: 'float-rows'; name: string; source: string; rows: number; k: number }
+  | { kind: 'rotary'; cosName: string; sinName: string; contextLength: number; halfDim: number; theta: number };
+
+export interface GraphOptions {
+  shape: FalconShape;
+  weights: WeightDType;
+  activations: ActivationDType;
+  blockSize: number;
+  accuracyLevel: number;
+  /** lm_head is the embedding (absent from the checkpoint or tie_word_embeddings): int4 shares one tensor. */
+  tiedEmbedding: boolean;
+  io?: ModelIoNames;
+}
+
+export interface FalconGraph {
+  nodes: NodeSpec[];
+  inputs: ValueInfoSpec[];
+  outputs: ValueInfoSpec[];
+  inlineInitializers: InitializerSpec[];
+  jobs: WeightJob[];
+  io: ModelIoNames;
+}
+
+function int64Tensor(name: string, values: number[], dims: number[]): InitializerSpec {
+  const raw = Buffer.alloc(values.length * 8);
+  values.forEach((v, i) => raw.writeBigInt64LE(BigInt(v), i * 8));
+  return { name, dataType: TensorDataType.INT64, dims, raw };
+}
+
+export function buildFalconGraph(options: GraphOptions): FalconGraph {
+  const { shape, blockSize, accuracyLevel } = options;
+  const io = options.io ?? { ...DEFAULT_IO_NAMES, topK: Math.min(DEFAULT_TOP_K, shape.vocabSize) };
+  const T = options.activations === 'fp16' ? TensorDataType.FLOAT16 : TensorDataType.FLOAT;
+  const H = shape.hiddenSize;
+  const nodes: NodeSpec[] = [];
+  const jobs: WeightJob[] = [];
+  const node = (name: string, opType: string, inputs: string[], outputs: string[], attributes?: NodeSpec['attributes'], domain?: string) =>
+    nodes.push({ name, opType, inputs, outputs, attributes, domain });
+  const ms = 'com.microsoft';
+
+  const inlineInitializers: InitializerSpec[] = [
+    int64Tensor('const.axes_1', [1], [1]),
+    int64Tensor('const.one', [1], []),
+    int64Tensor('const.zero', [0], []),
+    int64Tensor('const.index_1', [1], []),
+    int64Tensor('const.top_k', [io.topK], [1]),
+  ];
+
+  /** y = x @ W^T for checkpoint weight `source` [rows, k]. */
+  const linear = (nodeName: string, source: string, input: string, output: string, rows: number, k: number) => {
+    const base = nodeName.slice(1).replaceAll('/', '.');
+    if (options.weights === 'int4') {
+      const weightName = `${base}.weight_q4`;
+      const scalesName = `${base}.scales`;
+      jobs.push({ kind: 'int4-linear', weightName, scalesName, source, rows, k });
+      node(nodeName, 'MatMulNBits', [input, weightName, scalesName], [output], {
+        K: int(k), N: int(rows), bits: int(4), block_size: int(blockSize), accuracy_level: int(accuracyLevel),
+      }, ms);
+    } else {
+      const name = `${base}.weight_t`;
+      jobs.push({ kind: 'float-linear', name, source, rows, k });
+      node(nodeName, 'MatMul', [input, name], [output]);
+    }
+  };
+  const vector = (name: string, source: string, length: number) => {
+    jobs.push({ kind: 'vector', name, source, length });
+    return name;
+  };
+
+  // Attention-mask bookkeeping for GQA: seqlens_k = sum(mask) - 1 (int32), total_sequence_length = mask width.
+  node('/mask/row_lengths', 'ReduceSum', [io.attentionMask, 'const.axes_1'], ['mask.row_lengths'], { keepdims: int(0) });
+  node('/mask/seqlens_k_i64', 'Sub', ['mask.row_lengths', 'const.one'], ['mask.seqlens_k_i64']);
+  node('/mask/seqlens_k', 'Cast', ['mask.seqlens_k_i64'], ['mask.seqlens_k'], { to: int(TensorDataType.INT32) });
+  node('/mask/shape', 'Shape', [io.attentionMask], ['mask.shape']);
+  node('/mask/total_length_i64', 'Gather', ['mask.shape', 'const.index_1'], ['mask.total_length_i64'], { axis: int(0) });
+  node('/mask/total_length', 'Cast', ['mask.total_length_i64'], ['mask.total_length'], { to: int(TensorDataType.INT32) });
+
+  jobs.push({ kind: 'rotary', cosName: 'cos_cache', sinName: 'sin_cache', contextLength: shape.contextLength, halfDim: shape.headDim / 2, theta: shape.ropeTheta });
+
+  // lm_head first when it doubles as the int4 embedding (GatherBlockQuantized reads its packed weights).
+  const lmHeadSource = options.tiedEmbedding ? hfTensor.embedding : hfTensor.lmHead;
+  if (options.weights === 'int4') {
+    const embedBase = options.tiedEmbedding ? 'lm_head' : 'embed';
+    if (!options.tiedEmbedding) {
+      jobs.push({ kind: 'int4-linear', weightName: 'embed.weight_q4', scalesName: 'embed.scales', source: hfTensor.embedding, rows: shape.vocabSize, k: H });
+    } else {
+      jobs.push({ kind: 'int4-linear', weightName: 'lm_head.weight_q4', scalesName: 'lm_head.scales', source: lmHeadSource, rows: shape.vocabSize, k: H });
+    }
+    inlineInitializers.push(int64Tensor('const.embed_packed_shape', [shape.vocabSize, (Math.ceil(H / blockSize) * blockSize) / 2], [2]));
+    node('/embed/packed', 'Reshape', [`${embedBase}.weight_q4`, 'const.embed_packed_shape'], ['embed.packed']);
+    node('/embed', 'GatherBlockQuantized', ['embed.packed', io.inputIds, `${embedBase}.scales`], ['embed.out'], {
+      bits: int(4), block_size: int(blockSize), gather_axis: int(0), quantize_axis: int(1),
+    }, ms);
+  } else {
+    jobs.push({ kind: 'float-rows', name: 'embed.weight', source: hfTensor.embedding, rows: shape.vocabSize, k: H });
+    node('/embed', 'Gather', ['embed.weight', io.inputIds], ['embed.out'], { axis: int(0) });
+  }
+
+  let sum = '';
+  let residual = 'embed.out';
+  for (let layer = 0; layer < shape.numLayers; layer++) {
+    const p = `/layers.${layer}`;
+    const x = `layers.${layer}.norm.out`;
+    const gamma = vector(`layers.${layer}.input_layernorm.weight`, hfTensor.inputNormWeight(layer), H);
+    const beta = vector(`layers.${layer}.input_layernorm.bias`, hfTensor.inputNormBias(layer), H);
+    if (layer === 0) {
+      node(`${p}/input_layernorm`, 'LayerNormalization', [residual, gamma, beta], [x], { axis: int(-1), epsilon: float(shape.layerNormEpsilon), stash_type: int(1) });
+    } else {
+      const nextResidual = `layers.${layer}.residual`;
+      node(`${p}/input_layernorm`, 'SkipLayerNormalization', [sum, residual, gamma, beta], [x, '', '', nextResidual], { epsilon: float(shape.layerNormEpsilon) }, ms);
+      residual = nextResidual;
+    }
+    const qkvRows = (shape.numHeads + 2 * shape.numKvHeads) * shape.headDim;
+    linear(`${p}/attn/qkv`, hfTensor.qkv(layer), x, `layers.${layer}.attn.qkv.out`, qkvRows, H);
+    node(`${p}/attn/gqa`, 'GroupQueryAttention', [
+      `layers.${layer}.attn.qkv.out`, '', '',
+      layerName(io.pastKey, layer), layerName(io.pastValue, layer),
+      'mask.seqlens_k', 'mask.total_length', 'cos_cache', 'sin_cache',
+    ], [`layers.${layer}.attn.gqa.out`, layerName(io.presentKey, layer), layerName(io.presentValue, layer)], {
+      num_heads: int(shape.numHeads), kv_num_heads: int(shape.numKvHeads), do_rotary: int(1), rotary_interleaved: int(0),
+      scale: float(1 / Math.sqrt(shape.headDim)), local_window_size: int(-1),
+    }, ms);
+    linear(`${p}/attn/dense`, hfTensor.dense(layer), `layers.${layer}.attn.gqa.out`, `layers.${layer}.attn.out`, H, H);
+    linear(`${p}/mlp/up`, hfTensor.up(layer), x, `layers.${layer}.mlp.up.out`, shape.ffnHiddenSize, H);
+    node(`${p}/mlp/gelu`, 'Gelu', [`layers.${layer}.mlp.up.out`], [`layers.${layer}.mlp.gelu.out`], { approximate: { string: 'none' } });
+    linear(`${p}/mlp/down`, hfTensor.down(layer), `layers.${layer}.mlp.gelu.out`, `layers.${layer}.mlp.out`, H, shape.ffnHiddenSize);
+    sum = `layers.${layer}.sum`;
+    node(`${p}/add`, 'Add', [`layers.${layer}.attn.out`, `layers.${layer}.mlp.out`], [sum]);
+  }
+  const gamma = vector('final_layernorm.weight', hfTensor.finalNormWeight, H);
+  const beta = vector('final_layernorm.bias', hfTensor.finalNormBias, H);
+  node('/final_layernorm', 'SkipLayerNormalization', [sum, residual, gamma, beta], ['final.hidden'], { epsilon: float(shape.layerNormEpsilon) }, ms);
+
+  // Row b's last real token sits at len_b - 1 in the prompt step (right padding) and at 0 in decode steps.
+  node('/last_token/row_lengths', 'ReduceSum', [io.attentionMask, 'const.axes_1'], ['last.row_lengths'], { keepdims: int(1) });
+  node('/last_token/ids_shape', 'Shape', [io.inputIds], ['last.ids_shape']);
+  node('/last_token/new_length', 'Gather', ['last.ids_shape', 'const.index_1'], ['last.new_length'], { axis: int(0) });
+  node('/last_token/past_length', 'Sub', ['mask.total_length_i64', 'last.new_length'], ['last.past_length']);
+  node('/last_token/length_in_step', 'Sub', ['last.row_lengths', 'last.past_length'], ['last.length_in_step']);
+  node('/last_token/raw_index', 'Sub', ['last.length_in_step', 'const.one'], ['last.raw_index']);
+  node('/last_token/max_index', 'Sub', ['last.new_length', 'const.one'], ['last.max_index']);
+  node('/last_token/index', 'Clip', ['last.raw_index', 'const.zero', 'last.max_index'], ['last.index']);
+  node('/last_token/gather', 'GatherND', ['final.hidden', 'last.index'], ['last.hidden_2d'], { batch_dims: int(1) });
+  node('/last_token/unsqueeze', 'Unsqueeze', ['last.hidden_2d', 'const.axes_1'], ['last.hidden']);
+
+  const logitsT = options.activations === 'fp16' ? 'lm_head.out' : io.logits;
+  if (options.weights === 'int4' && !options.tiedEmbedding) {
+    linear('/lm_head', hfTensor.lmHead, 'last.hidden', logitsT, shape.vocabSize, H);
+  } else if (options.weights === 'int4') {
+    node('/lm_head', 'MatMulNBits', ['last.hidden', 'lm_head.weight_q4', 'lm_head.scales'], [logitsT], {
+      K: int(H), N: int(shape.vocabSize), bits: int(4), block_size: int(blockSize), accuracy_level: int(accuracyLevel),
+    }, ms);
+  } else {
+    linear('/lm_head', lmHeadSource, 'last.hidden', logitsT, shape.vocabSize, H);
+  }
+  if (options.activations === 'fp16') node('/lm_head/cast', 'Cast', [logitsT], [io.logits], { to: int(TensorDataType.FLOAT) });
+  node('/top_k', 'TopK', [io.logits, 'const.top_k'], ['top.values', 'top.indices'], { axis: int(-1), largest: int(1), sorted: int(1) });
+  node('/top_k/values', 'Squeeze', ['top.values', 'const.axes_1'], [io.topLogits]);
+  node('/top_k/indices', 'Squeeze', ['top.indices', 'const.axes_1'], [io.topIds]);
+
+  const kvDims = ['batch_size', shape.numKvHeads, 'past_sequence_length', shape.headDim];
+  const presentDims = ['batch_size', shape.numKvHeads, 'total_sequence_length', shape.headDim];
+  const inputs: ValueInfoSpec[] = [
+    { name: io.inputIds, elemType: TensorDataType.INT64, dims: ['batch_size', 'sequence_length'] },
+    { name: io.attentionMask, elemType: TensorDataType.INT64, dims: ['batch_size', 'total_sequence_length'] },
+  ];
+  const outputs: ValueInfoSpec[] = [
+    { name: io.logits, elemType: TensorDataType.FLOAT, dims: ['batch_size', 1, shape.vocabSize] },
+    { name: io.topLogits, elemType: TensorDataType.FLOAT, dims: ['batch_size', io.topK] },
+    { name: io.topIds, elemType: TensorDataType.INT64, dims: ['batch_size', io.topK] },
+  ];
+  for (let layer = 0; layer < shape.numLayers; layer++) {
+    inputs.push({ name: layerName(io.pastKey, layer), elemType: T, dims: kvDims });
+    inputs.push({ name: layerName(io.pastValue, layer), elemType: T, dims: kvDims });
+    outputs.push({ name: layerName(io.presentKey, layer), elemType: T, dims: presentDims });
+    outputs.push({ name: layerName(io.presentValue, layer), elemType: T, dims: presentDims });
+  }
+  return { nodes, inputs, outputs, inlineInitializers, jobs, io };
+}

@@ -1,0 +1,39 @@
+// Builds the tiny random Falcon once per jest worker process per option set and returns its directory.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createTinyModel, type ModelTarget } from '@app/model';
+
+export interface TinyModelDirOptions {
+  weights?: 'int4' | 'fp32';
+  target?: ModelTarget;
+  seed?: number;
+}
+
+const builds = new Map<string, Promise<string>>();
+let root: string | undefined;
+
+function tempRoot(): string {
+  if (!root) {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-tiny-'));
+    const created = root;
+    process.once('exit', () => fs.rmSync(created, { recursive: true, force: true }));
+  }
+  return root;
+}
+
+/** Directory of a converted tiny model (model.onnx, model.onnx.data, falconq.json, tokenizer files). */
+export function tinyModelDir(options: TinyModelDirOptions = {}): Promise<string> {
+  const weights = options.weights ?? 'int4';
+  const target = options.target ?? 'cpu';
+  const seed = options.seed ?? 0;
+  const key = `${weights}-${target}-seed${seed}`;
+  let build = builds.get(key);
+  if (!build) {
+    const out = path.join(tempRoot(), key);
+    build = createTinyModel({ out, weights, target, seed }).then(() => out);
+    builds.set(key, build);
+    build.catch(() => builds.delete(key));
+  }
+  return build;
+}
