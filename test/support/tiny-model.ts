@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createTinyModel, type ModelTarget } from '@app/model';
+import { createTinyModel, FalconReference, type ModelTarget, randomFalconTensors, referenceWeightsFromTensors, TINY_SHAPE } from '@app/model';
 
 export interface TinyModelDirOptions {
   weights?: 'int4' | 'fp32';
@@ -36,4 +36,23 @@ export function tinyModelDir(options: TinyModelDirOptions = {}): Promise<string>
     build.catch(() => builds.delete(key));
   }
   return build;
+}
+
+const references = new Map<string, FalconReference>();
+
+/**
+ * The float64 reference Falcon with the same weights as `tinyModelDir(options)` (dequantized int4 weights for an
+ * int4 model), for comparing logits or greedy tokens.
+ */
+export function tinyModelReference(options: TinyModelDirOptions = {}): FalconReference {
+  const weights = options.weights ?? 'int4';
+  const seed = options.seed ?? 0;
+  const key = `${weights}-seed${seed}`;
+  let reference = references.get(key);
+  if (!reference) {
+    const tensors = randomFalconTensors(TINY_SHAPE, seed);
+    reference = new FalconReference(referenceWeightsFromTensors(TINY_SHAPE, tensors, weights === 'int4' ? { int4BlockSize: 32 } : {}));
+    references.set(key, reference);
+  }
+  return reference;
 }

@@ -10,3 +10,4 @@ export * from './tiny';
 export * from './prng';
 export { MANIFEST_FILE } from './output-dir';
 export { FALCON_SPECIAL_TOKENS, FALCON_EOS_ID } from './tokenizer/falcon-tokenizer-json';
+export * from './reference';

@@ -1,0 +1,55 @@
+import { tinyModelDir, tinyModelReference } from '../support/tiny-model';
+import { OnnxFalcon, relativeError } from './onnx-runner';
+
+// int4 runs with accuracy_level 4 (activations quantized to int8 inside MatMulNBits): a few 1e-3 of error.
+const TOLERANCE = { fp32: 1e-5, int4: 3e-2 } as const;
+const PROMPTS = [
+  [40, 300, 77, 120, 5, 260, 301, 88, 11, 150],
+  [61, 62, 63],
+  [200, 201, 202, 203, 204, 205],
+];
+const DECODE_STEPS = 4;
+
+describe.each(['fp32', 'int4'] as const)('ONNX tiny Falcon vs the float64 reference (%s weights)', (weights) => {
+  let model: OnnxFalcon;
+  beforeAll(async () => {
+    model = await OnnxFalcon.load(await tinyModelDir({ weights }));
+  });
+  const reference = () => tinyModelReference({ weights });
+
+  it('matches for one prompt, including decode steps with the KV cache', async () => {
+    const prompt = PROMPTS[0];
+    const { prefillLogits, stepLogits, tokens } = await model.generate([prompt], DECODE_STEPS);
+    expect(relativeError(prefillLogits[0], reference().logits(prompt))).toBeLessThan(TOLERANCE[weights]);
+    for (let step = 0; step < DECODE_STEPS; step++) {
+      const sequence = [...prompt, ...tokens[0].slice(0, step + 1)];
+      expect(relativeError(stepLogits[step][0], reference().logits(sequence))).toBeLessThan(TOLERANCE[weights]);
+    }
+  });
+
+  it('matches for a right-padded batch of prompts of different lengths, prefill and decode', async () => {
+    const { prefillLogits, stepLogits, tokens } = await model.generate(PROMPTS, DECODE_STEPS);
+    PROMPTS.forEach((prompt, row) => {
+      expect(relativeError(prefillLogits[row], reference().logits(prompt))).toBeLessThan(TOLERANCE[weights]);
+      for (let step = 0; step < DECODE_STEPS; step++) {
+        const sequence = [...prompt, ...tokens[row].slice(0, step + 1)];
+        expect(relativeError(stepLogits[step][row], reference().logits(sequence))).toBeLessThan(TOLERANCE[weights]);
+      }
+    });
+  });
+
+  it('gives each row the same greedy tokens alone as in the batch', async () => {
+    const batched = await model.generate(PROMPTS, DECODE_STEPS);
+    for (const [row, prompt] of PROMPTS.entries()) {
+      const alone = await model.generate([prompt], DECODE_STEPS);
+      expect(batched.tokens[row]).toEqual(alone.tokens[0]);
+    }
+  });
+});
+
+test('the fp32 tiny model generates varied greedy text, like the reference', async () => {
+  const model = await OnnxFalcon.load(await tinyModelDir({ weights: 'fp32' }));
+  const { tokens } = await model.generate([PROMPTS[0]], 12);
+  expect(tokens[0]).toEqual(tinyModelReference({ weights: 'fp32' }).greedy(PROMPTS[0], 12));
+  expect(new Set(tokens[0]).size).toBeGreaterThan(2);
+});
