@@ -22,7 +22,11 @@ export class Tokenizer {
 
   private constructor(private readonly json: Json, private readonly config: Json) {
     this.hf = new HfTokenizer(json as never, config as never);
-    applyRustCompatibility((this.hf as unknown as { pre_tokenizer: unknown }).pre_tokenizer);
+    const patched = applyRustCompatibility((this.hf as unknown as { pre_tokenizer: unknown }).pre_tokenizer);
+    const expected = countPreTokenizers(json.pre_tokenizer, ['Digits', 'Punctuation']);
+    if (patched !== expected) {
+      throw new Error(`tokenizer: patched ${patched} of ${expected} Digits/Punctuation pre-tokenizers; @huggingface/tokenizers internals changed (pinned 0.2.0)`);
+    }
     const model = json.model as { vocab?: Record<string, number> };
     this.idToToken = [];
     for (const [token, id] of Object.entries(model.vocab ?? {})) this.idToToken[id] = token;
@@ -93,6 +97,13 @@ export class Tokenizer {
       eos_token: tokenContent(this.config.eos_token),
     });
   }
+}
+
+function countPreTokenizers(config: unknown, types: string[]): number {
+  if (!config || typeof config !== 'object') return 0;
+  const node = config as { type?: string; pretokenizers?: unknown[] };
+  const own = types.includes(node.type ?? '') ? 1 : 0;
+  return own + (node.pretokenizers ?? []).reduce<number>((sum, child) => sum + countPreTokenizers(child, types), 0);
 }
 
 function tokenContent(value: unknown): string | undefined {
