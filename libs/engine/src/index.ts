@@ -1,4 +1,8 @@
 // Public entry of libs/engine. Keep it light: onnxruntime-node is loaded only inside the engine's worker thread
-// (and the CLI's bench), so the api can import the tokenizer and parameter rules without loading ORT.
+// (or, in in-process mode, on start), so the api can import the tokenizer and parameter rules without loading ORT.
 export * from './api';
+export * from './errors';
+export * from './params';
+export { GenerationEngine, ENGINE_THREAD_FILE } from './engine';
+export { needsFullLogits } from './sampling/sampler';
 export * from './tokenizer';

@@ -40,12 +40,12 @@ export interface ForwardRunner {
   readonly contextLength: number;
 
   /** Starts each listed row from position 0 with its tokens, in one right-padded run. */
-  prefill(entries: RowTokens[], fullLogits: boolean): RowOutput[];
+  prefill(entries: RowTokens[], fullLogits: boolean): Promise<RowOutput[]>;
   /** host only: appends several tokens to one row that already holds some (a prompt chunk; B = 1). */
-  extend(entry: RowTokens, fullLogits: boolean): RowOutput;
+  extend(entry: RowTokens, fullLogits: boolean): Promise<RowOutput>;
   /** Appends one token to each listed row. device: a released row restarts at position 0. */
-  decode(entries: RowToken[], fullLogits: boolean): RowOutput[];
-  /** The row's sequence has ended; its KV may be dropped or its row reused. */
+  decode(entries: RowToken[], fullLogits: boolean): Promise<RowOutput[]>;
+  /** The row's sequence has ended; its KV may be dropped or its row reused. Never called while a run is in flight. */
   release(row: number): void;
   /** Frees native resources. */
   dispose(): void;

@@ -14,7 +14,7 @@ interface Arrival {
 
 const EOS = 39;
 
-function simulate(
+async function simulate(
   arrivals: Arrival[],
   setup: { placement: KvPlacement; rows: number; options?: Partial<SchedulerOptions>; cancel?: { id: string; at: number } },
 ) {
@@ -48,7 +48,7 @@ function simulate(
       );
     }
     if (setup.cancel && setup.cancel.at === step) scheduler.cancel(setup.cancel.id);
-    scheduler.step();
+    await scheduler.step();
     step += 1;
     if (step > 10_000) throw new Error('scheduler does not finish');
   }
@@ -80,12 +80,12 @@ const prompts: number[][] = [
 ];
 
 describe.each<KvPlacement>(['host', 'device'])('Scheduler (%s KV)', (placement) => {
-  it('greedy output of each prompt is the same alone and in a batch of mixed-length prompts joining at different times', () => {
-    const alone = prompts.map((prompt, i) => simulate([{ id: `p${i}`, prompt }], { placement, rows: 1 }).results.get(`p${i}`));
-    const together = simulate(
+  it('greedy output of each prompt is the same alone and in a batch of mixed-length prompts joining at different times', async () => {
+    const alone = await Promise.all(prompts.map(async (prompt, i) => (await simulate([{ id: `p${i}`, prompt }], { placement, rows: 1 })).results.get(`p${i}`)));
+    const together = (await simulate(
       prompts.map((prompt, i) => ({ id: `p${i}`, prompt, at: [0, 0, 3, 5, 9][i] })),
       { placement, rows: 3 },
-    ).results;
+    )).results;
     prompts.forEach((prompt, i) => {
       const expected = referenceGreedy(prompt, 12);
       expect(alone[i]?.sequences[0].tokens).toEqual(expected);
@@ -93,24 +93,24 @@ describe.each<KvPlacement>(['host', 'device'])('Scheduler (%s KV)', (placement) 
     });
   });
 
-  it('seeded sampling is reproducible and independent of the batch', () => {
+  it('seeded sampling is reproducible and independent of the batch', async () => {
     const params = { doSample: true, seed: 1234, temperature: 1.5, topK: 8, numReturnSequences: 2 };
-    const alone = simulate([{ id: 's', prompt: [3, 1, 4], params }], { placement, rows: 2 }).results.get('s');
-    const crowded = simulate(
+    const alone = (await simulate([{ id: 's', prompt: [3, 1, 4], params }], { placement, rows: 2 })).results.get('s');
+    const crowded = (await simulate(
       [
         { id: 'other', prompt: [9, 9, 9, 9], params: { doSample: true, topK: 8 } },
         { id: 's', prompt: [3, 1, 4], params, at: 2 },
         { id: 'late', prompt: [1], at: 4 },
       ],
       { placement, rows: 3 },
-    ).results.get('s');
+    )).results.get('s');
     expect(crowded?.sequences).toEqual(alone?.sequences);
     expect(alone?.sequences[0].tokens).not.toEqual(alone?.sequences[1].tokens);
   });
 
-  it('stops at maxNewTokens, at eos, and at stop strings exactly', () => {
+  it('stops at maxNewTokens, at eos, and at stop strings exactly', async () => {
     const reference = referenceGreedy([1, 2, 3], 12);
-    const { results } = simulate(
+    const { results } = await simulate(
       [
         { id: 'len', prompt: [1, 2, 3], params: { maxNewTokens: 5 } },
         { id: 'stop', prompt: [1, 2, 3], params: { stop: [fakeDecoder.decode(reference.slice(2, 4))] } },
@@ -124,7 +124,7 @@ describe.each<KvPlacement>(['host', 'device'])('Scheduler (%s KV)', (placement) 
     expect(stopped?.text).toBe(fakeDecoder.decode(reference.slice(0, 2)));
   });
 
-  it('finishes at eos unless ignoreEos', () => {
+  it('finishes at eos unless ignoreEos', async () => {
     // Search a prompt whose greedy continuation hits eos early.
     let prompt: number[] = [];
     for (let a = 0; a < 38 && prompt.length === 0; a++) {
@@ -137,7 +137,7 @@ describe.each<KvPlacement>(['host', 'device'])('Scheduler (%s KV)', (placement) 
     }
     expect(prompt.length).toBe(2);
     const expected = referenceGreedy(prompt, 10);
-    const { results } = simulate(
+    const { results } = await simulate(
       [
         { id: 'eos', prompt, params: { maxNewTokens: 10 } },
         { id: 'ignore', prompt, params: { maxNewTokens: 10, ignoreEos: true } },
@@ -148,8 +148,8 @@ describe.each<KvPlacement>(['host', 'device'])('Scheduler (%s KV)', (placement) 
     expect(results.get('ignore')?.sequences[0].tokens.length).toBe(10);
   });
 
-  it('cancel ends the request and frees its row for the next one', () => {
-    const { results, runner } = simulate(
+  it('cancel ends the request and frees its row for the next one', async () => {
+    const { results, runner } = await simulate(
       [
         { id: 'long', prompt: [1, 2], params: { maxNewTokens: 200, ignoreEos: true } },
         { id: 'next', prompt: [5, 6], at: 1 },
@@ -162,14 +162,14 @@ describe.each<KvPlacement>(['host', 'device'])('Scheduler (%s KV)', (placement) 
     expect(runner.calls.length).toBeLessThan(40);
   });
 
-  it('streams every generated token once, in order', () => {
-    const { results, events } = simulate([{ id: 'a', prompt: [1, 2, 3] }], { placement, rows: 1 });
+  it('streams every generated token once, in order', async () => {
+    const { results, events } = await simulate([{ id: 'a', prompt: [1, 2, 3] }], { placement, rows: 1 });
     expect(events.get('a')?.map((event) => event.token)).toEqual(results.get('a')?.sequences[0].tokens);
     expect(events.get('a')?.map((event) => event.text).join('')).toBe(results.get('a')?.sequences[0].text);
   });
 
-  it('static admission waits for the whole batch to finish', () => {
-    const { runner } = simulate(
+  it('static admission waits for the whole batch to finish', async () => {
+    const { runner } = await simulate(
       [
         { id: 'a', prompt: [1], params: { maxNewTokens: 3, ignoreEos: true } },
         { id: 'b', prompt: [2], params: { maxNewTokens: 8, ignoreEos: true } },
@@ -186,8 +186,8 @@ describe.each<KvPlacement>(['host', 'device'])('Scheduler (%s KV)', (placement) 
 });
 
 describe('Scheduler prefill (host KV)', () => {
-  it('prefills a long prompt in chunks while other rows keep decoding', () => {
-    const { runner } = simulate(
+  it('prefills a long prompt in chunks while other rows keep decoding', async () => {
+    const { runner } = await simulate(
       [
         { id: 'short', prompt: [1, 2], params: { maxNewTokens: 30, ignoreEos: true } },
         { id: 'long', prompt: Array.from({ length: 50 }, (_, i) => i % 30), at: 2 },
@@ -198,8 +198,8 @@ describe('Scheduler prefill (host KV)', () => {
     expect(kinds.slice(0, 10)).toEqual(['prefill:2', 'decode:1', 'decode:1', 'prefill:16', 'decode:1', 'extend:16', 'decode:1', 'extend:16', 'decode:1', 'extend:2']);
   });
 
-  it('fetches the full logits only on steps where a row needs them', () => {
-    const { runner, scheduler } = simulate(
+  it('fetches the full logits only on steps where a row needs them', async () => {
+    const { runner, scheduler } = await simulate(
       [
         { id: 'greedy', prompt: [1, 2], params: { maxNewTokens: 10, ignoreEos: true } },
         { id: 'penalty', prompt: [3, 4], params: { maxNewTokens: 3, repetitionPenalty: 1.3, ignoreEos: true }, at: 3 },
@@ -209,5 +209,31 @@ describe('Scheduler prefill (host KV)', () => {
     const decodes = runner.calls.filter((call) => call.kind === 'decode');
     expect(decodes.map((call) => call.fullLogits)).toEqual([false, false, false, true, true, false, false, false, false]);
     expect(scheduler.stats().fullLogitsSteps).toBe(2);
+  });
+});
+
+describe('Scheduler cancel', () => {
+  it('a cancel that arrives while a model call runs takes effect when it returns, without emitting more tokens', async () => {
+    const runner = new FakeRunner({ placement: 'host', rows: 2 });
+    const scheduler = new Scheduler(runner, { prefillChunkTokens: 16, admission: 'continuous', forceFullLogits: false, eosId: EOS, decoder: fakeDecoder });
+    const tokens: number[] = [];
+    let result: GenerationResult | undefined;
+    scheduler.enqueue(
+      { id: 'a', promptIds: [1, 2], promptText: '', params: resolveGenerationParams({ maxNewTokens: 50, ignoreEos: true }), fallbackSeed: 0, submittedAt: 0 },
+      { onToken: (event) => tokens.push(event.token), onDone: (done) => (result = done) },
+    );
+    await scheduler.step();
+    await scheduler.step();
+    const decode = runner.decode.bind(runner);
+    runner.decode = async (entries, full) => {
+      scheduler.cancel('a');
+      return decode(entries, full);
+    };
+    const emittedBefore = tokens.length;
+    await scheduler.step();
+    expect(tokens.length).toBe(emittedBefore);
+    expect(result?.sequences[0]).toMatchObject({ finishReason: 'cancelled', tokens: tokens });
+    expect(scheduler.idle).toBe(true);
+    expect(scheduler.stats()).toMatchObject({ activeSequences: 0, cancelledRequests: 1 });
   });
 });

@@ -66,6 +66,8 @@ export class Scheduler {
   private readonly live = new Map<number, Sequence>();
   private readonly freeRows: number[];
   private readonly requests = new Map<string, RequestState>();
+  private readonly pendingCancels: RequestState[] = [];
+  private stepping = false;
   private readonly now: () => number;
   private readonly counters = {
     steps: 0,
@@ -119,18 +121,26 @@ export class Scheduler {
     this.requests.set(spec.id, request);
   }
 
-  /** Ends a request now: its sequences finish as 'cancelled' with the text so far. Returns false if unknown. */
+  /**
+   * Ends a request: its sequences finish as 'cancelled' with the text so far, now, or at the end of the step in
+   * flight (rows are never released under a running model call). Returns false if unknown.
+   */
   cancel(id: string): boolean {
     const request = this.requests.get(id);
-    if (!request) return false;
+    if (!request || request.cancelled) return request !== undefined;
     request.cancelled = true;
     this.counters.cancelledRequests += 1;
+    if (this.stepping) this.pendingCancels.push(request);
+    else this.applyCancel(request);
+    return true;
+  }
+
+  private applyCancel(request: RequestState): void {
     for (const sequence of request.sequences) {
       if (sequence.phase === 'done') continue;
       sequence.stopper.finish('cancelled');
       this.finishSequence(sequence);
     }
-    return true;
   }
 
   stats(): EngineStats {
@@ -142,19 +152,31 @@ export class Scheduler {
     };
   }
 
-  /** One scheduling step. Returns false when there was nothing to do. */
-  step(): boolean {
+  /** One scheduling step. Returns false when there was nothing to do. Steps must not overlap. */
+  async step(): Promise<boolean> {
     if (this.idle) return false;
-    this.counters.steps += 1;
-    if (this.runner.placement === 'host') {
-      this.admit();
-      this.prefillOnce();
-    } else {
-      this.startDeviceBatchIfEmpty();
-      this.admit();
+    if (this.stepping) throw new Error('scheduler: step() called while a step is running');
+    this.stepping = true;
+    try {
+      this.counters.steps += 1;
+      if (this.runner.placement === 'host') {
+        this.admit();
+        await this.prefillOnce();
+      } else {
+        await this.startDeviceBatchIfEmpty();
+        this.admit();
+      }
+      this.applyPendingCancels();
+      await this.decodeOnce();
+    } finally {
+      this.stepping = false;
+      this.applyPendingCancels();
     }
-    this.decodeOnce();
     return true;
+  }
+
+  private applyPendingCancels(): void {
+    for (const request of this.pendingCancels.splice(0)) this.applyCancel(request);
   }
 
   // --- admission and prefill ---
@@ -170,13 +192,13 @@ export class Scheduler {
   }
 
   /** host KV: one bounded prefill run: the next chunk of a long prompt, or a group of fresh short prompts. */
-  private prefillOnce(): void {
+  private async prefillOnce(): Promise<void> {
     const budget = this.options.prefillChunkTokens;
     const prefilling = [...this.live.values()].filter((sequence) => sequence.phase === 'prefilling');
     const midway = prefilling.find((sequence) => sequence.prefilled > 0);
     if (midway) {
       const chunk = promptOf(midway).slice(midway.prefilled, midway.prefilled + budget);
-      const output = this.timedPrefill(() => this.runner.extend({ row: midway.row, tokens: chunk }, this.wantsFull([midway])));
+      const output = await this.timedPrefill(() => this.runner.extend({ row: midway.row, tokens: chunk }, this.wantsFull([midway])));
       this.afterPrefill(midway, chunk.length, output);
       return;
     }
@@ -186,7 +208,7 @@ export class Scheduler {
       const length = promptOf(sequence).length;
       if (group.length === 0 && length > budget) {
         const chunk = promptOf(sequence).slice(0, budget);
-        const [output] = this.timedPrefill(() => this.runner.prefill([{ row: sequence.row, tokens: chunk }], this.wantsFull([sequence])));
+        const [output] = await this.timedPrefill(() => this.runner.prefill([{ row: sequence.row, tokens: chunk }], this.wantsFull([sequence])));
         this.afterPrefill(sequence, chunk.length, output);
         return;
       }
@@ -196,7 +218,7 @@ export class Scheduler {
     }
     if (group.length === 0) return;
     const entries: RowTokens[] = group.map((sequence) => ({ row: sequence.row, tokens: promptOf(sequence) }));
-    const outputs = this.timedPrefill(() => this.runner.prefill(entries, this.wantsFull(group)));
+    const outputs = await this.timedPrefill(() => this.runner.prefill(entries, this.wantsFull(group)));
     group.forEach((sequence, i) => this.afterPrefill(sequence, entries[i].tokens.length, outputs[i]));
   }
 
@@ -204,18 +226,19 @@ export class Scheduler {
    * device KV: a batch starts only when no row is live: every waiting sequence whose prompt fits the token budget
    * (rows x longest prompt, padding included) is prefilled in one run; the others join through decode.
    */
-  private startDeviceBatchIfEmpty(): void {
+  private async startDeviceBatchIfEmpty(): Promise<void> {
     if (this.live.size > 0 || this.waiting.length === 0) return;
     this.admit();
     const perRowBudget = Math.floor(this.options.prefillChunkTokens / this.runner.rows);
     const group = [...this.live.values()].filter((sequence) => promptOf(sequence).length <= perRowBudget);
     if (group.length === 0) return;
     const entries = group.map((sequence) => ({ row: sequence.row, tokens: promptOf(sequence) }));
-    const outputs = this.timedPrefill(() => this.runner.prefill(entries, this.wantsFull(group)));
+    const outputs = await this.timedPrefill(() => this.runner.prefill(entries, this.wantsFull(group)));
     group.forEach((sequence, i) => this.afterPrefill(sequence, entries[i].tokens.length, outputs[i]));
   }
 
   private afterPrefill(sequence: Sequence, tokens: number, output: RowOutput): void {
+    if (sequence.phase === 'done' || sequence.request.cancelled) return;
     this.counters.promptTokens += tokens;
     sequence.prefilled += tokens;
     if (sequence.prefilled < promptOf(sequence).length) return;
@@ -225,7 +248,7 @@ export class Scheduler {
 
   // --- decode ---
 
-  private decodeOnce(): void {
+  private async decodeOnce(): Promise<void> {
     const feeding: Sequence[] = [];
     const entries: RowToken[] = [];
     for (const sequence of this.live.values()) {
@@ -242,10 +265,11 @@ export class Scheduler {
     const sampling = feeding.filter((sequence) => sequence.phase === 'decoding' || this.isLastPromptToken(sequence));
     const fullLogits = this.wantsFull(sampling);
     const started = this.now();
-    const outputs = this.runner.decode(entries, fullLogits);
+    const outputs = await this.runner.decode(entries, fullLogits);
     this.counters.decodeMsTotal += this.now() - started;
     if (fullLogits) this.counters.fullLogitsSteps += 1;
     feeding.forEach((sequence, i) => {
+      if (sequence.request.cancelled) return;
       if (sequence.phase === 'decoding') this.sampleAndAccept(sequence, outputs[i]);
       else this.afterPrefill(sequence, 1, outputs[i]);
     });
@@ -308,9 +332,9 @@ export class Scheduler {
     });
   }
 
-  private timedPrefill<T>(run: () => T): T {
+  private async timedPrefill<T>(run: () => Promise<T>): Promise<T> {
     const started = this.now();
-    const result = run();
+    const result = await run();
     this.counters.prefillMsTotal += this.now() - started;
     this.counters.prefillRuns += 1;
     return result;

@@ -50,7 +50,7 @@ export class FakeRunner implements ForwardRunner {
     return logits;
   }
 
-  prefill(entries: RowTokens[], fullLogits: boolean): RowOutput[] {
+  async prefill(entries: RowTokens[], fullLogits: boolean): Promise<RowOutput[]> {
     if (this.placement === 'device' && this.history.some((row) => row !== null)) {
       throw new Error('device KV: prefill while rows are live');
     }
@@ -64,7 +64,7 @@ export class FakeRunner implements ForwardRunner {
     });
   }
 
-  extend(entry: RowTokens, fullLogits: boolean): RowOutput {
+  async extend(entry: RowTokens, fullLogits: boolean): Promise<RowOutput> {
     if (this.placement !== 'host') throw new Error('extend needs host KV');
     const past = this.history[entry.row];
     if (!past) throw new Error(`extend of empty row ${entry.row}`);
@@ -74,7 +74,7 @@ export class FakeRunner implements ForwardRunner {
     return this.output(entry.row, fullLogits);
   }
 
-  decode(entries: RowToken[], fullLogits: boolean): RowOutput[] {
+  async decode(entries: RowToken[], fullLogits: boolean): Promise<RowOutput[]> {
     this.calls.push({ kind: 'decode', rows: entries.map((e) => e.row), tokens: entries.length, fullLogits });
     return entries.map(({ row, token }) => {
       const past = this.history[row];

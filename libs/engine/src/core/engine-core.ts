@@ -1,0 +1,174 @@
+// The engine itself: tokenizer, onnxruntime session, KV runner and scheduler, driven by a pump that runs one step
+// at a time and yields between steps. Runs inside the engine's worker_thread (thread/engine-thread.ts) or, in
+// in-process mode, in the caller's thread. Loads onnxruntime-node.
+
+import type { EngineInfo, EngineOptions, EngineStats, GenerationRequest, GenerationResult, TokenEvent } from '../api';
+import { DuplicateRequestError, EngineClosedError, InvalidGenerationParamError } from '../errors';
+import { fitPromptToContext, resolveGenerationParams } from '../params';
+import { randomSeed } from '../sampling/prng';
+import type { ForwardRunner } from '../scheduler/forward-runner';
+import { Scheduler } from '../scheduler/scheduler';
+import { Tokenizer } from '../tokenizer';
+import { DeviceKvRunner } from '../runtime/device-kv-runner';
+import { HostKvRunner } from '../runtime/host-kv-runner';
+import { type ModelSession, openModelSession, type WebGpuBufferCacheMode } from '../runtime/model-session';
+
+/** Options that can cross a thread boundary (no callbacks). */
+export type EngineCoreOptions = Omit<EngineOptions, 'onWarning' | 'inProcess'> & {
+  webgpuBufferCacheMode?: WebGpuBufferCacheMode;
+};
+
+export interface CoreRequestSink {
+  onToken?(event: TokenEvent): void;
+  onDone(result: GenerationResult): void;
+  onError(error: Error): void;
+}
+
+/** Wall-clock ms with sub-ms resolution, comparable across threads. */
+export const nowMs = () => performance.timeOrigin + performance.now();
+
+export function defaultPrefillChunkTokens(placement: 'host' | 'device', slots: number): number {
+  // host: bounds the stall a newcomer's prefill imposes on decoding rows. device: the first run of a batch holds
+  // every row padded to its longest prompt: slots x 128 lets typical prompts go in one run.
+  return placement === 'host' ? 512 : slots * 128;
+}
+
+export class EngineCore {
+  private scheduler: Scheduler;
+  private runner: ForwardRunner;
+  private readonly sinks = new Map<string, CoreRequestSink>();
+  private pumping = false;
+  private closed = false;
+
+  private constructor(
+    private readonly options: EngineCoreOptions,
+    private readonly model: ModelSession,
+    private readonly tokenizer: Tokenizer,
+    readonly info: EngineInfo,
+  ) {
+    this.runner = this.createRunner();
+    this.scheduler = this.createScheduler();
+  }
+
+  static async open(options: EngineCoreOptions): Promise<EngineCore> {
+    validateEngineOptions(options);
+    const started = nowMs();
+    const model = await openModelSession(options);
+    const tokenizer = Tokenizer.fromModelDir(options.modelDir);
+    const { manifest } = model;
+    const info: EngineInfo = {
+      executionProvider: model.executionProvider,
+      requestedExecutionProvider: options.executionProvider,
+      kvPlacement: model.kvPlacement,
+      contextLength: manifest.shape.contextLength,
+      vocabSize: manifest.shape.vocabSize,
+      eosId: manifest.tokens.eos,
+      slots: options.slots,
+      prefillChunkTokens: options.prefillChunkTokens ?? defaultPrefillChunkTokens(model.kvPlacement, options.slots),
+      warnings: model.warnings,
+      loadMs: nowMs() - started,
+    };
+    return new EngineCore(options, model, tokenizer, info);
+  }
+
+  /** Validates and enqueues; throws (InvalidGenerationParamError naming the field) for a bad request. */
+  submit(request: GenerationRequest, sink: CoreRequestSink, submittedAt = nowMs()): void {
+    if (this.closed) throw new EngineClosedError('the engine is closed');
+    if (!request || typeof request !== 'object') throw new InvalidGenerationParamError('request', 'must be an object');
+    if (typeof request.id !== 'string' || request.id.length === 0) throw new InvalidGenerationParamError('id', 'must be a non-empty string');
+    if (typeof request.prompt !== 'string') throw new InvalidGenerationParamError('prompt', 'must be a string');
+    if (this.sinks.has(request.id)) throw new DuplicateRequestError(`request ${request.id} is already in flight`);
+    const contextLength = this.info.contextLength;
+    const params = resolveGenerationParams(request.params, { contextLength });
+    const promptIds = fitPromptToContext(this.tokenizer.encode(request.prompt), params, contextLength);
+    this.sinks.set(request.id, sink);
+    this.scheduler.enqueue(
+      { id: request.id, promptIds, promptText: request.prompt, params, fallbackSeed: randomSeed(), submittedAt },
+      {
+        onToken: sink.onToken ? (event) => sink.onToken?.(event) : undefined,
+        onDone: (result) => {
+          this.sinks.delete(result.id);
+          sink.onDone(result);
+        },
+      },
+    );
+    this.kick();
+  }
+
+  cancel(id: string): boolean {
+    return this.scheduler.cancel(id);
+  }
+
+  stats(): EngineStats {
+    return this.scheduler.stats();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.failAll(new EngineClosedError('the engine was closed before the request finished'));
+    while (this.pumping) await new Promise((resolve) => setImmediate(resolve));
+    this.runner.dispose();
+    await this.model.session.release();
+  }
+
+  private kick(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    setImmediate(() => void this.pump());
+  }
+
+  private async pump(): Promise<void> {
+    try {
+      while (!this.closed && !this.scheduler.idle) {
+        await this.scheduler.step();
+        // Let the owner's messages (submit, cancel, stats) in between steps.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } catch (error) {
+      // A failed model run leaves the batch in an unknown state: fail what is in flight and start clean.
+      this.failAll(error instanceof Error ? error : new Error(String(error)));
+      this.runner.dispose();
+      this.runner = this.createRunner();
+      this.scheduler = this.createScheduler();
+    } finally {
+      this.pumping = false;
+    }
+    if (!this.closed && !this.scheduler.idle) this.kick();
+  }
+
+  private failAll(error: Error): void {
+    const sinks = [...this.sinks.values()];
+    this.sinks.clear();
+    for (const sink of sinks) sink.onError(error);
+  }
+
+  private createRunner(): ForwardRunner {
+    return this.model.kvPlacement === 'device'
+      ? new DeviceKvRunner(this.model, this.options.slots)
+      : new HostKvRunner(this.model, this.options.slots);
+  }
+
+  private createScheduler(): Scheduler {
+    return new Scheduler(this.runner, {
+      prefillChunkTokens: this.info.prefillChunkTokens,
+      admission: this.options.admission ?? 'continuous',
+      forceFullLogits: this.options.forceFullLogits ?? false,
+      eosId: this.info.eosId,
+      decoder: { decode: (ids) => this.tokenizer.decode(ids, { skipSpecialTokens: true }) },
+      now: nowMs,
+    });
+  }
+}
+
+function validateEngineOptions(options: EngineCoreOptions): void {
+  const fail = (field: string, reason: string) => {
+    throw new Error(`invalid engine option ${field}: ${reason}`);
+  };
+  if (!options.modelDir) fail('modelDir', 'is required');
+  if (!['cpu', 'webgpu', 'cuda'].includes(options.executionProvider)) fail('executionProvider', `must be cpu, webgpu or cuda, got ${String(options.executionProvider)}`);
+  if (!Number.isInteger(options.slots) || options.slots < 1 || options.slots > 1024) fail('slots', `must be an integer in 1..1024, got ${String(options.slots)}`);
+  if (options.prefillChunkTokens !== undefined && (!Number.isInteger(options.prefillChunkTokens) || options.prefillChunkTokens < 1)) {
+    fail('prefillChunkTokens', 'must be a positive integer');
+  }
+  if (options.deviceId !== undefined && (!Number.isInteger(options.deviceId) || options.deviceId < 0)) fail('deviceId', 'must be a non-negative integer');
+}

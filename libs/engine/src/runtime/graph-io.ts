@@ -1,0 +1,69 @@
+// Building the graph's inputs and reading its outputs (shared by both KV strategies).
+
+import * as ort from 'onnxruntime-node';
+import type { ModelManifest } from '@app/model';
+import type { RowOutput } from '../scheduler/forward-runner';
+
+export type KvArray = Float32Array | Uint16Array;
+
+export interface KvLayout {
+  type: 'float32' | 'float16';
+  kvHeads: number;
+  headDim: number;
+  layers: number;
+  allocate(elements: number): KvArray;
+}
+
+export function kvLayoutOf(manifest: ModelManifest): KvLayout {
+  const fp16 = manifest.kvDType === 'fp16';
+  return {
+    type: fp16 ? 'float16' : 'float32',
+    kvHeads: manifest.shape.numKvHeads,
+    headDim: manifest.shape.headDim,
+    layers: manifest.shape.numLayers,
+    // float16 tensors take their bits as a Uint16Array in onnxruntime-node 1.30.
+    allocate: (elements) => (fp16 ? new Uint16Array(elements) : new Float32Array(elements)),
+  };
+}
+
+/** input_ids [B,S] right-padded and attention_mask [B,T] with ones for each row's first `lengths[b]` positions. */
+export function idsTensor(rows: number[][], pad: number): ort.Tensor {
+  const width = Math.max(...rows.map((row) => row.length));
+  const data = new BigInt64Array(rows.length * width).fill(BigInt(pad));
+  rows.forEach((row, b) => row.forEach((id, s) => (data[b * width + s] = BigInt(id))));
+  return new ort.Tensor('int64', data, [rows.length, width]);
+}
+
+export function maskTensor(lengths: ArrayLike<number>, width: number): ort.Tensor {
+  const data = new BigInt64Array(lengths.length * width);
+  for (let b = 0; b < lengths.length; b++) data.fill(1n, b * width, b * width + lengths[b]);
+  return new ort.Tensor('int64', data, [lengths.length, width]);
+}
+
+export interface OutputNames {
+  topIds: string;
+  topLogits: string;
+  logits: string;
+}
+
+export function outputNamesOf(manifest: ModelManifest): OutputNames {
+  return { topIds: manifest.io.topIds, topLogits: manifest.io.topLogits, logits: manifest.io.logits };
+}
+
+/** Per-row scores from a run's outputs, for batch indices `indices` (in that order). */
+export function rowOutputs(results: ort.InferenceSession.OnnxValueMapType, names: OutputNames, indices: number[], k: number, vocab: number): RowOutput[] {
+  const topIds = results[names.topIds].data as BigInt64Array;
+  const topLogits = results[names.topLogits].data as Float32Array;
+  const logits = results[names.logits] ? (results[names.logits].data as Float32Array) : undefined;
+  return indices.map((b) => {
+    const ids = new Array<number>(k);
+    for (let j = 0; j < k; j++) ids[j] = Number(topIds[b * k + j]);
+    const output: RowOutput = { top: { ids, logits: topLogits.subarray(b * k, (b + 1) * k) } };
+    if (logits) output.full = logits.subarray(b * vocab, (b + 1) * vocab);
+    return output;
+  });
+}
+
+export function fetchNames(names: OutputNames, fullLogits: boolean, presents: string[]): string[] {
+  return [names.topIds, names.topLogits, ...(fullLogits ? [names.logits] : []), ...presents];
+}

@@ -1,0 +1,253 @@
+// KV cache in host memory (cpu, and cuda: onnxruntime-node 1.30 has no GPU-buffer binding for CUDA).
+//
+// Live rows sit compacted at batch indices 0..B-1 of one buffer per layer and K/V, laid out [rows, kvHeads, cap,
+// headDim]. A decode run feeds the first B rows as past [B,kvHeads,cap,headDim] and passes the same tensors as
+// the present outputs, so ORT (1.30, CPU) writes each new position in place (GQA's share-buffer mode); if a
+// binding copies instead, the returned presents are copied back. GQA reads only positions 0..seqlens_k[b] of a
+// row, so whatever lies beyond a row's length is never used.
+//
+// Newcomers are prefilled in their own run (past length 0, right-padded) and staged; a long prompt is extended
+// chunk by chunk with B = 1 (GQA allows S > 1 with past only for one row). A staged row joins the batch buffer on
+// its first decode (one TypedArray.set per layer and head).
+
+import * as ort from 'onnxruntime-node';
+import type { ForwardRunner, RowOutput, RowToken, RowTokens } from '../scheduler/forward-runner';
+import { fetchNames, idsTensor, type KvArray, type KvLayout, kvLayoutOf, maskTensor, type OutputNames, outputNamesOf, rowOutputs } from './graph-io';
+import type { ModelSession } from './model-session';
+
+interface StagedRow {
+  length: number;
+  /** Per layer, [kvHeads, length, headDim]. */
+  key: KvArray[];
+  value: KvArray[];
+}
+
+const CAPACITY_STEP = 64;
+
+export class HostKvRunner implements ForwardRunner {
+  readonly placement = 'host' as const;
+  readonly graphTopK: number;
+  readonly contextLength: number;
+  private readonly layout: KvLayout;
+  private readonly outputs: OutputNames;
+  private readonly vocab: number;
+  private readonly pad: number;
+  private capacity = 0;
+  private keys: KvArray[] = [];
+  private values: KvArray[] = [];
+  private readonly batchRows: number[] = [];
+  private readonly lengths = new Map<number, number>();
+  private readonly staged = new Map<number, StagedRow>();
+  /** false once a run showed that preallocated presents are not written in place (then they are copied back). */
+  private inPlace = true;
+
+  constructor(
+    private readonly model: ModelSession,
+    readonly rows: number,
+  ) {
+    const { manifest } = model;
+    this.layout = kvLayoutOf(manifest);
+    this.outputs = outputNamesOf(manifest);
+    this.graphTopK = manifest.io.topK;
+    this.contextLength = manifest.shape.contextLength;
+    this.vocab = manifest.shape.vocabSize;
+    this.pad = manifest.tokens.pad;
+  }
+
+  async prefill(entries: RowTokens[], fullLogits: boolean): Promise<RowOutput[]> {
+    for (const { row } of entries) {
+      if (this.lengths.has(row) || this.staged.has(row)) throw new Error(`host KV: row ${row} is already live`);
+    }
+    const width = Math.max(...entries.map((entry) => entry.tokens.length));
+    const feeds: Record<string, ort.Tensor> = {
+      [this.model.manifest.io.inputIds]: idsTensor(entries.map((entry) => entry.tokens), this.pad),
+      [this.model.manifest.io.attentionMask]: maskTensor(entries.map((entry) => entry.tokens.length), width),
+    };
+    const emptyPast = this.kvTensor(this.layout.allocate(0), entries.length, 0);
+    for (let layer = 0; layer < this.layout.layers; layer++) {
+      feeds[this.model.pastKeyNames[layer]] = emptyPast;
+      feeds[this.model.pastValueNames[layer]] = emptyPast;
+    }
+    const results = await this.run(feeds, fetchNames(this.outputs, fullLogits, this.presentNames()));
+    entries.forEach(({ row, tokens }, b) => {
+      const take = (name: string) => this.copyRow(results[name].data as KvArray, b, width, tokens.length);
+      this.staged.set(row, {
+        length: tokens.length,
+        key: this.model.presentKeyNames.map(take),
+        value: this.model.presentValueNames.map(take),
+      });
+    });
+    return rowOutputs(results, this.outputs, entries.map((_, b) => b), this.graphTopK, this.vocab);
+  }
+
+  async extend(entry: RowTokens, fullLogits: boolean): Promise<RowOutput> {
+    const staged = this.staged.get(entry.row);
+    if (!staged) throw new Error(`host KV: row ${entry.row} has no staged prompt to extend`);
+    const total = staged.length + entry.tokens.length;
+    const feeds: Record<string, ort.Tensor> = {
+      [this.model.manifest.io.inputIds]: idsTensor([entry.tokens], this.pad),
+      [this.model.manifest.io.attentionMask]: maskTensor([total], total),
+    };
+    for (let layer = 0; layer < this.layout.layers; layer++) {
+      feeds[this.model.pastKeyNames[layer]] = this.kvTensor(staged.key[layer], 1, staged.length);
+      feeds[this.model.pastValueNames[layer]] = this.kvTensor(staged.value[layer], 1, staged.length);
+    }
+    const results = await this.run(feeds, fetchNames(this.outputs, fullLogits, this.presentNames()));
+    staged.key = this.model.presentKeyNames.map((name) => results[name].data as KvArray);
+    staged.value = this.model.presentValueNames.map((name) => results[name].data as KvArray);
+    staged.length = total;
+    return rowOutputs(results, this.outputs, [0], this.graphTopK, this.vocab)[0];
+  }
+
+  async decode(entries: RowToken[], fullLogits: boolean): Promise<RowOutput[]> {
+    const joining = entries.filter((entry) => this.staged.has(entry.row)).map((entry) => entry.row);
+    const longest = Math.max(
+      0,
+      ...[...this.lengths.values()],
+      ...joining.map((row) => (this.staged.get(row) as StagedRow).length),
+    );
+    this.fitCapacity(longest + 1);
+    for (const row of joining) this.join(row);
+    if (entries.length !== this.batchRows.length) {
+      throw new Error(`host KV: decode must feed every live row (${this.batchRows.length}), got ${entries.length}`);
+    }
+    const tokenOf = new Map(entries.map((entry) => [entry.row, entry.token]));
+    const batch = this.batchRows.length;
+    const newLengths = this.batchRows.map((row) => (this.lengths.get(row) as number) + 1);
+    const width = Math.max(...newLengths);
+    const feeds: Record<string, ort.Tensor> = {
+      [this.model.manifest.io.inputIds]: idsTensor(this.batchRows.map((row) => [tokenOf.get(row) as number]), this.pad),
+      [this.model.manifest.io.attentionMask]: maskTensor(newLengths, width),
+    };
+    const fetches: Record<string, ort.Tensor | null> = {};
+    for (const name of fetchNames(this.outputs, fullLogits, [])) fetches[name] = null;
+    for (let layer = 0; layer < this.layout.layers; layer++) {
+      const key = this.kvTensor(this.keys[layer].subarray(0, batch * this.rowStride()), batch, this.capacity);
+      const value = this.kvTensor(this.values[layer].subarray(0, batch * this.rowStride()), batch, this.capacity);
+      feeds[this.model.pastKeyNames[layer]] = key;
+      feeds[this.model.pastValueNames[layer]] = value;
+      fetches[this.model.presentKeyNames[layer]] = this.inPlace ? key : null;
+      fetches[this.model.presentValueNames[layer]] = this.inPlace ? value : null;
+    }
+    const results = await this.session.run(feeds, fetches);
+    this.adoptPresents(results, batch);
+    this.batchRows.forEach((row, b) => this.lengths.set(row, newLengths[b]));
+    const indexOf = new Map(this.batchRows.map((row, b) => [row, b]));
+    return rowOutputs(results, this.outputs, entries.map((entry) => indexOf.get(entry.row) as number), this.graphTopK, this.vocab);
+  }
+
+  release(row: number): void {
+    this.staged.delete(row);
+    if (!this.lengths.has(row)) return;
+    this.lengths.delete(row);
+    const index = this.batchRows.indexOf(row);
+    const last = this.batchRows.length - 1;
+    if (index !== last) {
+      // Compact: the last row moves into the hole.
+      const stride = this.rowStride();
+      for (const buffer of [...this.keys, ...this.values]) buffer.copyWithin(index * stride, last * stride, (last + 1) * stride);
+      this.batchRows[index] = this.batchRows[last];
+    }
+    this.batchRows.pop();
+  }
+
+  dispose(): void {
+    this.keys = [];
+    this.values = [];
+    this.staged.clear();
+  }
+
+  // --- internals ---
+
+  private get session(): ort.InferenceSession {
+    return this.model.session;
+  }
+
+  private run(feeds: Record<string, ort.Tensor>, fetch: string[]): Promise<ort.InferenceSession.OnnxValueMapType> {
+    return this.session.run(feeds, fetch);
+  }
+
+  private presentNames(): string[] {
+    return [...this.model.presentKeyNames, ...this.model.presentValueNames];
+  }
+
+  private rowStride(capacity = this.capacity): number {
+    return this.layout.kvHeads * capacity * this.layout.headDim;
+  }
+
+  private kvTensor(data: KvArray, batch: number, length: number): ort.Tensor {
+    return new ort.Tensor(this.layout.type, data, [batch, this.layout.kvHeads, length, this.layout.headDim]);
+  }
+
+  /** Row b of a present [B, kvHeads, width, headDim], first `length` positions, as [kvHeads, length, headDim]. */
+  private copyRow(present: KvArray, b: number, width: number, length: number): KvArray {
+    const { kvHeads, headDim } = this.layout;
+    const out = this.layout.allocate(kvHeads * length * headDim);
+    for (let h = 0; h < kvHeads; h++) {
+      const from = ((b * kvHeads + h) * width) * headDim;
+      out.set(present.subarray(from, from + length * headDim), h * length * headDim);
+    }
+    return out;
+  }
+
+  private join(row: number): void {
+    const staged = this.staged.get(row) as StagedRow;
+    this.staged.delete(row);
+    const index = this.batchRows.length;
+    const { kvHeads, headDim } = this.layout;
+    for (let layer = 0; layer < this.layout.layers; layer++) {
+      for (let h = 0; h < kvHeads; h++) {
+        const to = (index * kvHeads + h) * this.capacity * headDim;
+        const from = h * staged.length * headDim;
+        this.keys[layer].set(staged.key[layer].subarray(from, from + staged.length * headDim), to);
+        this.values[layer].set(staged.value[layer].subarray(from, from + staged.length * headDim), to);
+      }
+    }
+    this.batchRows.push(row);
+    this.lengths.set(row, staged.length);
+  }
+
+  /** Grows (x1.5) or shrinks (when 4x too big) the per-row capacity so that `needed` positions fit. */
+  private fitCapacity(needed: number): void {
+    const roundUp = (n: number) => Math.min(this.contextLength, Math.ceil(n / CAPACITY_STEP) * CAPACITY_STEP);
+    let target = this.capacity;
+    if (needed > this.capacity) target = roundUp(Math.max(needed, Math.ceil(this.capacity * 1.5)));
+    else if (this.capacity > 4 * CAPACITY_STEP && needed * 4 < this.capacity) target = roundUp(needed * 2);
+    if (target !== this.capacity) this.relayout(target);
+  }
+
+  private relayout(capacity: number): void {
+    const { kvHeads, headDim, layers } = this.layout;
+    const move = (old: KvArray | undefined): KvArray => {
+      const next = this.layout.allocate(this.rows * kvHeads * capacity * headDim);
+      if (!old) return next;
+      this.batchRows.forEach((row, b) => {
+        const length = (this.lengths.get(row) as number) * headDim;
+        for (let h = 0; h < kvHeads; h++) {
+          const from = (b * kvHeads + h) * this.capacity * headDim;
+          next.set(old.subarray(from, from + length), (b * kvHeads + h) * capacity * headDim);
+        }
+      });
+      return next;
+    };
+    this.keys = Array.from({ length: layers }, (_, layer) => move(this.keys[layer]));
+    this.values = Array.from({ length: layers }, (_, layer) => move(this.values[layer]));
+    this.capacity = capacity;
+  }
+
+  private adoptPresents(results: ort.InferenceSession.OnnxValueMapType, batch: number): void {
+    const elements = batch * this.rowStride();
+    for (let layer = 0; layer < this.layout.layers; layer++) {
+      for (const [names, buffers] of [[this.model.presentKeyNames, this.keys], [this.model.presentValueNames, this.values]] as const) {
+        const present = results[names[layer]];
+        const data = present.data as KvArray;
+        if (data.buffer === buffers[layer].buffer && data.byteOffset === buffers[layer].byteOffset) continue;
+        if (present.dims[2] !== this.capacity || data.length !== elements) {
+          throw new Error(`host KV: present ${names[layer]} has dims [${present.dims.join(',')}], expected [${batch},${this.layout.kvHeads},${this.capacity},${this.layout.headDim}]`);
+        }
+        this.inPlace = false;
+        buffers[layer].set(data, 0);
+      }
+    }
+  }
+}

@@ -1,0 +1,148 @@
+// The onnxruntime session of a falconq model directory. Only thread-side modules import this file (it loads
+// onnxruntime-node).
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { ExecutionProviderName, ModelManifest } from '@app/model';
+import type { KvPlacement } from '../scheduler/forward-runner';
+import { type BackendFacts, describeSessionFailure, planExecutionProvider } from './providers';
+import { ExecutionProviderUnavailableError } from '../errors';
+
+/** falconq.json (libs/model writes it; the name is repeated here so the thread does not load libs/model's code). */
+export const MANIFEST_FILE = 'falconq.json';
+
+export type WebGpuBufferCacheMode = 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
+
+export interface ModelSessionOptions {
+  modelDir: string;
+  executionProvider: ExecutionProviderName;
+  deviceId?: number;
+  intraOpThreads?: number;
+  fallbackToCpu?: boolean;
+  kvPlacement?: 'auto' | KvPlacement;
+  webgpuBufferCacheMode?: WebGpuBufferCacheMode;
+}
+
+export interface ModelSession {
+  session: ort.InferenceSession;
+  manifest: ModelManifest;
+  executionProvider: ExecutionProviderName;
+  kvPlacement: KvPlacement;
+  warnings: string[];
+  pastKeyNames: string[];
+  pastValueNames: string[];
+  presentKeyNames: string[];
+  presentValueNames: string[];
+}
+
+export function readManifest(modelDir: string): ModelManifest {
+  const file = path.join(modelDir, MANIFEST_FILE);
+  let manifest: ModelManifest;
+  try {
+    manifest = JSON.parse(fs.readFileSync(file, 'utf8')) as ModelManifest;
+  } catch (error) {
+    throw new Error(`${file}: cannot read the model manifest (${(error as Error).message}); is ${modelDir} a falconq model directory?`);
+  }
+  if (manifest.format !== 'falconq-model' || manifest.formatVersion !== 1) {
+    throw new Error(`${file}: not a falconq model manifest (format ${String(manifest.format)} v${String(manifest.formatVersion)})`);
+  }
+  for (const field of ['shape', 'io', 'tokens', 'files'] as const) {
+    if (!manifest[field]) throw new Error(`${file}: missing field "${field}"`);
+  }
+  return manifest;
+}
+
+export function backendFacts(): BackendFacts {
+  let cudaProviderInstalled = false;
+  try {
+    const root = path.dirname(require.resolve('onnxruntime-node/package.json'));
+    const binDir = path.join(root, 'bin', 'napi-v6', process.platform, process.arch);
+    cudaProviderInstalled = fs.existsSync(path.join(binDir, 'libonnxruntime_providers_cuda.so'));
+  } catch {
+    cudaProviderInstalled = false;
+  }
+  return { backends: ort.listSupportedBackends(), cudaProviderInstalled, platform: process.platform, arch: process.arch };
+}
+
+export const layerName = (pattern: string, layer: number) => pattern.replace('%d', String(layer));
+
+export async function openModelSession(options: ModelSessionOptions): Promise<ModelSession> {
+  const manifest = readManifest(options.modelDir);
+  const plan = planExecutionProvider(options.executionProvider, manifest, backendFacts(), { fallbackToCpu: options.fallbackToCpu });
+  const layers = Array.from({ length: manifest.shape.numLayers }, (_, i) => i);
+  const io = manifest.io;
+  const names = {
+    pastKeyNames: layers.map((i) => layerName(io.pastKey, i)),
+    pastValueNames: layers.map((i) => layerName(io.pastValue, i)),
+    presentKeyNames: layers.map((i) => layerName(io.presentKey, i)),
+    presentValueNames: layers.map((i) => layerName(io.presentValue, i)),
+  };
+  const modelPath = path.join(options.modelDir, manifest.files.model);
+
+  const create = async (ep: ExecutionProviderName) => {
+    const kvPlacement = chooseKvPlacement(ep, options.kvPlacement ?? 'auto');
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      executionProviders: [providerConfig(ep, options)],
+      graphOptimizationLevel: 'all',
+      // The engine thread should not burn the cores the owner's event loop needs while it waits between steps.
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    };
+    if (options.intraOpThreads) sessionOptions.intraOpNumThreads = options.intraOpThreads;
+    if (kvPlacement === 'device') {
+      const location: Record<string, ort.Tensor.DataLocation> = {};
+      for (const name of [...names.presentKeyNames, ...names.presentValueNames]) location[name] = 'gpu-buffer';
+      sessionOptions.preferredOutputLocation = location;
+    }
+    try {
+      return { session: await ort.InferenceSession.create(modelPath, sessionOptions), kvPlacement };
+    } catch (error) {
+      throw new ExecutionProviderUnavailableError(ep, describeSessionFailure(ep, modelPath, error));
+    }
+  };
+
+  const warnings = [...plan.warnings];
+  let executionProvider = plan.executionProvider;
+  let created: Awaited<ReturnType<typeof create>>;
+  try {
+    created = await create(executionProvider);
+  } catch (error) {
+    if (!options.fallbackToCpu || executionProvider === 'cpu') throw error;
+    warnings.push(`${(error as Error).message} Falling back to the cpu execution provider.`);
+    executionProvider = 'cpu';
+    created = await create('cpu');
+  }
+  checkGraphIo(created.session, manifest, names, modelPath);
+  return { ...created, manifest, executionProvider, warnings, ...names };
+}
+
+export function chooseKvPlacement(ep: ExecutionProviderName, requested: 'auto' | KvPlacement): KvPlacement {
+  // gpu-buffer IO binding exists only for WebGPU in onnxruntime-node 1.30; cuda outputs always come back to host.
+  if (requested === 'device' && ep !== 'webgpu') {
+    throw new Error(`kvPlacement "device" needs the webgpu execution provider (onnxruntime-node 1.30 binds GPU buffers only for WebGPU); ${ep} keeps the KV cache in host memory`);
+  }
+  if (requested === 'auto') return ep === 'webgpu' ? 'device' : 'host';
+  return requested;
+}
+
+function providerConfig(ep: ExecutionProviderName, options: ModelSessionOptions): ort.InferenceSession.ExecutionProviderConfig {
+  if (ep === 'cuda') return { name: 'cuda', deviceId: options.deviceId ?? 0 };
+  if (ep === 'webgpu') {
+    const config: Record<string, unknown> = { name: 'webgpu' };
+    if (options.webgpuBufferCacheMode) config.storageBufferCacheMode = options.webgpuBufferCacheMode;
+    return config as unknown as ort.InferenceSession.ExecutionProviderConfig;
+  }
+  return 'cpu';
+}
+
+function checkGraphIo(session: ort.InferenceSession, manifest: ModelManifest, names: Record<string, string[]>, modelPath: string): void {
+  const inputs = new Set(session.inputNames);
+  const outputs = new Set(session.outputNames);
+  const io = manifest.io;
+  const wantedInputs = [io.inputIds, io.attentionMask, ...names.pastKeyNames, ...names.pastValueNames];
+  const wantedOutputs = [io.logits, io.topLogits, io.topIds, ...names.presentKeyNames, ...names.presentValueNames];
+  const missing = [...wantedInputs.filter((n) => !inputs.has(n)).map((n) => `input ${n}`), ...wantedOutputs.filter((n) => !outputs.has(n)).map((n) => `output ${n}`)];
+  if (missing.length > 0) {
+    throw new Error(`${modelPath} does not match its ${MANIFEST_FILE}: missing ${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ', ...' : ''}`);
+  }
+}
