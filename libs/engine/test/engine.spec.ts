@@ -1,0 +1,188 @@
+// The engine over a real tiny ONNX Falcon on the CPU EP, in-process mode (the worker_thread mode runs the same core:
+// see engine-thread.spec.ts).
+import {
+  type EngineOptions,
+  GenerationEngine,
+  type GenerationParams,
+  type GenerationResult,
+  InvalidGenerationParamError,
+  Tokenizer,
+} from '@app/engine';
+import { tinyModelDir, tinyModelReference } from '../../../test/support/tiny-model';
+
+const PROMPTS = [
+  'Hello world',
+  'The quick brown fox jumps over the lazy dog and keeps running far away',
+  'A',
+  'Falcon models generate text one token at a time; long prompts are prefilled in chunks so that others keep going.',
+  'Question: what is two plus two? Answer:',
+];
+
+interface Job {
+  id: string;
+  prompt: string;
+  params?: Partial<GenerationParams>;
+}
+
+async function withEngine<T>(options: Partial<EngineOptions>, use: (engine: GenerationEngine) => Promise<T>): Promise<T> {
+  const engine = await GenerationEngine.start({
+    modelDir: await tinyModelDir(),
+    executionProvider: 'cpu',
+    slots: 4,
+    inProcess: true,
+    ...options,
+  });
+  try {
+    return await use(engine);
+  } finally {
+    await engine.close();
+  }
+}
+
+/** Runs jobs one by one, each alone in the engine. */
+async function alone(options: Partial<EngineOptions>, jobs: Job[]): Promise<Map<string, GenerationResult>> {
+  return withEngine({ ...options, slots: 1 }, async (engine) => {
+    const results = new Map<string, GenerationResult>();
+    for (const job of jobs) results.set(job.id, await engine.submit(job));
+    return results;
+  });
+}
+
+/**
+ * Job i+1 is submitted when job i has produced `stagger` tokens, so they join a running batch at different steps.
+ * Every job must generate at least `stagger` tokens.
+ */
+async function staggered(options: Partial<EngineOptions>, jobs: Job[], stagger = 2): Promise<Map<string, GenerationResult>> {
+  return withEngine(options, async (engine) => {
+    const promises: Promise<GenerationResult>[] = [];
+    let allSubmitted: () => void = () => undefined;
+    const submitted = new Promise<void>((resolve) => (allSubmitted = resolve));
+    const submit = (index: number) => {
+      if (index === jobs.length) return allSubmitted();
+      let seen = 0;
+      promises.push(
+        engine.submit(jobs[index], () => {
+          seen += 1;
+          if (seen === stagger) submit(index + 1);
+        }),
+      );
+    };
+    submit(0);
+    await submitted;
+    const results = await Promise.all(promises);
+    return new Map(results.map((result) => [result.id, result]));
+  });
+}
+
+const greedyJobs = (maxNewTokens = 10): Job[] =>
+  PROMPTS.map((prompt, i) => ({ id: `p${i}`, prompt, params: { maxNewTokens: maxNewTokens + i, ignoreEos: true } }));
+
+describe.each(['host', 'device'] as const)('GenerationEngine on the tiny model (%s KV)', (kvPlacement) => {
+  const options = { kvPlacement, prefillChunkTokens: 24 };
+
+  it('greedy output of each prompt is the same alone and in a batch of mixed-length prompts joining at different times', async () => {
+    const jobs = greedyJobs();
+    const [single, batched] = [await alone(options, jobs), await staggered({ ...options, slots: 3 }, jobs)];
+    for (const job of jobs) {
+      expect(batched.get(job.id)?.sequences[0].tokens).toEqual(single.get(job.id)?.sequences[0].tokens);
+      expect(single.get(job.id)?.sequences[0].tokens).toHaveLength(job.params?.maxNewTokens as number);
+    }
+  });
+
+  it('seeded sampling is reproducible and does not depend on the batch', async () => {
+    const sampled: Job[] = [
+      { id: 'topk', prompt: PROMPTS[0], params: { doSample: true, seed: 7, topK: 20, temperature: 1.3, maxNewTokens: 12, ignoreEos: true, numReturnSequences: 2 } },
+      { id: 'topp', prompt: PROMPTS[1], params: { doSample: true, seed: 8, topP: 0.9, maxNewTokens: 12, ignoreEos: true } },
+      { id: 'penalty', prompt: PROMPTS[4], params: { doSample: true, seed: 9, topK: 10, repetitionPenalty: 1.5, maxNewTokens: 12, ignoreEos: true } },
+    ];
+    const first = await alone(options, sampled);
+    const mixed = await staggered({ ...options, slots: 3 }, [greedyJobs()[3], ...sampled], 1);
+    for (const job of sampled) expect(mixed.get(job.id)?.sequences).toEqual(first.get(job.id)?.sequences);
+    const [a, b] = first.get('topk')?.sequences ?? [];
+    expect(a.tokens).not.toEqual(b.tokens);
+  });
+
+  it('cancel resolves the request as cancelled and frees its slot for the next one', async () => {
+    const expected = (await alone(options, [{ id: 'next', prompt: PROMPTS[2], params: { maxNewTokens: 6 } }])).get('next');
+    await withEngine({ ...options, slots: 1 }, async (engine) => {
+      let tokens = 0;
+      const long = engine.submit({ id: 'long', prompt: PROMPTS[0], params: { maxNewTokens: 1000, ignoreEos: true } }, () => {
+        tokens += 1;
+        if (tokens === 3) engine.cancel('long');
+      });
+      const next = engine.submit({ id: 'next', prompt: PROMPTS[2], params: { maxNewTokens: 6 } });
+      const cancelled = await long;
+      expect(cancelled.sequences[0].finishReason).toBe('cancelled');
+      expect(cancelled.sequences[0].tokens.length).toBeLessThan(10);
+      expect((await next).sequences).toEqual(expected?.sequences);
+      expect(await engine.stats()).toMatchObject({ activeSequences: 0, waitingRequests: 0, cancelledRequests: 1 });
+    });
+  });
+});
+
+describe('GenerationEngine results', () => {
+  it('greedy continuation of the fp32 model equals the reference forward pass', async () => {
+    const dir = await tinyModelDir({ weights: 'fp32' });
+    const tokenizer = Tokenizer.fromModelDir(dir);
+    const reference = tinyModelReference({ weights: 'fp32' });
+    await withEngine({ modelDir: dir, slots: 2 }, async (engine) => {
+      for (const prompt of [PROMPTS[0], PROMPTS[4]]) {
+        const result = await engine.submit({ id: prompt, prompt, params: { maxNewTokens: 8, ignoreEos: true } });
+        expect(result.sequences[0].tokens).toEqual(reference.greedy(tokenizer.encode(prompt), 8));
+      }
+    });
+  });
+
+  it('stops exactly at maxNewTokens and at a stop string spanning tokens, excluded from the text', async () => {
+    await withEngine({}, async (engine) => {
+      const free = await engine.submit({ id: 'free', prompt: PROMPTS[1], params: { maxNewTokens: 12, ignoreEos: true } });
+      const { tokens, text, finishReason } = free.sequences[0];
+      expect(tokens).toHaveLength(12);
+      expect(finishReason).toBe('length');
+      const tokenizer = Tokenizer.fromModelDir(await tinyModelDir());
+      // A stop string made of the end of token 3's text and the start of token 4's text.
+      const prefix3 = tokenizer.decode(tokens.slice(0, 3), { skipSpecialTokens: true });
+      const prefix4 = tokenizer.decode(tokens.slice(0, 4), { skipSpecialTokens: true });
+      const prefix5 = tokenizer.decode(tokens.slice(0, 5), { skipSpecialTokens: true });
+      expect(prefix5.length).toBeGreaterThan(prefix4.length + 0);
+      const stop = prefix5.slice(Math.max(prefix3.length, prefix4.length - 1), prefix4.length + 1);
+      const at = text.indexOf(stop);
+      const streamed: string[] = [];
+      const stopped = await engine.submit({ id: 'stop', prompt: PROMPTS[1], params: { maxNewTokens: 12, ignoreEos: true, stop: [stop] } }, (event) => streamed.push(event.text));
+      expect(stopped.sequences[0].finishReason).toBe('stop');
+      expect(stopped.sequences[0].text).toBe(text.slice(0, at));
+      expect(stopped.sequences[0].tokens).toEqual(tokens.slice(0, stopped.sequences[0].tokens.length));
+      expect(streamed.join('')).toBe(stopped.sequences[0].text);
+      const returnFull = await engine.submit({ id: 'full', prompt: PROMPTS[1], params: { maxNewTokens: 3, returnFullText: true } });
+      expect(returnFull.sequences[0].text.startsWith(PROMPTS[1])).toBe(true);
+    });
+  });
+
+  it('refuses bad requests naming the field, and keeps serving the others', async () => {
+    await withEngine({}, async (engine) => {
+      const field = async (promise: Promise<unknown>) => {
+        const error = await promise.then(() => undefined, (e: unknown) => e);
+        expect(error).toBeInstanceOf(InvalidGenerationParamError);
+        return (error as InvalidGenerationParamError).field;
+      };
+      const good = engine.submit({ id: 'good', prompt: PROMPTS[0], params: { maxNewTokens: 4 } });
+      expect(await field(engine.submit({ id: 'a', prompt: 'x', params: { temperature: 0 } }))).toBe('temperature');
+      expect(await field(engine.submit({ id: 'b', prompt: 'x', params: { topP: 2 } }))).toBe('topP');
+      expect(await field(engine.submit({ id: 'c', prompt: 'word '.repeat(3000), params: { maxNewTokens: 10 } }))).toBe('prompt');
+      expect(await field(engine.submit({ id: 'd', prompt: '' }))).toBe('prompt');
+      const truncated = await engine.submit({ id: 'e', prompt: 'word '.repeat(3000), params: { maxNewTokens: 2, truncate: true } });
+      expect(truncated.promptTokens).toBe(2048 - 2);
+      expect((await good).sequences[0].tokens).toHaveLength(4);
+    });
+  });
+
+  it('refuses the cuda provider here with the reason and how to install it, or falls back to cpu when asked', async () => {
+    await expect(withEngine({ executionProvider: 'cuda' }, async () => undefined)).rejects.toThrow(/cuda.*not installed.*CUDA 12 and cuDNN 9/s);
+    const warnings: string[] = [];
+    await withEngine({ executionProvider: 'cuda', fallbackToCpu: true, onWarning: (w) => warnings.push(w) }, async (engine) => {
+      expect(engine.info.executionProvider).toBe('cpu');
+      expect((await engine.submit({ id: 'x', prompt: 'Hi', params: { maxNewTokens: 2 } })).sequences[0].tokens).toHaveLength(2);
+    });
+    expect(warnings.join('\n')).toMatch(/Falling back to the cpu/);
+  });
+});
