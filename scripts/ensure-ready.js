@@ -18,15 +18,21 @@ function newestMtime(dir) {
   return newest;
 }
 
-if (!fs.existsSync(path.join(root, 'node_modules', '.package-lock.json'))) {
-  console.log('falconq: installing dependencies (npm ci)...');
-  run('npm ci --no-audit --no-fund');
+function ensureReady() {
+  if (!fs.existsSync(path.join(root, 'node_modules', '.package-lock.json'))) {
+    console.log('falconq: installing dependencies (npm ci)...');
+    run('npm ci --no-audit --no-fund');
+  }
+
+  const stamp = path.join(root, 'dist', '.build-stamp');
+  const sourcesNewest = Math.max(newestMtime(path.join(root, 'apps')), newestMtime(path.join(root, 'libs')));
+  if (!fs.existsSync(stamp) || fs.statSync(stamp).mtimeMs < sourcesNewest) {
+    console.log('falconq: building (npm run build)...');
+    run('npm run build');
+    fs.writeFileSync(stamp, new Date().toISOString());
+  }
 }
 
-const stamp = path.join(root, 'dist', '.build-stamp');
-const sourcesNewest = Math.max(newestMtime(path.join(root, 'apps')), newestMtime(path.join(root, 'libs')));
-if (!fs.existsSync(stamp) || fs.statSync(stamp).mtimeMs < sourcesNewest) {
-  console.log('falconq: building (npm run build)...');
-  run('npm run build');
-  fs.writeFileSync(stamp, new Date().toISOString());
-}
+module.exports = { ensureReady };
+
+if (require.main === module) ensureReady();

@@ -1,8 +1,8 @@
-import { Worker, UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, Worker, UnrecoverableError, type Job } from 'bullmq';
 import { GENERATE_QUEUE, type GenerateJobData } from '@app/contracts';
 import { queueConnection, type QueueLocation } from './connection';
 
-export { UnrecoverableError };
+export { DelayedError, UnrecoverableError };
 export type GenerateJob = Job<GenerateJobData>;
 
 export interface ConsumerOptions extends QueueLocation {

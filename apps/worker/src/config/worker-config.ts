@@ -1,0 +1,88 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+
+// The worker's whole configuration, read from the environment once at start and validated; the only place in the
+// worker that reads process.env. A bad value stops the process with a message naming the variable.
+
+const int = (min: number) => z.coerce.number().int().min(min);
+
+const schema = z.object({
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
+  MODEL_DIR: z.string().min(1, 'must name a model directory (falconq model tiny --out <dir> makes one)'),
+  FALCONQ_EP: z.enum(['cpu', 'webgpu', 'cuda']).default('cpu'),
+  FALCONQ_DEVICE_ID: int(0).default(0),
+  FALCONQ_SLOTS: int(1).max(1024).default(16),
+  FALCONQ_WORKER_ID: z.string().min(1).optional(),
+  FALCONQ_REDIS_PREFIX: z.string().min(1).default('falconq'),
+  /** A job's lock; a worker that dies gives its jobs back after this. */
+  FALCONQ_LOCK_MS: int(500).default(30_000),
+  /** How often each worker looks for jobs whose lock expired. */
+  FALCONQ_STALLED_INTERVAL_MS: int(200).default(15_000),
+  /** A prompt whose worker dies this many times fails instead of killing the next one. */
+  FALCONQ_MAX_STALLED: int(0).default(2),
+  FALCONQ_HEARTBEAT_MS: int(100).default(5_000),
+  /** How often in-flight batches are checked for cancellation or expiry. */
+  FALCONQ_CANCEL_POLL_MS: int(50).default(1_000),
+  /** Minimum time between two progress updates of one job. */
+  FALCONQ_PROGRESS_MS: int(50).default(1_000),
+  /** On SIGTERM, how long in-flight prompts may finish before they are handed back to the queue. */
+  FALCONQ_SHUTDOWN_GRACE_MS: int(0).default(30_000),
+  /** Seconds a finished batch's results are kept; must match the api's setting (0 = forever). */
+  FALCONQ_BATCH_RETENTION_S: int(0).default(30 * 24 * 3600),
+  FALCONQ_PREFILL_CHUNK_TOKENS: int(1).optional(),
+  FALCONQ_INTRA_OP_THREADS: int(1).optional(),
+});
+
+export interface WorkerConfig {
+  redisUrl: string;
+  prefix: string;
+  modelDir: string;
+  executionProvider: 'cpu' | 'webgpu' | 'cuda';
+  deviceId: number;
+  slots: number;
+  workerId: string;
+  lockDurationMs: number;
+  stalledIntervalMs: number;
+  maxStalledCount: number;
+  heartbeatMs: number;
+  cancelPollMs: number;
+  progressMs: number;
+  shutdownGraceMs: number;
+  batchRetentionSeconds: number;
+  prefillChunkTokens?: number;
+  intraOpThreads?: number;
+}
+
+export class WorkerConfigError extends Error {
+  override readonly name = 'WorkerConfigError';
+}
+
+export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new WorkerConfigError(`invalid worker configuration: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  return {
+    redisUrl: e.REDIS_URL,
+    prefix: e.FALCONQ_REDIS_PREFIX,
+    modelDir: e.MODEL_DIR,
+    executionProvider: e.FALCONQ_EP,
+    deviceId: e.FALCONQ_DEVICE_ID,
+    slots: e.FALCONQ_SLOTS,
+    workerId: e.FALCONQ_WORKER_ID ?? `${hostname()}-${process.pid}`,
+    lockDurationMs: e.FALCONQ_LOCK_MS,
+    stalledIntervalMs: e.FALCONQ_STALLED_INTERVAL_MS,
+    maxStalledCount: e.FALCONQ_MAX_STALLED,
+    heartbeatMs: e.FALCONQ_HEARTBEAT_MS,
+    cancelPollMs: e.FALCONQ_CANCEL_POLL_MS,
+    progressMs: e.FALCONQ_PROGRESS_MS,
+    shutdownGraceMs: e.FALCONQ_SHUTDOWN_GRACE_MS,
+    batchRetentionSeconds: e.FALCONQ_BATCH_RETENTION_S,
+    prefillChunkTokens: e.FALCONQ_PREFILL_CHUNK_TOKENS,
+    intraOpThreads: e.FALCONQ_INTRA_OP_THREADS,
+  };
+}
+
+export const WORKER_CONFIG = Symbol('WORKER_CONFIG');

@@ -1,0 +1,45 @@
+import 'reflect-metadata';
+import { Logger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { WorkerConfigError, loadWorkerConfig, type WorkerConfig } from './config/worker-config';
+import { WorkerModule } from './worker.module';
+
+// A GPU worker process: one engine (one ORT session on one device) fed by one BullMQ consumer. No HTTP.
+
+async function bootstrap(): Promise<void> {
+  let config: WorkerConfig;
+  try {
+    config = loadWorkerConfig();
+  } catch (error) {
+    if (error instanceof WorkerConfigError) {
+      process.stderr.write(`falconq worker: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const app = await NestFactory.createApplicationContext(WorkerModule.forConfig(config), { logger: ['log', 'warn', 'error'] });
+  const logger = new Logger('Worker');
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn(`${signal} again: exiting now; in-flight prompts come back through stalled-job recovery`);
+      process.exit(1);
+    }
+    stopping = true;
+    logger.log(`${signal}: shutting down`);
+    app.close().then(
+      () => process.exit(0),
+      (error: Error) => {
+        logger.error(`shutdown failed: ${error.message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+bootstrap().catch((error: unknown) => {
+  process.stderr.write(`falconq worker: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,17 @@
+import type { ResultsStore } from '@app/store';
+import type { EngineStats, GenerationRequest, GenerationResult, TokenEvent } from '@app/engine';
+
+// What the worker needs from its two collaborators, narrowed to the calls it makes (tests substitute neither: they
+// run the real engine and the real Redis store; the narrow ports keep the dependencies visible).
+
+export interface WorkerEngine {
+  submit(request: GenerationRequest, onToken?: (event: TokenEvent) => void): Promise<GenerationResult>;
+  cancel(requestId: string): void | Promise<void>;
+  stats(): EngineStats | Promise<EngineStats>;
+  close(): Promise<void>;
+}
+
+export type WorkerStore = Pick<ResultsStore, 'recordResult' | 'getResult' | 'getBatch' | 'publishStream' | 'recordWorkerHeartbeat' | 'close'>;
+
+export const WORKER_ENGINE = Symbol('WORKER_ENGINE');
+export const WORKER_STORE = Symbol('WORKER_STORE');

@@ -1,0 +1,45 @@
+import type { GenerateJobData } from '@app/contracts';
+
+/** Why a running generation was stopped before its end. */
+export type StopReason = 'cancelled' | 'expired' | 'shutdown';
+
+export interface InFlightRequest {
+  readonly requestId: string;
+  readonly data: GenerateJobData;
+  readonly startedAt: number;
+  generatedTokens: number;
+  lastProgressAt: number;
+  stopReason?: StopReason;
+}
+
+/** The prompts this worker is generating right now, so cancellation and shutdown can find them. */
+export class InFlightRegistry {
+  private readonly requests = new Map<string, InFlightRequest>();
+
+  add(requestId: string, data: GenerateJobData): InFlightRequest {
+    const now = Date.now();
+    const entry: InFlightRequest = { requestId, data, startedAt: now, generatedTokens: 0, lastProgressAt: now };
+    this.requests.set(requestId, entry);
+    return entry;
+  }
+
+  remove(entry: InFlightRequest): void {
+    if (this.requests.get(entry.requestId) === entry) this.requests.delete(entry.requestId);
+  }
+
+  get size(): number {
+    return this.requests.size;
+  }
+
+  all(): InFlightRequest[] {
+    return [...this.requests.values()];
+  }
+
+  batchIds(): string[] {
+    return [...new Set(this.all().map((entry) => entry.data.batchId))];
+  }
+
+  ofBatch(batchId: string): InFlightRequest[] {
+    return this.all().filter((entry) => entry.data.batchId === batchId);
+  }
+}

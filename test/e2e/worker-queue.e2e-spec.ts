@@ -1,0 +1,95 @@
+// The worker process against a real Redis and the tiny model: batch items in, exactly one result per item out.
+import { startTestRedis, type TestRedis } from '../support/redis';
+import { tinyModelDir } from '../support/tiny-model';
+import { startWorker, type WorkerProcess } from '../support/worker-process';
+import { QueueHarness, promptsOf, sleep } from '../reliability/harness';
+
+jest.setTimeout(120_000);
+
+describe('worker process (real Redis, tiny model)', () => {
+  let redis: TestRedis;
+  let modelDir: string;
+  let harness: QueueHarness;
+  const workers: WorkerProcess[] = [];
+
+  beforeAll(async () => {
+    [redis, modelDir] = await Promise.all([startTestRedis(), tinyModelDir()]);
+    harness = QueueHarness.open(redis.url, redis.prefix);
+  });
+  afterAll(async () => {
+    await Promise.all(workers.map((worker) => worker.kill()));
+    await harness?.close();
+    await redis?.stop();
+  });
+
+  const worker = async (env: Record<string, string> = {}) => {
+    const w = await startWorker({ redisUrl: redis.url, prefix: redis.prefix, modelDir, slots: 4, env });
+    workers.push(w);
+    return w;
+  };
+
+  it('two workers complete a batch with one result per prompt, each prompt generated once', async () => {
+    const [a, b] = await Promise.all([worker(), worker()]);
+    const total = 40;
+    const batchId = await harness.submitBatch(promptsOf(total), { maxNewTokens: 4 });
+    const batch = await harness.waitForFinal(batchId, 60_000);
+    expect(batch.status).toBe('completed');
+    expect(batch.requestCounts).toEqual({ total, completed: total, failed: 0 });
+    const results = await harness.results(batchId, total);
+    expect(results.map((r) => r?.customId)).toEqual(promptsOf(total).map((_, i) => `req-${i}`));
+    for (const result of results) {
+      expect(result?.status).toBe('succeeded');
+      expect(result?.output?.completionTokens).toBeGreaterThan(0);
+      expect(result?.attempts).toBe(1);
+    }
+    const byWorker = new Set(results.map((r) => r?.workerId));
+    expect(byWorker).toEqual(new Set([a.workerId, b.workerId]));
+    await harness.queue.queue.getJobCounts();
+    const heartbeats = await harness.store.listWorkers(10_000);
+    expect(heartbeats.map((h) => h.workerId)).toEqual(expect.arrayContaining([a.workerId, b.workerId]));
+  });
+
+  it('fails a prompt that is the request\'s fault once, without retries, and completes the rest', async () => {
+    const tooLong = 'lorem ipsum dolor '.repeat(800);
+    const batchId = await harness.submitBatch(['fine 1', { prompt: tooLong }, 'fine 2'], { maxNewTokens: 3 });
+    const batch = await harness.waitForFinal(batchId, 60_000);
+    expect(batch.requestCounts).toEqual({ total: 3, completed: 2, failed: 1 });
+    const [, failed] = await harness.results(batchId, 3);
+    expect(failed).toMatchObject({ status: 'failed', attempts: 1, error: { code: 'invalid_request' } });
+    expect(failed?.error?.message).toMatch(/prompt/i);
+  });
+
+  it('stops a cancelled batch: keeps finished results, records the rest as cancelled', async () => {
+    const total = 60;
+    const batchId = await harness.submitBatch(promptsOf(total, 'Long'), { maxNewTokens: 64, ignoreEos: true });
+    await harness.waitForCounts(batchId, 4, 60_000);
+    await harness.store.requestCancel(batchId);
+    const takenBack = await harness.queue.removePendingItems(batchId, total);
+    // What the api does for items that will never run: record them as cancelled.
+    const results = await harness.results(batchId, total);
+    for (let index = 0; index < total; index++) {
+      if (results[index]) continue;
+      const state = await harness.queue.queue.getJobState(`${batchId}-${index}`);
+      if (state === 'unknown') {
+        await harness.store.recordResult({ batchId, index, customId: `req-${index}`, status: 'cancelled', error: { code: 'batch_cancelled', message: 'cancelled' }, attempts: 0, finishedAt: Date.now() });
+      }
+    }
+    const batch = await harness.waitForFinal(batchId, 30_000);
+    expect(batch.status).toBe('cancelled');
+    expect(takenBack).toBeGreaterThan(0);
+    const after = await harness.results(batchId, total);
+    const succeeded = after.filter((r) => r?.status === 'succeeded');
+    const cancelled = after.filter((r) => r?.status === 'cancelled');
+    expect(succeeded.length).toBeGreaterThanOrEqual(4);
+    expect(succeeded.length + cancelled.length).toBe(total);
+    expect(succeeded.length).toBeLessThan(total);
+  });
+
+  it('drains on SIGTERM and exits 0', async () => {
+    const w = await worker({ FALCONQ_SHUTDOWN_GRACE_MS: '5000' });
+    await sleep(200);
+    const exit = await w.stop();
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(w.output()).toContain('stopped');
+  });
+});
