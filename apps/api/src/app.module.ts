@@ -1,0 +1,50 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { MulterModule } from '@nestjs/platform-express';
+import { ApiKeyGuard } from './auth/api-key.guard';
+import { KeyAuthenticator } from './auth/key-authenticator';
+import { BatchLifecycleService } from './batches/batch-lifecycle.service';
+import { BatchSubmissionService } from './batches/batch-submission.service';
+import { NativeBatchesController } from './batches/native-batches.controller';
+import { OpenAiBatchesController } from './batches/openai-batches.controller';
+import { API_CONFIG, type ApiConfig } from './config/api-config';
+import { BatchEventsController } from './events/batch-events.controller';
+import { FilesController } from './files/files.controller';
+import { FilesService } from './files/files.service';
+import { InfraModule } from './infra/infra.module';
+import { OnlineController } from './online/online.controller';
+import { OnlineService } from './online/online.service';
+import { MetricsService } from './ops/metrics.service';
+import { OpsController } from './ops/ops.controller';
+
+@Module({})
+export class AppModule {
+  static forConfig(config: ApiConfig): DynamicModule {
+    const configModule: DynamicModule = {
+      module: class ApiConfigModule {},
+      global: true,
+      providers: [{ provide: API_CONFIG, useValue: config }],
+      exports: [API_CONFIG],
+    };
+    return {
+      module: AppModule,
+      imports: [
+        configModule,
+        InfraModule,
+        // Multer stops reading an upload as soon as it passes the limit (and answers 413).
+        MulterModule.register({ limits: { fileSize: config.limits.maxFileBytes, files: 1, fields: 10 } }),
+      ],
+      controllers: [FilesController, OpenAiBatchesController, NativeBatchesController, BatchEventsController, OnlineController, OpsController],
+      providers: [
+        KeyAuthenticator,
+        { provide: APP_GUARD, useClass: ApiKeyGuard },
+        BatchSubmissionService,
+        BatchLifecycleService,
+        FilesService,
+        OnlineService,
+        MetricsService,
+      ],
+      exports: [KeyAuthenticator, MetricsService],
+    };
+  }
+}

@@ -1,0 +1,81 @@
+import { Body, Controller, Get, Headers, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiHeader, ApiTags } from '@nestjs/swagger';
+import type { ResultsStore } from '@app/store';
+import { CurrentPrincipal, canSee, type Principal } from '../auth/principal';
+import { API_CONFIG, type ApiConfig } from '../config/api-config';
+import { ApiError } from '../http/api-error';
+import { createBatchSchema, describeZodIssue } from '../generation/request-schemas';
+import { RESULTS_STORE } from '../infra/infra.module';
+import { SERVED_MODEL, type ServedModel } from '../model/served-model';
+import { BatchLifecycleService } from './batch-lifecycle.service';
+import { itemsFromJsonl, parseEndpoint } from './batch-input';
+import { BatchSubmissionService, COMPLETION_WINDOWS } from './batch-submission.service';
+import { toOpenAiBatch } from './batch-view';
+
+/** OpenAI Batch API: POST /v1/batches from an uploaded JSONL file, retrieve, list, cancel. */
+@ApiTags('batches (OpenAI compatible)')
+@ApiBearerAuth()
+@Controller('v1/batches')
+export class OpenAiBatchesController {
+  constructor(
+    @Inject(API_CONFIG) private readonly config: ApiConfig,
+    @Inject(RESULTS_STORE) private readonly store: ResultsStore,
+    @Inject(SERVED_MODEL) private readonly model: ServedModel,
+    private readonly submissions: BatchSubmissionService,
+    private readonly lifecycle: BatchLifecycleService,
+  ) {}
+
+  @Post()
+  @HttpCode(200)
+  @ApiHeader({ name: 'Idempotency-Key', required: false, description: 'A retried request with the same key returns the same batch.' })
+  @ApiBody({ schema: { type: 'object', required: ['input_file_id', 'endpoint', 'completion_window'], properties: {
+    input_file_id: { type: 'string' }, endpoint: { type: 'string', enum: ['/v1/completions', '/v1/chat/completions'] },
+    completion_window: { type: 'string', enum: ['24h'] }, metadata: { type: 'object', additionalProperties: { type: 'string' } } } } })
+  async create(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Headers('idempotency-key') idempotencyKey?: string) {
+    const parsed = createBatchSchema.safeParse(body);
+    if (!parsed.success) {
+      const issue = describeZodIssue(parsed.error);
+      throw ApiError.badRequest(`${issue.field}: ${issue.message}`, { param: issue.field });
+    }
+    const request = parsed.data;
+    const endpoint = parseEndpoint(request.endpoint);
+    if (!(request.completion_window in COMPLETION_WINDOWS)) {
+      throw ApiError.badRequest(`completion_window: "${request.completion_window}" is not supported; use "24h"`, { param: 'completion_window' });
+    }
+    if (request.metadata && Object.keys(request.metadata).length > 16) {
+      throw ApiError.badRequest('metadata: at most 16 keys', { param: 'metadata' });
+    }
+    const file = await this.store.getFile(request.input_file_id);
+    if (!file || !canSee(principal, file.owner)) throw ApiError.notFound('file', request.input_file_id);
+    if (file.purpose !== 'batch') throw ApiError.badRequest(`input_file_id: file ${file.id} has purpose "${file.purpose}", not "batch"`, { param: 'input_file_id' });
+    const content = (await this.store.getFileContent(file.id)) ?? '';
+    const items = itemsFromJsonl(content, endpoint, this.model, { maxLines: this.config.limits.maxLines });
+    const batch = await this.submissions.submit(
+      principal,
+      { kind: 'openai', endpoint, items, completionWindow: request.completion_window, metadata: request.metadata ?? null, inputFileId: file.id },
+      idempotencyKey ? { key: idempotencyKey, body: request } : null,
+    );
+    return toOpenAiBatch(batch);
+  }
+
+  @Get()
+  async list(@CurrentPrincipal() principal: Principal, @Query('after') after?: string, @Query('limit') limit?: string) {
+    const n = limit === undefined ? 20 : Number(limit);
+    if (!Number.isInteger(n) || n < 1 || n > 100) throw ApiError.badRequest('limit: must be an integer between 1 and 100', { param: 'limit' });
+    if (after) await this.lifecycle.visibleBatch(principal, after);
+    const page = await this.store.listBatches({ owner: principal.admin ? undefined : principal.tenant, after, limit: n });
+    const data = page.data.map(toOpenAiBatch);
+    return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data[data.length - 1]?.id ?? null, has_more: page.hasMore };
+  }
+
+  @Get(':id')
+  async get(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
+    return toOpenAiBatch(await this.lifecycle.visibleBatch(principal, id));
+  }
+
+  @Post(':id/cancel')
+  @HttpCode(200)
+  async cancel(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
+    return toOpenAiBatch(await this.lifecycle.cancel(principal, id));
+  }
+}

@@ -1,0 +1,139 @@
+import { z } from 'zod';
+import { parseHostPortList, type RedisConnectionConfig } from '@app/store';
+import { parseKeyTable, type KeyTable } from './api-keys';
+
+// The api's whole configuration, read from the environment once at start and validated; the only place in the api
+// that reads process.env. A bad value stops the process with a message naming the variable.
+
+const int = (min: number) => z.coerce.number().int().min(min);
+const MiB = 1024 * 1024;
+
+export const OPENABLE_ROUTES = ['health', 'metrics', 'docs'] as const;
+export type OpenableRoute = (typeof OPENABLE_ROUTES)[number];
+
+const schema = z.object({
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
+  FALCONQ_REDIS_PREFIX: z.string().min(1).regex(/^[^\s:]+$/, 'must not contain spaces or ":"').default('falconq'),
+  FALCONQ_REDIS_SENTINELS: z.string().optional(),
+  FALCONQ_REDIS_SENTINEL_NAME: z.string().min(1).optional(),
+  FALCONQ_REDIS_CLUSTER_NODES: z.string().optional(),
+  PORT: int(0).max(65535).default(3000),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  MODEL_DIR: z.string().min(1, 'must name a model directory (falconq model tiny --out <dir> makes one)'),
+  /** The model id clients send and see; defaults to the manifest's source id. */
+  FALCONQ_MODEL_NAME: z.string().min(1).optional(),
+  FALCONQ_API_KEYS: z.string().optional(),
+  FALCONQ_ADMIN_KEYS: z.string().optional(),
+  FALCONQ_MAX_FILE_BYTES: int(1).default(100 * MiB),
+  FALCONQ_MAX_LINES: int(1).default(50_000),
+  FALCONQ_MAX_BODY_BYTES: int(1024).default(10 * MiB),
+  /** Requests per API key per minute; 0 = no limit. */
+  FALCONQ_RATE_LIMIT_PER_MINUTE: int(0).default(600),
+  /** Unfinished batches per tenant; 0 = no limit. */
+  FALCONQ_MAX_BATCHES_IN_FLIGHT: int(0).default(20),
+  /** Seconds a finished batch's results are kept (0 = forever); the worker has the same setting. */
+  FALCONQ_BATCH_RETENTION_S: int(0).default(30 * 24 * 3600),
+  FALCONQ_FILE_RETENTION_S: int(0).default(30 * 24 * 3600),
+  FALCONQ_IDEMPOTENCY_TTL_S: int(1).default(24 * 3600),
+  /** Comma-separated routes served without a key: health, metrics, docs. */
+  FALCONQ_OPEN_ROUTES: z.string().default('health'),
+  FALCONQ_EXPIRY_SWEEP_MS: int(100).default(30_000),
+  FALCONQ_ONLINE_TIMEOUT_MS: int(100).default(300_000),
+  /** A worker whose last heartbeat is older than this is not counted as alive. */
+  FALCONQ_WORKER_STALE_MS: int(100).default(30_000),
+  FALCONQ_JOB_ATTEMPTS: int(1).default(3),
+  /** How long SIGTERM waits for in-flight requests. */
+  FALCONQ_SHUTDOWN_GRACE_MS: int(0).default(10_000),
+});
+
+export interface ApiConfig {
+  redis: RedisConnectionConfig;
+  prefix: string;
+  port: number;
+  host: string;
+  modelDir: string;
+  modelName?: string;
+  keys: KeyTable;
+  limits: {
+    maxFileBytes: number;
+    maxLines: number;
+    maxBodyBytes: number;
+    rateLimitPerMinute: number;
+    maxBatchesInFlight: number;
+  };
+  retention: { batchSeconds: number; fileSeconds: number; idempotencySeconds: number };
+  openRoutes: ReadonlySet<OpenableRoute>;
+  expirySweepMs: number;
+  onlineTimeoutMs: number;
+  workerStaleMs: number;
+  jobAttempts: number;
+  shutdownGraceMs: number;
+}
+
+export class ApiConfigError extends Error {
+  override readonly name = 'ApiConfigError';
+}
+
+/** Runs a parser on one variable, turning its error into one that names the variable. */
+function field<T>(variable: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    const message = (error as Error).message;
+    throw new ApiConfigError(`invalid api configuration: ${message.startsWith(variable) ? message : `${variable}: ${message}`}`);
+  }
+}
+
+export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new ApiConfigError(`invalid api configuration: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  const sentinels = e.FALCONQ_REDIS_SENTINELS
+    ? field('FALCONQ_REDIS_SENTINELS', () => parseHostPortList(e.FALCONQ_REDIS_SENTINELS!, 'FALCONQ_REDIS_SENTINELS'))
+    : undefined;
+  if (sentinels && !e.FALCONQ_REDIS_SENTINEL_NAME) {
+    throw new ApiConfigError('invalid api configuration: FALCONQ_REDIS_SENTINEL_NAME: required with FALCONQ_REDIS_SENTINELS (the master name)');
+  }
+  const clusterNodes = e.FALCONQ_REDIS_CLUSTER_NODES
+    ? field('FALCONQ_REDIS_CLUSTER_NODES', () => parseHostPortList(e.FALCONQ_REDIS_CLUSTER_NODES!, 'FALCONQ_REDIS_CLUSTER_NODES'))
+    : undefined;
+  if (clusterNodes && !/^\{[^}]+\}/.test(e.FALCONQ_REDIS_PREFIX)) {
+    throw new ApiConfigError('invalid api configuration: FALCONQ_REDIS_PREFIX: with FALCONQ_REDIS_CLUSTER_NODES the prefix must start with a hash tag such as {falconq}');
+  }
+  const openRoutes = field('FALCONQ_OPEN_ROUTES', () => {
+    const names = e.FALCONQ_OPEN_ROUTES.split(',').map((s) => s.trim()).filter(Boolean);
+    for (const name of names) {
+      if (!(OPENABLE_ROUTES as readonly string[]).includes(name)) throw new Error(`"${name}" is not one of ${OPENABLE_ROUTES.join(', ')}`);
+    }
+    return new Set(names as OpenableRoute[]);
+  });
+  const keys = field('FALCONQ_API_KEYS', () => parseKeyTable(e.FALCONQ_API_KEYS, e.FALCONQ_ADMIN_KEYS));
+  return {
+    redis: { url: e.REDIS_URL, sentinels, sentinelName: e.FALCONQ_REDIS_SENTINEL_NAME, clusterNodes },
+    prefix: e.FALCONQ_REDIS_PREFIX,
+    port: e.PORT,
+    host: e.HOST,
+    modelDir: e.MODEL_DIR,
+    modelName: e.FALCONQ_MODEL_NAME,
+    keys,
+    limits: {
+      maxFileBytes: e.FALCONQ_MAX_FILE_BYTES,
+      maxLines: e.FALCONQ_MAX_LINES,
+      maxBodyBytes: e.FALCONQ_MAX_BODY_BYTES,
+      rateLimitPerMinute: e.FALCONQ_RATE_LIMIT_PER_MINUTE,
+      maxBatchesInFlight: e.FALCONQ_MAX_BATCHES_IN_FLIGHT,
+    },
+    retention: { batchSeconds: e.FALCONQ_BATCH_RETENTION_S, fileSeconds: e.FALCONQ_FILE_RETENTION_S, idempotencySeconds: e.FALCONQ_IDEMPOTENCY_TTL_S },
+    openRoutes,
+    expirySweepMs: e.FALCONQ_EXPIRY_SWEEP_MS,
+    onlineTimeoutMs: e.FALCONQ_ONLINE_TIMEOUT_MS,
+    workerStaleMs: e.FALCONQ_WORKER_STALE_MS,
+    jobAttempts: e.FALCONQ_JOB_ATTEMPTS,
+    shutdownGraceMs: e.FALCONQ_SHUTDOWN_GRACE_MS,
+  };
+}
+
+export const API_CONFIG = Symbol('API_CONFIG');

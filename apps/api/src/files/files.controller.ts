@@ -1,0 +1,65 @@
+import { Controller, Delete, Get, HttpCode, Param, Post, Query, Res, UploadedFile, UseInterceptors, Body, Inject } from '@nestjs/common';
+import { FileInterceptor } from '@nestjs/platform-express';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiTags } from '@nestjs/swagger';
+import type { Response } from 'express';
+import { ApiError } from '../http/api-error';
+import { CurrentPrincipal, type Principal } from '../auth/principal';
+import { API_CONFIG, type ApiConfig } from '../config/api-config';
+import { FilesService, toOpenAiFile } from './files.service';
+
+interface UploadedBatchFile {
+  originalname: string;
+  buffer: Buffer;
+  size: number;
+}
+
+/** OpenAI Files API, for batch input (purpose "batch") and batch output files. */
+@ApiTags('files (OpenAI compatible)')
+@ApiBearerAuth()
+@Controller('v1/files')
+export class FilesController {
+  constructor(private readonly files: FilesService, @Inject(API_CONFIG) private readonly config: ApiConfig) {}
+
+  @Post()
+  @ApiConsumes('multipart/form-data')
+  @ApiBody({ schema: { type: 'object', required: ['file', 'purpose'], properties: { file: { type: 'string', format: 'binary' }, purpose: { type: 'string', enum: ['batch'] } } } })
+  @UseInterceptors(FileInterceptor('file'))
+  async upload(@CurrentPrincipal() principal: Principal, @UploadedFile() file: UploadedBatchFile | undefined, @Body() body: { purpose?: string }) {
+    if (!file) throw ApiError.badRequest('file: missing; send the JSONL file as the multipart field "file"', { param: 'file' });
+    if (body?.purpose !== 'batch') {
+      throw ApiError.badRequest(`purpose: must be "batch", got ${body?.purpose === undefined ? 'nothing' : `"${body.purpose}"`}`, { param: 'purpose' });
+    }
+    if (file.size > this.config.limits.maxFileBytes) {
+      throw ApiError.tooLarge(`file: ${file.size} bytes is more than FALCONQ_MAX_FILE_BYTES (${this.config.limits.maxFileBytes})`, 'file');
+    }
+    const content = file.buffer.toString('utf8');
+    if (content.includes('\uFFFD')) throw ApiError.badRequest('file: is not valid UTF-8 text', { param: 'file' });
+    return toOpenAiFile(await this.files.upload(principal, file.originalname || 'upload.jsonl', body.purpose, content));
+  }
+
+  @Get()
+  async list(@CurrentPrincipal() principal: Principal, @Query('limit') limit?: string) {
+    const n = Math.min(Math.max(Number(limit ?? 100) || 100, 1), 10_000);
+    const data = (await this.files.list(principal, n)).map(toOpenAiFile);
+    return { object: 'list', data, has_more: false, first_id: data[0]?.id ?? null, last_id: data[data.length - 1]?.id ?? null };
+  }
+
+  @Get(':id')
+  async get(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
+    return toOpenAiFile(await this.files.describe(principal, id));
+  }
+
+  @Get(':id/content')
+  async content(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Res() response: Response) {
+    const content = await this.files.content(principal, id);
+    response.setHeader('Content-Type', 'application/jsonl; charset=utf-8');
+    response.send(content);
+  }
+
+  @Delete(':id')
+  @HttpCode(200)
+  async remove(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
+    await this.files.remove(principal, id);
+    return { id, object: 'file', deleted: true };
+  }
+}

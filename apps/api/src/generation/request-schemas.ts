@@ -1,0 +1,101 @@
+import { z } from 'zod';
+
+// Request bodies in OpenAI's shapes (plus the TGI-style extensions falconq supports) and the native batch body.
+// Types are checked here; ranges are the engine's rules (resolveGenerationParams), applied in generation-params.ts.
+
+const stop = z.union([z.string(), z.array(z.string())]).nullish();
+
+/** Sampling fields shared by /v1/completions and /v1/chat/completions. */
+const openAiSampling = {
+  model: z.string().optional(),
+  max_tokens: z.number().int().nullish(),
+  max_completion_tokens: z.number().int().nullish(),
+  temperature: z.number().nullish(),
+  top_p: z.number().nullish(),
+  n: z.number().int().nullish(),
+  stop,
+  seed: z.number().int().nullish(),
+  stream: z.boolean().nullish(),
+  // extensions
+  top_k: z.number().int().nullish(),
+  repetition_penalty: z.number().nullish(),
+  do_sample: z.boolean().nullish(),
+  ignore_eos: z.boolean().nullish(),
+  truncate: z.boolean().nullish(),
+  // accepted and checked for values falconq cannot honour
+  logprobs: z.union([z.boolean(), z.number()]).nullish(),
+  best_of: z.number().int().nullish(),
+  presence_penalty: z.number().nullish(),
+  frequency_penalty: z.number().nullish(),
+  logit_bias: z.record(z.string(), z.number()).nullish(),
+  user: z.string().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+};
+
+export const completionRequestSchema = z.looseObject({
+  ...openAiSampling,
+  prompt: z.union([z.string(), z.array(z.string()).length(1, 'must hold exactly one prompt (send one request per prompt)')]),
+  echo: z.boolean().nullish(),
+  suffix: z.string().nullish(),
+});
+export type CompletionRequest = z.infer<typeof completionRequestSchema>;
+
+const textPart = z.object({ type: z.literal('text'), text: z.string() });
+export const chatMessageSchema = z.object({
+  role: z.enum(['system', 'user', 'assistant', 'developer']),
+  content: z.union([z.string(), z.array(textPart)]),
+  name: z.string().optional(),
+});
+
+export const chatRequestSchema = z.looseObject({
+  ...openAiSampling,
+  messages: z.array(chatMessageSchema).min(1, 'must hold at least one message'),
+});
+export type ChatRequest = z.infer<typeof chatRequestSchema>;
+
+/** Native parameters (Hugging Face TGI names). */
+export const nativeParamsShape = {
+  max_new_tokens: z.number().int().optional(),
+  do_sample: z.boolean().optional(),
+  temperature: z.number().optional(),
+  top_k: z.number().int().optional(),
+  top_p: z.number().optional(),
+  repetition_penalty: z.number().optional(),
+  num_return_sequences: z.number().int().optional(),
+  seed: z.number().int().optional(),
+  stop: z.array(z.string()).optional(),
+  return_full_text: z.boolean().optional(),
+  ignore_eos: z.boolean().optional(),
+  truncate: z.boolean().optional(),
+};
+
+export const nativeBatchSchema = z.strictObject({
+  prompts: z.array(z.string()).min(1, 'must hold at least one prompt').optional(),
+  template: z.string().min(1).optional(),
+  rows: z.array(z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]))).min(1, 'must hold at least one row').optional(),
+  metadata: z.record(z.string(), z.string()).optional(),
+  completion_window: z.literal('24h').optional(),
+  ...nativeParamsShape,
+});
+export type NativeBatchRequest = z.infer<typeof nativeBatchSchema>;
+
+export const createBatchSchema = z.strictObject({
+  input_file_id: z.string().min(1),
+  endpoint: z.string(),
+  completion_window: z.string(),
+  metadata: z.record(z.string(), z.string().max(512)).nullish(),
+});
+
+export const batchLineSchema = z.object({
+  custom_id: z.string().min(1, 'must be a non-empty string').max(512),
+  method: z.string(),
+  url: z.string(),
+  body: z.record(z.string(), z.unknown()),
+});
+
+/** "body.messages[0].content: Invalid input" style description of the first zod issue. */
+export function describeZodIssue(error: z.ZodError, prefix = ''): { field: string; message: string } {
+  const issue = error.issues[0];
+  const field = issue.path.reduce<string>((acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part)), prefix);
+  return { field: field || '(body)', message: issue.message };
+}

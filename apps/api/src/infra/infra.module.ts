@@ -1,0 +1,73 @@
+import { Global, Inject, Logger, Module, type OnApplicationShutdown } from '@nestjs/common';
+import { GenerateQueue } from '@app/queue';
+import { RedisRateLimiter, RedisResultsStore, createRedisClient, type RedisClient } from '@app/store';
+import { API_CONFIG, type ApiConfig } from '../config/api-config';
+import { SERVED_MODEL, loadServedModel } from '../model/served-model';
+import { JOB_QUEUE, JobQueue } from './job-queue';
+
+export const REDIS = Symbol('REDIS');
+export const RESULTS_STORE = Symbol('RESULTS_STORE');
+export const RATE_LIMITER = Symbol('RATE_LIMITER');
+
+/** Redis connections, the store, the queue and the served model: created once, closed on shutdown. */
+@Global()
+@Module({
+  providers: [
+    {
+      provide: REDIS,
+      inject: [API_CONFIG],
+      useFactory: (config: ApiConfig) => {
+        const client = createRedisClient(config.redis, { maxRetriesPerRequest: 3 });
+        const logger = new Logger('Redis');
+        client.on('error', (error: Error) => logger.warn(`redis connection error: ${error.message}`));
+        return client;
+      },
+    },
+    {
+      provide: RESULTS_STORE,
+      inject: [API_CONFIG, REDIS],
+      useFactory: (config: ApiConfig, redis: RedisClient) =>
+        new RedisResultsStore(redis, {
+          prefix: config.prefix,
+          retentionSeconds: config.retention.batchSeconds,
+          fileRetentionSeconds: config.retention.fileSeconds,
+          idempotencySeconds: config.retention.idempotencySeconds,
+          createSubscriber: () => {
+            const subscriber = createRedisClient(config.redis);
+            subscriber.on('error', () => undefined);
+            return subscriber;
+          },
+        }),
+    },
+    {
+      provide: RATE_LIMITER,
+      inject: [API_CONFIG, REDIS],
+      useFactory: (config: ApiConfig, redis: RedisClient) => new RedisRateLimiter(redis, config.prefix),
+    },
+    {
+      provide: JOB_QUEUE,
+      inject: [API_CONFIG],
+      useFactory: (config: ApiConfig) =>
+        new JobQueue(new GenerateQueue({ redisUrl: config.redis.url, prefix: config.prefix, attempts: config.jobAttempts })),
+    },
+    {
+      provide: SERVED_MODEL,
+      inject: [API_CONFIG],
+      useFactory: (config: ApiConfig) => loadServedModel(config.modelDir, config.modelName),
+    },
+  ],
+  exports: [REDIS, RESULTS_STORE, RATE_LIMITER, JOB_QUEUE, SERVED_MODEL],
+})
+export class InfraModule implements OnApplicationShutdown {
+  constructor(
+    @Inject(REDIS) private readonly redis: RedisClient,
+    @Inject(RESULTS_STORE) private readonly store: RedisResultsStore,
+    @Inject(JOB_QUEUE) private readonly queue: JobQueue,
+  ) {}
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.queue.close().catch(() => undefined);
+    await this.store.close().catch(() => undefined);
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}

@@ -1,0 +1,79 @@
+import 'reflect-metadata';
+import { Logger, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import type { NextFunction, Request, Response } from 'express';
+import { checkMaxmemoryPolicy, type RedisClient } from '@app/store';
+import { AppModule } from './app.module';
+import { requireKeyMiddleware } from './auth/express-key-middleware';
+import { KeyAuthenticator } from './auth/key-authenticator';
+import { ApiConfigError, loadApiConfig, type ApiConfig } from './config/api-config';
+import { mountDashboard } from './dashboard';
+import { ApiExceptionFilter } from './http/api-exception.filter';
+import { REDIS } from './infra/infra.module';
+import { MetricsService } from './ops/metrics.service';
+
+const logger = new Logger('falconq-api');
+
+function mountDocs(app: INestApplication, config: ApiConfig): void {
+  if (!config.openRoutes.has('docs')) app.use('/docs', requireKeyMiddleware(app.get(KeyAuthenticator), { adminOnly: false, realm: 'falconq docs' }));
+  const document = SwaggerModule.createDocument(app, new DocumentBuilder()
+    .setTitle('falconq')
+    .setDescription('Batch and online text generation with Falcon: OpenAI-compatible files, batches and completions, plus native batches.')
+    .setVersion('0.1.0')
+    .addBearerAuth()
+    .build());
+  SwaggerModule.setup('docs', app, document);
+}
+
+function timeRequests(app: INestApplication): void {
+  const metrics = app.get(MetricsService);
+  app.use((request: Request, response: Response, next: NextFunction) => {
+    const stop = metrics.httpDuration.startTimer();
+    response.on('finish', () => {
+      // The matched route pattern, never the raw path (ids would explode the label set).
+      const route = (request.route?.path as string | undefined) ?? (request.baseUrl || 'unmatched');
+      stop({ method: request.method, route, status: String(response.statusCode) });
+    });
+    next();
+  });
+}
+
+async function refuseEvictingRedis(app: INestApplication): Promise<void> {
+  const check = await checkMaxmemoryPolicy(app.get<RedisClient>(REDIS));
+  if (check.ok === 'unknown') logger.warn(check.reason);
+  else if (!check.ok) throw new ApiConfigError(check.reason);
+}
+
+async function bootstrap(): Promise<void> {
+  let config: ApiConfig;
+  try {
+    config = loadApiConfig(process.env);
+  } catch (error) {
+    console.error(`falconq api: ${(error as Error).message}`);
+    process.exit(2);
+  }
+  if (config.keys.size === 0) {
+    logger.warn('!!! No API keys configured (FALCONQ_API_KEYS / FALCONQ_ADMIN_KEYS): every route, the dashboard included, is OPEN to anyone who can reach this port. Set keys before exposing the service. !!!');
+  }
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forConfig(config), { bodyParser: false, bufferLogs: false });
+  app.useBodyParser('json', { limit: config.limits.maxBodyBytes });
+  app.useBodyParser('urlencoded', { limit: config.limits.maxBodyBytes, extended: false });
+  app.set('trust proxy', 'loopback');
+  app.useGlobalFilters(new ApiExceptionFilter(config.limits));
+  app.enableShutdownHooks();
+  await refuseEvictingRedis(app);
+  timeRequests(app);
+  mountDashboard(app);
+  mountDocs(app, config);
+  const server = await app.listen(config.port, config.host);
+  // Keep-alive sockets would hold shutdown open; in-flight requests still finish (server.close waits for them).
+  server.keepAliveTimeout = 5_000;
+  logger.log(`listening on http://${config.host}:${config.port} (model ${config.modelDir}, prefix ${config.prefix})`);
+}
+
+bootstrap().catch((error: unknown) => {
+  console.error(`falconq api: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});

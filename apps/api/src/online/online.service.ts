@@ -1,0 +1,104 @@
+import { randomBytes } from 'node:crypto';
+import { HttpStatus, Inject, Injectable } from '@nestjs/common';
+import type { ItemResult } from '@app/contracts';
+import type { BatchEndpoint, ResultsStore, StreamMessage, Unsubscribe } from '@app/store';
+import { API_CONFIG, type ApiConfig } from '../config/api-config';
+import { ApiError } from '../http/api-error';
+import { RESULTS_STORE } from '../infra/infra.module';
+import { JOB_QUEUE, type JobQueue } from '../infra/job-queue';
+import type { Principal } from '../auth/principal';
+import { jobsOf } from '../batches/batch-submission.service';
+import type { PreparedRequest } from '../generation/prompt-builder';
+import { SERVED_MODEL, type ServedModel } from '../model/served-model';
+
+const POLL_MS = 1000;
+
+export interface OnlineRun {
+  requestId: string;
+  /** Resolves with the item's result (succeeded or not); rejects with an ApiError on timeout. */
+  result: Promise<ItemResult>;
+  /** Stops waiting and takes the job back if no worker started it (client went away). */
+  abandon(): Promise<void>;
+}
+
+/**
+ * An online request is a one-item batch of kind "online" (not listed), run by the same queue and workers at a higher
+ * priority. The result arrives as the batch's item event (with a poll as a safety net); streamed text deltas arrive
+ * on the store's stream channel, published by the worker.
+ */
+@Injectable()
+export class OnlineService {
+  constructor(
+    @Inject(API_CONFIG) private readonly config: ApiConfig,
+    @Inject(RESULTS_STORE) private readonly store: ResultsStore,
+    @Inject(JOB_QUEUE) private readonly queue: JobQueue,
+    @Inject(SERVED_MODEL) private readonly model: ServedModel,
+  ) {}
+
+  async start(principal: Principal, endpoint: BatchEndpoint, prepared: PreparedRequest, onDelta?: (message: StreamMessage) => void): Promise<OnlineRun> {
+    const requestId = `online_${randomBytes(12).toString('hex')}`;
+    const item = { index: 0, customId: requestId, prompt: prepared.prompt, params: prepared.params };
+    await this.store.createBatch({
+      id: requestId, kind: 'online', owner: principal.tenant, endpoint, model: this.model.id, completionWindow: 'online',
+      completionWindowMs: this.config.onlineTimeoutMs, metadata: null, inputFileId: null, items: [item],
+    });
+    const unsubscribers: Unsubscribe[] = [];
+    if (onDelta) unsubscribers.push(await this.store.subscribeStream(requestId, onDelta));
+
+    let settle: ((result: ItemResult) => void) | undefined;
+    let fail: ((error: Error) => void) | undefined;
+    const result = new Promise<ItemResult>((resolve, reject) => {
+      settle = resolve;
+      fail = reject;
+    });
+    let done = false;
+    const check = async () => {
+      if (done) return;
+      const recorded = await this.store.getResult(requestId, 0).catch(() => null);
+      if (recorded && !done) {
+        done = true;
+        settle!(recorded);
+      }
+    };
+    unsubscribers.push(await this.store.subscribe(requestId, (event) => void (event.type === 'item' && check())));
+    const poll = setInterval(() => void check(), POLL_MS);
+    const timeout = setTimeout(() => {
+      if (done) return;
+      done = true;
+      void this.giveUp(requestId);
+      fail!(new ApiError(HttpStatus.GATEWAY_TIMEOUT, 'server_error', `No result within ${this.config.onlineTimeoutMs} ms (FALCONQ_ONLINE_TIMEOUT_MS); are workers running?`, { code: 'timeout' }));
+    }, this.config.onlineTimeoutMs);
+    const cleanup = async () => {
+      clearInterval(poll);
+      clearTimeout(timeout);
+      await Promise.all(unsubscribers.map((u) => u().catch(() => undefined)));
+    };
+    void result.then(cleanup, cleanup);
+
+    try {
+      await this.queue.enqueue(jobsOf(requestId, principal.tenant, [item], 'online'));
+      await this.store.markBatchInProgress(requestId);
+    } catch (error) {
+      done = true;
+      await cleanup();
+      await this.store.markBatchFailed(requestId, [{ code: 'enqueue_failed', message: (error as Error).message }]);
+      throw new ApiError(HttpStatus.SERVICE_UNAVAILABLE, 'server_error', 'The request could not be queued; retry.', { code: 'enqueue_failed' });
+    }
+    return {
+      requestId,
+      result,
+      abandon: async () => {
+        if (done) return;
+        done = true;
+        fail!(new Error('abandoned'));
+        await this.giveUp(requestId);
+      },
+    };
+  }
+
+  /** Cancels the request: a waiting job is taken back, a running one is stopped by its worker. */
+  private async giveUp(requestId: string): Promise<void> {
+    await this.store.requestCancel(requestId).catch(() => undefined);
+    await this.queue.takeBackNotStarted(requestId, [0]).catch(() => undefined);
+  }
+}

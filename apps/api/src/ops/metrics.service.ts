@@ -1,0 +1,85 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ResultsStore } from '@app/store';
+import { API_CONFIG, type ApiConfig } from '../config/api-config';
+import { RESULTS_STORE } from '../infra/infra.module';
+import { JOB_QUEUE, type JobQueue } from '../infra/job-queue';
+
+/**
+ * Prometheus metrics. Queue depth, item counters and worker gauges are read from Redis at scrape time, so every api
+ * replica reports the same cluster-wide numbers; request latencies are this replica's.
+ */
+@Injectable()
+export class MetricsService {
+  readonly registry = new Registry();
+  readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly onlineDuration: Histogram<'endpoint' | 'outcome'>;
+
+  constructor(
+    @Inject(API_CONFIG) private readonly config: ApiConfig,
+    @Inject(RESULTS_STORE) private readonly store: ResultsStore,
+    @Inject(JOB_QUEUE) private readonly queue: JobQueue,
+  ) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'falconq_api_' });
+    const registers = [this.registry];
+    this.httpDuration = new Histogram({
+      name: 'falconq_http_request_duration_seconds', help: 'HTTP request latency of this api replica',
+      labelNames: ['method', 'route', 'status'], buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers,
+    });
+    this.onlineDuration = new Histogram({
+      name: 'falconq_online_request_duration_seconds', help: 'Latency of online completions (queue wait + generation)',
+      labelNames: ['endpoint', 'outcome'], buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120], registers,
+    });
+    const jobQueue = this.queue;
+    new Gauge({
+      name: 'falconq_queue_jobs', help: 'Jobs in the generate queue by state', labelNames: ['state'], registers,
+      async collect() {
+        const counts = await jobQueue.counts();
+        for (const [state, value] of Object.entries(counts)) this.set({ state }, value);
+      },
+    });
+    const resultsStore = this.store;
+    const itemTotals = { succeeded: 0, failed: 0, tokens: 0 };
+    // Counters mirror the store's cluster-wide totals: they only ever move up by the difference seen since last scrape.
+    new Counter({
+      name: 'falconq_items_total', help: 'Items finished, by outcome', labelNames: ['outcome'], registers,
+      async collect() {
+        const stats = await resultsStore.stats();
+        this.inc({ outcome: 'succeeded' }, Math.max(stats.itemsSucceeded - itemTotals.succeeded, 0));
+        this.inc({ outcome: 'failed' }, Math.max(stats.itemsFailed - itemTotals.failed, 0));
+        itemTotals.succeeded = Math.max(stats.itemsSucceeded, itemTotals.succeeded);
+        itemTotals.failed = Math.max(stats.itemsFailed, itemTotals.failed);
+      },
+    });
+    new Counter({
+      name: 'falconq_completion_tokens_total', help: 'Tokens generated for finished items', registers,
+      async collect() {
+        const stats = await resultsStore.stats();
+        this.inc(Math.max(stats.completionTokens - itemTotals.tokens, 0));
+        itemTotals.tokens = Math.max(stats.completionTokens, itemTotals.tokens);
+      },
+    });
+    const staleMs = this.config.workerStaleMs;
+    const workerGauge = (name: string, help: string, pick: (w: Awaited<ReturnType<ResultsStore['listWorkers']>>[number]) => number | undefined) =>
+      new Gauge({
+        name, help, labelNames: ['worker'], registers,
+        async collect() {
+          this.reset();
+          for (const worker of await resultsStore.listWorkers(staleMs)) {
+            const value = pick(worker);
+            if (value !== undefined) this.set({ worker: worker.workerId }, value);
+          }
+        },
+      });
+    workerGauge('falconq_worker_tokens_per_second', 'Generation throughput per worker (from its heartbeat)', (w) => w.tokensPerSecond);
+    workerGauge('falconq_worker_active_sequences', 'Sequences being decoded per worker', (w) => w.activeSequences);
+    workerGauge('falconq_worker_slots', 'Batch slots per worker', (w) => w.slots);
+    workerGauge('falconq_worker_waiting_requests', 'Requests waiting in a worker engine', (w) => w.waitingRequests);
+    new Gauge({
+      name: 'falconq_workers_alive', help: 'Workers with a recent heartbeat', registers,
+      async collect() {
+        this.set((await resultsStore.listWorkers(staleMs)).length);
+      },
+    });
+  }
+}
