@@ -11,3 +11,5 @@ export * from './prng';
 export { MANIFEST_FILE } from './output-dir';
 export { FALCON_SPECIAL_TOKENS, FALCON_EOS_ID } from './tokenizer/falcon-tokenizer-json';
 export * from './reference';
+export * from './hub';
+export * from './source';
