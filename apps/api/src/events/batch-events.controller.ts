@@ -53,12 +53,12 @@ export class BatchEventsController {
       if (event.type === 'status' && isFinalStatus(event.status as BatchStatus)) finish();
     };
     const keepalive = setInterval(() => response.write(': keepalive\n\n'), KEEPALIVE_MS);
-    let unsubscribe: (() => Promise<void>) | undefined;
+    const subscription: { unsubscribe?: () => Promise<void> } = {};
     const finish = () => {
       if (closed) return;
       closed = true;
       clearInterval(keepalive);
-      void unsubscribe?.();
+      void subscription.unsubscribe?.();
       response.end();
     };
     request.on('close', finish);
@@ -66,7 +66,7 @@ export class BatchEventsController {
     // Subscribe before reading the state, so nothing falls between the snapshot and the live events.
     const buffered: BatchEvent[] = [];
     let live = false;
-    unsubscribe = await this.store.subscribe(id, (event) => (live ? send(event) : buffered.push(event)));
+    subscription.unsubscribe = await this.store.subscribe(id, (event) => (live ? send(event) : buffered.push(event)));
     const batch = await this.store.getBatch(id);
     if (!batch) return finish();
     send(snapshotEvent(batch));
