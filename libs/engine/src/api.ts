@@ -89,6 +89,8 @@ export interface EngineInfo {
   prefillChunkTokens: number;
   warnings: string[];
   loadMs: number;
+  /** worker_threads.threadId of the thread running inference (0 = the owner's main thread, in-process mode). */
+  threadId: number;
 }
 
 export interface EngineStats {

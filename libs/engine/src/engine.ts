@@ -155,9 +155,12 @@ export class GenerationEngine {
       );
     }
     const worker = new Worker(ENGINE_THREAD_FILE, { workerData: this.coreOptions() });
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     this.send = (message) => worker.postMessage(message);
     this.stop = async () => {
-      await worker.terminate();
+      // The thread ends by itself once it has released the session; terminate only if it hangs.
+      const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 5000).unref());
+      if ((await Promise.race([exited, timeout])) === 'timeout') await worker.terminate();
     };
     return new Promise<EngineInfo>((resolve, reject) => {
       let ready = false;
@@ -178,7 +181,7 @@ export class GenerationEngine {
       });
       worker.on('exit', (code) => {
         if (!ready) reject(new EngineClosedError(`the engine thread exited (code ${code}) before it was ready`));
-        this.failPending(new EngineClosedError(`the engine thread exited (code ${code})`));
+        this.failPending(new EngineClosedError(this.closing ? 'the engine was closed' : `the engine thread exited (code ${code})`));
         this.closedResolve?.();
       });
     });

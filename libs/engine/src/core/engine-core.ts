@@ -2,6 +2,7 @@
 // at a time and yields between steps. Runs inside the engine's worker_thread (thread/engine-thread.ts) or, in
 // in-process mode, in the caller's thread. Loads onnxruntime-node.
 
+import { threadId } from 'node:worker_threads';
 import type { EngineInfo, EngineOptions, EngineStats, GenerationRequest, GenerationResult, TokenEvent } from '../api';
 import { DuplicateRequestError, EngineClosedError, InvalidGenerationParamError } from '../errors';
 import { fitPromptToContext, resolveGenerationParams } from '../params';
@@ -67,6 +68,7 @@ export class EngineCore {
       prefillChunkTokens: options.prefillChunkTokens ?? defaultPrefillChunkTokens(model.kvPlacement, options.slots),
       warnings: model.warnings,
       loadMs: nowMs() - started,
+      threadId,
     };
     return new EngineCore(options, model, tokenizer, info);
   }
