@@ -21,6 +21,8 @@ export interface GenerationParams {
 export interface GenerationRequest {
   id: string;
   prompt: string;
+  /** Token ids to use instead of encoding `prompt` (benchmarks with prompts of exact token length). */
+  promptIds?: number[];
   params?: Partial<GenerationParams>;
 }
 
@@ -104,6 +106,8 @@ export interface EngineStats {
   prefillMsTotal: number;
   /** Decode steps that fetched the full logits output (the others fetched only the top-k outputs). */
   fullLogitsSteps: number;
+  /** Decode runs (steps that ran the model over the live rows; a step can also run one prefill). */
+  decodeSteps: number;
   prefillRuns: number;
   finishedSequences: number;
   cancelledRequests: number;

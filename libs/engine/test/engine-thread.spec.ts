@@ -14,6 +14,7 @@ if (!built) console.warn(`engine-thread.spec: skipped, ${distEntry} is missing: 
 const describeBuilt = built ? describe : describe.skip;
 
 describeBuilt('GenerationEngine in its worker_thread (dist/)', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- the compiled module is chosen at run time
   const load = () => require(distEntry) as typeof EngineModule;
 
   it('importing the engine entry does not load onnxruntime-node', () => {

@@ -82,7 +82,7 @@ export class EngineCore {
     if (this.sinks.has(request.id)) throw new DuplicateRequestError(`request ${request.id} is already in flight`);
     const contextLength = this.info.contextLength;
     const params = resolveGenerationParams(request.params, { contextLength });
-    const promptIds = fitPromptToContext(this.tokenizer.encode(request.prompt), params, contextLength);
+    const promptIds = fitPromptToContext(request.promptIds === undefined ? this.tokenizer.encode(request.prompt) : this.checkPromptIds(request.promptIds), params, contextLength);
     this.sinks.set(request.id, sink);
     this.scheduler.enqueue(
       { id: request.id, promptIds, promptText: request.prompt, params, fallbackSeed: randomSeed(), submittedAt },
@@ -95,6 +95,16 @@ export class EngineCore {
       },
     );
     this.kick();
+  }
+
+  private checkPromptIds(ids: unknown): number[] {
+    if (!Array.isArray(ids)) throw new InvalidGenerationParamError('promptIds', 'must be an array of token ids');
+    ids.forEach((id, index) => {
+      if (!Number.isInteger(id) || id < 0 || id >= this.info.vocabSize) {
+        throw new InvalidGenerationParamError(`promptIds[${index}]`, `must be a token id in 0..${this.info.vocabSize - 1}, got ${String(id)}`);
+      }
+    });
+    return ids as number[];
   }
 
   cancel(id: string): boolean {

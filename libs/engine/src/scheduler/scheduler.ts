@@ -76,6 +76,7 @@ export class Scheduler {
     decodeMsTotal: 0,
     prefillMsTotal: 0,
     fullLogitsSteps: 0,
+    decodeSteps: 0,
     prefillRuns: 0,
     finishedSequences: 0,
     cancelledRequests: 0,
@@ -267,6 +268,7 @@ export class Scheduler {
     const started = this.now();
     const outputs = await this.runner.decode(entries, fullLogits);
     this.counters.decodeMsTotal += this.now() - started;
+    this.counters.decodeSteps += 1;
     if (fullLogits) this.counters.fullLogitsSteps += 1;
     feeding.forEach((sequence, i) => {
       if (sequence.request.cancelled) return;
