@@ -21,6 +21,7 @@ export class FilesController {
   constructor(private readonly files: FilesService, @Inject(API_CONFIG) private readonly config: ApiConfig) {}
 
   @Post()
+  @HttpCode(200)
   @ApiConsumes('multipart/form-data')
   @ApiBody({ schema: { type: 'object', required: ['file', 'purpose'], properties: { file: { type: 'string', format: 'binary' }, purpose: { type: 'string', enum: ['batch'] } } } })
   @UseInterceptors(FileInterceptor('file'))

@@ -32,11 +32,16 @@ export function clientFieldOf(engineField: string, names: ParamNames): string {
   return (names[match[1] as keyof ParamNames] ?? match[1]) + match[2];
 }
 
+/** The engine's messages use its own names (doSample); the client should read the ones it sent (do_sample). */
+export function inClientNames(text: string, names: ParamNames): string {
+  return Object.entries(names).reduce((acc, [engine, client]) => acc.replace(new RegExp(`\\b${engine}\\b`, 'g'), client!), text);
+}
+
 export function resolveParams(partial: Partial<GenerationParams>, names: ParamNames, contextLength: number): GenerationParams {
   try {
     return resolveGenerationParams(partial, { contextLength });
   } catch (error) {
-    if (error instanceof InvalidGenerationParamError) throw new RequestParamError(clientFieldOf(error.field, names), error.reason);
+    if (error instanceof InvalidGenerationParamError) throw new RequestParamError(clientFieldOf(error.field, names), inClientNames(error.reason, names));
     throw error;
   }
 }

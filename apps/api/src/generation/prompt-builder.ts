@@ -29,6 +29,7 @@ export function checkPromptFits(model: ServedModel, prompt: string, params: Gene
   } catch (error) {
     if (error instanceof InvalidGenerationParamError) {
       throw new RequestParamError(promptField, error.reason.replace(/maxNewTokens/g, maxTokensField));
+      // (truncate keeps its name in both APIs)
     }
     throw error;
   }

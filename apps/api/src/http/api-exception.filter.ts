@@ -24,6 +24,14 @@ export class ApiExceptionFilter implements ExceptionFilter {
     response.status(status).json(body);
   }
 
+  /** Nest's and its parsers' terse messages, said in terms of falconq's settings. */
+  private explain(status: number, message: string): string {
+    if (status === 413 && /file too large/i.test(message)) return `Upload is larger than FALCONQ_MAX_FILE_BYTES (${this.limits.maxFileBytes} bytes).`;
+    if (status === 413) return `Request body is larger than FALCONQ_MAX_BODY_BYTES (${this.limits.maxBodyBytes} bytes).`;
+    if (status === 400 && /JSON/.test(message)) return `Request body could not be parsed as JSON: ${message}`;
+    return message;
+  }
+
   private toBody(exception: unknown): { status: number; body: ApiErrorBody } {
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
@@ -31,11 +39,8 @@ export class ApiExceptionFilter implements ExceptionFilter {
       if (typeof raw === 'object' && raw !== null && 'error' in raw && typeof (raw as ApiErrorBody).error === 'object') {
         return { status, body: raw as ApiErrorBody };
       }
-      // Multer's own 413 (an upload over the file limit) says only "File too large".
-      const message = status === 413
-        ? `Upload is larger than FALCONQ_MAX_FILE_BYTES (${this.limits.maxFileBytes} bytes).`
-        : typeof raw === 'string' ? raw : String((raw as { message?: unknown }).message ?? exception.message);
-      return { status, body: { error: { message, type: TYPE_BY_STATUS[status] ?? 'invalid_request_error', param: null, code: null } } };
+      const text = typeof raw === 'string' ? raw : String((raw as { message?: unknown }).message ?? exception.message);
+      return { status, body: { error: { message: this.explain(status, text), type: TYPE_BY_STATUS[status] ?? 'invalid_request_error', param: null, code: null } } };
     }
     // Body parser errors carry their own status (413 for an oversized JSON body, 400 for malformed JSON).
     const parserError = exception as { status?: number; type?: string; message?: string };

@@ -1,0 +1,123 @@
+// The api as a real process for end-to-end tests: `node dist/apps/api/src/main.js` (npm test builds dist first
+// through scripts/ensure-ready.js; in development run `npm run build`), configured only through its environment.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort } from './redis';
+
+const ROOT = join(__dirname, '..', '..');
+export const API_ENTRY = join(ROOT, 'dist', 'apps', 'api', 'src', 'main.js');
+
+export interface StartApiOptions {
+  redisUrl: string;
+  prefix: string;
+  modelDir: string;
+  /** Extra environment: FALCONQ_API_KEYS, limits, ... (no keys = open mode). */
+  env?: Record<string, string>;
+  readyTimeoutMs?: number;
+}
+
+export interface ApiProcess {
+  url: string;
+  pid: number;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGTERM, wait for a graceful exit (SIGKILL after 10 s). */
+  stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts the api on a free port and waits until /health answers (any status: it may be keyed). */
+export async function startApi(options: StartApiOptions): Promise<ApiProcess> {
+  if (!existsSync(API_ENTRY)) throw new Error(`${API_ENTRY} is missing: run npm run build (npm test does it)`);
+  const port = await freePort();
+  const child = spawn(process.execPath, [API_ENTRY], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      REDIS_URL: options.redisUrl,
+      FALCONQ_REDIS_PREFIX: options.prefix,
+      MODEL_DIR: options.modelDir,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      NO_COLOR: '1',
+      ...options.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 30_000);
+  for (;;) {
+    if (gone) throw new Error(`api exited before it was ready:\n${output}`);
+    try {
+      await fetch(`${url}/health`);
+      break;
+    } catch {
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`api not ready after ${options.readyTimeoutMs ?? 30_000} ms:\n${output}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    url,
+    pid: child.pid!,
+    output: () => output,
+    exited,
+    stop: async () => {
+      if (gone) return exited;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const result = await exited;
+      clearTimeout(timer);
+      return result;
+    },
+  };
+}
+
+/** Runs the api entry to completion (for start-up refusal tests): its exit code and output. */
+export async function runApiUntilExit(options: StartApiOptions, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, [API_ENTRY], {
+    env: { PATH: process.env.PATH ?? '', REDIS_URL: options.redisUrl, FALCONQ_REDIS_PREFIX: options.prefix, MODEL_DIR: options.modelDir, HOST: '127.0.0.1', PORT: String(await freePort()), NO_COLOR: '1', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  clearTimeout(timer);
+  return { code, output };
+}
+
+/** Every key under a prefix (SCAN), sorted: to prove a rejected request stored nothing. */
+export async function keysUnder(redis: { scan(cursor: string, ...args: (string | number)[]): Promise<[string, string[]]> }, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    keys.push(...batch);
+    cursor = next;
+  } while (cursor !== '0');
+  return keys.sort();
+}
+
+export function jsonl(lines: unknown[]): string {
+  return lines.map((l) => (typeof l === 'string' ? l : JSON.stringify(l))).join('\n') + '\n';
+}
+
+/** POST /v1/files with a JSONL body as multipart, the way OpenAI clients upload. */
+export async function uploadFile(url: string, key: string | null, content: string, purpose = 'batch', filename = 'input.jsonl'): Promise<Response> {
+  const form = new FormData();
+  form.set('purpose', purpose);
+  form.set('file', new Blob([content], { type: 'application/jsonl' }), filename);
+  return fetch(`${url}/v1/files`, { method: 'POST', body: form, headers: key ? { authorization: `Bearer ${key}` } : {} });
+}
