@@ -13,3 +13,5 @@ export { FALCON_SPECIAL_TOKENS, FALCON_EOS_ID } from './tokenizer/falcon-tokeniz
 export * from './reference';
 export * from './hub';
 export * from './source';
+export * from './random-model';
+export * from './inspect';
