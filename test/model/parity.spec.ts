@@ -53,3 +53,22 @@ test('the fp32 tiny model generates varied greedy text, like the reference', asy
   expect(tokens[0]).toEqual(tinyModelReference({ weights: 'fp32' }).greedy(PROMPTS[0], 12));
   expect(new Set(tokens[0]).size).toBeGreaterThan(2);
 });
+
+test('the gpu variant (fp16 activations, fp32 logits via Cast) runs on the CPU EP close to the reference', async () => {
+  const ort = await import('onnxruntime-node');
+  const path = await import('node:path');
+  const dir = await tinyModelDir({ target: 'gpu' });
+  const session = await ort.InferenceSession.create(path.join(dir, 'model.onnx'));
+  const prompt = PROMPTS[0];
+  const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {
+    input_ids: new ort.Tensor('int64', BigInt64Array.from(prompt, BigInt), [1, prompt.length]),
+    attention_mask: new ort.Tensor('int64', BigInt64Array.from(prompt, () => 1n), [1, prompt.length]),
+  };
+  for (let layer = 0; layer < 2; layer++) {
+    for (const kind of ['key', 'value']) feeds[`past_key_values.${layer}.${kind}`] = new ort.Tensor('float16', new Uint16Array(0), [1, 1, 0, 16]);
+  }
+  const output = await session.run(feeds);
+  expect(output.logits.type).toBe('float32');
+  expect(output['present.0.key'].type).toBe('float16');
+  expect(relativeError(output.logits.data as Float32Array, tinyModelReference({ weights: 'int4' }).logits(prompt))).toBeLessThan(TOLERANCE.int4);
+});
