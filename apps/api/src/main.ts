@@ -17,7 +17,11 @@ import { MetricsService } from './ops/metrics.service';
 const logger = new Logger('falconq-api');
 
 function mountDocs(app: INestApplication, config: ApiConfig): void {
-  if (!config.openRoutes.has('docs')) app.use('/docs', requireKeyMiddleware(app.get(KeyAuthenticator), { adminOnly: false, realm: 'falconq docs' }));
+  if (!config.openRoutes.has('docs')) {
+    const requireKey = requireKeyMiddleware(app.get(KeyAuthenticator), { adminOnly: false, realm: 'falconq docs' });
+    // Swagger serves the UI under /docs and the document beside it at /docs-json and /docs-yaml.
+    for (const path of ['/docs', '/docs-json', '/docs-yaml']) app.use(path, requireKey);
+  }
   const document = SwaggerModule.createDocument(app, new DocumentBuilder()
     .setTitle('falconq')
     .setDescription('Batch and online text generation with Falcon: OpenAI-compatible files, batches and completions, plus native batches.')
