@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  convertCheckpoint, FalconReference, hfTensor, MANIFEST_FILE, ModelInputError, parseFalconConfig, randomFalconTensors,
+  convertCheckpoint, FalconReference, hfTensor, inspectModel, MANIFEST_FILE, ModelInputError, parseFalconConfig, randomFalconTensors,
   readManifest, referenceWeightsFromCheckpoint, TINY_SHAPE, writeSafetensors, writeTinyCheckpoint,
 } from '@app/model';
 import { OnnxFalcon, relativeError } from './onnx-runner';
@@ -49,6 +49,30 @@ describe('convertCheckpoint', () => {
     const { manifest } = await convertCheckpoint(source, { out, weights: 'int4', blockSize: 16 });
     expect(manifest.weights.quantization).toEqual({ method: 'rtn-symmetric', bits: 4, blockSize: 16, accuracyLevel: 4 });
     await expectParity(out, source, 16, 3e-2);
+  });
+
+  it('writes the same bytes when reading in small chunks (chunk boundaries inside matrices)', async () => {
+    const source = path.join(work, 'chunks');
+    writeTinyCheckpoint(source, { seed: 8, dtype: 'BF16' });
+    for (const weights of ['int4', 'fp32'] as const) {
+      const whole = path.join(work, `chunks-${weights}-whole`);
+      const chunked = path.join(work, `chunks-${weights}-chunked`);
+      await convertCheckpoint(source, { out: whole, weights });
+      await convertCheckpoint(source, { out: chunked, weights, chunkElements: 1000 });
+      expect(fs.readFileSync(path.join(chunked, 'model.onnx.data')).equals(fs.readFileSync(path.join(whole, 'model.onnx.data')))).toBe(true);
+      expect(fs.readFileSync(path.join(chunked, 'model.onnx')).equals(fs.readFileSync(path.join(whole, 'model.onnx')))).toBe(true);
+    }
+  });
+
+  it('stores float weights in the activation type: fp16 for gpu, fp32 for cpu, and says so otherwise', async () => {
+    const source = path.join(work, 'float-weights');
+    writeTinyCheckpoint(source, { seed: 2 });
+    const { manifest } = await convertCheckpoint(source, { out: path.join(work, 'float-weights-fp16'), weights: 'fp16', target: 'gpu' });
+    expect(manifest.weights).toEqual({ dtype: 'fp16' });
+    expect(inspectModel(path.join(work, 'float-weights-fp16')).ops.MatMul).toBe(9);
+    await expect(convertCheckpoint(source, { out: path.join(work, 'float-weights-bad'), weights: 'fp16', target: 'cpu' }))
+      .rejects.toThrow('--weights fp16 needs --target gpu (cpu runs fp32 activations); use --weights fp32 or int4');
+    await expect(convertCheckpoint(source, { out: path.join(work, 'float-weights-bad'), blockSize: 48 })).rejects.toThrow(/--block-size: block size 48 must be a power of 2/);
   });
 
   it('fills every manifest field', async () => {

@@ -25,6 +25,8 @@ export interface BuildOptions {
   weights?: WeightDType;
   target?: ModelTarget;
   blockSize?: number;
+  /** Elements read and quantized at a time (bounds memory on big matrices; default 16M). */
+  chunkElements?: number;
   /** Replace an existing model directory. */
   force?: boolean;
   onProgress?: ProgressCallback;
@@ -46,6 +48,7 @@ interface ResolvedBuild {
   weights: WeightDType;
   target: ModelTarget;
   blockSize: number;
+  chunkElements?: number;
 }
 
 export function resolveBuildOptions(options: BuildOptions, hiddenSize?: number): ResolvedBuild {
@@ -59,10 +62,15 @@ export function resolveBuildOptions(options: BuildOptions, hiddenSize?: number):
   } catch (error) {
     throw new ModelInputError(`--block-size: ${(error as Error).message}`);
   }
+  const activations = target === 'gpu' ? 'fp16' : 'fp32';
+  if (weights !== 'int4' && weights !== activations) {
+    // Float weights feed plain MatMul, whose inputs share one type: they are stored in the activation type.
+    throw new ModelInputError(`--weights ${weights} needs --target ${weights === 'fp16' ? 'gpu' : 'cpu'} (${target} runs ${activations} activations); use --weights ${activations} or int4`);
+  }
   if (weights === 'int4' && hiddenSize !== undefined && hiddenSize % blockSize !== 0) {
     throw new ModelInputError(`--block-size ${blockSize} must divide hidden_size ${hiddenSize} (int4 embedding rows)`);
   }
-  return { weights, target, blockSize };
+  return { weights, target, blockSize, chunkElements: options.chunkElements };
 }
 
 /** Converts a local Hugging Face Falcon checkpoint directory into a falconq model directory. */
@@ -151,6 +159,7 @@ export async function writeModelDirectory(options: WriteModelDirectoryOptions): 
         initializers.push(...(await materializeJob(job, options.materializer, writer, {
           activations,
           blockSize: build.blockSize,
+          chunkElements: build.chunkElements,
           onChunk: (size) => progress('weights', Math.min(before + jobTotal, before + Math.max(0, size - writtenAtStart)), totalBytes),
           yieldEvery: () => breathe(),
         })));
