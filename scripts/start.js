@@ -165,7 +165,7 @@ async function main() {
     '',
     'Try:',
     `  curl -s ${base}/batches${auth} -H 'Content-Type: application/json' \\`,
-    `    -d '{"prompts": ["Hello", "The capital of France is"], "params": {"max_new_tokens": 16}}'`,
+    `    -d '{"prompts": ["Hello", "The capital of France is"], "max_new_tokens": 16}'`,
     '',
     'Ctrl-C stops everything.',
     '',

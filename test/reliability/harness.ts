@@ -67,6 +67,11 @@ export class QueueHarness {
     return this.store.listResults(batchId, 0, total);
   }
 
+  /** Results held for the batch in Redis (one hash field per item: a duplicate cannot add one). */
+  async storedResultCount(batchId: string): Promise<number> {
+    return this.redis.hlen(this.store.keys.results(batchId));
+  }
+
   async close(): Promise<void> {
     await this.queue.close();
     await this.store.close();

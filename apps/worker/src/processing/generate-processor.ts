@@ -13,6 +13,9 @@ export interface ProcessorOptions {
   progressMs: number;
 }
 
+/** Logged when the store refused a second result for an item (the fault tests count these lines). */
+export const DUPLICATE_RESULT_LOG = 'duplicate result ignored:';
+
 /** What happened to a job; becomes the BullMQ job's return value (shown on the dashboard). */
 export type JobOutcome = 'succeeded' | 'already-recorded' | 'cancelled' | 'expired' | 'batch-missing';
 
@@ -37,7 +40,10 @@ export class GenerateJobProcessor {
 
   async process(job: GenerateJob, token?: string): Promise<JobOutcome> {
     const data = job.data;
-    if (await this.store.getResult(data.batchId, data.index)) return 'already-recorded';
+    if (await this.store.getResult(data.batchId, data.index)) {
+      this.logger.log(`${data.batchId} #${data.index} already has a result: completing without generating`);
+      return 'already-recorded';
+    }
 
     const batch = await this.store.getBatch(data.batchId);
     if (!batch) return 'batch-missing';
@@ -107,7 +113,11 @@ export class GenerateJobProcessor {
   }
 
   private async record(data: GenerateJobData, result: ItemResult): Promise<void> {
-    await this.store.recordResult(result);
+    const outcome = await this.store.recordResult(result);
+    if (outcome === 'duplicate') {
+      // The prompt already had a result (another worker finished it after a stall): this one is dropped.
+      this.logger.warn(`${DUPLICATE_RESULT_LOG} ${data.batchId} #${data.index} (${result.status})`);
+    }
     if (data.kind === 'online') {
       // After the result is stored, so a streaming client that reads the result on 'done' finds it.
       await this.store.publishStream(data.batchId, { type: 'done' }).catch(() => undefined);
