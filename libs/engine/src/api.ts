@@ -73,6 +73,8 @@ export interface EngineOptions {
    * 'host' forces host memory on any EP (joins by prefill instead of through decode).
    */
   kvPlacement?: 'auto' | 'host' | 'device';
+  /** WebGPU storage buffer cache mode (onnxruntime's default is 'bucket'; it decides most of the GPU memory held). */
+  webgpuBufferCacheMode?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
   /** Run the engine in the caller's thread (tests, bench): the same scheduler without a worker_thread. */
   inProcess?: boolean;
   /** Receives warnings (EP/model target mismatch, fallbacks). Default: none are lost, they go to EngineInfo.warnings. */

@@ -1,6 +1,468 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { Command } from 'commander';
+import { type EngineOptions, type EngineStats, GenerationEngine, type GenerationResult, Tokenizer } from '@app/engine';
+import type { ExecutionProviderName, ModelManifest } from '@app/model';
+import { parseInteger, parseNumber, parseProvider } from './generate';
 
-// Placeholder: filled in by the work on this command.
+interface BenchFlags {
+  model: string;
+  ep: ExecutionProviderName;
+  deviceId?: number;
+  batch: number[];
+  promptLen: number;
+  newTokens: number;
+  json?: boolean;
+  out?: string;
+  fullLogits?: boolean;
+  thread?: boolean;
+  kv: 'auto' | 'host' | 'device';
+  prefillChunk?: number;
+  webgpuCacheMode?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
+  mixed: boolean;
+  mixedRequests?: number;
+  mixedRate?: number;
+  mixedSlots?: number;
+  seed: number;
+}
+
 export function registerBenchCommand(program: Command): void {
-  void program;
+  program
+    .command('bench')
+    .description('Measure the engine: static batches (tokens/s, ms per decode step, prefill, time to first token, memory) and a mixed workload, continuous vs static batching')
+    .requiredOption('--model <dir>', 'converted model directory (falconq.json)')
+    .option('--ep <provider>', 'execution provider: cpu, webgpu or cuda', parseProvider, 'cpu')
+    .option('--device-id <n>', 'GPU index (cuda; also the card nvidia-smi watches)', parseInteger('--device-id'))
+    .option('--batch <list>', 'batch sizes, comma separated', parseList, [1, 8])
+    .option('--prompt-len <n>', 'prompt tokens per sequence', parseInteger('--prompt-len'), 64)
+    .option('--new-tokens <n>', 'generated tokens per sequence', parseInteger('--new-tokens'), 128)
+    .option('--json', 'print only the JSON report')
+    .option('--out <file>', 'also write the JSON report to this file')
+    .option('--full-logits', 'fetch the full logits output every step (default: only the top-k outputs when every row allows it)')
+    .option('--thread', 'run the engine in its worker_thread (default: in-process, the bare engine)')
+    .option('--kv <placement>', 'KV cache placement: auto (gpu buffers on webgpu), host, device', parseKv, 'auto')
+    .option('--prefill-chunk <n>', 'prompt tokens per prefill run (engine default depends on the KV placement)', parseInteger('--prefill-chunk'))
+    .option('--webgpu-cache-mode <mode>', 'WebGPU storage buffer cache: disabled, lazyRelease, simple, bucket', parseCacheMode)
+    .option('--no-mixed', 'skip the mixed workload')
+    .option('--mixed-requests <n>', 'requests in the mixed workload (default 2 x slots)', parseInteger('--mixed-requests'))
+    .option('--mixed-rate <r>', 'mixed workload arrivals per second (default: 70% of the measured capacity)', parseNumber('--mixed-rate'))
+    .option('--mixed-slots <n>', 'slots for the mixed workload (default: the largest batch)', parseInteger('--mixed-slots'))
+    .option('--seed <n>', 'seed of the synthetic prompts and arrivals', parseInteger('--seed'), 1)
+    .action(async (flags: BenchFlags) => {
+      await bench(flags);
+    });
+}
+
+// --- workload ---
+
+/** Small deterministic PRNG for prompts and arrivals (the same command gives the same workload). */
+class WorkloadRandom {
+  constructor(private state: number) {}
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+  int(min: number, max: number): number {
+    return min + Math.floor(this.next() * (max - min + 1));
+  }
+}
+
+/** Prompts of exact token length: random ids from the vocabulary, special ids excluded. */
+function syntheticPrompt(random: WorkloadRandom, length: number, usable: number[]): number[] {
+  return Array.from({ length }, () => usable[Math.floor(random.next() * usable.length)]);
+}
+
+// --- measurement ---
+
+/** Peak GPU memory from one long-running `nvidia-smi -lms`, so sampling continues while a run blocks this thread. */
+class GpuMemoryMonitor {
+  private peak = 0;
+  private latest = 0;
+  private constructor(private readonly child: ChildProcess) {
+    let buffer = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const lines = buffer.split('\n');
+      buffer = lines.pop() ?? '';
+      for (const line of lines) {
+        const value = Number(line.trim());
+        if (Number.isFinite(value) && line.trim() !== '') {
+          this.latest = value;
+          this.peak = Math.max(this.peak, value);
+        }
+      }
+    });
+  }
+
+  static start(deviceId: number): GpuMemoryMonitor | null {
+    if (!nvidiaSmiAvailable()) return null;
+    const child = spawn('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-i', String(deviceId), '-lms', '100'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    child.on('error', () => undefined); // a monitor that dies reports the peak it saw
+    return new GpuMemoryMonitor(child);
+  }
+
+  /** Waits for a fresh sample, then starts a new peak window. */
+  async resetPeak(): Promise<number> {
+    await sleep(250);
+    this.peak = this.latest;
+    return this.latest;
+  }
+
+  async peakMiB(): Promise<number> {
+    await sleep(250);
+    return this.peak;
+  }
+
+  stop(): void {
+    this.child.kill();
+  }
+}
+
+interface BatchRow {
+  batch: number;
+  tokensPerSecond: number;
+  decodeMsPerStep: number;
+  decodeSteps: number;
+  prefillMs: number;
+  prefillRuns: number;
+  timeToFirstTokenMs: { mean: number; p50: number; max: number };
+  wallMs: number;
+  fullLogitsSteps: number;
+  peakGpuMiB: number | null;
+  gpuMiBBefore: number | null;
+  hostRssMiB: number;
+  hostPeakRssMiB: number;
+}
+
+interface MixedRun {
+  admission: 'continuous' | 'static';
+  requests: number;
+  slots: number;
+  wallMs: number;
+  generatedTokens: number;
+  tokensPerSecond: number;
+  latencyMs: { mean: number; p50: number; p95: number };
+  timeToFirstTokenMs: { mean: number; p50: number; p95: number };
+  peakGpuMiB: number | null;
+}
+
+async function bench(flags: BenchFlags): Promise<void> {
+  const manifest = JSON.parse(fs.readFileSync(path.join(flags.model, 'falconq.json'), 'utf8')) as ModelManifest;
+  const tokenizer = Tokenizer.fromModelDir(flags.model);
+  const vocab = Math.min(manifest.shape.vocabSize, tokenizer.vocabSize);
+  const usable = Array.from({ length: vocab }, (_, id) => id).filter((id) => !tokenizer.specialIds.has(id) && id !== manifest.tokens.eos);
+  if (flags.promptLen + flags.newTokens > manifest.shape.contextLength) {
+    throw new Error(`--prompt-len + --new-tokens (${flags.promptLen + flags.newTokens}) exceed the model's context of ${manifest.shape.contextLength}`);
+  }
+  const log = (line: string) => {
+    if (!flags.json) process.stdout.write(`${line}\n`);
+  };
+  const monitor = GpuMemoryMonitor.start(flags.deviceId ?? 0);
+  const report: Record<string, unknown> = { ...environment(flags, manifest), batches: [] as BatchRow[] };
+  log(headerText(report));
+  const engineOptions = (slots: number, admission: 'continuous' | 'static' = 'continuous'): EngineOptions => ({
+    modelDir: flags.model,
+    executionProvider: flags.ep,
+    deviceId: flags.deviceId,
+    slots,
+    admission,
+    forceFullLogits: flags.fullLogits,
+    kvPlacement: flags.kv,
+    prefillChunkTokens: flags.prefillChunk,
+    inProcess: !flags.thread,
+    ...(flags.webgpuCacheMode ? { webgpuBufferCacheMode: flags.webgpuCacheMode } : {}),
+    onWarning: (warning) => process.stderr.write(`falconq: warning: ${warning}\n`),
+  });
+
+  try {
+    const random = new WorkloadRandom(flags.seed);
+    const rows: BatchRow[] = [];
+    log(batchTableHeader());
+    for (const batch of flags.batch) {
+      const engine = await GenerationEngine.start(engineOptions(batch));
+      report.engine ??= engine.info;
+      try {
+        const prompts = Array.from({ length: batch }, () => syntheticPrompt(random, flags.promptLen, usable));
+        // Warm-up with the same shapes (WebGPU compiles its shaders on first use).
+        await runBatch(engine, prompts, 2, 'warmup');
+        const gpuBefore = monitor ? await monitor.resetPeak() : null;
+        const before = await engine.stats();
+        const started = performance.now();
+        const results = await runBatch(engine, prompts, flags.newTokens, 'run');
+        const wallMs = performance.now() - started;
+        const after = await engine.stats();
+        const row = batchRow(batch, flags.newTokens, wallMs, results, before, after, gpuBefore, monitor ? await monitor.peakMiB() : null);
+        rows.push(row);
+        log(batchTableLine(row));
+      } finally {
+        await engine.close();
+      }
+    }
+    report.batches = rows;
+
+    if (flags.mixed) {
+      const slots = flags.mixedSlots ?? Math.max(...flags.batch);
+      const widest = rows.find((row) => row.batch === slots) ?? rows[rows.length - 1];
+      const count = flags.mixedRequests ?? 2 * slots;
+      const meanNew = flags.newTokens;
+      const rate = flags.mixedRate ?? Math.max(0.1, (0.7 * (widest?.tokensPerSecond ?? 10)) / meanNew);
+      const workload = mixedWorkload(new WorkloadRandom(flags.seed + 1), count, rate, flags, usable, manifest.shape.contextLength);
+      log(`\nmixed workload: ${count} requests, prompts ${flags.promptLen / 4 | 0}..${flags.promptLen * 2} tokens, outputs ${flags.newTokens / 4 | 0}..${flags.newTokens * 2} tokens, ${rate.toFixed(2)} arrivals/s (Poisson), ${slots} slots`);
+      const mixed: MixedRun[] = [];
+      for (const admission of ['continuous', 'static'] as const) {
+        const engine = await GenerationEngine.start(engineOptions(slots, admission));
+        try {
+          await runBatch(engine, [syntheticPrompt(random, flags.promptLen, usable)], 2, 'warmup');
+          if (monitor) await monitor.resetPeak();
+          const run = await runMixed(engine, workload, admission, slots);
+          run.peakGpuMiB = monitor ? await monitor.peakMiB() : null;
+          mixed.push(run);
+          log(mixedLine(run));
+        } finally {
+          await engine.close();
+        }
+      }
+      report.mixed = { arrivalsPerSecond: rate, requests: count, runs: mixed };
+    }
+  } finally {
+    monitor?.stop();
+  }
+  const json = JSON.stringify(report, null, 2);
+  if (flags.out) fs.writeFileSync(flags.out, `${json}\n`);
+  process.stdout.write(flags.json ? `${json}\n` : `\n${json}\n`);
+}
+
+async function runBatch(engine: GenerationEngine, prompts: number[][], newTokens: number, tag: string): Promise<GenerationResult[]> {
+  return Promise.all(
+    prompts.map((promptIds, i) =>
+      engine.submit({ id: `${tag}-${i}`, prompt: '', promptIds, params: { maxNewTokens: newTokens, ignoreEos: true } }),
+    ),
+  );
+}
+
+interface MixedRequest {
+  at: number;
+  promptIds: number[];
+  newTokens: number;
+}
+
+function mixedWorkload(random: WorkloadRandom, count: number, rate: number, flags: BenchFlags, usable: number[], context: number): MixedRequest[] {
+  let at = 0;
+  return Array.from({ length: count }, () => {
+    at += (-Math.log(1 - random.next()) / rate) * 1000;
+    const promptLength = random.int(Math.max(1, Math.floor(flags.promptLen / 4)), flags.promptLen * 2);
+    const newTokens = Math.min(random.int(Math.max(1, Math.floor(flags.newTokens / 4)), flags.newTokens * 2), context - promptLength);
+    return { at, promptIds: syntheticPrompt(random, promptLength, usable), newTokens };
+  });
+}
+
+async function runMixed(engine: GenerationEngine, workload: MixedRequest[], admission: 'continuous' | 'static', slots: number): Promise<MixedRun> {
+  const started = performance.now();
+  const results = await Promise.all(
+    workload.map(
+      (request, i) =>
+        new Promise<GenerationResult>((resolve, reject) => {
+          setTimeout(() => {
+            engine.submit({ id: `mixed-${i}`, prompt: '', promptIds: request.promptIds, params: { maxNewTokens: request.newTokens, ignoreEos: true } }).then(resolve, reject);
+          }, Math.max(0, request.at - (performance.now() - started)));
+        }),
+    ),
+  );
+  const wallMs = performance.now() - started;
+  const generated = results.reduce((sum, result) => sum + result.sequences[0].tokens.length, 0);
+  const latency = results.map((result) => result.totalMs);
+  const ttft = results.map((result) => result.timeToFirstTokenMs);
+  return {
+    admission,
+    requests: workload.length,
+    slots,
+    wallMs,
+    generatedTokens: generated,
+    tokensPerSecond: generated / (wallMs / 1000),
+    latencyMs: { mean: mean(latency), p50: percentile(latency, 50), p95: percentile(latency, 95) },
+    timeToFirstTokenMs: { mean: mean(ttft), p50: percentile(ttft, 50), p95: percentile(ttft, 95) },
+    peakGpuMiB: null,
+  };
+}
+
+function batchRow(
+  batch: number,
+  newTokens: number,
+  wallMs: number,
+  results: GenerationResult[],
+  before: EngineStats,
+  after: EngineStats,
+  gpuBefore: number | null,
+  peakGpu: number | null,
+): BatchRow {
+  const ttft = results.map((result) => result.timeToFirstTokenMs);
+  const decodeSteps = after.decodeSteps - before.decodeSteps;
+  const memory = process.memoryUsage();
+  return {
+    batch,
+    tokensPerSecond: (batch * newTokens) / (wallMs / 1000),
+    decodeMsPerStep: decodeSteps > 0 ? (after.decodeMsTotal - before.decodeMsTotal) / decodeSteps : 0,
+    decodeSteps,
+    prefillMs: after.prefillMsTotal - before.prefillMsTotal,
+    prefillRuns: after.prefillRuns - before.prefillRuns,
+    timeToFirstTokenMs: { mean: mean(ttft), p50: percentile(ttft, 50), max: Math.max(...ttft) },
+    wallMs,
+    fullLogitsSteps: after.fullLogitsSteps - before.fullLogitsSteps,
+    peakGpuMiB: peakGpu,
+    gpuMiBBefore: gpuBefore,
+    hostRssMiB: memory.rss / 2 ** 20,
+    // maxRSS is the process's peak so far (KiB): monotonic over the whole bench.
+    hostPeakRssMiB: process.resourceUsage().maxRSS / 1024,
+  };
+}
+
+// --- report ---
+
+function environment(flags: BenchFlags, manifest: ModelManifest): Record<string, unknown> {
+  return {
+    date: new Date().toISOString(),
+    command: ['falconq', ...process.argv.slice(2)].join(' '),
+    host: { hostname: os.hostname(), cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, memoryGiB: +(os.totalmem() / 2 ** 30).toFixed(1) },
+    gpus: gpuInfo(),
+    node: process.version,
+    onnxruntimeNode: packageVersion('onnxruntime-node'),
+    model: {
+      dir: path.resolve(flags.model),
+      source: manifest.source,
+      target: manifest.target,
+      weights: manifest.weights,
+      activations: manifest.activations,
+      shape: manifest.shape,
+      topK: manifest.io.topK,
+      sizeBytes: manifest.sizeBytes,
+    },
+    options: {
+      ep: flags.ep,
+      deviceId: flags.deviceId ?? null,
+      batches: flags.batch,
+      promptLen: flags.promptLen,
+      newTokens: flags.newTokens,
+      fullLogits: Boolean(flags.fullLogits),
+      mode: flags.thread ? 'worker_thread' : 'in-process',
+      kv: flags.kv,
+      prefillChunk: flags.prefillChunk ?? 'engine default',
+      webgpuCacheMode: flags.webgpuCacheMode ?? 'default',
+      decoding: 'greedy, eos ignored',
+    },
+  };
+}
+
+function headerText(report: Record<string, unknown>): string {
+  const gpus = report.gpus as { name: string; memoryTotal: string; driver: string }[] | null;
+  const model = report.model as { source: { kind: string; id: string }; target: string; weights: { dtype: string }; activations: string; shape: { numLayers: number; hiddenSize: number } };
+  const options = report.options as Record<string, unknown>;
+  return [
+    `falconq bench  ${report.date as string}`,
+    `command: ${report.command as string}`,
+    `gpu: ${gpus ? gpus.map((gpu) => `${gpu.name} (${gpu.memoryTotal}, driver ${gpu.driver})`).join('; ') : 'n/a (no nvidia-smi)'}`,
+    `host: ${(report.host as { cpu: string; cores: number }).cpu}, ${(report.host as { cores: number }).cores} cores; node ${report.node as string}; onnxruntime-node ${report.onnxruntimeNode as string}`,
+    `model: ${model.source.kind}:${model.source.id}, ${model.shape.numLayers} layers x ${model.shape.hiddenSize}, ${model.weights.dtype} weights, ${model.activations} activations, ${model.target} target`,
+    `ep ${options.ep as string}, ${options.mode as string}, kv ${options.kv as string}, prompt ${options.promptLen as number} tokens, ${options.newTokens as number} new tokens, full logits: ${String(options.fullLogits)}`,
+  ].join('\n');
+}
+
+const COLUMNS = ['batch', 'tok/s', 'ms/step', 'prefill ms', 'ttft ms (mean/max)', 'wall s', 'peak GPU MiB', 'RSS MiB'];
+
+function batchTableHeader(): string {
+  return `\n${COLUMNS.map((column, i) => column.padStart(i === 0 ? 5 : 14)).join(' ')}`;
+}
+
+function batchTableLine(row: BatchRow): string {
+  const cells = [
+    String(row.batch).padStart(5),
+    row.tokensPerSecond.toFixed(1),
+    row.decodeMsPerStep.toFixed(2),
+    row.prefillMs.toFixed(0),
+    `${row.timeToFirstTokenMs.mean.toFixed(0)}/${row.timeToFirstTokenMs.max.toFixed(0)}`,
+    (row.wallMs / 1000).toFixed(2),
+    row.peakGpuMiB === null ? 'n/a' : String(row.peakGpuMiB),
+    `${row.hostRssMiB.toFixed(0)} (peak ${row.hostPeakRssMiB.toFixed(0)})`,
+  ];
+  return cells.map((cell, i) => (i === 0 ? cell : cell.padStart(14))).join(' ');
+}
+
+function mixedLine(run: MixedRun): string {
+  return (
+    `  ${run.admission.padEnd(10)} ${run.tokensPerSecond.toFixed(1)} tok/s, wall ${(run.wallMs / 1000).toFixed(2)} s, ` +
+    `latency mean/p50/p95 ${run.latencyMs.mean.toFixed(0)}/${run.latencyMs.p50.toFixed(0)}/${run.latencyMs.p95.toFixed(0)} ms, ` +
+    `ttft mean/p95 ${run.timeToFirstTokenMs.mean.toFixed(0)}/${run.timeToFirstTokenMs.p95.toFixed(0)} ms` +
+    (run.peakGpuMiB === null ? '' : `, peak GPU ${run.peakGpuMiB} MiB`)
+  );
+}
+
+function gpuInfo(): { name: string; memoryTotal: string; driver: string }[] | null {
+  if (!nvidiaSmiAvailable()) return null;
+  try {
+    const out = execFileSync('nvidia-smi', ['--query-gpu=name,memory.total,driver_version', '--format=csv,noheader'], { encoding: 'utf8', timeout: 10_000 });
+    return out
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const [name, memoryTotal, driver] = line.split(',').map((part) => part.trim());
+        return { name, memoryTotal, driver };
+      });
+  } catch {
+    return null;
+  }
+}
+
+let nvidiaSmi: boolean | undefined;
+function nvidiaSmiAvailable(): boolean {
+  if (nvidiaSmi === undefined) {
+    try {
+      execFileSync('nvidia-smi', ['-L'], { stdio: 'ignore', timeout: 10_000 });
+      nvidiaSmi = true;
+    } catch {
+      nvidiaSmi = false;
+    }
+  }
+  return nvidiaSmi;
+}
+
+function packageVersion(name: string): string {
+  try {
+    return (JSON.parse(fs.readFileSync(require.resolve(`${name}/package.json`), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+const mean = (values: number[]) => (values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length);
+
+function percentile(values: number[], p: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function parseList(value: string): number[] {
+  const sizes = value.split(',').map((part) => Number(part.trim()));
+  if (sizes.length === 0 || sizes.some((size) => !Number.isInteger(size) || size < 1)) {
+    throw new Error(`--batch must be a comma-separated list of positive integers, got "${value}"`);
+  }
+  return sizes;
+}
+
+function parseKv(value: string): 'auto' | 'host' | 'device' {
+  if (value !== 'auto' && value !== 'host' && value !== 'device') throw new Error(`--kv must be auto, host or device, got "${value}"`);
+  return value;
+}
+
+function parseCacheMode(value: string): 'disabled' | 'lazyRelease' | 'simple' | 'bucket' {
+  if (!['disabled', 'lazyRelease', 'simple', 'bucket'].includes(value)) {
+    throw new Error(`--webgpu-cache-mode must be disabled, lazyRelease, simple or bucket, got "${value}"`);
+  }
+  return value as 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
 }

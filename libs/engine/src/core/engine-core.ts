@@ -12,12 +12,10 @@ import { Scheduler } from '../scheduler/scheduler';
 import { Tokenizer } from '../tokenizer';
 import { DeviceKvRunner } from '../runtime/device-kv-runner';
 import { HostKvRunner } from '../runtime/host-kv-runner';
-import { type ModelSession, openModelSession, type WebGpuBufferCacheMode } from '../runtime/model-session';
+import { type ModelSession, openModelSession } from '../runtime/model-session';
 
 /** Options that can cross a thread boundary (no callbacks). */
-export type EngineCoreOptions = Omit<EngineOptions, 'onWarning' | 'inProcess'> & {
-  webgpuBufferCacheMode?: WebGpuBufferCacheMode;
-};
+export type EngineCoreOptions = Omit<EngineOptions, 'onWarning' | 'inProcess'>;
 
 export interface CoreRequestSink {
   onToken?(event: TokenEvent): void;

@@ -38,8 +38,11 @@ export class HostKvRunner implements ForwardRunner {
   private readonly batchRows: number[] = [];
   private readonly lengths = new Map<number, number>();
   private readonly staged = new Map<number, StagedRow>();
-  /** false once a run showed that preallocated presents are not written in place (then they are copied back). */
-  private inPlace = true;
+  /**
+   * Whether the binding writes presents into the preallocated past tensors (onnxruntime-node 1.30 on CPU does, and
+   * still returns a copy). Checked on the first decode; 'copy' stops preallocating and copies presents back.
+   */
+  private presentMode: 'unknown' | 'in-place' | 'copy' = 'unknown';
 
   constructor(
     private readonly model: ModelSession,
@@ -126,8 +129,8 @@ export class HostKvRunner implements ForwardRunner {
       const value = this.kvTensor(this.values[layer].subarray(0, batch * this.rowStride()), batch, this.capacity);
       feeds[this.model.pastKeyNames[layer]] = key;
       feeds[this.model.pastValueNames[layer]] = value;
-      fetches[this.model.presentKeyNames[layer]] = this.inPlace ? key : null;
-      fetches[this.model.presentValueNames[layer]] = this.inPlace ? value : null;
+      fetches[this.model.presentKeyNames[layer]] = this.presentMode === 'copy' ? null : key;
+      fetches[this.model.presentValueNames[layer]] = this.presentMode === 'copy' ? null : value;
     }
     const results = await this.session.run(feeds, fetches);
     this.adoptPresents(results, batch);
@@ -236,18 +239,28 @@ export class HostKvRunner implements ForwardRunner {
   }
 
   private adoptPresents(results: ort.InferenceSession.OnnxValueMapType, batch: number): void {
+    if (this.presentMode === 'in-place') return;
     const elements = batch * this.rowStride();
+    const pairs: [KvArray, ort.Tensor][] = [];
     for (let layer = 0; layer < this.layout.layers; layer++) {
-      for (const [names, buffers] of [[this.model.presentKeyNames, this.keys], [this.model.presentValueNames, this.values]] as const) {
-        const present = results[names[layer]];
-        const data = present.data as KvArray;
-        if (data.buffer === buffers[layer].buffer && data.byteOffset === buffers[layer].byteOffset) continue;
-        if (present.dims[2] !== this.capacity || data.length !== elements) {
-          throw new Error(`host KV: present ${names[layer]} has dims [${present.dims.join(',')}], expected [${batch},${this.layout.kvHeads},${this.capacity},${this.layout.headDim}]`);
-        }
-        this.inPlace = false;
-        buffers[layer].set(data, 0);
+      pairs.push([this.keys[layer], results[this.model.presentKeyNames[layer]]], [this.values[layer], results[this.model.presentValueNames[layer]]]);
+    }
+    for (const [, present] of pairs) {
+      if (present.dims[2] !== this.capacity || (present.data as KvArray).length !== elements) {
+        throw new Error(`host KV: a present has dims [${present.dims.join(',')}], expected [${batch},${this.layout.kvHeads},${this.capacity},${this.layout.headDim}]`);
       }
     }
+    if (this.presentMode === 'unknown') {
+      const [ours, present] = pairs[0];
+      const returned = present.data as KvArray;
+      const mine = ours.subarray(0, elements);
+      this.presentMode = Buffer.compare(bytesOf(mine), bytesOf(returned)) === 0 ? 'in-place' : 'copy';
+      if (this.presentMode === 'in-place') return;
+    }
+    for (const [ours, present] of pairs) ours.set(present.data as KvArray, 0);
   }
+}
+
+function bytesOf(array: KvArray): Uint8Array {
+  return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
 }
