@@ -106,6 +106,20 @@ describe('convertCheckpoint', () => {
     expect(siblings(out)).toEqual(['atomic-onnx']);
   });
 
+  it('removes partial directories left by a dead build, keeps those of a running one', async () => {
+    const source = path.join(work, 'stale');
+    writeTinyCheckpoint(source, { seed: 7 });
+    const out = path.join(work, 'stale-onnx');
+    const dead = `${out}.partial-999999999`;
+    const alive = `${out}.partial-${process.ppid}`;
+    fs.mkdirSync(dead);
+    fs.mkdirSync(alive);
+    await convertCheckpoint(source, { out });
+    expect(fs.existsSync(dead)).toBe(false);
+    expect(fs.existsSync(alive)).toBe(true);
+    fs.rmSync(alive, { recursive: true });
+  });
+
   it('leaves nothing behind when the conversion fails midway', async () => {
     const source = path.join(work, 'interrupted');
     writeTinyCheckpoint(source, { seed: 7 });

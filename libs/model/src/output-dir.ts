@@ -12,8 +12,8 @@ export async function buildDirectoryAtomically<T>(out: string, force: boolean, b
   const target = path.resolve(out);
   assertWritableTarget(target, force);
   fs.mkdirSync(path.dirname(target), { recursive: true });
+  removeStalePartials(target);
   const partial = `${target}.partial-${process.pid}`;
-  fs.rmSync(partial, { recursive: true, force: true });
   fs.mkdirSync(partial);
   try {
     const result = await build(partial);
@@ -22,6 +22,26 @@ export async function buildDirectoryAtomically<T>(out: string, force: boolean, b
   } catch (error) {
     fs.rmSync(partial, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/** A build killed before it could clean up (SIGKILL, power loss) leaves `<out>.partial-<pid>`: remove dead ones. */
+function removeStalePartials(target: string): void {
+  const prefix = `${path.basename(target)}.partial-`;
+  for (const name of fs.readdirSync(path.dirname(target))) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (!Number.isInteger(pid) || (pid !== process.pid && isRunning(pid))) continue;
+    fs.rmSync(path.join(path.dirname(target), name), { recursive: true, force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
