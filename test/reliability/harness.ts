@@ -72,6 +72,12 @@ export class QueueHarness {
     return this.redis.hlen(this.store.keys.results(batchId));
   }
 
+  /** Redis INFO used_memory_human. */
+  async usedMemory(): Promise<string> {
+    const info = await this.redis.info('memory');
+    return /used_memory_human:(\S+)/.exec(info)?.[1] ?? 'unknown';
+  }
+
   async close(): Promise<void> {
     await this.queue.close();
     await this.store.close();
