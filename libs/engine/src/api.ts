@@ -59,6 +59,11 @@ export interface EngineOptions {
   /** Upper bound of prompt tokens prefilled in one run (bounds memory and keeps long prompts from stalling others). */
   prefillChunkTokens?: number;
   intraOpThreads?: number;
+  /**
+   * Most tokens (prompt + generated) one sequence may hold; default and upper bound: the model's context. Also the
+   * per-row length of the device KV cache, so a smaller value saves GPU memory and per-step copies.
+   */
+  maxSequenceLength?: number;
   /** When the requested execution provider cannot load, use cpu instead (with a warning) rather than failing. */
   fallbackToCpu?: boolean;
   /**

@@ -21,6 +21,7 @@ interface BenchFlags {
   kv: 'auto' | 'host' | 'device';
   prefillChunk?: number;
   webgpuCacheMode?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
+  maxSeqLen?: number;
   mixed: boolean;
   mixedRequests?: number;
   mixedRate?: number;
@@ -44,6 +45,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--thread', 'run the engine in its worker_thread (default: in-process, the bare engine)')
     .option('--kv <placement>', 'KV cache placement: auto (gpu buffers on webgpu), host, device', parseKv, 'auto')
     .option('--prefill-chunk <n>', 'prompt tokens per prefill run (engine default depends on the KV placement)', parseInteger('--prefill-chunk'))
+    .option('--max-seq-len <n>', 'longest sequence (prompt + new tokens) the engine accepts; sizes the device KV cache (default: fits the workload)', parseInteger('--max-seq-len'))
     .option('--webgpu-cache-mode <mode>', 'WebGPU storage buffer cache: disabled, lazyRelease, simple, bucket', parseCacheMode)
     .option('--no-mixed', 'skip the mixed workload')
     .option('--mixed-requests <n>', 'requests in the mixed workload (default 2 x slots)', parseInteger('--mixed-requests'))
@@ -174,6 +176,7 @@ async function bench(flags: BenchFlags): Promise<void> {
     forceFullLogits: flags.fullLogits,
     kvPlacement: flags.kv,
     prefillChunkTokens: flags.prefillChunk,
+    maxSequenceLength: maxSequenceLength(flags, manifest.shape.contextLength),
     inProcess: !flags.thread,
     ...(flags.webgpuCacheMode ? { webgpuBufferCacheMode: flags.webgpuCacheMode } : {}),
     onWarning: (warning) => process.stderr.write(`falconq: warning: ${warning}\n`),
@@ -211,7 +214,7 @@ async function bench(flags: BenchFlags): Promise<void> {
       const count = flags.mixedRequests ?? 2 * slots;
       const meanNew = flags.newTokens;
       const rate = flags.mixedRate ?? Math.max(0.1, (0.7 * (widest?.tokensPerSecond ?? 10)) / meanNew);
-      const workload = mixedWorkload(new WorkloadRandom(flags.seed + 1), count, rate, flags, usable, manifest.shape.contextLength);
+      const workload = mixedWorkload(new WorkloadRandom(flags.seed + 1), count, rate, flags, usable, maxSequenceLength(flags, manifest.shape.contextLength));
       log(`\nmixed workload: ${count} requests, prompts ${flags.promptLen / 4 | 0}..${flags.promptLen * 2} tokens, outputs ${flags.newTokens / 4 | 0}..${flags.newTokens * 2} tokens, ${rate.toFixed(2)} arrivals/s (Poisson), ${slots} slots`);
       const mixed: MixedRun[] = [];
       for (const admission of ['continuous', 'static'] as const) {
@@ -237,6 +240,13 @@ async function bench(flags: BenchFlags): Promise<void> {
   process.stdout.write(flags.json ? `${json}\n` : `\n${json}\n`);
 }
 
+/** The longest sequence the workload makes (mixed prompts and outputs go up to twice the given lengths). */
+function maxSequenceLength(flags: BenchFlags, context: number): number {
+  if (flags.maxSeqLen !== undefined) return flags.maxSeqLen;
+  const longest = flags.mixed ? 2 * (flags.promptLen + flags.newTokens) : flags.promptLen + flags.newTokens;
+  return Math.min(context, Math.ceil(longest / 64) * 64);
+}
+
 async function runBatch(engine: GenerationEngine, prompts: number[][], newTokens: number, tag: string): Promise<GenerationResult[]> {
   return Promise.all(
     prompts.map((promptIds, i) =>
@@ -256,7 +266,7 @@ function mixedWorkload(random: WorkloadRandom, count: number, rate: number, flag
   return Array.from({ length: count }, () => {
     at += (-Math.log(1 - random.next()) / rate) * 1000;
     const promptLength = random.int(Math.max(1, Math.floor(flags.promptLen / 4)), flags.promptLen * 2);
-    const newTokens = Math.min(random.int(Math.max(1, Math.floor(flags.newTokens / 4)), flags.newTokens * 2), context - promptLength);
+    const newTokens = Math.max(1, Math.min(random.int(Math.max(1, Math.floor(flags.newTokens / 4)), flags.newTokens * 2), context - promptLength));
     return { at, promptIds: syntheticPrompt(random, promptLength, usable), newTokens };
   });
 }
@@ -350,6 +360,7 @@ function environment(flags: BenchFlags, manifest: ModelManifest): Record<string,
       fullLogits: Boolean(flags.fullLogits),
       mode: flags.thread ? 'worker_thread' : 'in-process',
       kv: flags.kv,
+      maxSeqLen: maxSequenceLength(flags, manifest.shape.contextLength),
       prefillChunk: flags.prefillChunk ?? 'engine default',
       webgpuCacheMode: flags.webgpuCacheMode ?? 'default',
       decoding: 'greedy, eos ignored',

@@ -59,7 +59,7 @@ export class EngineCore {
       executionProvider: model.executionProvider,
       requestedExecutionProvider: options.executionProvider,
       kvPlacement: model.kvPlacement,
-      contextLength: manifest.shape.contextLength,
+      contextLength: Math.min(manifest.shape.contextLength, options.maxSequenceLength ?? Infinity),
       vocabSize: manifest.shape.vocabSize,
       eosId: manifest.tokens.eos,
       slots: options.slots,
@@ -154,8 +154,8 @@ export class EngineCore {
 
   private createRunner(): ForwardRunner {
     return this.model.kvPlacement === 'device'
-      ? new DeviceKvRunner(this.model, this.options.slots)
-      : new HostKvRunner(this.model, this.options.slots);
+      ? new DeviceKvRunner(this.model, this.options.slots, this.info.contextLength)
+      : new HostKvRunner(this.model, this.options.slots, this.info.contextLength);
   }
 
   private createScheduler(): Scheduler {
@@ -179,6 +179,9 @@ function validateEngineOptions(options: EngineCoreOptions): void {
   if (!Number.isInteger(options.slots) || options.slots < 1 || options.slots > 1024) fail('slots', `must be an integer in 1..1024, got ${String(options.slots)}`);
   if (options.prefillChunkTokens !== undefined && (!Number.isInteger(options.prefillChunkTokens) || options.prefillChunkTokens < 1)) {
     fail('prefillChunkTokens', 'must be a positive integer');
+  }
+  if (options.maxSequenceLength !== undefined && (!Number.isInteger(options.maxSequenceLength) || options.maxSequenceLength < 2)) {
+    fail('maxSequenceLength', 'must be an integer >= 2');
   }
   if (options.deviceId !== undefined && (!Number.isInteger(options.deviceId) || options.deviceId < 0)) fail('deviceId', 'must be a non-negative integer');
 }

@@ -47,12 +47,13 @@ export class HostKvRunner implements ForwardRunner {
   constructor(
     private readonly model: ModelSession,
     readonly rows: number,
+    contextLength = model.manifest.shape.contextLength,
   ) {
     const { manifest } = model;
     this.layout = kvLayoutOf(manifest);
     this.outputs = outputNamesOf(manifest);
     this.graphTopK = manifest.io.topK;
-    this.contextLength = manifest.shape.contextLength;
+    this.contextLength = Math.min(contextLength, manifest.shape.contextLength);
     this.vocab = manifest.shape.vocabSize;
     this.pad = manifest.tokens.pad;
   }
