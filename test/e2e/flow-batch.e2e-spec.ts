@@ -112,6 +112,18 @@ describe('full flow: api + 2 workers + Redis + tiny model', () => {
     expect(completedCounts[completedCounts.length - 1]).toBe(total);
   });
 
+  it('an online streamed completion arrives as text deltas that add up to the non-streamed text', async () => {
+    const body = { model, prompt: 'Once upon a time', max_tokens: 12, ignore_eos: true, seed: 1 };
+    const plain = await postJson<{ choices: Array<{ text: string }> }>('/v1/completions', body);
+    const response = await fetch(`${api.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
+    expect(response.headers.get('content-type')).toContain('text/event-stream');
+    const chunks = (await response.text()).split('\n\n').filter((c) => c.startsWith('data: ')).map((c) => c.slice(6));
+    expect(chunks[chunks.length - 1]).toBe('[DONE]');
+    const texts = chunks.slice(0, -1).map((c) => (JSON.parse(c) as { choices: Array<{ text?: string }> }).choices[0]?.text ?? '');
+    expect(texts.filter(Boolean).length).toBeGreaterThan(1); // several deltas, not one final blob
+    expect(texts.join('')).toBe(plain.choices[0].text);
+  });
+
   it('cancel mid-batch stops the work and keeps the finished results', async () => {
     const total = 80;
     const created = await postJson<BatchView>('/batches', { prompts: Array.from({ length: total }, (_, i) => `Long story ${i}`), max_new_tokens: 48, ignore_eos: true });
