@@ -1,0 +1,195 @@
+#!/usr/bin/env node
+// Throughput of the whole service (api -> Redis/BullMQ -> worker -> engine -> store), and of the bare engine on the
+// same prompts, to show what the queue costs.
+//
+//   Against a running stack (any machine, e.g. the 2-GPU box):
+//     node scripts/bench-service.js --api http://127.0.0.1:3000 [--key KEY] --prompts 2000 --new-tokens 64
+//   Self-contained on this machine (starts a private Redis, the api and one worker on CPU with the tiny model, then
+//   runs the bare engine with the same prompts and slots):
+//     node scripts/bench-service.js --local --prompts 1000 --new-tokens 8 --slots 16 [--model DIR]
+//
+// Every prompt generates exactly --new-tokens tokens (ignore_eos), so both sides do the same work. Needs `npm run build`.
+const { spawn, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { parseArgs } = require('node:util');
+
+const root = path.join(__dirname, '..');
+
+const { values: args } = parseArgs({
+  options: {
+    api: { type: 'string' },
+    key: { type: 'string' },
+    local: { type: 'boolean', default: false },
+    prompts: { type: 'string', default: '1000' },
+    'new-tokens': { type: 'string', default: '16' },
+    slots: { type: 'string', default: '16' },
+    model: { type: 'string' },
+    json: { type: 'boolean', default: false },
+  },
+});
+
+function positiveInt(name) {
+  const value = Number(args[name]);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got ${args[name]}`);
+  return value;
+}
+
+const promptCount = positiveInt('prompts');
+const newTokens = positiveInt('new-tokens');
+const slots = positiveInt('slots');
+const prompts = Array.from({ length: promptCount }, (_, i) => `Question ${i}: what is the next number after ${i}?\nAnswer:`);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function request(api, method, route, body) {
+  const headers = { 'content-type': 'application/json' };
+  if (args.key) headers.authorization = `Bearer ${args.key}`;
+  const response = await fetch(`${api}${route}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${route}: ${response.status} ${text}`);
+  return JSON.parse(text);
+}
+
+/** Submits one native batch and follows it to the end; items/s and tokens/s from submit to completion. */
+async function benchService(api) {
+  const started = performance.now();
+  const batch = await request(api, 'POST', '/batches', { prompts, max_new_tokens: newTokens, ignore_eos: true });
+  // The event stream ends right after the batch's final status: one request, no polling (and no rate limit hits).
+  const headers = args.key ? { authorization: `Bearer ${args.key}` } : {};
+  const events = await fetch(`${api}/batches/${batch.id}/events`, { headers });
+  if (!events.ok) throw new Error(`events of ${batch.id}: ${events.status}`);
+  await events.text();
+  const seconds = (performance.now() - started) / 1000;
+  const view = await request(api, 'GET', `/batches/${batch.id}`);
+  if (view.status !== 'completed' || view.request_counts.failed > 0) {
+    throw new Error(`batch ${batch.id} ended ${view.status} with ${JSON.stringify(view.request_counts)}`);
+  }
+  const tokens = view.usage?.output_tokens ?? promptCount * newTokens;
+  return { seconds, itemsPerSecond: promptCount / seconds, tokensPerSecond: tokens / seconds, tokens, batchId: batch.id };
+}
+
+/** The same prompts straight into the engine (its worker_thread, as in a worker process), no queue, no HTTP. */
+async function benchEngine(modelDir) {
+  const { GenerationEngine } = require(path.join(root, 'dist', 'libs', 'engine', 'src'));
+  const engine = await GenerationEngine.start({ modelDir, executionProvider: 'cpu', slots });
+  try {
+    const started = performance.now();
+    const results = await Promise.all(prompts.map((prompt, i) => engine.submit({ id: `bench-${i}`, prompt, params: { maxNewTokens: newTokens, ignoreEos: true } })));
+    const seconds = (performance.now() - started) / 1000;
+    const tokens = results.reduce((sum, r) => sum + r.sequences.reduce((s, q) => s + q.tokens.length, 0), 0);
+    return { seconds, itemsPerSecond: promptCount / seconds, tokensPerSecond: tokens / seconds, tokens };
+  } finally {
+    await engine.close();
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitUntil(check, what, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} not ready after ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+/** A private Redis, the api and one worker on this machine; returns the api URL and a stop function. */
+async function startLocalStack(modelDir) {
+  const processes = [];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-bench-'));
+  const redisPort = await freePort();
+  const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
+  processes.push(redis);
+  await waitUntil(() => spawnSync('redis-cli', ['-p', String(redisPort), 'ping'], { encoding: 'utf8' }).stdout?.trim() === 'PONG', 'redis', 10_000);
+  const apiPort = await freePort();
+  const env = { PATH: process.env.PATH, HOME: process.env.HOME, REDIS_URL: `redis://127.0.0.1:${redisPort}`, FALCONQ_REDIS_PREFIX: 'bench', MODEL_DIR: modelDir, NO_COLOR: '1' };
+  const start = (entry, extra) => {
+    const child = spawn(process.execPath, [path.join(root, 'dist', 'apps', entry, 'src', 'main.js')], { env: { ...env, ...extra }, stdio: ['ignore', 'ignore', 'inherit'] });
+    processes.push(child);
+    return child;
+  };
+  start('api', { PORT: String(apiPort), HOST: '127.0.0.1', FALCONQ_RATE_LIMIT_PER_MINUTE: '0' });
+  start('worker', { FALCONQ_EP: 'cpu', FALCONQ_SLOTS: String(slots), FALCONQ_WORKER_ID: 'bench-worker' });
+  const api = `http://127.0.0.1:${apiPort}`;
+  await waitUntil(async () => (await fetch(`${api}/health`).then((r) => r.ok, () => false)), 'api', 60_000);
+  // The worker is ready once it has sent a heartbeat (the api lists workers in /health).
+  await waitUntil(async () => {
+    const health = await fetch(`${api}/health`).then((r) => r.json(), () => ({}));
+    return JSON.stringify(health).includes('bench-worker');
+  }, 'worker', 60_000);
+  const stop = async () => {
+    for (const child of processes.reverse()) {
+      if (child.exitCode !== null) continue;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await Promise.race([exited, sleep(15_000).then(() => child.kill('SIGKILL'))]);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  return { api, stop };
+}
+
+function localModelDir() {
+  if (args.model) return args.model;
+  const dir = path.join(root, '.models', 'tiny');
+  if (!fs.existsSync(path.join(dir, 'falconq.json'))) {
+    const made = spawnSync(process.execPath, [path.join(root, 'bin', 'falconq.js'), 'model', 'tiny', '--out', dir], { stdio: 'inherit' });
+    if (made.status !== 0) throw new Error('could not make the tiny model');
+  }
+  return dir;
+}
+
+const fmt = (r) => `${r.itemsPerSecond.toFixed(1)} items/s, ${r.tokensPerSecond.toFixed(1)} tokens/s (${r.seconds.toFixed(2)} s)`;
+
+async function main() {
+  const setting = `${promptCount} prompts x ${newTokens} new tokens`;
+  if (args.api) {
+    const service = await benchService(args.api.replace(/\/$/, ''));
+    if (args.json) process.stdout.write(`${JSON.stringify({ setting, service })}\n`);
+    else process.stdout.write(`service (${args.api}), ${setting}: ${fmt(service)}\n`);
+    return;
+  }
+  if (!args.local) throw new Error('give --api URL (a running stack) or --local (start one here)');
+  const modelDir = localModelDir();
+  const stack = await startLocalStack(modelDir);
+  let service;
+  try {
+    await benchService(stack.api).catch(() => undefined); // warm-up: first-run costs are not the queue's
+    service = await benchService(stack.api);
+  } finally {
+    await stack.stop();
+  }
+  await benchEngine(modelDir); // warm-up
+  const engine = await benchEngine(modelDir);
+  const overhead = 1 - service.itemsPerSecond / engine.itemsPerSecond;
+  const machine = `${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'cpu'}), ${Math.round(os.totalmem() / 2 ** 30)} GiB`;
+  const summary = { date: new Date().toISOString(), machine, setting, slots, modelDir, service, engine, overhead };
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    return;
+  }
+  process.stdout.write([
+    `machine: ${machine}`,
+    `setting: ${setting}, ${slots} slots, model ${modelDir}, CPU`,
+    `service (api + Redis + 1 worker): ${fmt(service)}`,
+    `bare engine (same process, no queue): ${fmt(engine)}`,
+    `service overhead: ${(overhead * 100).toFixed(1)}% of engine throughput`,
+    '',
+  ].join('\n'));
+}
+
+main().catch((error) => {
+  process.stderr.write(`bench-service: ${error.message}\n`);
+  process.exit(1);
+});
