@@ -176,6 +176,16 @@ describe('GenerationEngine results', () => {
     });
   });
 
+  it('runs a gpu-target (fp16) model on cpu with a warning; its fp16 KV cache gives the same tokens batched as alone', async () => {
+    const modelDir = await tinyModelDir({ target: 'gpu' });
+    const warnings: string[] = [];
+    const jobs = greedyJobs(6).slice(0, 3);
+    const single = await alone({ modelDir, onWarning: (w) => warnings.push(w) }, jobs);
+    const batched = await staggered({ modelDir, slots: 3, prefillChunkTokens: 8 }, jobs);
+    for (const job of jobs) expect(batched.get(job.id)?.sequences).toEqual(single.get(job.id)?.sequences);
+    expect(warnings.join('\n')).toMatch(/gpu target \(fp16\)/);
+  });
+
   it('refuses the cuda provider here with the reason and how to install it, or falls back to cpu when asked', async () => {
     await expect(withEngine({ executionProvider: 'cuda' }, async () => undefined)).rejects.toThrow(/cuda.*not installed.*CUDA 12 and cuDNN 9/s);
     const warnings: string[] = [];
