@@ -128,8 +128,8 @@ describe('expiry', () => {
     await store.recordResult({ batchId, index: 1, customId: 'item-1', status: 'succeeded', attempts: 1, finishedAt: Date.now(),
       output: { sequences: [{ text: 'done', finishReason: 'length', tokens: 2 }], promptTokens: 1, completionTokens: 2, timeToFirstTokenMs: 1, generationMs: 1 } });
     // Move its deadline into the past (the 24h window cannot be waited for in a test).
-    await client.zadd(`${prefix}:deadlines`, Date.now() - 1000, batchId);
-    await client.hset(`${prefix}:batch:${batchId}`, 'expires_at', Date.now() - 1000);
+    await client.zadd(`${prefix}:deadlines`, String(Date.now() - 1000), batchId);
+    await client.hset(`${prefix}:batch:${batchId}`, 'expires_at', String(Date.now() - 1000));
     let status = '';
     for (let i = 0; i < 50 && status !== 'expired'; i++) {
       await new Promise((r) => setTimeout(r, 100));
@@ -144,12 +144,42 @@ describe('expiry', () => {
     expect(batch.request_counts).toEqual({ total: 3, completed: 1, failed: 2 });
     expect(batch.expired_at).toEqual(expect.any(Number));
     // The not-started jobs were taken out of the queue (item 1's job was finished by the "worker").
-    const left = await client.zrange(`${prefix}:generate:prioritized`, 0, -1);
+    const left = await client.zrange(`${prefix}:generate:prioritized`, '0', '-1');
     expect(left.filter((id) => id !== `${batchId}-1`)).toEqual([]);
     const output = (await get(a.url, `/v1/files/${batch.output_file_id}/content`, KEY_A)).text.trim().split('\n').map((l) => JSON.parse(l));
     expect(output.map((l) => l.custom_id)).toEqual(['item-1']);
     const errors = (await get(a.url, `/v1/files/${batch.error_file_id}/content`, KEY_A)).text.trim().split('\n').map((l) => JSON.parse(l));
     expect(errors.map((l) => [l.custom_id, l.error.code])).toEqual([['item-0', 'batch_expired'], ['item-2', 'batch_expired']]);
+    await store.close();
+  });
+});
+
+describe('retry-failed', () => {
+  it('re-enqueues only the failed items and merges their new results by custom_id', async () => {
+    const prefix = `${redis.prefix}-retry`;
+    const a = await api({ FALCONQ_RATE_LIMIT_PER_MINUTE: '0' }, prefix);
+    const batchId = (await post(a.url, '/batches', KEY_A, { prompts: ['a', 'b', 'c'], max_new_tokens: 2 })).body.id as string;
+    const store = new RedisResultsStore(client, { prefix, retentionSeconds: 60, fileRetentionSeconds: 0, idempotencySeconds: 60, createSubscriber: () => new Redis(redis.url) });
+    const output = { sequences: [{ text: 'ok', finishReason: 'length' as const, tokens: 2 }], promptTokens: 1, completionTokens: 2, timeToFirstTokenMs: 1, generationMs: 1 };
+    // What a worker does: succeed 0 and 2, fail 1 after its last attempt (its job stays in BullMQ's failed set).
+    for (const index of [0, 2]) await store.recordResult({ batchId, index, customId: `item-${index}`, status: 'succeeded', attempts: 1, finishedAt: Date.now(), output });
+    await store.recordResult({ batchId, index: 1, customId: 'item-1', status: 'failed', attempts: 3, finishedAt: Date.now(), error: { code: 'worker_failed', message: 'boom' } });
+    await client.zrem(`${prefix}:generate:prioritized`, `${batchId}-0`, `${batchId}-1`, `${batchId}-2`);
+    await client.zadd(`${prefix}:generate:failed`, String(Date.now()), `${batchId}-1`);
+    expect(JSON.parse((await get(a.url, `/batches/${batchId}`, KEY_A)).text)).toMatchObject({ status: 'completed', request_counts: { completed: 2, failed: 1 } });
+
+    const retried = await post(a.url, `/batches/${batchId}/retry-failed`, KEY_A, {});
+    expect(retried.status).toBe(200);
+    expect(retried.body).toMatchObject({ status: 'in_progress', request_counts: { total: 3, completed: 2, failed: 0 } });
+    expect(await client.zrange(`${prefix}:generate:prioritized`, '0', '-1')).toEqual([`${batchId}-1`]);
+    expect(JSON.parse((await get(a.url, `/batches/${batchId}/results/item-1`, KEY_A)).text)).toMatchObject({ status: 'pending' });
+
+    await store.recordResult({ batchId, index: 1, customId: 'item-1', status: 'succeeded', attempts: 1, finishedAt: Date.now(), output: { ...output, sequences: [{ ...output.sequences[0], text: 'second try' }] } });
+    const results = JSON.parse((await get(a.url, `/batches/${batchId}/results`, KEY_A)).text);
+    expect(results).toMatchObject({ status: 'completed', request_counts: { completed: 3, failed: 0 } });
+    expect(results.data.map((r: Json) => [r.custom_id, r.text])).toEqual([['item-0', 'ok'], ['item-1', 'second try'], ['item-2', 'ok']]);
+    // Nothing left to retry: the batch stays completed.
+    expect((await post(a.url, `/batches/${batchId}/retry-failed`, KEY_A, {})).body.status).toBe('completed');
     await store.close();
   });
 });

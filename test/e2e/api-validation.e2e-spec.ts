@@ -31,7 +31,7 @@ async function post(path: string, body: unknown): Promise<{ status: number; body
   const response = await fetch(`${api.url}${path}`, {
     method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body),
   });
-  return { status: response.status, body: await response.json() };
+  return { status: response.status, body: (await response.json()) as { error?: { message: string; param: string | null; line?: number } } };
 }
 
 async function uploaded(content: string): Promise<string> {

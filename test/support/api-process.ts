@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Redis } from 'ioredis';
 import { freePort } from './redis';
 
 const ROOT = join(__dirname, '..', '..');
@@ -99,7 +100,7 @@ export async function runApiUntilExit(options: StartApiOptions, timeoutMs = 20_0
 }
 
 /** Every key under a prefix (SCAN), sorted: to prove a rejected request stored nothing. */
-export async function keysUnder(redis: { scan(cursor: string, ...args: (string | number)[]): Promise<[string, string[]]> }, prefix: string): Promise<string[]> {
+export async function keysUnder(redis: Redis, prefix: string): Promise<string[]> {
   const keys: string[] = [];
   let cursor = '0';
   do {

@@ -8,6 +8,7 @@ import { ApiError } from '../http/api-error';
 import { RequestParamError } from '../generation/generation-params';
 import { prepareOpenAiRequest, type PreparedRequest } from '../generation/prompt-builder';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
+import { MetricsService } from '../ops/metrics.service';
 import { OnlineService } from './online.service';
 
 function resultError(result: ItemResult): ApiError {
@@ -22,7 +23,11 @@ function resultError(result: ItemResult): ApiError {
 @ApiBearerAuth()
 @Controller('v1')
 export class OnlineController {
-  constructor(private readonly online: OnlineService, @Inject(SERVED_MODEL) private readonly model: ServedModel) {}
+  constructor(
+    private readonly online: OnlineService,
+    @Inject(SERVED_MODEL) private readonly model: ServedModel,
+    private readonly metrics: MetricsService,
+  ) {}
 
   @Post('completions')
   @HttpCode(200)
@@ -49,6 +54,17 @@ export class OnlineController {
 
   private async handle(endpoint: BatchEndpoint, principal: Principal, body: unknown, request: Request, response: Response): Promise<void> {
     const prepared = this.prepare(endpoint, body);
+    const stopTimer = this.metrics.onlineDuration.startTimer({ endpoint });
+    try {
+      await this.run(endpoint, principal, prepared, request, response);
+      stopTimer({ outcome: 'ok' });
+    } catch (error) {
+      stopTimer({ outcome: 'error' });
+      throw error;
+    }
+  }
+
+  private async run(endpoint: BatchEndpoint, principal: Principal, prepared: PreparedRequest, request: Request, response: Response): Promise<void> {
     if (!prepared.stream) {
       const run = await this.online.start(principal, endpoint, prepared);
       request.on('close', () => void (response.writableFinished ? undefined : run.abandon()));

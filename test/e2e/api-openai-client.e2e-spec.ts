@@ -1,0 +1,141 @@
+// The official `openai` client, pointed at falconq, works unchanged: files, batches, completions, chat (streamed).
+// A real worker process generates with the tiny model.
+import OpenAI, { toFile } from 'openai';
+import { startApi, jsonl, type ApiProcess } from '../support/api-process';
+import { startTestRedis, type TestRedis } from '../support/redis';
+import { tinyModelDir } from '../support/tiny-model';
+import { startWorker, type WorkerProcess } from '../support/worker-process';
+
+const KEY = 'openai-client-key-1';
+let redis: TestRedis;
+let api: ApiProcess;
+let worker: WorkerProcess;
+let client: OpenAI;
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+  const modelDir = await tinyModelDir();
+  [api, worker] = await Promise.all([
+    startApi({ redisUrl: redis.url, prefix: redis.prefix, modelDir, env: { FALCONQ_API_KEYS: `${KEY}:team`, FALCONQ_RATE_LIMIT_PER_MINUTE: '0' } }),
+    startWorker({ redisUrl: redis.url, prefix: redis.prefix, modelDir, slots: 4 }),
+  ]);
+  client = new OpenAI({ apiKey: KEY, baseURL: `${api.url}/v1`, maxRetries: 0 });
+}, 120_000);
+
+afterAll(async () => {
+  await worker?.stop();
+  await api?.stop();
+  await redis?.stop();
+});
+
+async function waitForFinal(batchId: string): Promise<OpenAI.Batches.Batch> {
+  for (let i = 0; i < 300; i++) {
+    const batch = await client.batches.retrieve(batchId);
+    if (['completed', 'failed', 'expired', 'cancelled'].includes(batch.status)) return batch;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`batch ${batchId} did not finish`);
+}
+
+/** Reads a batch's SSE stream to its end. */
+async function readEvents(batchId: string): Promise<{ event: string; data: Record<string, unknown> }[]> {
+  const response = await fetch(`${api.url}/batches/${batchId}/events`, { headers: { authorization: `Bearer ${KEY}` } });
+  const text = await response.text();
+  return text.split('\n\n').filter((block) => block.startsWith('event:')).map((block) => {
+    const [eventLine, dataLine] = block.split('\n');
+    return { event: eventLine.slice('event: '.length), data: JSON.parse(dataLine.slice('data: '.length)) as Record<string, unknown> };
+  });
+}
+
+describe('OpenAI client against falconq', () => {
+  it('lists the served model', async () => {
+    const models = await client.models.list();
+    expect(models.data).toEqual([expect.objectContaining({ object: 'model', id: expect.any(String) })]);
+  });
+
+  it('runs a chat batch: upload, create, retrieve, list, output file in OpenAI batch format', async () => {
+    const lines = ['a', 'b', 'c'].map((id, i) => ({
+      custom_id: `req-${id}`, method: 'POST', url: '/v1/chat/completions',
+      body: { model: 'falcon', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: `Question ${i}?` }], max_tokens: 4, temperature: 0 },
+    }));
+    const file = await client.files.create({ file: await toFile(Buffer.from(jsonl(lines)), 'chat.jsonl'), purpose: 'batch' });
+    expect(file).toMatchObject({ object: 'file', purpose: 'batch', filename: 'chat.jsonl' });
+    expect((await client.files.retrieve(file.id)).bytes).toBe(Buffer.byteLength(jsonl(lines)));
+
+    const created = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { run: 'e2e' } });
+    expect(created).toMatchObject({ object: 'batch', endpoint: '/v1/chat/completions', metadata: { run: 'e2e' }, request_counts: { total: 3 } });
+    const events = await readEvents(created.id);
+    expect(events[events.length - 1]).toMatchObject({ event: 'status', data: { status: 'completed', counts: { total: 3, completed: 3, failed: 0 } } });
+
+    const done = await waitForFinal(created.id);
+    expect(done).toMatchObject({ status: 'completed', request_counts: { total: 3, completed: 3, failed: 0 }, error_file_id: null });
+    expect(done.completed_at).toEqual(expect.any(Number));
+    const listed = await client.batches.list({ limit: 10 });
+    expect(listed.data.map((b) => b.id)).toContain(created.id);
+
+    const output = (await (await client.files.content(done.output_file_id!)).text()).trim().split('\n').map((l) => JSON.parse(l));
+    expect(output.map((l) => l.custom_id)).toEqual(['req-a', 'req-b', 'req-c']);
+    for (const line of output) {
+      expect(line).toMatchObject({ id: expect.stringMatching(/^batch_req_/), error: null, response: { status_code: 200, body: { object: 'chat.completion' } } });
+      expect(typeof line.response.body.choices[0].message.content).toBe('string');
+      expect(line.response.body.usage.completion_tokens).toBeGreaterThan(0);
+    }
+  });
+
+  it('cancels a batch', async () => {
+    const lines = Array.from({ length: 40 }, (_, i) => ({ custom_id: `c${i}`, method: 'POST', url: '/v1/completions', body: { prompt: `n${i}`, max_tokens: 64, ignore_eos: true, temperature: 0 } }));
+    const file = await client.files.create({ file: await toFile(Buffer.from(jsonl(lines)), 'many.jsonl'), purpose: 'batch' });
+    const batch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/completions', completion_window: '24h' });
+    const cancelled = await client.batches.cancel(batch.id);
+    expect(['cancelling', 'cancelled']).toContain(cancelled.status);
+    const final = await waitForFinal(batch.id);
+    expect(final.status).toBe('cancelled');
+    const { completed, failed, total } = final.request_counts!;
+    expect(completed + failed).toBe(total);
+    expect(failed).toBeGreaterThan(0);
+    const errors = (await (await client.files.content(final.error_file_id!)).text()).trim().split('\n').map((l) => JSON.parse(l));
+    expect(errors.length).toBe(failed);
+    expect(errors[errors.length - 1]).toMatchObject({ response: null, error: { code: expect.stringMatching(/cancel/) } });
+  });
+
+  it('answers completions and streamed chat completions', async () => {
+    const completion = await client.completions.create({ model: 'falcon', prompt: 'Hello', max_tokens: 5, temperature: 0 });
+    expect(completion).toMatchObject({ object: 'text_completion', choices: [{ index: 0, text: expect.any(String) }] });
+    expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
+
+    const chat = await client.chat.completions.create({ model: 'falcon', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 5, temperature: 0 });
+    expect(chat.choices[0].message.role).toBe('assistant');
+
+    const stream = await client.chat.completions.create({ model: 'falcon', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 5, temperature: 0, stream: true });
+    let text = '';
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? '';
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    // Same prompt, greedy: the streamed text is the non-streamed one.
+    expect(text).toBe(chat.choices[0].message.content);
+    expect(finish).toEqual(chat.choices[0].finish_reason);
+  });
+
+  it('surfaces falconq errors as OpenAI errors', async () => {
+    const bad = await client.files.create({ file: await toFile(Buffer.from('{"custom_id":"x"}\n'), 'bad.jsonl'), purpose: 'batch' });
+    await expect(client.batches.create({ input_file_id: bad.id, endpoint: '/v1/completions', completion_window: '24h' }))
+      .rejects.toMatchObject({ status: 400, message: expect.stringContaining('line 1, field method') });
+    await expect(client.completions.create({ model: 'falcon', prompt: 'x', temperature: 9 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    await expect(client.batches.retrieve('batch_000000')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await expect(new OpenAI({ apiKey: 'wrong-key-123', baseURL: `${api.url}/v1`, maxRetries: 0 }).models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+
+  it('reports health and Prometheus metrics with the worker seen', async () => {
+    const health = await (await fetch(`${api.url}/health`)).json();
+    expect(health).toMatchObject({ status: 'ok', redis: { status: 'up' }, workers: { alive: 1, ids: [worker.workerId] } });
+    const metrics = await (await fetch(`${api.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
+    expect(metrics).toMatch(/falconq_queue_jobs\{state="waiting"\} \d+/);
+    expect(metrics).toMatch(/falconq_items_total\{outcome="succeeded"\} [1-9]/);
+    expect(metrics).toMatch(/falconq_completion_tokens_total [1-9]/);
+    expect(metrics).toContain(`falconq_worker_slots{worker="${worker.workerId}"} 4`);
+    expect(metrics).toMatch(/falconq_http_request_duration_seconds_bucket\{.*route="\/v1\/batches\/:id"/);
+    expect(metrics).toContain('falconq_online_request_duration_seconds');
+  });
+});
