@@ -120,6 +120,23 @@ describe('convertCheckpoint', () => {
     fs.rmSync(alive, { recursive: true });
   });
 
+  it('stops at the next chunk when aborted and leaves nothing behind', async () => {
+    const source = path.join(work, 'aborted');
+    writeTinyCheckpoint(source, { seed: 7 });
+    const out = path.join(work, 'aborted-onnx');
+    const abort = new AbortController();
+    let reports = 0;
+    await expect(convertCheckpoint(source, {
+      out,
+      signal: abort.signal,
+      onProgress: () => {
+        if (++reports === 3) abort.abort(new Error('interrupted by the user'));
+      },
+    })).rejects.toThrow('interrupted by the user');
+    expect(reports).toBeLessThan(6);
+    expect(siblings(out)).toEqual([]);
+  });
+
   it('leaves nothing behind when the conversion fails midway', async () => {
     const source = path.join(work, 'interrupted');
     writeTinyCheckpoint(source, { seed: 7 });

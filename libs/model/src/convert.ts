@@ -30,6 +30,8 @@ export interface BuildOptions {
   /** Replace an existing model directory. */
   force?: boolean;
   onProgress?: ProgressCallback;
+  /** Abort (Ctrl-C): the build stops at the next chunk and removes its partial directory. */
+  signal?: AbortSignal;
 }
 
 export interface ConvertOptions extends BuildOptions {
@@ -103,6 +105,7 @@ export async function convertCheckpoint(sourceDir: string, options: ConvertOptio
       copyTokenizer: (dir) => copyTokenizerFiles(sourceDir, dir),
       source: options.source ?? { kind: 'local', id: path.resolve(sourceDir) },
       onProgress: options.onProgress,
+      signal: options.signal,
     });
     return { dir: path.resolve(options.out), manifest, seconds: (Date.now() - started) / 1000 };
   } finally {
@@ -139,6 +142,7 @@ export interface WriteModelDirectoryOptions {
   copyTokenizer: (dir: string) => void;
   source: ModelManifest['source'];
   onProgress?: ProgressCallback;
+  signal?: AbortSignal;
 }
 
 /** Streams the weights, writes model.onnx, the tokenizer files and falconq.json, atomically. */
@@ -161,7 +165,10 @@ export async function writeModelDirectory(options: WriteModelDirectoryOptions): 
           blockSize: build.blockSize,
           chunkElements: build.chunkElements,
           onChunk: (size) => progress('weights', Math.min(before + jobTotal, before + Math.max(0, size - writtenAtStart)), totalBytes),
-          yieldEvery: () => breathe(),
+          yieldEvery: async () => {
+            await breathe();
+            options.signal?.throwIfAborted();
+          },
         })));
         payloadBytes = before + jobTotal;
         progress('weights', payloadBytes, totalBytes);

@@ -17,6 +17,8 @@ export interface HubDownloadOptions {
   endpoint?: string;
   token?: string;
   onProgress?: ProgressCallback;
+  /** Abort the download; the .part file stays for a later resume. */
+  signal?: AbortSignal;
 }
 
 interface Sibling {
@@ -91,7 +93,7 @@ export class HubDownloader {
 
   private async request(url: string, extraHeaders: Record<string, string>): Promise<Response> {
     try {
-      return await fetch(url, { headers: this.headers(extraHeaders), redirect: 'manual' });
+      return await fetch(url, { headers: this.headers(extraHeaders), redirect: 'manual', signal: this.options.signal });
     } catch (error) {
       throw new Error(`${url}: ${(error as Error).message}${(error as { cause?: Error }).cause ? ` (${(error as { cause: Error }).cause.message})` : ''}`);
     }
@@ -118,7 +120,7 @@ export class HubDownloader {
       if (!location || hops > 5) throw new Error(`${url}: bad redirect (HTTP ${response.status})`);
       const next = new URL(location, url);
       const sameHost = next.host === new URL(this.endpoint).host;
-      response = await fetch(next, { headers: { ...(sameHost ? this.headers() : {}), ...(offset > 0 ? { range: `bytes=${offset}-` } : {}) }, redirect: 'manual' });
+      response = await fetch(next, { headers: { ...(sameHost ? this.headers() : {}), ...(offset > 0 ? { range: `bytes=${offset}-` } : {}) }, redirect: 'manual', signal: this.options.signal });
       linkedEtag ??= response.headers.get('x-linked-etag') ?? undefined;
     }
     if (response.status === 416 && expectedSize !== undefined && offset === expectedSize) {

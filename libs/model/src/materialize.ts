@@ -101,13 +101,18 @@ export async function materializeJob(job: WeightJob, source: WeightMaterializer,
       return [{ name: job.name, dataType: T, dims: [job.rows, job.k], external: writer.end() }];
     }
     case 'float-linear': {
-      // MatMul wants [k, rows]: the transpose needs the whole tensor (fp builds are for parity checks).
+      // MatMul wants [k, rows]: read the whole tensor once, write the transpose a block of output rows at a time.
       const values = source.floatRows(job.source, [job.rows, job.k], 0, job.rows);
-      const transposed = new Float32Array(values.length);
-      for (let r = 0; r < job.rows; r++) for (let c = 0; c < job.k; c++) transposed[c * job.rows + r] = values[r * job.k + c];
-      const external = writer.write(activationBytes(transposed, options.activations));
-      await breathe();
-      return [{ name: job.name, dataType: T, dims: [job.k, job.rows], external }];
+      const outputRowsPerChunk = Math.max(1, Math.floor(chunkElements / job.rows));
+      writer.begin();
+      for (let c0 = 0; c0 < job.k; c0 += outputRowsPerChunk) {
+        const count = Math.min(outputRowsPerChunk, job.k - c0);
+        const block = new Float32Array(count * job.rows);
+        for (let c = 0; c < count; c++) for (let r = 0; r < job.rows; r++) block[c * job.rows + r] = values[r * job.k + c0 + c];
+        writer.append(activationBytes(block, options.activations));
+        await breathe();
+      }
+      return [{ name: job.name, dataType: T, dims: [job.k, job.rows], external: writer.end() }];
     }
     case 'int4-linear': {
       const kBlocks = kBlockCount(job.k, options.blockSize);

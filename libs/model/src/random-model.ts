@@ -121,6 +121,7 @@ export async function createRandomModel(options: RandomModelOptions): Promise<Co
     copyTokenizer: (dir) => writeTinyTokenizer(dir, TINY_SHAPE.vocabSize),
     source: { kind: 'random', id: `${typeof options.shape === 'string' ? options.shape : 'custom'}-layers-${shape.numLayers}-seed-${seed}` },
     onProgress: options.onProgress,
+    signal: options.signal,
   });
   return { dir: path.resolve(options.out), manifest, seconds: (Date.now() - started) / 1000 };
 }

@@ -15,7 +15,7 @@ export async function convertModel(source: string, options: ConvertSourceOptions
     return convertCheckpoint(source, options);
   }
   if (!isHubRepoId(source)) throw new ModelInputError(`${source}: no such directory, and not a hub repo id (owner/name)`);
-  const downloader = new HubDownloader(source, { ...options.hub, onProgress: options.onProgress });
+  const downloader = new HubDownloader(source, { ...options.hub, onProgress: options.onProgress, signal: options.signal });
   const dir = await downloader.download();
   return convertCheckpoint(dir, { ...options, source: { kind: 'hub', id: source, revision: options.hub.revision ?? 'main' } });
 }

@@ -63,12 +63,19 @@ const integer = (name: string, min: number) => (value: string): number => {
 const targetOption = () => new Option('--target <target>', 'cpu (fp32 activations) or gpu (fp16 activations)').choices(['cpu', 'gpu']).default('cpu');
 const blockSizeOption = () => new Option('--block-size <n>', 'int4 block size (power of 2, >= 16)').argParser(integer('--block-size', 16)).default(32);
 
-async function withProgress(run: (onProgress: StageProgress['onProgress']) => Promise<ConvertResult>): Promise<void> {
+/** Runs a build with progress bars; Ctrl-C aborts it, and the library removes its partial output. */
+async function withProgress(run: (onProgress: StageProgress['onProgress'], signal: AbortSignal) => Promise<ConvertResult>): Promise<void> {
   const progress = new StageProgress();
+  const abort = new AbortController();
+  const onInterrupt = () => abort.abort(new Error('interrupted; no model directory was written (downloads resume on the next run)'));
+  process.once('SIGINT', onInterrupt);
+  process.once('SIGTERM', onInterrupt);
   let result: ConvertResult;
   try {
-    result = await run(progress.onProgress);
+    result = await run(progress.onProgress, abort.signal);
   } finally {
+    process.off('SIGINT', onInterrupt);
+    process.off('SIGTERM', onInterrupt);
     progress.stop();
   }
   const { manifest } = result;
@@ -95,13 +102,14 @@ export function registerModelCommands(program: Command): void {
     .option('--force', 'replace an existing model directory', false)
     .action(async (source: string, options: { out: string; weights: WeightDType; target: ModelTarget; blockSize: number; revision: string; force: boolean }) => {
       const hub = readHubConfig();
-      await withProgress((onProgress) => convertModel(source, {
+      await withProgress((onProgress, signal) => convertModel(source, {
         out: options.out,
         weights: options.weights,
         target: options.target,
         blockSize: options.blockSize,
         force: options.force,
         onProgress,
+        signal,
         hub: { ...hub, revision: options.revision },
       }));
     });
@@ -115,7 +123,7 @@ export function registerModelCommands(program: Command): void {
     .addOption(targetOption())
     .option('--force', 'replace an existing model directory', false)
     .action(async (options: { out: string; seed: number; weights: WeightDType; target: ModelTarget; force: boolean }) => {
-      await withProgress((onProgress) => createTinyModel({ ...options, onProgress }));
+      await withProgress((onProgress, signal) => createTinyModel({ ...options, onProgress, signal }));
     });
 
   model
@@ -129,7 +137,7 @@ export function registerModelCommands(program: Command): void {
     .option('--seed <n>', 'random seed', integer('--seed', 0), 0)
     .option('--force', 'replace an existing model directory', false)
     .action(async (options: { out: string; shape: string; target: ModelTarget; blockSize: number; layers?: number; seed: number; force: boolean }) => {
-      await withProgress((onProgress) => createRandomModel({ ...options, onProgress }));
+      await withProgress((onProgress, signal) => createRandomModel({ ...options, onProgress, signal }));
     });
 
   model
