@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { createTinyModel, FalconReference, type ModelTarget, randomFalconTensors, referenceWeightsFromTensors, TINY_SHAPE } from '@app/model';
 
 export interface TinyModelDirOptions {
+  /** int4 (default) with any target; fp32 float weights only with target cpu. */
   weights?: 'int4' | 'fp32';
   target?: ModelTarget;
   seed?: number;

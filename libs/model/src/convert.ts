@@ -225,7 +225,12 @@ export function readManifest(dir: string): ModelManifest {
   } catch {
     throw new ModelInputError(`${file}: missing; ${dir} is not a converted falconq model directory`);
   }
-  const manifest = JSON.parse(text) as ModelManifest;
-  if (manifest.format !== 'falconq-model') throw new ModelInputError(`${file}: format is ${String(manifest.format)}, expected falconq-model`);
+  let manifest: ModelManifest;
+  try {
+    manifest = JSON.parse(text) as ModelManifest;
+  } catch (error) {
+    throw new ModelInputError(`${file}: not valid JSON (${(error as Error).message})`);
+  }
+  if (manifest?.format !== 'falconq-model') throw new ModelInputError(`${file}: format is ${String(manifest.format)}, expected falconq-model`);
   return manifest;
 }
