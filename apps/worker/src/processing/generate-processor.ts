@@ -40,12 +40,12 @@ export class GenerateJobProcessor {
 
   async process(job: GenerateJob, token?: string): Promise<JobOutcome> {
     const data = job.data;
-    if (await this.store.getResult(data.batchId, data.index)) {
+    // Both reads at once: one round trip of latency per job instead of two.
+    const [existing, batch] = await Promise.all([this.store.getResult(data.batchId, data.index), this.store.getBatch(data.batchId)]);
+    if (existing) {
       this.logger.log(`${data.batchId} #${data.index} already has a result: completing without generating`);
       return 'already-recorded';
     }
-
-    const batch = await this.store.getBatch(data.batchId);
     if (!batch) return 'batch-missing';
     const stop = stopReasonOf(batch);
     if (stop) {
