@@ -147,6 +147,7 @@ describe('GenerationEngine results', () => {
       expect(prefix5.length).toBeGreaterThan(prefix4.length + 0);
       const stop = prefix5.slice(Math.max(prefix3.length, prefix4.length - 1), prefix4.length + 1);
       const at = text.indexOf(stop);
+      expect(at).toBeGreaterThan(0); // the chosen stop string must occur in the unstopped text
       const streamed: string[] = [];
       const stopped = await engine.submit({ id: 'stop', prompt: PROMPTS[1], params: { maxNewTokens: 12, ignoreEos: true, stop: [stop] } }, (event) => streamed.push(event.text));
       expect(stopped.sequences[0].finishReason).toBe('stop');
@@ -155,6 +156,22 @@ describe('GenerationEngine results', () => {
       expect(streamed.join('')).toBe(stopped.sequences[0].text);
       const returnFull = await engine.submit({ id: 'full', prompt: PROMPTS[1], params: { maxNewTokens: 3, returnFullText: true } });
       expect(returnFull.sequences[0].text.startsWith(PROMPTS[1])).toBe(true);
+    });
+  });
+
+  it('host KV: rows keep their tokens while the cache grows for a long row and shrinks after it leaves', async () => {
+    const longPrompt = Array.from({ length: 300 }, (_, i) => 20 + ((i * 37) % 300));
+    const jobs: Job[] = [
+      { id: 'long', prompt: '', params: { maxNewTokens: 3, ignoreEos: true } },
+      { id: 'short', prompt: PROMPTS[0], params: { maxNewTokens: 40, ignoreEos: true } },
+    ];
+    const withIds = (job: Job) => (job.id === 'long' ? { ...job, promptIds: longPrompt } : job);
+    const single = await withEngine({ slots: 1 }, async (engine) => engine.submit(withIds(jobs[1])));
+    await withEngine({ slots: 2, kvPlacement: 'host', prefillChunkTokens: 128 }, async (engine) => {
+      const short = engine.submit(withIds(jobs[1]));
+      const long = engine.submit(withIds(jobs[0]));
+      expect((await long).promptTokens).toBe(300);
+      expect((await short).sequences).toEqual(single.sequences);
     });
   });
 
