@@ -85,6 +85,24 @@ describe('worker process (real Redis, tiny model)', () => {
     expect(succeeded.length).toBeLessThan(total);
   });
 
+  it('on SIGTERM past the grace period hands unfinished prompts back without spending an attempt', async () => {
+    const w = await worker({ FALCONQ_SHUTDOWN_GRACE_MS: '300' });
+    const total = 4;
+    const batchId = await harness.submitBatch(promptsOf(total, 'Endless'), { maxNewTokens: 1900, ignoreEos: true });
+    const deadline = Date.now() + 30_000;
+    while ((await harness.queue.counts()).active < total && Date.now() < deadline) await sleep(50);
+    const exit = await w.stop();
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(w.output()).toContain('handing 4 prompts back to the queue');
+    expect(await harness.results(batchId, total)).toEqual([null, null, null, null]);
+    for (let index = 0; index < total; index++) {
+      const job = await harness.queue.queue.getJob(`${batchId}-${index}`);
+      expect(['waiting', 'delayed', 'prioritized']).toContain(await job!.getState());
+      expect(job!.attemptsMade).toBe(0);
+    }
+    await harness.store.requestCancel(batchId); // nobody needs 1900 tokens of the tiny model
+  });
+
   it('drains on SIGTERM and exits 0', async () => {
     const w = await worker({ FALCONQ_SHUTDOWN_GRACE_MS: '5000' });
     await sleep(200);
