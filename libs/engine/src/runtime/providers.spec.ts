@@ -1,5 +1,5 @@
 import { ExecutionProviderUnavailableError } from '../errors';
-import { planExecutionProvider, providerUnavailableReason, type BackendFacts } from './providers';
+import { describeSessionFailure, planExecutionProvider, providerUnavailableReason, type BackendFacts } from './providers';
 
 const facts = (overrides: Partial<BackendFacts> = {}): BackendFacts => ({
   backends: [
@@ -43,5 +43,13 @@ describe('planExecutionProvider', () => {
     const plan = planExecutionProvider('cuda', gpuModel, facts(), { fallbackToCpu: true });
     expect(plan.executionProvider).toBe('cpu');
     expect(plan.warnings[0]).toMatch(/not installed.*Falling back to the cpu/s);
+  });
+});
+
+describe('describeSessionFailure', () => {
+  it('names the provider, keeps onnxruntime\'s reason and says what the provider needs', () => {
+    const message = describeSessionFailure('cuda', '/m/model.onnx', new Error('Failed to load shared library libcudnn.so.9'));
+    expect(message).toMatch(/\/m\/model\.onnx with the cuda execution provider: Failed to load shared library libcudnn\.so\.9.*CUDA 12 and cuDNN 9/s);
+    expect(describeSessionFailure('webgpu', 'm', new Error('No supported adapters'))).toMatch(/webgpu.*No supported adapters.*Vulkan/s);
   });
 });

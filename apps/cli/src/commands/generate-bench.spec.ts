@@ -1,0 +1,56 @@
+// `falconq generate` and `falconq bench` as a user runs them: the built CLI (dist/, built by npm test's pretest)
+// against the tiny model.
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { tinyModelDir } from '../../../../test/support/tiny-model';
+
+const root = path.resolve(__dirname, '../../../..');
+const cli = path.join(root, 'bin/falconq.js');
+const built = fs.existsSync(path.join(root, 'dist/apps/cli/src/main.js'));
+if (!built) console.warn('generate-bench.spec: skipped, dist/ is missing: run "npm run build" first (npm test does it)');
+const describeBuilt = built ? describe : describe.skip;
+const run = promisify(execFile);
+
+describeBuilt('falconq generate / bench (built CLI, tiny model)', () => {
+  it('generate --json prints one line per prompt, in order, with the generated ids and the finish reason', async () => {
+    const model = await tinyModelDir();
+    const { stdout } = await run(process.execPath, [cli, 'generate', '--model', model, '--json', '--max-new-tokens', '5', '--ignore-eos', 'Hello world', 'A']);
+    const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as { prompt: string; text: string; tokens: number[]; finish_reason: string });
+    expect(lines.map((line) => line.prompt)).toEqual(['Hello world', 'A']);
+    for (const line of lines) {
+      expect(line.tokens).toHaveLength(5);
+      expect(line.finish_reason).toBe('length');
+      expect(typeof line.text).toBe('string');
+    }
+  });
+
+  it('generate names the bad field and exits with 1', async () => {
+    const model = await tinyModelDir();
+    const failure = await run(process.execPath, [cli, 'generate', '--model', model, '--json', '--top-p', '2', 'Hi']).catch((error: { code: number; stdout: string }) => error);
+    expect((failure as { code: number }).code).toBe(1);
+    expect(JSON.parse((failure as { stdout: string }).stdout.trim())).toMatchObject({ prompt: 'Hi', error: { field: 'topP' } });
+  });
+
+  it('bench --json reports every batch and the continuous/static mixed runs', async () => {
+    const model = await tinyModelDir();
+    const { stdout } = await run(process.execPath, [cli, 'bench', '--model', model, '--json', '--batch', '1,2', '--prompt-len', '8', '--new-tokens', '4', '--mixed-requests', '4']);
+    const report = JSON.parse(stdout) as {
+      command: string;
+      date: string;
+      gpus: unknown;
+      batches: { batch: number; tokensPerSecond: number; decodeSteps: number; peakGpuMiB: number | null }[];
+      mixed: { runs: { admission: string; generatedTokens: number }[] };
+    };
+    expect(report.command).toContain('bench --model');
+    expect(Number.isNaN(Date.parse(report.date))).toBe(false);
+    expect(report.batches.map((row) => row.batch)).toEqual([1, 2]);
+    for (const row of report.batches) {
+      expect(row.tokensPerSecond).toBeGreaterThan(0);
+      expect(row.decodeSteps).toBe(3); // 4 tokens: the first comes from the prefill
+    }
+    expect(report.mixed.runs.map((r) => r.admission)).toEqual(['continuous', 'static']);
+    expect(report.mixed.runs[0].generatedTokens).toBe(report.mixed.runs[1].generatedTokens);
+  });
+});
