@@ -184,6 +184,28 @@ describe('retry-failed', () => {
   });
 });
 
+describe('online requests', () => {
+  it('takes a waiting online job back when its client goes away', async () => {
+    const prefix = `${redis.prefix}-online`;
+    const a = await api({ FALCONQ_RATE_LIMIT_PER_MINUTE: '0' }, prefix);
+    const controller = new AbortController();
+    const pending = fetch(`${a.url}/v1/completions`, { method: 'POST', signal: controller.signal, headers: { authorization: `Bearer ${KEY_A}`, 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'x', max_tokens: 2 }) });
+    let queued: string[] = [];
+    for (let i = 0; i < 50 && queued.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      queued = await client.zrange(`${prefix}:generate:prioritized`, '0', '-1');
+    }
+    expect(queued).toEqual([expect.stringMatching(/^online_[0-9a-f]+-0$/)]);
+    controller.abort();
+    await pending.catch(() => undefined);
+    for (let i = 0; i < 50 && queued.length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      queued = await client.zrange(`${prefix}:generate:prioritized`, '0', '-1');
+    }
+    expect(queued).toEqual([]);
+  });
+});
+
 describe('graceful shutdown', () => {
   it('finishes an in-flight request on SIGTERM, then exits 0', async () => {
     const a = await api({ FALCONQ_RATE_LIMIT_PER_MINUTE: '0', FALCONQ_ONLINE_TIMEOUT_MS: '1500' }, `${redis.prefix}-shutdown`);

@@ -1,6 +1,6 @@
-import { Controller, Get, Inject, Param, Req, Res } from '@nestjs/common';
+import { Controller, Get, Inject, Param, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiProduces, ApiTags } from '@nestjs/swagger';
-import type { Request, Response } from 'express';
+import type { Response } from 'express';
 import type { BatchEvent } from '@app/contracts';
 import { isFinalStatus, type BatchRecord, type BatchStatus, type ResultsStore } from '@app/store';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
@@ -37,7 +37,7 @@ export class BatchEventsController {
 
   @Get(['batches/:id/events', 'v1/batches/:id/events'])
   @ApiProduces('text/event-stream')
-  async stream(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Req() request: Request, @Res() response: Response): Promise<void> {
+  async stream(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Res() response: Response): Promise<void> {
     await this.lifecycle.visibleBatch(principal, id);
     response.status(200);
     response.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
@@ -61,7 +61,7 @@ export class BatchEventsController {
       void subscription.unsubscribe?.();
       response.end();
     };
-    request.on('close', finish);
+    response.on('close', finish);
 
     // Subscribe before reading the state, so nothing falls between the snapshot and the live events.
     const buffered: BatchEvent[] = [];

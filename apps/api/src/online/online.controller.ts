@@ -1,6 +1,6 @@
-import { Body, Controller, HttpCode, HttpStatus, Inject, Post, Req, Res } from '@nestjs/common';
+import { Body, Controller, HttpCode, HttpStatus, Inject, Post, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
-import type { Request, Response } from 'express';
+import type { Response } from 'express';
 import type { ItemResult } from '@app/contracts';
 import { completionBody, finishReasonOf, type BatchEndpoint, type StreamMessage } from '@app/store';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
@@ -32,15 +32,15 @@ export class OnlineController {
   @Post('completions')
   @HttpCode(200)
   @ApiBody({ schema: { type: 'object', required: ['prompt'], properties: { model: { type: 'string' }, prompt: { type: 'string' }, max_tokens: { type: 'integer' }, temperature: { type: 'number' }, stream: { type: 'boolean' } } } })
-  completions(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Req() request: Request, @Res() response: Response) {
-    return this.handle('/v1/completions', principal, body, request, response);
+  completions(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Res() response: Response) {
+    return this.handle('/v1/completions', principal, body, response);
   }
 
   @Post('chat/completions')
   @HttpCode(200)
   @ApiBody({ schema: { type: 'object', required: ['messages'], properties: { model: { type: 'string' }, messages: { type: 'array', items: { type: 'object' } }, max_tokens: { type: 'integer' }, stream: { type: 'boolean' } } } })
-  chat(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Req() request: Request, @Res() response: Response) {
-    return this.handle('/v1/chat/completions', principal, body, request, response);
+  chat(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Res() response: Response) {
+    return this.handle('/v1/chat/completions', principal, body, response);
   }
 
   private prepare(endpoint: BatchEndpoint, body: unknown): PreparedRequest {
@@ -52,11 +52,11 @@ export class OnlineController {
     }
   }
 
-  private async handle(endpoint: BatchEndpoint, principal: Principal, body: unknown, request: Request, response: Response): Promise<void> {
+  private async handle(endpoint: BatchEndpoint, principal: Principal, body: unknown, response: Response): Promise<void> {
     const prepared = this.prepare(endpoint, body);
     const stopTimer = this.metrics.onlineDuration.startTimer({ endpoint });
     try {
-      await this.run(endpoint, principal, prepared, request, response);
+      await this.run(endpoint, principal, prepared, response);
       stopTimer({ outcome: 'ok' });
     } catch (error) {
       stopTimer({ outcome: 'error' });
@@ -64,23 +64,24 @@ export class OnlineController {
     }
   }
 
-  private async run(endpoint: BatchEndpoint, principal: Principal, prepared: PreparedRequest, request: Request, response: Response): Promise<void> {
+  private async run(endpoint: BatchEndpoint, principal: Principal, prepared: PreparedRequest, response: Response): Promise<void> {
     if (!prepared.stream) {
       const run = await this.online.start(principal, endpoint, prepared);
-      request.on('close', () => void (response.writableFinished ? undefined : run.abandon()));
+      // The response closing before it finished means the client went away.
+      response.on('close', () => void (response.writableFinished ? undefined : run.abandon()));
       const result = await run.result;
       if (result.status !== 'succeeded' || !result.output) throw resultError(result);
       response.status(200).json(completionBody(endpoint, this.model.id, run.requestId, result));
       return;
     }
-    await this.stream(endpoint, principal, prepared, request, response);
+    await this.stream(endpoint, principal, prepared, response);
   }
 
   /**
    * Streams the worker's text deltas as OpenAI chunks. Whatever the deltas did not carry (a worker that does not
    * stream, or a missed message) is sent from the final result before the finishing chunk, so the text is complete.
    */
-  private async stream(endpoint: BatchEndpoint, principal: Principal, prepared: PreparedRequest, request: Request, response: Response): Promise<void> {
+  private async stream(endpoint: BatchEndpoint, principal: Principal, prepared: PreparedRequest, response: Response): Promise<void> {
     const chat = endpoint === '/v1/chat/completions';
     const created = Math.floor(Date.now() / 1000);
     const streamed = new Map<number, string>();
@@ -109,7 +110,7 @@ export class OnlineController {
     };
     const run = await this.online.start(principal, endpoint, prepared, onDelta);
     requestId = run.requestId;
-    request.on('close', () => void (response.writableFinished ? undefined : run.abandon()));
+    response.on('close', () => void (response.writableFinished ? undefined : run.abandon()));
     let result: ItemResult;
     try {
       result = await run.result;
