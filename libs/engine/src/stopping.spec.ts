@@ -11,6 +11,14 @@ describe('IncrementalDetokenizer', () => {
     expect(pieces).toEqual(['a', '', 'é', '', '', '€', 'b']);
     expect(detokenizer.text).toBe('aé€b');
   });
+
+  it('releases an invalid byte run after 4 held tokens instead of holding it forever', () => {
+    const detokenizer = new IncrementalDetokenizer(bytesDecoder);
+    const pieces = [0xe2, 0x82, 0xe2, 0x82].map((id) => detokenizer.push(id));
+    expect(pieces.slice(0, 3)).toEqual(['', '', '']);
+    expect(pieces[3]).toContain('\uFFFD');
+    expect(detokenizer.text).toBe(Buffer.from([0xe2, 0x82, 0xe2, 0x82]).toString('utf8'));
+  });
 });
 
 describe('StopStringMatcher', () => {

@@ -18,6 +18,7 @@ export class IncrementalDetokenizer {
   private prefixOffset = 0;
   private readOffset = 0;
   private released = '';
+  private static readonly MAX_HELD_TOKENS = 4;
 
   constructor(private readonly decoder: TextDecoder) {}
 
@@ -25,12 +26,16 @@ export class IncrementalDetokenizer {
     return this.released;
   }
 
-  /** Adds one id; returns the text it completes ('' while a character is still incomplete). */
+  /**
+   * Adds one id; returns the text it completes ('' while a character is still incomplete). A UTF-8 character
+   * spans at most 4 byte tokens: after that many, a trailing U+FFFD is a real invalid sequence and is released.
+   */
   push(id: number): string {
     this.ids.push(id);
     const before = this.decodeRange(this.prefixOffset, this.readOffset);
     const after = this.decodeRange(this.prefixOffset, this.ids.length);
-    if (after.length <= before.length || after.endsWith('\uFFFD')) return '';
+    const held = this.ids.length - this.readOffset;
+    if (after.length <= before.length || (after.endsWith('\uFFFD') && held < IncrementalDetokenizer.MAX_HELD_TOKENS)) return '';
     const added = after.slice(before.length);
     this.prefixOffset = this.readOffset;
     this.readOffset = this.ids.length;
