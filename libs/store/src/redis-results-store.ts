@@ -171,6 +171,7 @@ export class RedisResultsStore implements ResultsStore {
       failed: 0,
       completion_tokens: 0,
     };
+    if (batch.retentionSeconds !== undefined) fields.retention_s = batch.retentionSeconds;
     const tx = this.redis.multi();
     tx.hset(this.keys.batch(batch.id), fields);
     if (batch.items.length > 0) {
@@ -183,9 +184,10 @@ export class RedisResultsStore implements ResultsStore {
       tx.hset(this.keys.items(batch.id), items);
       tx.hset(this.keys.customIds(batch.id), customIds);
     }
-    tx.sadd(this.keys.active(batch.owner), batch.id);
     tx.zadd(this.keys.deadlines(), expiresAt, batch.id);
+    // Online requests are neither listed nor counted against the batches-in-flight limit.
     if (batch.kind !== 'online') {
+      tx.sadd(this.keys.active(batch.owner), batch.id);
       tx.zadd(this.keys.allBatches(), createdAt, batch.id);
       tx.zadd(this.keys.ownerBatches(batch.owner), createdAt, batch.id);
     }

@@ -15,7 +15,10 @@ local function emit(history_key, channel, history_max, event)
   redis.call('LTRIM', history_key, -history_max, -1)
   redis.call('PUBLISH', channel, json)
 end
-local function set_retention(keys, seconds)
+-- A batch may carry its own retention (online requests keep theirs short); else the store's default.
+local function set_retention(keys, default_seconds)
+  local own = tonumber(redis.call('HGET', KEYS[1], 'retention_s'))
+  local seconds = own or default_seconds
   if seconds > 0 then
     for _, k in ipairs(keys) do redis.call('EXPIRE', k, seconds) end
   end

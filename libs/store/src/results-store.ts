@@ -79,6 +79,8 @@ export interface NewBatch {
   inputFileId: string | null;
   items: BatchItemInput[];
   createdAt?: number;
+  /** Seconds its keys are kept once it is final; default: the store's retention. */
+  retentionSeconds?: number;
 }
 
 export interface BatchPage {
@@ -159,7 +161,7 @@ export interface ResultsStore {
   getBatch(batchId: string): Promise<BatchRecord | null>;
   /** Newest first; online requests are not listed. */
   listBatches(query: ListBatchesQuery): Promise<BatchPage>;
-  /** Active (not final) batches of an owner, for the batches-in-flight limit. */
+  /** Active (not final) batches of an owner, for the batches-in-flight limit (online requests not counted). */
   countActiveBatches(owner: string): Promise<number>;
   getItemInputs(batchId: string, indices: number[]): Promise<BatchItemInput[]>;
 

@@ -50,6 +50,16 @@ describe('RedisResultsStore specifics', () => {
     await store.close();
   });
 
+  it('uses a batch\'s own retention when it has one', async () => {
+    const { store, connection } = makeStore(`${redis.prefix}-own-ttl`, 3600);
+    const batch = await store.createBatch(newBatch({ kind: 'online', retentionSeconds: 30 }, 1));
+    await store.recordResult(succeeded(batch.id, 0));
+    const ttl = await connection.ttl(store.keys.batch(batch.id));
+    expect(ttl).toBeGreaterThan(20);
+    expect(ttl).toBeLessThanOrEqual(30);
+    await store.close();
+  });
+
   it('keeps every key under its prefix', async () => {
     const prefix = `${redis.prefix}-scoped`;
     const { store, connection } = makeStore(prefix);

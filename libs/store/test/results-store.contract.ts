@@ -191,6 +191,7 @@ export function describeResultsStoreContract(name: string, make: () => Promise<S
       for (let i = 0; i < 5; i++) ids.push((await store.createBatch(newBatch({ createdAt: now + i }))).id);
       await store.createBatch(newBatch({ owner: 'tenant-b', createdAt: now + 10 }));
       await store.createBatch(newBatch({ kind: 'online', createdAt: now + 20 }));
+      expect(await store.countActiveBatches('tenant-a')).toBe(5);
       const first = await store.listBatches({ owner: 'tenant-a', limit: 2 });
       expect(first.data.map((b) => b.id)).toEqual([ids[4], ids[3]]);
       expect(first.hasMore).toBe(true);

@@ -12,6 +12,8 @@ import type { PreparedRequest } from '../generation/prompt-builder';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 
 const POLL_MS = 1000;
+/** An answered online request is kept briefly (for debugging), not for the batch retention. */
+const ONLINE_RETENTION_S = 600;
 
 export interface OnlineRun {
   requestId: string;
@@ -40,7 +42,7 @@ export class OnlineService {
     const item = { index: 0, customId: requestId, prompt: prepared.prompt, params: prepared.params };
     await this.store.createBatch({
       id: requestId, kind: 'online', owner: principal.tenant, endpoint, model: this.model.id, completionWindow: 'online',
-      completionWindowMs: this.config.onlineTimeoutMs, metadata: null, inputFileId: null, items: [item],
+      completionWindowMs: this.config.onlineTimeoutMs, metadata: null, inputFileId: null, items: [item], retentionSeconds: ONLINE_RETENTION_S,
     });
     const unsubscribers: Unsubscribe[] = [];
     if (onDelta) unsubscribers.push(await this.store.subscribeStream(requestId, onDelta));
