@@ -79,15 +79,17 @@ async function ensureRedis() {
   fs.mkdirSync(dir, { recursive: true });
   const port = await freePort();
   // appendonly: accepted batches and finished results survive a restart; noeviction: Redis never drops queued jobs.
+  // Its own process group: a terminal's Ctrl-C must not stop Redis before the worker has handed back its prompts;
+  // shutdown() stops it last.
   start('redis', 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes',
-    '--maxmemory-policy', 'noeviction', '--save', '', '--logfile', path.join(dir, 'redis.log')]);
+    '--maxmemory-policy', 'noeviction', '--save', '', '--logfile', path.join(dir, 'redis.log')], process.env, { detached: true });
   await waitFor(() => tcpOpen(port), 'redis-server', 10_000);
   log(`redis-server on 127.0.0.1:${port} (data in ${path.relative(root, dir)})`);
   return `redis://127.0.0.1:${port}`;
 }
 
-function start(name, command, args, env = process.env) {
-  const child = spawn(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+function start(name, command, args, env = process.env, options = {}) {
+  const child = spawn(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], ...options });
   const prefix = `[${name}] `;
   const relay = (stream, out) => {
     let pending = '';
@@ -138,6 +140,8 @@ function stopChild(child) {
 }
 
 async function main() {
+  // Last resort if this script dies some other way: no child outlives it.
+  process.on('exit', () => children.forEach((child) => child.exited || child.kill('SIGKILL')));
   process.on('SIGINT', () => void shutdown(0));
   process.on('SIGTERM', () => void shutdown(0));
   ensureReady();

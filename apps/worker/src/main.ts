@@ -19,13 +19,16 @@ async function bootstrap(): Promise<void> {
   }
   const app = await NestFactory.createApplicationContext(WorkerModule.forConfig(config), { logger: ['log', 'warn', 'error'] });
   const logger = new Logger('Worker');
-  let stopping = false;
+  let stoppingSince = 0;
   const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
+    if (stoppingSince) {
+      // Ctrl-C reaches this process and its supervisor (npm start, falconq worker) at once, and the supervisor then
+      // sends SIGTERM: a signal within a second of the first is that echo, not a second Ctrl-C.
+      if (Date.now() - stoppingSince < 1000) return;
       logger.warn(`${signal} again: exiting now; in-flight prompts come back through stalled-job recovery`);
       process.exit(1);
     }
-    stopping = true;
+    stoppingSince = Date.now();
     logger.log(`${signal}: shutting down`);
     app.close().then(
       () => process.exit(0),
