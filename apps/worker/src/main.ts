@@ -4,6 +4,9 @@ import { NestFactory } from '@nestjs/core';
 import { WorkerConfigError, loadWorkerConfig, type WorkerConfig } from './config/worker-config';
 import { WorkerModule } from './worker.module';
 
+/** Time beyond the grace period for handing prompts back and closing the engine and connections. */
+const SHUTDOWN_SLACK_MS = 15_000;
+
 // A GPU worker process: one engine (one ORT session on one device) fed by one BullMQ consumer. No HTTP.
 
 async function bootstrap(): Promise<void> {
@@ -29,6 +32,11 @@ async function bootstrap(): Promise<void> {
       process.exit(1);
     }
     stoppingSince = Date.now();
+    // Draining needs Redis; if it is unreachable, do not hang: the prompts still held come back by stall recovery.
+    setTimeout(() => {
+      logger.error(`shutdown did not finish within ${config.shutdownGraceMs + SHUTDOWN_SLACK_MS} ms (Redis unreachable?): exiting`);
+      process.exit(1);
+    }, config.shutdownGraceMs + SHUTDOWN_SLACK_MS).unref();
     logger.log(`${signal}: shutting down`);
     app.close().then(
       () => process.exit(0),
