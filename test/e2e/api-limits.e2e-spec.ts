@@ -222,4 +222,18 @@ describe('graceful shutdown', () => {
     expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(1000);
     expect(a.output()).not.toMatch(/ERROR/);
   });
+
+  it('ends open event streams on SIGTERM instead of hanging', async () => {
+    const a = await api({ FALCONQ_RATE_LIMIT_PER_MINUTE: '0' }, `${redis.prefix}-shutdown-sse`);
+    const batchId = (await post(a.url, '/batches', KEY_A, { prompts: ['x'] })).body.id as string;
+    const events = await fetch(`${a.url}/batches/${batchId}/events`, { headers: { authorization: `Bearer ${KEY_A}` } });
+    expect(events.headers.get('content-type')).toContain('text/event-stream');
+    const body = events.text();
+    await new Promise((r) => setTimeout(r, 200));
+    const stoppedAt = Date.now();
+    const exited = await a.stop();
+    expect(Date.now() - stoppedAt).toBeLessThan(5000);
+    expect(exited.code === 0 || exited.signal === 'SIGTERM').toBe(true);
+    expect(await body).toContain('event: progress');
+  });
 });

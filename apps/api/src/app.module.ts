@@ -11,6 +11,7 @@ import { API_CONFIG, type ApiConfig } from './config/api-config';
 import { BatchEventsController } from './events/batch-events.controller';
 import { FilesController } from './files/files.controller';
 import { FilesService } from './files/files.service';
+import { InFlightRequests } from './http/in-flight-requests';
 import { InfraModule } from './infra/infra.module';
 import { OnlineController } from './online/online.controller';
 import { OnlineService } from './online/online.service';
@@ -37,6 +38,7 @@ export class AppModule {
       controllers: [FilesController, OpenAiBatchesController, NativeBatchesController, BatchEventsController, OnlineController, OpsController],
       providers: [
         KeyAuthenticator,
+        InFlightRequests,
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         BatchSubmissionService,
         BatchLifecycleService,

@@ -6,6 +6,7 @@ import { isFinalStatus, type BatchRecord, type BatchStatus, type ResultsStore } 
 import { CurrentPrincipal, type Principal } from '../auth/principal';
 import { BatchLifecycleService } from '../batches/batch-lifecycle.service';
 import { RESULTS_STORE } from '../infra/infra.module';
+import { InFlightRequests } from '../http/in-flight-requests';
 
 const KEEPALIVE_MS = 15_000;
 
@@ -33,6 +34,7 @@ export class BatchEventsController {
   constructor(
     @Inject(RESULTS_STORE) private readonly store: ResultsStore,
     private readonly lifecycle: BatchLifecycleService,
+    private readonly inFlight: InFlightRequests,
   ) {}
 
   @Get(['batches/:id/events', 'v1/batches/:id/events'])
@@ -57,10 +59,12 @@ export class BatchEventsController {
     const finish = () => {
       if (closed) return;
       closed = true;
+      forget();
       clearInterval(keepalive);
       void subscription.unsubscribe?.();
       response.end();
     };
+    const forget = this.inFlight.addStream(finish);
     response.on('close', finish);
 
     // Subscribe before reading the state, so nothing falls between the snapshot and the live events.

@@ -9,6 +9,7 @@ import { RequestParamError } from '../generation/generation-params';
 import { prepareOpenAiRequest, type PreparedRequest } from '../generation/prompt-builder';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { MetricsService } from '../ops/metrics.service';
+import { InFlightRequests } from '../http/in-flight-requests';
 import { OnlineService } from './online.service';
 
 function resultError(result: ItemResult): ApiError {
@@ -27,6 +28,7 @@ export class OnlineController {
     private readonly online: OnlineService,
     @Inject(SERVED_MODEL) private readonly model: ServedModel,
     private readonly metrics: MetricsService,
+    private readonly inFlight: InFlightRequests,
   ) {}
 
   @Post('completions')
@@ -56,7 +58,7 @@ export class OnlineController {
     const prepared = this.prepare(endpoint, body);
     const stopTimer = this.metrics.onlineDuration.startTimer({ endpoint });
     try {
-      await this.run(endpoint, principal, prepared, response);
+      await this.inFlight.track(() => this.run(endpoint, principal, prepared, response));
       stopTimer({ outcome: 'ok' });
     } catch (error) {
       stopTimer({ outcome: 'error' });
