@@ -147,6 +147,17 @@ describe('api configuration', () => {
     expect(badKeys.output).not.toContain('short:');
   });
 
+  it('runs open, with a loud warning, when no keys are configured', async () => {
+    const open = await startApi({ redisUrl: redis.url, prefix: `${redis.prefix}-open`, modelDir: await tinyModelDir() });
+    try {
+      expect(open.output()).toContain('No API keys configured');
+      expect((await fetch(`${open.url}/v1/models`)).status).toBe(200);
+      expect((await fetch(`${open.url}/dashboard/api/queues`)).status).toBe(200);
+    } finally {
+      await open.stop();
+    }
+  });
+
   it('refuses to start when Redis may evict keys', async () => {
     const { runApiUntilExit } = await import('../support/api-process');
     await client.config('SET', 'maxmemory-policy', 'allkeys-lru');
