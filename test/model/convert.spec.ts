@@ -46,9 +46,9 @@ describe('convertCheckpoint', () => {
     const source = path.join(work, 'f16-untied');
     writeTinyCheckpoint(source, { seed: 4, dtype: 'F16', untiedLmHead: true });
     const out = path.join(work, 'f16-untied-onnx');
-    const { manifest } = await convertCheckpoint(source, { out, weights: 'int4', blockSize: 16 });
-    expect(manifest.weights.quantization).toEqual({ method: 'rtn-symmetric', bits: 4, blockSize: 16, accuracyLevel: 4 });
-    await expectParity(out, source, 16, 3e-2);
+    const { manifest } = await convertCheckpoint(source, { out, weights: 'int4', blockSize: 16, accuracyLevel: 0 });
+    expect(manifest.weights.quantization).toEqual({ method: 'rtn-symmetric', bits: 4, blockSize: 16, accuracyLevel: 0 });
+    await expectParity(out, source, 16, 1e-5);
   });
 
   it('writes the same bytes when reading in small chunks (chunk boundaries inside matrices)', async () => {

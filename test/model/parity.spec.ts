@@ -1,8 +1,9 @@
 import { tinyModelDir, tinyModelReference } from '../support/tiny-model';
 import { OnnxFalcon, relativeError } from './onnx-runner';
 
-// int4 runs with accuracy_level 4 (activations quantized to int8 inside MatMulNBits): a few 1e-3 of error.
-const TOLERANCE = { fp32: 1e-5, int4: 3e-2 } as const;
+// int4 models are checked with accuracy_level 0 (MatMulNBits computes in fp32 on the dequantized weights), so any
+// layout or scale mistake shows; accuracy_level 4 (int8 activations, the default build) has its own looser test.
+const TOLERANCE = { fp32: 1e-5, int4: 1e-5 } as const;
 const PROMPTS = [
   [40, 300, 77, 120, 5, 260, 301, 88, 11, 150],
   [61, 62, 63],
@@ -13,7 +14,7 @@ const DECODE_STEPS = 4;
 describe.each(['fp32', 'int4'] as const)('ONNX tiny Falcon vs the float64 reference (%s weights)', (weights) => {
   let model: OnnxFalcon;
   beforeAll(async () => {
-    model = await OnnxFalcon.load(await tinyModelDir({ weights }));
+    model = await OnnxFalcon.load(await tinyModelDir({ weights, accuracyLevel: 0 }));
   });
   const reference = () => tinyModelReference({ weights });
 
@@ -47,17 +48,39 @@ describe.each(['fp32', 'int4'] as const)('ONNX tiny Falcon vs the float64 refere
   });
 });
 
-test('the fp32 tiny model generates varied greedy text, like the reference', async () => {
+test('the fp32 tiny model generates the reference\'s greedy tokens', async () => {
   const model = await OnnxFalcon.load(await tinyModelDir({ weights: 'fp32' }));
   const { tokens } = await model.generate([PROMPTS[0]], 12);
   expect(tokens[0]).toEqual(tinyModelReference({ weights: 'fp32' }).greedy(PROMPTS[0], 12));
-  expect(new Set(tokens[0]).size).toBeGreaterThan(2);
+});
+
+test('with accuracy_level 4 (int8 activations) the int4 model stays close to the dequantized reference', async () => {
+  const model = await OnnxFalcon.load(await tinyModelDir({ weights: 'int4' }));
+  const { prefillLogits } = await model.generate(PROMPTS, 0);
+  PROMPTS.forEach((prompt, row) => {
+    const error = relativeError(prefillLogits[row], tinyModelReference({ weights: 'int4' }).logits(prompt));
+    expect(error).toBeLessThan(5e-2);
+    // ...and far closer to it than to the reference on the original (unquantized) weights.
+    expect(error).toBeLessThan(relativeError(prefillLogits[row], tinyModelReference({ weights: 'fp32' }).logits(prompt)) / 5);
+  });
+});
+
+test.each(['fp32', 'int4'] as const)('greedy decoding of the %s tiny model wanders instead of repeating one token', async (weights) => {
+  const model = await OnnxFalcon.load(await tinyModelDir({ weights }));
+  const { tokens } = await model.generate(PROMPTS, 40);
+  for (const generated of tokens) {
+    let run = 1;
+    let longestRun = 1;
+    for (let i = 1; i < generated.length; i++) longestRun = Math.max(longestRun, (run = generated[i] === generated[i - 1] ? run + 1 : 1));
+    expect(new Set(generated).size).toBeGreaterThan(10);
+    expect(longestRun).toBeLessThan(10);
+  }
 });
 
 test('the gpu variant (fp16 activations, fp32 logits via Cast) runs on the CPU EP close to the reference', async () => {
   const ort = await import('onnxruntime-node');
   const path = await import('node:path');
-  const dir = await tinyModelDir({ target: 'gpu' });
+  const dir = await tinyModelDir({ target: 'gpu', accuracyLevel: 0 });
   const session = await ort.InferenceSession.create(path.join(dir, 'model.onnx'));
   const prompt = PROMPTS[0];
   const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {
@@ -70,5 +93,6 @@ test('the gpu variant (fp16 activations, fp32 logits via Cast) runs on the CPU E
   const output = await session.run(feeds);
   expect(output.logits.type).toBe('float32');
   expect(output['present.0.key'].type).toBe('float16');
-  expect(relativeError(output.logits.data as Float32Array, tinyModelReference({ weights: 'int4' }).logits(prompt))).toBeLessThan(TOLERANCE.int4);
+  // fp16 activations and scales: about 1e-3.
+  expect(relativeError(output.logits.data as Float32Array, tinyModelReference({ weights: 'int4' }).logits(prompt))).toBeLessThan(1e-2);
 });

@@ -9,6 +9,8 @@ export interface TinyModelDirOptions {
   weights?: 'int4' | 'fp32';
   target?: ModelTarget;
   seed?: number;
+  /** MatMulNBits accuracy_level: 4 (default, like real builds) or 0 (exact compute on the dequantized weights). */
+  accuracyLevel?: 0 | 4;
 }
 
 const builds = new Map<string, Promise<string>>();
@@ -28,11 +30,12 @@ export function tinyModelDir(options: TinyModelDirOptions = {}): Promise<string>
   const weights = options.weights ?? 'int4';
   const target = options.target ?? 'cpu';
   const seed = options.seed ?? 0;
-  const key = `${weights}-${target}-seed${seed}`;
+  const accuracyLevel = options.accuracyLevel ?? 4;
+  const key = `${weights}-${target}-seed${seed}-acc${accuracyLevel}`;
   let build = builds.get(key);
   if (!build) {
     const out = path.join(tempRoot(), key);
-    build = createTinyModel({ out, weights, target, seed }).then(() => out);
+    build = createTinyModel({ out, weights, target, seed, accuracyLevel }).then(() => out);
     builds.set(key, build);
     build.catch(() => builds.delete(key));
   }

@@ -17,7 +17,8 @@ export const MODEL_FILE = 'model.onnx';
 export const WEIGHTS_FILE = 'model.onnx.data';
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
-export const ACCURACY_LEVEL = 4;
+/** MatMulNBits accuracy_level: 4 = int8 activations (fast on CPU and WebGPU); 0 = compute in the activation type. */
+export const DEFAULT_ACCURACY_LEVEL = 4;
 
 export type ProgressCallback = (stage: string, done: number, total: number) => void;
 
@@ -25,6 +26,8 @@ export interface BuildOptions {
   weights?: WeightDType;
   target?: ModelTarget;
   blockSize?: number;
+  /** MatMulNBits accuracy_level (default 4); 0 makes int4 models compute exactly on the dequantized weights. */
+  accuracyLevel?: 0 | 1 | 2 | 3 | 4;
   /** Elements read and quantized at a time (bounds memory on big matrices; default 16M). */
   chunkElements?: number;
   /** Replace an existing model directory. */
@@ -50,6 +53,7 @@ interface ResolvedBuild {
   weights: WeightDType;
   target: ModelTarget;
   blockSize: number;
+  accuracyLevel: number;
   chunkElements?: number;
 }
 
@@ -72,7 +76,9 @@ export function resolveBuildOptions(options: BuildOptions, hiddenSize?: number):
   if (weights === 'int4' && hiddenSize !== undefined && hiddenSize % blockSize !== 0) {
     throw new ModelInputError(`--block-size ${blockSize} must divide hidden_size ${hiddenSize} (int4 embedding rows)`);
   }
-  return { weights, target, blockSize, chunkElements: options.chunkElements };
+  const accuracyLevel = options.accuracyLevel ?? DEFAULT_ACCURACY_LEVEL;
+  if (![0, 1, 2, 3, 4].includes(accuracyLevel)) throw new ModelInputError(`accuracy level ${accuracyLevel}: expected 0 to 4`);
+  return { weights, target, blockSize, accuracyLevel, chunkElements: options.chunkElements };
 }
 
 /** Converts a local Hugging Face Falcon checkpoint directory into a falconq model directory. */
@@ -90,7 +96,7 @@ export async function convertCheckpoint(sourceDir: string, options: ConvertOptio
       weights: build.weights,
       activations: build.target === 'gpu' ? 'fp16' : 'fp32',
       blockSize: build.blockSize,
-      accuracyLevel: ACCURACY_LEVEL,
+      accuracyLevel: build.accuracyLevel,
       tiedEmbedding,
     });
     preflight(graph.jobs, checkpoint);
@@ -198,7 +204,7 @@ export async function writeModelDirectory(options: WriteModelDirectoryOptions): 
       architecture: 'falcon',
       shape: config.shape,
       weights: build.weights === 'int4'
-        ? { dtype: 'int4', quantization: { method: 'rtn-symmetric', bits: 4, blockSize: build.blockSize, accuracyLevel: ACCURACY_LEVEL } }
+        ? { dtype: 'int4', quantization: { method: 'rtn-symmetric', bits: 4, blockSize: build.blockSize, accuracyLevel: build.accuracyLevel } }
         : { dtype: build.weights },
       activations,
       kvDType: activations,

@@ -107,7 +107,7 @@ export async function createRandomModel(options: RandomModelOptions): Promise<Co
     weights: 'int4',
     activations: build.target === 'gpu' ? 'fp16' : 'fp32',
     blockSize: build.blockSize,
-    accuracyLevel: 4,
+    accuracyLevel: build.accuracyLevel,
     tiedEmbedding: true,
   });
   const seed = options.seed ?? 0;

@@ -37,8 +37,11 @@ export interface TinyCheckpointOptions {
   untiedLmHead?: boolean;
 }
 
-const LINEAR_STD = 0.08;
-const EMBEDDING_STD = 0.15;
+// Chosen so greedy decoding wanders instead of locking onto one token: sharp, position-dependent attention (large
+// qkv weights) and layers that outweigh the tied embedding in the residual stream.
+const QKV_STD = 0.4;
+const LINEAR_STD = 0.1;
+const EMBEDDING_STD = 0.1;
 
 /** The tensors of a random Falcon, in checkpoint naming. */
 export function randomFalconTensors(shape: FalconShape, seed: number, untiedLmHead = false): TensorToWrite[] {
@@ -53,7 +56,7 @@ export function randomFalconTensors(shape: FalconShape, seed: number, untiedLmHe
     tensors.push(
       tensor(hfTensor.inputNormWeight(i), [H], 0.1, 1),
       tensor(hfTensor.inputNormBias(i), [H], 0.05),
-      tensor(hfTensor.qkv(i), [qkvRows, H], LINEAR_STD * 2),
+      tensor(hfTensor.qkv(i), [qkvRows, H], QKV_STD),
       tensor(hfTensor.dense(i), [H, H], LINEAR_STD),
       tensor(hfTensor.up(i), [shape.ffnHiddenSize, H], LINEAR_STD),
       tensor(hfTensor.down(i), [H, shape.ffnHiddenSize], LINEAR_STD),
