@@ -74,10 +74,11 @@ export interface EngineOptions {
   /** Always fetch the full logits output (for benchmarks; normally fetched only on steps where a row needs it). */
   forceFullLogits?: boolean;
   /**
-   * Where the KV cache lives between steps. 'auto' (default): on the GPU for webgpu, in host memory otherwise.
-   * 'host' forces host memory on any EP (joins by prefill instead of through decode).
+   * Where the KV cache lives between steps (docs/engine.md). 'auto' (default): 'device-merge' on webgpu, 'host'
+   * otherwise. 'host': host memory, joins by prefill. 'device': GPU buffers (webgpu), joins fed through decode.
+   * 'device-merge': GPU buffers, joins by prefill merged into the cache by a small graph.
    */
-  kvPlacement?: 'auto' | 'host' | 'device';
+  kvPlacement?: 'auto' | 'host' | 'device' | 'device-merge';
   /** WebGPU storage buffer cache mode (onnxruntime's default is 'bucket'; it decides most of the GPU memory held). */
   webgpuBufferCacheMode?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
   /** Run the engine in the caller's thread (tests, bench): the same scheduler without a worker_thread. */
@@ -90,7 +91,7 @@ export interface EngineOptions {
 export interface EngineInfo {
   executionProvider: ExecutionProviderName;
   requestedExecutionProvider: ExecutionProviderName;
-  kvPlacement: 'host' | 'device';
+  kvPlacement: 'host' | 'device' | 'device-merge';
   contextLength: number;
   vocabSize: number;
   eosId: number;

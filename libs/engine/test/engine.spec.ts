@@ -77,14 +77,17 @@ async function staggered(options: Partial<EngineOptions>, jobs: Job[], stagger =
 const greedyJobs = (maxNewTokens = 10): Job[] =>
   PROMPTS.map((prompt, i) => ({ id: `p${i}`, prompt, params: { maxNewTokens: maxNewTokens + i, ignoreEos: true } }));
 
-describe.each(['host', 'device'] as const)('GenerationEngine on the tiny model (%s KV)', (kvPlacement) => {
+describe.each(['host', 'device', 'device-merge'] as const)('GenerationEngine on the tiny model (%s KV)', (kvPlacement) => {
   const options = { kvPlacement, prefillChunkTokens: 24 };
 
   it('greedy output of each prompt is the same alone and in a batch of mixed-length prompts joining at different times', async () => {
     const jobs = greedyJobs();
     const [single, batched] = [await alone(options, jobs), await staggered({ ...options, slots: 3 }, jobs)];
+    // The host strategy is the yardstick (its fp32 greedy equals the reference forward pass, below).
+    const yardstick = kvPlacement === 'host' ? single : await alone({ ...options, kvPlacement: 'host' }, jobs);
     for (const job of jobs) {
       expect(batched.get(job.id)?.sequences[0].tokens).toEqual(single.get(job.id)?.sequences[0].tokens);
+      expect(single.get(job.id)?.sequences[0].tokens).toEqual(yardstick.get(job.id)?.sequences[0].tokens);
       expect(single.get(job.id)?.sequences[0].tokens).toHaveLength(job.params?.maxNewTokens as number);
     }
   });

@@ -18,7 +18,7 @@ interface BenchFlags {
   out?: string;
   fullLogits?: boolean;
   thread?: boolean;
-  kv: 'auto' | 'host' | 'device';
+  kv: 'auto' | 'host' | 'device' | 'device-merge';
   prefillChunk?: number;
   webgpuCacheMode?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
   maxSeqLen?: number;
@@ -43,7 +43,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--out <file>', 'also write the JSON report to this file')
     .option('--full-logits', 'fetch the full logits output every step (default: only the top-k outputs when every row allows it)')
     .option('--thread', 'run the engine in its worker_thread (default: in-process, the bare engine)')
-    .option('--kv <placement>', 'KV cache placement: auto (gpu buffers on webgpu), host, device', parseKv, 'auto')
+    .option('--kv <placement>', 'KV cache placement: auto (device-merge on webgpu, else host), host, device, device-merge', parseKv, 'auto')
     .option('--prefill-chunk <n>', 'prompt tokens per prefill run (engine default depends on the KV placement)', parseInteger('--prefill-chunk'))
     .option('--max-seq-len <n>', 'longest sequence (prompt + new tokens) the engine accepts; sizes the device KV cache (default: fits the workload)', parseInteger('--max-seq-len'))
     .option('--webgpu-cache-mode <mode>', 'WebGPU storage buffer cache: disabled, lazyRelease, simple, bucket', parseCacheMode)
@@ -188,7 +188,10 @@ async function bench(flags: BenchFlags): Promise<void> {
     log(batchTableHeader());
     for (const batch of flags.batch) {
       const engine = await GenerationEngine.start(engineOptions(batch));
-      report.engine ??= engine.info;
+      if (!report.engine) {
+        report.engine = engine.info;
+        log(`engine: ${engine.info.executionProvider}, kv ${engine.info.kvPlacement}, prefill budget ${engine.info.prefillChunkTokens} tokens at ${batch} slots, max sequence ${engine.info.contextLength}`);
+      }
       try {
         const prompts = Array.from({ length: batch }, () => syntheticPrompt(random, flags.promptLen, usable));
         // Warm-up with the same shapes (WebGPU compiles its shaders on first use).
@@ -466,8 +469,10 @@ function parseList(value: string): number[] {
   return sizes;
 }
 
-function parseKv(value: string): 'auto' | 'host' | 'device' {
-  if (value !== 'auto' && value !== 'host' && value !== 'device') throw new Error(`--kv must be auto, host or device, got "${value}"`);
+function parseKv(value: string): 'auto' | 'host' | 'device' | 'device-merge' {
+  if (value !== 'auto' && value !== 'host' && value !== 'device' && value !== 'device-merge') {
+    throw new Error(`--kv must be auto, host, device or device-merge, got "${value}"`);
+  }
   return value;
 }
 

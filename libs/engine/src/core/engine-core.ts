@@ -7,11 +7,12 @@ import type { EngineInfo, EngineOptions, EngineStats, GenerationRequest, Generat
 import { DuplicateRequestError, EngineClosedError, InvalidGenerationParamError } from '../errors';
 import { fitPromptToContext, resolveGenerationParams } from '../params';
 import { randomSeed } from '../sampling/prng';
-import type { ForwardRunner } from '../scheduler/forward-runner';
+import type { ForwardRunner, KvPlacement } from '../scheduler/forward-runner';
 import { Scheduler } from '../scheduler/scheduler';
 import { Tokenizer } from '../tokenizer';
 import { DeviceKvRunner } from '../runtime/device-kv-runner';
 import { HostKvRunner } from '../runtime/host-kv-runner';
+import { MergeKvRunner } from '../runtime/merge-kv-runner';
 import { type ModelSession, openModelSession } from '../runtime/model-session';
 
 /** Options that can cross a thread boundary (no callbacks). */
@@ -26,10 +27,18 @@ export interface CoreRequestSink {
 /** Wall-clock ms with sub-ms resolution, comparable across threads. */
 export const nowMs = () => performance.timeOrigin + performance.now();
 
-export function defaultPrefillChunkTokens(placement: 'host' | 'device', slots: number): number {
-  // host: bounds the stall a newcomer's prefill imposes on decoding rows. device: the first run of a batch holds
-  // every row padded to its longest prompt: slots x 128 lets typical prompts go in one run.
-  return placement === 'host' ? 512 : slots * 128;
+export function defaultPrefillChunkTokens(placement: KvPlacement, slots: number): number {
+  switch (placement) {
+    case 'host':
+      // Bounds the stall a newcomer's prefill imposes on the decoding rows (cpu and cuda).
+      return 512;
+    case 'device-merge':
+      // A GPU prefills thousands of tokens in about the time of a decode step; bounded for memory (gpu.md).
+      return Math.max(2048, slots * 32);
+    case 'device':
+      // The first run of a batch holds every row padded to its longest prompt: slots x 128 lets typical prompts in.
+      return slots * 128;
+  }
 }
 
 export class EngineCore {
@@ -44,8 +53,9 @@ export class EngineCore {
     private readonly model: ModelSession,
     private readonly tokenizer: Tokenizer,
     readonly info: EngineInfo,
+    runner: ForwardRunner,
   ) {
-    this.runner = this.createRunner();
+    this.runner = runner;
     this.scheduler = this.createScheduler();
   }
 
@@ -68,7 +78,9 @@ export class EngineCore {
       loadMs: nowMs() - started,
       threadId,
     };
-    return new EngineCore(options, model, tokenizer, info);
+    const runner = await createRunner(model, options.slots, info.contextLength, info.warnings);
+    info.kvPlacement = model.kvPlacement;
+    return new EngineCore(options, model, tokenizer, info, runner);
   }
 
   /** Validates and enqueues; throws (InvalidGenerationParamError naming the field) for a bad request. */
@@ -138,7 +150,7 @@ export class EngineCore {
       // A failed model run leaves the batch in an unknown state: fail what is in flight and start clean.
       this.failAll(error instanceof Error ? error : new Error(String(error)));
       this.runner.dispose();
-      this.runner = this.createRunner();
+      this.runner = await createRunner(this.model, this.options.slots, this.info.contextLength);
       this.scheduler = this.createScheduler();
     } finally {
       this.pumping = false;
@@ -152,12 +164,6 @@ export class EngineCore {
     for (const sink of sinks) sink.onError(error);
   }
 
-  private createRunner(): ForwardRunner {
-    return this.model.kvPlacement === 'device'
-      ? new DeviceKvRunner(this.model, this.options.slots, this.info.contextLength)
-      : new HostKvRunner(this.model, this.options.slots, this.info.contextLength);
-  }
-
   private createScheduler(): Scheduler {
     return new Scheduler(this.runner, {
       prefillChunkTokens: this.info.prefillChunkTokens,
@@ -167,6 +173,23 @@ export class EngineCore {
       decoder: { decode: (ids) => this.tokenizer.decode(ids, { skipSpecialTokens: true }) },
       now: nowMs,
     });
+  }
+}
+
+async function createRunner(model: ModelSession, slots: number, contextLength: number, warnings: string[] = []): Promise<ForwardRunner> {
+  switch (model.kvPlacement) {
+    case 'host':
+      return new HostKvRunner(model, slots, contextLength);
+    case 'device':
+      return new DeviceKvRunner(model, slots, contextLength);
+    case 'device-merge':
+      try {
+        return await MergeKvRunner.create(model, slots, contextLength);
+      } catch (error) {
+        warnings.push(`The KV merge graph could not be loaded (${(error as Error).message}); newcomers join through decode (kvPlacement 'device').`);
+        model.kvPlacement = 'device';
+        return new DeviceKvRunner(model, slots, contextLength);
+      }
   }
 }
 

@@ -20,6 +20,7 @@ import type { ModelSession } from './model-session';
 
 export class DeviceKvRunner implements ForwardRunner {
   readonly placement = 'device' as const;
+  readonly joinMode = 'decode' as const;
   readonly graphTopK: number;
   readonly contextLength: number;
   private readonly layout: KvLayout;

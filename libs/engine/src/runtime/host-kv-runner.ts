@@ -26,6 +26,7 @@ const CAPACITY_STEP = 64;
 
 export class HostKvRunner implements ForwardRunner {
   readonly placement = 'host' as const;
+  readonly joinMode = 'prefill' as const;
   readonly graphTopK: number;
   readonly contextLength: number;
   private readonly layout: KvLayout;

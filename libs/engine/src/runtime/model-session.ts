@@ -26,6 +26,8 @@ export interface ModelSessionOptions {
 
 export interface ModelSession {
   session: ort.InferenceSession;
+  /** The execution provider entry the session was created with (auxiliary sessions reuse it). */
+  providerConfig: ort.InferenceSession.ExecutionProviderConfig;
   manifest: ModelManifest;
   executionProvider: ExecutionProviderName;
   kvPlacement: KvPlacement;
@@ -82,20 +84,21 @@ export async function openModelSession(options: ModelSessionOptions): Promise<Mo
 
   const create = async (ep: ExecutionProviderName) => {
     const kvPlacement = chooseKvPlacement(ep, options.kvPlacement ?? 'auto');
+    const provider = providerConfig(ep, options);
     const sessionOptions: ort.InferenceSession.SessionOptions = {
-      executionProviders: [providerConfig(ep, options)],
+      executionProviders: [provider],
       graphOptimizationLevel: 'all',
       // The engine thread should not burn the cores the owner's event loop needs while it waits between steps.
       extra: { session: { intra_op: { allow_spinning: '0' } } },
     };
     if (options.intraOpThreads) sessionOptions.intraOpNumThreads = options.intraOpThreads;
-    if (kvPlacement === 'device' && ep === 'webgpu') {
+    if (kvPlacement !== 'host' && ep === 'webgpu') {
       const location: Record<string, ort.Tensor.DataLocation> = {};
       for (const name of [...names.presentKeyNames, ...names.presentValueNames]) location[name] = 'gpu-buffer';
       sessionOptions.preferredOutputLocation = location;
     }
     try {
-      return { session: await ort.InferenceSession.create(modelPath, sessionOptions), kvPlacement };
+      return { session: await ort.InferenceSession.create(modelPath, sessionOptions), kvPlacement, providerConfig: provider };
     } catch (error) {
       throw new ExecutionProviderUnavailableError(ep, describeSessionFailure(ep, modelPath, error));
     }
@@ -117,12 +120,12 @@ export async function openModelSession(options: ModelSessionOptions): Promise<Mo
 }
 
 /**
- * host: KV in host memory (cpu; cuda, which has no GPU-buffer binding in onnxruntime-node 1.30). device: the
- * presents are fed back as returned, never read by JS; on webgpu they stay in GPU buffers. 'device' on another EP
- * runs the same strategy with host tensors (how the tests cover it without a GPU).
+ * host: KV in host memory (cpu; cuda, which has no GPU-buffer binding in onnxruntime-node 1.30). device and
+ * device-merge: the presents are fed back as returned, never read by JS; on webgpu they stay in GPU buffers. On
+ * another EP these run with host tensors (how the tests cover them without a GPU).
  */
 export function chooseKvPlacement(ep: ExecutionProviderName, requested: 'auto' | KvPlacement): KvPlacement {
-  if (requested === 'auto') return ep === 'webgpu' ? 'device' : 'host';
+  if (requested === 'auto') return ep === 'webgpu' ? 'device-merge' : 'host';
   return requested;
 }
 
@@ -146,4 +149,16 @@ function checkGraphIo(session: ort.InferenceSession, manifest: ModelManifest, na
   if (missing.length > 0) {
     throw new Error(`${modelPath} does not match its ${MANIFEST_FILE}: missing ${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ', ...' : ''}`);
   }
+}
+
+/**
+ * A second session on the same execution provider (and WebGPU device) as the model's, for a small helper graph;
+ * `gpuOutputs` stay in GPU buffers on webgpu.
+ */
+export async function openAuxiliarySession(model: ModelSession, graph: Uint8Array, gpuOutputs: string[]): Promise<ort.InferenceSession> {
+  const options: ort.InferenceSession.SessionOptions = { executionProviders: [model.providerConfig], graphOptimizationLevel: 'all' };
+  if (model.executionProvider === 'webgpu') {
+    options.preferredOutputLocation = Object.fromEntries(gpuOutputs.map((name) => [name, 'gpu-buffer' as const]));
+  }
+  return ort.InferenceSession.create(graph, options);
 }

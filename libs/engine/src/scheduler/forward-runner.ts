@@ -23,15 +23,22 @@ export interface RowToken {
   token: number;
 }
 
-export type KvPlacement = 'host' | 'device';
+/**
+ * host: KV in host memory. device: KV in opaque (GPU) buffers, joins through decode. device-merge: KV in opaque
+ * buffers, newcomers prefilled in their own run and scattered into the cache by a small merge graph.
+ */
+export type KvPlacement = 'host' | 'device' | 'device-merge';
+
+/**
+ * prefill: fresh rows can be prefilled while others are decoding and long prompts are extended chunk by chunk
+ * (B = 1). decode: prefill only starts a new batch (no live row); a row joining a running batch is fed its prompt
+ * through decode, one token per step.
+ */
+export type JoinMode = 'prefill' | 'decode';
 
 export interface ForwardRunner {
-  /**
-   * host: the KV cache is in host memory: fresh rows can be prefilled while others are decoding and long prompts
-   * are extended chunk by chunk. device: the KV cache is an opaque GPU buffer: prefill only starts a new batch
-   * (no live row), a row joining a running batch is fed its prompt through decode.
-   */
   readonly placement: KvPlacement;
+  readonly joinMode: JoinMode;
   /** Rows the cache holds (the engine's slots). */
   readonly rows: number;
   /** K of the graph's top_ids/top_logits outputs. */
@@ -41,9 +48,9 @@ export interface ForwardRunner {
 
   /** Starts each listed row from position 0 with its tokens, in one right-padded run. */
   prefill(entries: RowTokens[], fullLogits: boolean): Promise<RowOutput[]>;
-  /** host only: appends several tokens to one row that already holds some (a prompt chunk; B = 1). */
+  /** joinMode prefill only: appends several tokens to a row being prefilled (a prompt chunk; B = 1). */
   extend(entry: RowTokens, fullLogits: boolean): Promise<RowOutput>;
-  /** Appends one token to each listed row. device: a released row restarts at position 0. */
+  /** Appends one token to each listed row. joinMode decode: a released row restarts at position 0. */
   decode(entries: RowToken[], fullLogits: boolean): Promise<RowOutput[]>;
   /** The row's sequence has ended; its KV may be dropped or its row reused. Never called while a run is in flight. */
   release(row: number): void;

@@ -160,7 +160,7 @@ export class Scheduler {
     this.stepping = true;
     try {
       this.counters.steps += 1;
-      if (this.runner.placement === 'host') {
+      if (this.runner.joinMode === 'prefill') {
         this.admit();
         await this.prefillOnce();
       } else {
@@ -192,7 +192,7 @@ export class Scheduler {
     }
   }
 
-  /** host KV: one bounded prefill run: the next chunk of a long prompt, or a group of fresh short prompts. */
+  /** joinMode prefill: one bounded prefill run: the next chunk of a long prompt, or a group of fresh short prompts. */
   private async prefillOnce(): Promise<void> {
     const budget = this.options.prefillChunkTokens;
     const prefilling = [...this.live.values()].filter((sequence) => sequence.phase === 'prefilling');
@@ -224,7 +224,7 @@ export class Scheduler {
   }
 
   /**
-   * device KV: a batch starts only when no row is live: every waiting sequence whose prompt fits the token budget
+   * joinMode decode: a batch starts only when no row is live: every waiting sequence whose prompt fits the token budget
    * (rows x longest prompt, padding included) is prefilled in one run; the others join through decode.
    */
   private async startDeviceBatchIfEmpty(): Promise<void> {
@@ -256,7 +256,7 @@ export class Scheduler {
       if (sequence.phase === 'decoding') {
         feeding.push(sequence);
         entries.push({ row: sequence.row, token: sequence.pending });
-      } else if (sequence.phase === 'prefilling' && this.runner.placement === 'device') {
+      } else if (sequence.phase === 'prefilling' && this.runner.joinMode === 'decode') {
         // Prefill through decode: one prompt token per step at the row's own position.
         feeding.push(sequence);
         entries.push({ row: sequence.row, token: promptOf(sequence)[sequence.prefilled] });

@@ -3,7 +3,7 @@
 // enforces the same rules as the ONNX graph (GQA): S > 1 with past needs B = 1; device KV starts batches only when
 // no row is live.
 
-import type { ForwardRunner, KvPlacement, RowOutput, RowToken, RowTokens } from '../scheduler/forward-runner';
+import type { ForwardRunner, JoinMode, KvPlacement, RowOutput, RowToken, RowTokens } from '../scheduler/forward-runner';
 
 export interface FakeRunnerOptions {
   placement: KvPlacement;
@@ -22,6 +22,7 @@ export interface FakeRunCall {
 
 export class FakeRunner implements ForwardRunner {
   readonly placement: KvPlacement;
+  readonly joinMode: JoinMode;
   readonly rows: number;
   readonly graphTopK: number;
   readonly contextLength: number;
@@ -31,6 +32,7 @@ export class FakeRunner implements ForwardRunner {
 
   constructor(options: FakeRunnerOptions) {
     this.placement = options.placement;
+    this.joinMode = options.placement === 'device' ? 'decode' : 'prefill';
     this.rows = options.rows;
     this.vocabSize = options.vocabSize ?? 40;
     this.graphTopK = options.graphTopK ?? 8;
@@ -51,11 +53,11 @@ export class FakeRunner implements ForwardRunner {
   }
 
   async prefill(entries: RowTokens[], fullLogits: boolean): Promise<RowOutput[]> {
-    if (this.placement === 'device' && this.history.some((row) => row !== null)) {
+    if (this.joinMode === 'decode' && this.history.some((row) => row !== null)) {
       throw new Error('device KV: prefill while rows are live');
     }
     for (const { row } of entries) {
-      if (this.placement === 'host' && this.history[row] !== null) throw new Error(`prefill of live row ${row}`);
+      if (this.joinMode === 'prefill' && this.history[row] !== null) throw new Error(`prefill of live row ${row}`);
     }
     this.calls.push({ kind: 'prefill', rows: entries.map((e) => e.row), tokens: entries.reduce((n, e) => n + e.tokens.length, 0), fullLogits });
     return entries.map(({ row, tokens }) => {
@@ -65,7 +67,7 @@ export class FakeRunner implements ForwardRunner {
   }
 
   async extend(entry: RowTokens, fullLogits: boolean): Promise<RowOutput> {
-    if (this.placement !== 'host') throw new Error('extend needs host KV');
+    if (this.joinMode !== 'prefill') throw new Error('extend needs joins by prefill');
     const past = this.history[entry.row];
     if (!past) throw new Error(`extend of empty row ${entry.row}`);
     this.calls.push({ kind: 'extend', rows: [entry.row], tokens: entry.tokens.length, fullLogits });
@@ -78,7 +80,7 @@ export class FakeRunner implements ForwardRunner {
     this.calls.push({ kind: 'decode', rows: entries.map((e) => e.row), tokens: entries.length, fullLogits });
     return entries.map(({ row, token }) => {
       const past = this.history[row];
-      if (!past && this.placement === 'host') throw new Error(`decode of empty row ${row}`);
+      if (!past && this.joinMode === 'prefill') throw new Error(`decode of empty row ${row}`);
       this.history[row] = [...(past ?? []), token];
       this.checkContext(row);
       return this.output(row, fullLogits);
