@@ -52,9 +52,12 @@ export class FilesController {
 
   @Get(':id/content')
   async content(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Res() response: Response) {
-    const content = await this.files.content(principal, id);
-    response.setHeader('Content-Type', 'application/jsonl; charset=utf-8');
-    response.send(content);
+    const chunks = await this.files.content(principal, id);
+    response.status(200).setHeader('Content-Type', 'application/jsonl; charset=utf-8');
+    for await (const chunk of chunks) {
+      if (!response.write(chunk)) await new Promise((resolve) => response.once('drain', resolve));
+    }
+    response.end();
   }
 
   @Delete(':id')

@@ -41,8 +41,9 @@ export class FilesService {
     const output = OUTPUT_FILE.exec(fileId);
     if (output) {
       const batch = await this.finishedBatch(principal, output[1], fileId);
-      const content = await this.batchFileContent(batch, output[2] as 'output' | 'errors');
-      return { id: fileId, owner: batch.owner, bytes: Buffer.byteLength(content), createdAt: batch.completedAt ?? batch.cancelledAt ?? batch.expiredAt ?? batch.failedAt ?? batch.createdAt,
+      let bytes = 0;
+      for await (const chunk of this.batchFileChunks(batch, output[2] as 'output' | 'errors')) bytes += Buffer.byteLength(chunk);
+      return { id: fileId, owner: batch.owner, bytes, createdAt: batch.completedAt ?? batch.cancelledAt ?? batch.expiredAt ?? batch.failedAt ?? batch.createdAt,
         filename: `${batch.id}_${output[2] === 'output' ? 'output' : 'error'}.jsonl`, purpose: output[2] === 'output' ? 'batch_output' : 'batch_output' };
     }
     const file = await this.store.getFile(fileId);
@@ -50,13 +51,16 @@ export class FilesService {
     return file;
   }
 
-  async content(principal: Principal, fileId: string): Promise<string> {
+  /** The file's content in chunks: an output file is built page by page from the results, never held whole. */
+  async content(principal: Principal, fileId: string): Promise<AsyncIterable<string>> {
     const output = OUTPUT_FILE.exec(fileId);
-    if (output) return this.batchFileContent(await this.finishedBatch(principal, output[1], fileId), output[2] as 'output' | 'errors');
+    if (output) return this.batchFileChunks(await this.finishedBatch(principal, output[1], fileId), output[2] as 'output' | 'errors');
     await this.describe(principal, fileId);
     const content = await this.store.getFileContent(fileId);
     if (content === null) throw ApiError.notFound('file', fileId);
-    return content;
+    return (async function* () {
+      yield content;
+    })();
   }
 
   async remove(principal: Principal, fileId: string): Promise<void> {
@@ -77,14 +81,13 @@ export class FilesService {
     return batch;
   }
 
-  async batchFileContent(batch: BatchRecord, which: 'output' | 'errors'): Promise<string> {
-    const lines: string[] = [];
+  async *batchFileChunks(batch: BatchRecord, which: 'output' | 'errors'): AsyncGenerator<string> {
     for (let offset = 0; offset < batch.requestCounts.total; offset += PAGE) {
       const results = await this.store.listResults(batch.id, offset, PAGE);
       const customIds = (await this.store.getItemInputs(batch.id, results.map((_, i) => offset + i))).map((item) => item.customId);
       const page = batchOutputLines(batch, results, customIds, offset);
-      lines.push(...(which === 'output' ? page.output : page.errors));
+      const lines = which === 'output' ? page.output : page.errors;
+      if (lines.length > 0) yield `${lines.join('\n')}\n`;
     }
-    return lines.length > 0 ? `${lines.join('\n')}\n` : '';
   }
 }
