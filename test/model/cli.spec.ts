@@ -51,7 +51,10 @@ describe('falconq model / tokenize commands', () => {
     const out = path.join(work, 'converted');
     await falconq('model', 'convert', source, '--out', out, '--target', 'gpu', '--block-size', '16');
     const manifest = readManifest(out);
-    expect(manifest).toMatchObject({ target: 'gpu', activations: 'fp16', weights: { dtype: 'int4', quantization: { blockSize: 16 } } });
+    expect(manifest).toMatchObject({ target: 'gpu', activations: 'fp16', weights: { dtype: 'int4', quantization: { blockSize: 16, accuracyLevel: 4 } } });
+    await falconq('model', 'convert', source, '--out', out, '--accuracy-level', '0', '--force');
+    expect(readManifest(out).weights.quantization?.accuracyLevel).toBe(0);
+    await expect(falconq('model', 'convert', source, '--out', out, '--accuracy-level', '5', '--force')).rejects.toThrow(/--accuracy-level must be 0, 1, 2, 3 or 4/);
     await expect(falconq('model', 'convert', source, '--out', out, '--block-size', '12')).rejects.toThrow(/--block-size must be an integer >= 16|power of 2/);
     await expect(falconq('model', 'convert', source, '--out', path.join(work, 'c2'), '--weights', 'int8')).rejects.toThrow(/Allowed choices are int4, fp16, fp32/);
   });

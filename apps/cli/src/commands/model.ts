@@ -61,6 +61,11 @@ const integer = (name: string, min: number) => (value: string): number => {
 };
 
 const targetOption = () => new Option('--target <target>', 'cpu (fp32 activations) or gpu (fp16 activations)').choices(['cpu', 'gpu']).default('cpu');
+const accuracyLevelOption = () => new Option('--accuracy-level <n>', 'MatMulNBits accuracy_level: 4 = int8 activations (default), 0 = exact on the dequantized weights')
+  .choices(['0', '1', '2', '3', '4']).default(4).argParser((value: string) => {
+    if (!['0', '1', '2', '3', '4'].includes(value)) throw new InvalidArgumentError('--accuracy-level must be 0, 1, 2, 3 or 4');
+    return Number(value) as 0 | 1 | 2 | 3 | 4;
+  });
 const blockSizeOption = () => new Option('--block-size <n>', 'int4 block size (power of 2, >= 16)').argParser(integer('--block-size', 16)).default(32);
 
 /** Runs a build with progress bars; Ctrl-C aborts it, and the library removes its partial output. */
@@ -98,15 +103,17 @@ export function registerModelCommands(program: Command): void {
     .addOption(new Option('--weights <dtype>', 'weight format').choices(['int4', 'fp16', 'fp32']).default('int4'))
     .addOption(targetOption())
     .addOption(blockSizeOption())
+    .addOption(accuracyLevelOption())
     .option('--revision <rev>', 'hub revision (branch, tag or commit)', 'main')
     .option('--force', 'replace an existing model directory', false)
-    .action(async (source: string, options: { out: string; weights: WeightDType; target: ModelTarget; blockSize: number; revision: string; force: boolean }) => {
+    .action(async (source: string, options: { out: string; weights: WeightDType; target: ModelTarget; blockSize: number; accuracyLevel: 0 | 1 | 2 | 3 | 4; revision: string; force: boolean }) => {
       const hub = readHubConfig();
       await withProgress((onProgress, signal) => convertModel(source, {
         out: options.out,
         weights: options.weights,
         target: options.target,
         blockSize: options.blockSize,
+        accuracyLevel: options.accuracyLevel,
         force: options.force,
         onProgress,
         signal,
@@ -121,8 +128,9 @@ export function registerModelCommands(program: Command): void {
     .option('--seed <n>', 'random seed', integer('--seed', 0), 0)
     .addOption(new Option('--weights <dtype>', 'weight format').choices(['int4', 'fp32']).default('int4'))
     .addOption(targetOption())
+    .addOption(accuracyLevelOption())
     .option('--force', 'replace an existing model directory', false)
-    .action(async (options: { out: string; seed: number; weights: WeightDType; target: ModelTarget; force: boolean }) => {
+    .action(async (options: { out: string; seed: number; weights: WeightDType; target: ModelTarget; accuracyLevel: 0 | 1 | 2 | 3 | 4; force: boolean }) => {
       await withProgress((onProgress, signal) => createTinyModel({ ...options, onProgress, signal }));
     });
 
@@ -133,10 +141,11 @@ export function registerModelCommands(program: Command): void {
     .addOption(new Option('--shape <name>', 'model shape').choices(Object.keys(RANDOM_SHAPES)).default('falcon-7b'))
     .addOption(targetOption())
     .addOption(blockSizeOption())
+    .addOption(accuracyLevelOption())
     .option('--layers <n>', 'number of layers (cut depth for quicker benchmarks)', integer('--layers', 1))
     .option('--seed <n>', 'random seed', integer('--seed', 0), 0)
     .option('--force', 'replace an existing model directory', false)
-    .action(async (options: { out: string; shape: string; target: ModelTarget; blockSize: number; layers?: number; seed: number; force: boolean }) => {
+    .action(async (options: { out: string; shape: string; target: ModelTarget; blockSize: number; accuracyLevel: 0 | 1 | 2 | 3 | 4; layers?: number; seed: number; force: boolean }) => {
       await withProgress((onProgress, signal) => createRandomModel({ ...options, onProgress, signal }));
     });
 
