@@ -5,6 +5,8 @@ import { ModelInputError } from './errors';
 export type SafetensorsDType = 'F32' | 'F16' | 'BF16';
 const BYTES_PER_ELEMENT: Record<SafetensorsDType, number> = { F32: 4, F16: 2, BF16: 2 };
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** fs.readSync takes at most 2 GiB per call. */
+const MAX_READ_BYTES = 1024 * 1024 * 1024;
 
 export interface TensorInfo {
   name: string;
@@ -58,7 +60,7 @@ export class SafetensorsFile {
     const position = info.begin + rowStart * rowElements * bytesPerElement;
     let read = 0;
     while (read < byteLength) {
-      const n = fs.readSync(this.fd, raw, read, byteLength - read, position + read);
+      const n = fs.readSync(this.fd, raw, read, Math.min(byteLength - read, MAX_READ_BYTES), position + read);
       if (n === 0) throw new ModelInputError(`${this.path}: tensor ${name} is truncated`);
       read += n;
     }
