@@ -86,6 +86,7 @@ describe('worker process (real Redis, tiny model)', () => {
   });
 
   it('on SIGTERM past the grace period hands unfinished prompts back without spending an attempt', async () => {
+    await Promise.all(workers.splice(0).map((other) => other.kill())); // this worker alone must hold the prompts
     const w = await worker({ FALCONQ_SHUTDOWN_GRACE_MS: '300' });
     const total = 4;
     const batchId = await harness.submitBatch(promptsOf(total, 'Endless'), { maxNewTokens: 1900, ignoreEos: true });
