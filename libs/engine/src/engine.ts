@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { EngineInfo, EngineOptions, EngineStats, GenerationRequest, GenerationResult, TokenEvent } from './api';
-import { EngineClosedError, fromSerializedError } from './errors';
+import { EngineClosedError, fromSerializedError, InvalidGenerationParamError } from './errors';
 import { resolveGenerationParams } from './params';
 import type { FromEngine, ToEngine } from './thread/messages';
 
@@ -51,8 +51,11 @@ export class GenerationEngine {
   submit(request: GenerationRequest, onToken?: (event: TokenEvent) => void): Promise<GenerationResult> {
     if (this.closedError || this.closing) return Promise.reject(this.closedError ?? new EngineClosedError('the engine is closing'));
     try {
+      if (!request || typeof request.id !== 'string' || request.id.length === 0) {
+        throw new InvalidGenerationParamError('id', 'must be a non-empty string');
+      }
       // Fail fast here for parameter errors; the engine checks again, with the prompt's token count.
-      resolveGenerationParams(request?.params, { contextLength: this.info.contextLength });
+      resolveGenerationParams(request.params, { contextLength: this.info.contextLength });
     } catch (error) {
       return Promise.reject(error);
     }

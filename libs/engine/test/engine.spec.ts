@@ -190,6 +190,8 @@ describe('GenerationEngine results', () => {
       expect(await field(engine.submit({ id: 'b', prompt: 'x', params: { topP: 2 } }))).toBe('topP');
       expect(await field(engine.submit({ id: 'c', prompt: 'word '.repeat(3000), params: { maxNewTokens: 10 } }))).toBe('prompt');
       expect(await field(engine.submit({ id: 'd', prompt: '' }))).toBe('prompt');
+      expect(await field(engine.submit({ id: '', prompt: 'x' }))).toBe('id');
+      expect(await field(engine.submit({ id: 'f', prompt: '', promptIds: [1, 1e9] }))).toBe('promptIds[1]');
       const truncated = await engine.submit({ id: 'e', prompt: 'word '.repeat(3000), params: { maxNewTokens: 2, truncate: true } });
       expect(truncated.promptTokens).toBe(2048 - 2);
       expect((await good).sequences[0].tokens).toHaveLength(4);
