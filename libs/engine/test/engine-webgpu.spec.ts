@@ -1,0 +1,50 @@
+// The GPU-buffer KV paths on a real WebGPU adapter. Skipped where onnxruntime finds none (CI); runs on a GPU host,
+// or on a CPU host with a software Vulkan driver (Mesa >= 25 lavapipe; see docs/engine.md).
+import { execFileSync } from 'node:child_process';
+import { type EngineOptions, GenerationEngine, type GenerationResult } from '@app/engine';
+import { tinyModelDir } from '../../../test/support/tiny-model';
+
+function webgpuAdapterAvailable(): boolean {
+  const probe = `require('onnxruntime-node').InferenceSession.create(new Uint8Array(0), { executionProviders: ['webgpu'] })
+    .then(() => process.exit(0), (e) => process.exit(/adapter/i.test(String(e && e.message)) ? 1 : 0));`;
+  try {
+    execFileSync(process.execPath, ['-e', probe], { stdio: 'ignore', timeout: 60_000, cwd: __dirname });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const available = webgpuAdapterAvailable();
+if (!available) console.warn('engine-webgpu.spec: skipped, onnxruntime found no WebGPU adapter here');
+const describeWebgpu = available ? describe : describe.skip;
+
+const PROMPTS = ['Hello world', 'The quick brown fox jumps over the lazy dog', 'A', 'Question: what is two plus two? Answer:'];
+
+describeWebgpu.each(['device-merge', 'device', 'host'] as const)('webgpu, %s KV', (kvPlacement) => {
+  it('gives each prompt the same greedy tokens alone and joining a running batch', async () => {
+    const modelDir = await tinyModelDir();
+    const start = (slots: number) => GenerationEngine.start({ modelDir, executionProvider: 'webgpu', kvPlacement, slots, inProcess: true, maxSequenceLength: 128 } as EngineOptions);
+    const job = (i: number) => ({ id: `p${i}`, prompt: PROMPTS[i], params: { maxNewTokens: 6 + i, ignoreEos: true } });
+
+    const single = await start(1);
+    const alone: GenerationResult[] = [];
+    for (let i = 0; i < PROMPTS.length; i++) alone.push(await single.submit(job(i)));
+    expect(single.info.kvPlacement).toBe(kvPlacement);
+    await single.close();
+
+    const batch = await start(3);
+    const joined: Promise<GenerationResult>[] = [];
+    await new Promise<void>((allIn) => {
+      const submit = (i: number): void => {
+        if (i === PROMPTS.length) return allIn();
+        let tokens = 0;
+        joined.push(batch.submit(job(i), () => (++tokens === 2 ? submit(i + 1) : undefined)));
+      };
+      submit(0);
+    });
+    const results = await Promise.all(joined);
+    await batch.close();
+    results.forEach((result, i) => expect(result.sequences[0].tokens).toEqual(alone[i].sequences[0].tokens));
+  });
+});
