@@ -27,24 +27,22 @@ describeWebgpu.each(['device-merge', 'device', 'host'] as const)('webgpu, %s KV'
     const start = (slots: number) => GenerationEngine.start({ modelDir, executionProvider: 'webgpu', kvPlacement, slots, inProcess: true, maxSequenceLength: 128 } as EngineOptions);
     const job = (i: number) => ({ id: `p${i}`, prompt: PROMPTS[i], params: { maxNewTokens: 4 + i, ignoreEos: true } });
 
-    const single = await start(1);
+    // One engine: each prompt first runs as the only live sequence, then all join a running batch.
+    const engine = await start(3);
     const alone: GenerationResult[] = [];
-    for (let i = 0; i < PROMPTS.length; i++) alone.push(await single.submit(job(i)));
-    expect(single.info.kvPlacement).toBe(kvPlacement);
-    await single.close();
-
-    const batch = await start(3);
+    for (let i = 0; i < PROMPTS.length; i++) alone.push(await engine.submit(job(i)));
+    expect(engine.info.kvPlacement).toBe(kvPlacement);
     const joined: Promise<GenerationResult>[] = [];
     await new Promise<void>((allIn) => {
       const submit = (i: number): void => {
         if (i === PROMPTS.length) return allIn();
         let tokens = 0;
-        joined.push(batch.submit(job(i), () => (++tokens === 2 ? submit(i + 1) : undefined)));
+        joined.push(engine.submit({ ...job(i), id: `joined-${i}` }, () => (++tokens === 2 ? submit(i + 1) : undefined)));
       };
       submit(0);
     });
     const results = await Promise.all(joined);
-    await batch.close();
+    await engine.close();
     results.forEach((result, i) => expect(result.sequences[0].tokens).toEqual(alone[i].sequences[0].tokens));
   });
 });
