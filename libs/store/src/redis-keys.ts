@@ -17,6 +17,8 @@ export class StoreKeys {
   allBatches(): string { return `${this.prefix}:batches`; }
   ownerBatches(owner: string): string { return `${this.prefix}:batches:owner:${owner}`; }
   deadlines(): string { return `${this.prefix}:deadlines`; }
+  /** Batches still being created (validating), by creation time: finds creations an api crash interrupted. */
+  validating(): string { return `${this.prefix}:validating`; }
   file(id: string): string { return `${this.prefix}:file:${id}`; }
   allFiles(): string { return `${this.prefix}:files`; }
   ownerFiles(owner: string): string { return `${this.prefix}:files:owner:${owner}`; }

@@ -185,6 +185,7 @@ export class RedisResultsStore implements ResultsStore {
       tx.hset(this.keys.customIds(batch.id), customIds);
     }
     tx.zadd(this.keys.deadlines(), expiresAt, batch.id);
+    tx.zadd(this.keys.validating(), createdAt, batch.id);
     // Online requests are neither listed nor counted against the batches-in-flight limit.
     if (batch.kind !== 'online') {
       tx.sadd(this.keys.active(batch.owner), batch.id);
@@ -203,8 +204,8 @@ export class RedisResultsStore implements ResultsStore {
     const final = ['completed', 'failed', 'expired', 'cancelled'].includes(to);
     const result = (await this.redis.eval(
       CHANGE_STATUS,
-      6,
-      k.batch(batchId), k.results(batchId), k.history(batchId), k.items(batchId), k.customIds(batchId), k.deadlines(),
+      7,
+      k.batch(batchId), k.results(batchId), k.history(batchId), k.items(batchId), k.customIds(batchId), k.deadlines(), k.validating(),
       to, from.join(','), Date.now(), TIMESTAMP_FIELD[to] ?? `${to}_at`, k.eventsChannel(batchId), k.activePrefix(),
       final ? this.options.retentionSeconds : 0, this.historySize, errors ? JSON.stringify(errors) : '',
     )) as [number, string] | null;
@@ -320,6 +321,17 @@ export class RedisResultsStore implements ResultsStore {
 
   async listBatchesDueForExpiry(now: number, limit: number): Promise<string[]> {
     return this.redis.zrangebyscore(this.keys.deadlines(), 0, now, 'LIMIT', 0, limit);
+  }
+
+  async listStaleValidating(createdBefore: number, limit: number): Promise<string[]> {
+    const ids = await this.redis.zrangebyscore(this.keys.validating(), 0, createdBefore, 'LIMIT', 0, limit);
+    // Batches that vanished (retention) leave their id behind: drop those.
+    const alive: string[] = [];
+    for (const id of ids) {
+      if (await this.redis.exists(this.keys.batch(id))) alive.push(id);
+      else await this.redis.zrem(this.keys.validating(), id);
+    }
+    return alive;
   }
 
   async reopenFailedItems(batchId: string): Promise<number[]> {

@@ -91,7 +91,7 @@ return 'recorded'
 
 /**
  * Status change of a batch (cancel, expire, fail, start).
- * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines
+ * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines, 7 validating
  * ARGV: 1 new status, 2 allowed current statuses (comma separated), 3 now ms, 4 timestamp field, 5 events channel,
  *       6 active-set prefix, 7 retention s (applied when the new status is final; 0 = keep), 8 history max,
  *       9 errors json ('' = none)
@@ -105,6 +105,7 @@ for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then allowed = true 
 if not allowed then return { 0, current } end
 local now = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[4], now)
+if current == 'validating' then redis.call('ZREM', KEYS[7], redis.call('HGET', KEYS[1], 'id')) end
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'errors', ARGV[9]) end
 local final = ARGV[1] == 'completed' or ARGV[1] == 'failed' or ARGV[1] == 'expired' or ARGV[1] == 'cancelled'
 if final then

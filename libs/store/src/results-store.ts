@@ -186,6 +186,8 @@ export interface ResultsStore {
   expireBatch(batchId: string): Promise<boolean>;
   /** Ids of active batches whose expires_at has passed. */
   listBatchesDueForExpiry(now: number, limit: number): Promise<string[]>;
+  /** Batches still `validating` that were created before the given time (their creation was interrupted). */
+  listStaleValidating(createdBefore: number, limit: number): Promise<string[]>;
   /** Removes the results of failed items (not cancelled/expired ones) and reopens the batch; returns their indices. */
   reopenFailedItems(batchId: string): Promise<number[]>;
 

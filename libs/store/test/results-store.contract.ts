@@ -177,6 +177,19 @@ export function describeResultsStoreContract(name: string, make: () => Promise<S
       expect(await store.getBatch(batch.id)).toMatchObject({ status: 'completed', requestCounts: { completed: 3, failed: 0 } });
     });
 
+    it('lists batches whose creation never finished', async () => {
+      const stale = await store.createBatch(newBatch({ createdAt: Date.now() - 60_000 }));
+      const fresh = await store.createBatch(newBatch());
+      const started = await store.createBatch(newBatch({ createdAt: Date.now() - 60_000 }));
+      await store.markBatchInProgress(started.id);
+      const found = await store.listStaleValidating(Date.now() - 30_000, 100);
+      expect(found).toContain(stale.id);
+      expect(found).not.toContain(fresh.id);
+      expect(found).not.toContain(started.id);
+      await store.markBatchFailed(stale.id, [{ code: 'creation_interrupted', message: 'x' }]);
+      expect(await store.listStaleValidating(Date.now(), 100)).not.toContain(stale.id);
+    });
+
     it('marks a batch failed with its errors', async () => {
       const batch = await store.createBatch(newBatch());
       const failedBatch = await store.markBatchFailed(batch.id, [{ code: 'enqueue_failed', message: 'redis down' }]);

@@ -8,6 +8,9 @@ import { RESULTS_STORE } from '../infra/infra.module';
 import { JOB_QUEUE, type JobQueue } from '../infra/job-queue';
 import { jobsOf } from './batch-submission.service';
 
+/** A batch still validating after this long lost its creator (an api crash between storing and enqueueing). */
+const INTERRUPTED_CREATION_MS = 10 * 60_000;
+
 const STOPPED_ERRORS = {
   cancelled: { code: 'batch_cancelled', message: 'This request was cancelled before it ran.' },
   expired: { code: 'batch_expired', message: 'This request could not be executed before the completion window expired.' },
@@ -82,11 +85,21 @@ export class BatchLifecycleService implements OnModuleInit, OnApplicationShutdow
     }
   }
 
-  /** Idempotent across api replicas: the store lets exactly one caller expire a batch. */
+  /**
+   * Idempotent across api replicas: the store lets exactly one caller expire a batch. Also fails batches whose
+   * creation was interrupted, taking back whatever part of them was enqueued (never half a batch running).
+   */
   async sweepExpired(): Promise<void> {
     if (this.sweeping) return;
     this.sweeping = true;
     try {
+      for (const batchId of await this.store.listStaleValidating(Date.now() - INTERRUPTED_CREATION_MS, 100)) {
+        const batch = await this.store.markBatchFailed(batchId, [{ code: 'creation_interrupted', message: 'The api stopped while creating this batch; nothing of it runs. Submit it again.' }]);
+        if (batch?.status === 'failed') {
+          this.logger.warn(`batch ${batchId}: creation was interrupted; marked failed`);
+          await this.queue.takeBackNotStarted(batchId, Array.from({ length: batch.requestCounts.total }, (_, i) => i));
+        }
+      }
       for (const batchId of await this.store.listBatchesDueForExpiry(Date.now(), 100)) {
         if (await this.store.expireBatch(batchId)) {
           this.logger.log(`batch ${batchId} expired`);
