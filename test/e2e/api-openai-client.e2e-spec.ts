@@ -82,6 +82,27 @@ describe('OpenAI client against falconq', () => {
     }
   });
 
+  it('streams live progress of a running native batch: snapshot, item events, throughput, final status, end', async () => {
+    const created = await fetch(`${api.url}/batches`, {
+      method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ template: 'Question: {q}\nAnswer:', rows: Array.from({ length: 12 }, (_, i) => ({ q: `n${i}` })), max_new_tokens: 24, ignore_eos: true }),
+    });
+    const batchId = ((await created.json()) as { id: string }).id;
+    const events = await readEvents(batchId);
+    const snapshot = events[0];
+    expect(snapshot.event).toBe('progress');
+    const snapshotCounts = snapshot.data.counts as { completed: number; failed: number };
+    const items = new Set(events.filter((e) => e.event === 'item').map((e) => e.data.customId));
+    expect(items.size + snapshotCounts.completed + snapshotCounts.failed).toBeGreaterThanOrEqual(12);
+    for (const progress of events.slice(1).filter((e) => e.event === 'progress')) {
+      expect(progress.data).toMatchObject({ itemsPerSecond: expect.any(Number), tokensPerSecond: expect.any(Number) });
+    }
+    expect(events[events.length - 1]).toMatchObject({ event: 'status', data: { status: 'completed', counts: { total: 12, completed: 12, failed: 0 } } });
+    const results = (await (await fetch(`${api.url}/batches/${batchId}/results?limit=12`, { headers: { authorization: `Bearer ${KEY}` } })).json()) as { data: { custom_id: string; status: string; usage: { completion_tokens: number } }[] };
+    expect(results.data.map((r: { custom_id: string; status: string }) => [r.custom_id, r.status])).toEqual(Array.from({ length: 12 }, (_, i) => [`item-${i}`, 'succeeded']));
+    expect(results.data[0].usage.completion_tokens).toBe(24);
+  });
+
   it('cancels a batch', async () => {
     const lines = Array.from({ length: 40 }, (_, i) => ({ custom_id: `c${i}`, method: 'POST', url: '/v1/completions', body: { prompt: `n${i}`, max_tokens: 64, ignore_eos: true, temperature: 0 } }));
     const file = await client.files.create({ file: await toFile(Buffer.from(jsonl(lines)), 'many.jsonl'), purpose: 'batch' });
