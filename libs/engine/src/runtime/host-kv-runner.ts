@@ -134,7 +134,16 @@ export class HostKvRunner implements ForwardRunner {
       fetches[this.model.presentKeyNames[layer]] = this.presentMode === 'copy' ? null : key;
       fetches[this.model.presentValueNames[layer]] = this.presentMode === 'copy' ? null : value;
     }
-    const results = await this.session.run(feeds, fetches);
+    let results: ort.InferenceSession.OnnxValueMapType;
+    try {
+      results = await this.session.run(feeds, fetches);
+    } catch (error) {
+      // An EP that refuses preallocated host outputs (only tried on the first decode): run again, copy from then on.
+      if (this.presentMode !== 'unknown') throw error;
+      this.presentMode = 'copy';
+      for (const name of [...this.model.presentKeyNames, ...this.model.presentValueNames]) fetches[name] = null;
+      results = await this.session.run(feeds, fetches);
+    }
     this.adoptPresents(results, batch);
     this.batchRows.forEach((row, b) => this.lengths.set(row, newLengths[b]));
     const indexOf = new Map(this.batchRows.map((row, b) => [row, b]));
