@@ -1,5 +1,6 @@
 // Idempotency, per-key rate limits shared by api replicas, batches in flight, expiry sweep, graceful shutdown.
 import { Redis } from 'ioredis';
+import { GenerateQueue } from '@app/queue';
 import { RedisResultsStore } from '@app/store';
 import { startApi, jsonl, uploadFile, type ApiProcess } from '../support/api-process';
 import { startTestRedis, type TestRedis } from '../support/redis';
@@ -150,6 +151,32 @@ describe('expiry', () => {
     expect(output.map((l) => l.custom_id)).toEqual(['item-1']);
     const errors = (await get(a.url, `/v1/files/${batch.error_file_id}/content`, KEY_A)).text.trim().split('\n').map((l) => JSON.parse(l));
     expect(errors.map((l) => [l.custom_id, l.error.code])).toEqual([['item-0', 'batch_expired'], ['item-2', 'batch_expired']]);
+    await store.close();
+  });
+});
+
+describe('interrupted creation', () => {
+  it('fails a batch left in validating by a crashed api and takes back its enqueued half', async () => {
+    const prefix = `${redis.prefix}-interrupted`;
+    const store = new RedisResultsStore(client, { prefix, retentionSeconds: 60, fileRetentionSeconds: 0, idempotencySeconds: 60, createSubscriber: () => new Redis(redis.url) });
+    const params = { maxNewTokens: 2, doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, stop: [], numReturnSequences: 1, returnFullText: false, ignoreEos: false, truncate: false };
+    const items = [0, 1].map((index) => ({ index, customId: `item-${index}`, prompt: 'x', params }));
+    // What a crash leaves: the batch stored 11 minutes ago, half of its jobs enqueued, never marked in_progress.
+    await store.createBatch({ id: 'batch_0000000000000000000000aa', kind: 'native', owner: 'tenant-a', endpoint: '/v1/completions', model: 'tiny',
+      completionWindow: '24h', completionWindowMs: 86_400_000, metadata: null, inputFileId: null, items, createdAt: Date.now() - 11 * 60_000 });
+    const queue = new GenerateQueue({ redisUrl: redis.url, prefix });
+    await queue.enqueueItems([{ kind: 'batch', batchId: 'batch_0000000000000000000000aa', index: 0, customId: 'item-0', prompt: 'x', params, owner: 'tenant-a', enqueuedAt: Date.now() }]);
+    expect(await queue.queue.getJobState('batch_0000000000000000000000aa-0')).not.toBe('unknown');
+
+    const a = await api({ FALCONQ_RATE_LIMIT_PER_MINUTE: '0', FALCONQ_EXPIRY_SWEEP_MS: '200' }, prefix);
+    let batch: Json = {};
+    for (let i = 0; i < 50 && batch.status !== 'failed'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      batch = JSON.parse((await get(a.url, '/batches/batch_0000000000000000000000aa', KEY_A)).text) as Json;
+    }
+    expect(batch).toMatchObject({ status: 'failed', errors: { data: [expect.objectContaining({ code: 'creation_interrupted' })] } });
+    expect(await queue.queue.getJobState('batch_0000000000000000000000aa-0')).toBe('unknown');
+    await queue.close();
     await store.close();
   });
 });
