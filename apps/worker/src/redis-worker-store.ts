@@ -11,14 +11,14 @@ export class RedisWorkerStore implements WorkerStore {
   constructor(config: WorkerConfig) {
     // Unlike the queue's connections, store calls fail after a few retries while Redis is away; the job then
     // fails its attempt and BullMQ retries it once Redis is back.
-    this.redis = createRedisClient({ url: config.redisUrl }, { maxRetriesPerRequest: 20 });
+    this.redis = createRedisClient(config.redis, { maxRetriesPerRequest: 20 });
     this.redis.on('error', () => undefined);
     this.store = new RedisResultsStore(this.redis, {
       prefix: config.prefix,
       retentionSeconds: config.batchRetentionSeconds,
       fileRetentionSeconds: 0,
       idempotencySeconds: 24 * 3600,
-      createSubscriber: () => createRedisClient({ url: config.redisUrl }),
+      createSubscriber: () => createRedisClient(config.redis),
     });
   }
 

@@ -40,6 +40,7 @@ export class WorkerRuntime implements OnApplicationBootstrap, BeforeApplicationS
     this.consumer = createGenerateConsumer(
       {
         redisUrl: c.redisUrl,
+        redis: c.redis,
         prefix: c.prefix,
         concurrency: c.slots,
         lockDurationMs: c.lockDurationMs,

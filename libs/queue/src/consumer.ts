@@ -1,6 +1,6 @@
 import { DelayedError, Worker, UnrecoverableError, type Job } from 'bullmq';
 import { GENERATE_QUEUE, type GenerateJobData } from '@app/contracts';
-import { queueConnection, type QueueLocation } from './connection';
+import { queueConnectionFor, type QueueLocation } from './connection';
 
 export { DelayedError, UnrecoverableError };
 export type GenerateJob = Job<GenerateJobData>;
@@ -20,10 +20,14 @@ export interface ConsumerOptions extends QueueLocation {
 
 export type GenerateProcessor = (job: GenerateJob, token: string | undefined, signal?: AbortSignal) => Promise<unknown>;
 
-/** The BullMQ worker of the `generate` queue; `autorun: false` so the caller wires its events before jobs flow. */
+/**
+ * The BullMQ worker of the `generate` queue; `autorun: false` so the caller wires its events before jobs flow.
+ * Closing the worker also closes the connection made for it.
+ */
 export function createGenerateConsumer(options: ConsumerOptions, processor: GenerateProcessor): Worker<GenerateJobData> {
-  return new Worker<GenerateJobData>(GENERATE_QUEUE, processor, {
-    connection: queueConnection(options.redisUrl),
+  const owned = queueConnectionFor(options);
+  const worker = new Worker<GenerateJobData>(GENERATE_QUEUE, processor, {
+    connection: owned.connection,
     prefix: options.prefix,
     name: options.name,
     concurrency: options.concurrency,
@@ -32,4 +36,6 @@ export function createGenerateConsumer(options: ConsumerOptions, processor: Gene
     maxStalledCount: options.maxStalledCount,
     autorun: false,
   });
+  worker.once('closed', () => void owned.close());
+  return worker;
 }

@@ -1,7 +1,7 @@
 import { Worker } from 'bullmq';
 import { GENERATE_QUEUE, generateJobId, type GenerateJobData } from '@app/contracts';
 import { startTestRedis, type TestRedis } from '../../../test/support/redis';
-import { GenerateQueue, queueConnection } from './index';
+import { GenerateQueue, queueConnection, queueConnectionFor } from './index';
 
 const params = {
   maxNewTokens: 4, doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, stop: [],
@@ -58,5 +58,19 @@ describe('GenerateQueue', () => {
     expect(await queue.removePendingItems('cancel-me', 4)).toBe(4);
     expect(await queue.queue.getJob(generateJobId('cancel-me', 0))).toBeUndefined();
     expect(await queue.queue.getJob(generateJobId('keep', 0))).toBeDefined();
+  });
+});
+
+describe('queueConnectionFor', () => {
+  it('passes Sentinel topology to BullMQ with the resilient options', () => {
+    const owned = queueConnectionFor({
+      redisUrl: 'redis://:secret@ignored:6379', prefix: 'falconq',
+      redis: { url: 'redis://:secret@ignored:6379', sentinels: [{ host: 's1', port: 26379 }], sentinelName: 'mymaster' },
+    });
+    expect(owned.connection).toMatchObject({ sentinels: [{ host: 's1', port: 26379 }], name: 'mymaster', password: 'secret', maxRetriesPerRequest: null });
+  });
+
+  it('refuses a Cluster prefix without a hash tag, naming it', () => {
+    expect(() => queueConnectionFor({ redisUrl: 'redis://h:1', prefix: 'falconq', redis: { url: 'redis://h:1', clusterNodes: [{ host: 'h', port: 1 }] } })).toThrow('"falconq"');
   });
 });

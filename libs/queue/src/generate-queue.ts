@@ -1,6 +1,6 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import { GENERATE_QUEUE, PRIORITY, generateJobId, type GenerateJobData } from '@app/contracts';
-import { queueConnection, type QueueLocation } from './connection';
+import { queueConnectionFor, type OwnedConnection, type QueueLocation } from './connection';
 import { DEFAULT_ATTEMPTS, defaultGenerateJobOptions } from './job-options';
 
 export interface GenerateQueueOptions extends QueueLocation {
@@ -25,10 +25,12 @@ export type GenerateQueueBackend = Queue<GenerateJobData>;
 /** The `generate` queue as the api sees it: enqueue a batch's prompts, take back the ones not started, count. */
 export class GenerateQueue {
   readonly queue: GenerateQueueBackend;
+  private readonly owned: OwnedConnection;
 
   constructor(options: GenerateQueueOptions) {
+    this.owned = queueConnectionFor(options);
     this.queue = new Queue<GenerateJobData>(GENERATE_QUEUE, {
-      connection: queueConnection(options.redisUrl),
+      connection: this.owned.connection,
       prefix: options.prefix,
       defaultJobOptions: defaultGenerateJobOptions(options.attempts ?? DEFAULT_ATTEMPTS),
     });
@@ -81,6 +83,7 @@ export class GenerateQueue {
 
   async close(): Promise<void> {
     await this.queue.close();
+    await this.owned.close();
   }
 
   private async removeIfNotActive(jobId: string): Promise<boolean> {

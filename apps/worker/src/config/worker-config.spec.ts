@@ -24,6 +24,18 @@ describe('loadWorkerConfig', () => {
     expect(() => loadWorkerConfig({ ...base, ...bad })).toThrow(name);
   });
 
+  it('reads a Sentinel topology and checks it', () => {
+    const config = loadWorkerConfig({ ...base, FALCONQ_REDIS_SENTINELS: 's1:26379,s2:26379', FALCONQ_REDIS_SENTINEL_NAME: 'mymaster' });
+    expect(config.redis).toMatchObject({ sentinels: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }], sentinelName: 'mymaster' });
+    expect(() => loadWorkerConfig({ ...base, FALCONQ_REDIS_SENTINELS: 's1:26379' })).toThrow('FALCONQ_REDIS_SENTINEL_NAME');
+    expect(() => loadWorkerConfig({ ...base, FALCONQ_REDIS_SENTINELS: 's1' })).toThrow('FALCONQ_REDIS_SENTINELS');
+  });
+
+  it('requires a hash-tag prefix on Redis Cluster', () => {
+    expect(() => loadWorkerConfig({ ...base, FALCONQ_REDIS_CLUSTER_NODES: 'n1:7000' })).toThrow('FALCONQ_REDIS_PREFIX');
+    expect(loadWorkerConfig({ ...base, FALCONQ_REDIS_CLUSTER_NODES: 'n1:7000', FALCONQ_REDIS_PREFIX: '{fq}' }).redis.clusterNodes).toEqual([{ host: 'n1', port: 7000 }]);
+  });
+
   it('requires MODEL_DIR', () => {
     expect(() => loadWorkerConfig({})).toThrow('MODEL_DIR');
   });

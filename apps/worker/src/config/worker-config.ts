@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { parseHostPortList, type RedisConnectionConfig } from '@app/store';
 
 // The worker's whole configuration, read from the environment once at start and validated; the only place in the
 // worker that reads process.env. A bad value stops the process with a message naming the variable.
@@ -13,7 +14,12 @@ const schema = z.object({
   FALCONQ_DEVICE_ID: int(0).default(0),
   FALCONQ_SLOTS: int(1).max(1024).default(16),
   FALCONQ_WORKER_ID: z.string().min(1).optional(),
-  FALCONQ_REDIS_PREFIX: z.string().min(1).default('falconq'),
+  FALCONQ_REDIS_PREFIX: z.string().min(1).regex(/^[^\s:]+$/, 'must not contain spaces or ":"').default('falconq'),
+  /** Sentinel: comma-separated host:port of the sentinels, and the master's name. */
+  FALCONQ_REDIS_SENTINELS: z.string().optional(),
+  FALCONQ_REDIS_SENTINEL_NAME: z.string().min(1).optional(),
+  /** Cluster: comma-separated host:port seed nodes (the prefix must then start with a hash tag, e.g. {falconq}). */
+  FALCONQ_REDIS_CLUSTER_NODES: z.string().optional(),
   /** A job's lock; a worker that dies gives its jobs back after this. */
   FALCONQ_LOCK_MS: int(500).default(30_000),
   /** How often each worker looks for jobs whose lock expired. */
@@ -35,6 +41,8 @@ const schema = z.object({
 
 export interface WorkerConfig {
   redisUrl: string;
+  /** Topology: plain (the URL), Sentinel or Cluster; the same settings as the api's. */
+  redis: RedisConnectionConfig;
   prefix: string;
   modelDir: string;
   executionProvider: 'cpu' | 'webgpu' | 'cuda';
@@ -66,6 +74,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
   const e = parsed.data;
   return {
     redisUrl: e.REDIS_URL,
+    redis: redisTopology(e),
     prefix: e.FALCONQ_REDIS_PREFIX,
     modelDir: e.MODEL_DIR,
     executionProvider: e.FALCONQ_EP,
@@ -83,6 +92,26 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     prefillChunkTokens: e.FALCONQ_PREFILL_CHUNK_TOKENS,
     intraOpThreads: e.FALCONQ_INTRA_OP_THREADS,
   };
+}
+
+function redisTopology(e: z.infer<typeof schema>): RedisConnectionConfig {
+  const list = (variable: string, value: string | undefined) => {
+    if (!value) return undefined;
+    try {
+      return parseHostPortList(value, variable);
+    } catch (error) {
+      throw new WorkerConfigError(`invalid worker configuration: ${(error as Error).message}`);
+    }
+  };
+  const sentinels = list('FALCONQ_REDIS_SENTINELS', e.FALCONQ_REDIS_SENTINELS);
+  if (sentinels && !e.FALCONQ_REDIS_SENTINEL_NAME) {
+    throw new WorkerConfigError('invalid worker configuration: FALCONQ_REDIS_SENTINEL_NAME: required with FALCONQ_REDIS_SENTINELS (the master name)');
+  }
+  const clusterNodes = list('FALCONQ_REDIS_CLUSTER_NODES', e.FALCONQ_REDIS_CLUSTER_NODES);
+  if (clusterNodes && !/^\{[^}]+\}/.test(e.FALCONQ_REDIS_PREFIX)) {
+    throw new WorkerConfigError('invalid worker configuration: FALCONQ_REDIS_PREFIX: with FALCONQ_REDIS_CLUSTER_NODES the prefix must start with a hash tag such as {falconq}');
+  }
+  return { url: e.REDIS_URL, sentinels, sentinelName: e.FALCONQ_REDIS_SENTINEL_NAME, clusterNodes };
 }
 
 export const WORKER_CONFIG = Symbol('WORKER_CONFIG');
