@@ -68,15 +68,21 @@ export function sortDescending(candidates: Candidates): void {
 
 export function applyTopK(candidates: Candidates, topK: number): void {
   if (topK <= 0 || topK >= candidates.ids.length) return;
-  sortDescending(candidates);
-  candidates.ids = candidates.ids.slice(0, topK);
-  candidates.logits = candidates.logits.slice(0, topK);
+  if (candidates.sorted) {
+    candidates.ids = candidates.ids.slice(0, topK);
+    candidates.logits = candidates.logits.slice(0, topK);
+    return;
+  }
+  keepLargest(candidates, topK);
 }
 
 /** Nucleus filter: keeps the smallest head of the sorted candidates whose probability mass reaches topP. */
 export function applyTopP(candidates: Candidates, topP: number): void {
   if (topP >= 1) return;
-  sortDescending(candidates);
+  if (!candidates.sorted) {
+    applyTopPUnsorted(candidates, topP);
+    return;
+  }
   const probabilities = softmax(candidates.logits);
   let mass = 0;
   let keep = 0;
@@ -87,6 +93,81 @@ export function applyTopP(candidates: Candidates, topP: number): void {
   }
   candidates.ids = candidates.ids.slice(0, keep);
   candidates.logits = candidates.logits.slice(0, keep);
+}
+
+/**
+ * top-p over a whole vocabulary without sorting it: the nucleus is almost always a few hundred tokens, so sort the
+ * largest 256 (linear selection), and widen (x4) only when their mass falls short. Same set and order as a full sort.
+ */
+function applyTopPUnsorted(candidates: Candidates, topP: number): void {
+  const { logits } = candidates;
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  let total = 0;
+  for (let i = 0; i < logits.length; i++) total += Math.exp(logits[i] - max);
+  for (let width = Math.min(256, logits.length); ; width = Math.min(logits.length, width * 4)) {
+    const head = { ...candidates };
+    keepLargest(head, width);
+    let mass = 0;
+    let keep = 0;
+    while (keep < head.ids.length && mass < topP) {
+      mass += Math.exp(head.logits[keep] - max) / total;
+      keep += 1;
+    }
+    if (mass >= topP || width === logits.length) {
+      candidates.ids = head.ids.slice(0, keep);
+      candidates.logits = head.logits.slice(0, keep);
+      candidates.sorted = true;
+      candidates.wholeVocab = false;
+      return;
+    }
+  }
+}
+
+/** Keeps the `count` largest candidates (ties by lower id), sorted: a linear selection, then a sort of `count`. */
+export function keepLargest(candidates: Candidates, count: number): void {
+  const { ids, logits } = candidates;
+  if (count >= ids.length) {
+    sortDescending(candidates);
+    return;
+  }
+  const threshold = kthLargest(logits, count);
+  const picked: number[] = [];
+  for (let i = 0; i < logits.length; i++) if (logits[i] >= threshold) picked.push(i);
+  picked.sort((a, b) => logits[b] - logits[a] || ids[a] - ids[b]);
+  picked.length = count;
+  candidates.ids = Int32Array.from(picked, (i) => ids[i]);
+  candidates.logits = Float32Array.from(picked, (i) => logits[i]);
+  candidates.sorted = true;
+  candidates.wholeVocab = false;
+}
+
+/** The k-th largest value (k >= 1), by quickselect on a copy. */
+function kthLargest(values: Float32Array, k: number): number {
+  const a = Float32Array.from(values);
+  const target = k - 1;
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] > pivot) i++;
+      while (a[j] < pivot) j--;
+      if (i <= j) {
+        const swap = a[i];
+        a[i] = a[j];
+        a[j] = swap;
+        i++;
+        j--;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return a[target];
+  }
+  return a[target];
 }
 
 export function softmax(logits: ArrayLike<number>): Float64Array {

@@ -1,5 +1,5 @@
 import { resolveGenerationParams } from '../params';
-import { applyRepetitionPenalty, applyTopK, applyTopP, candidatesFrom, drawFrom } from './candidates';
+import { applyRepetitionPenalty, applyTopK, applyTopP, candidatesFrom, drawFrom, softmax } from './candidates';
 import { SequenceRandom } from './prng';
 import { needsFullLogits, TokenSampler } from './sampler';
 
@@ -69,5 +69,47 @@ describe('TokenSampler', () => {
     for (let i = 0; i < 10000; i++) sum += random.next();
     expect(sum / 10000).toBeGreaterThan(0.48);
     expect(sum / 10000).toBeLessThan(0.52);
+  });
+});
+
+describe('top-k and top-p over a whole vocabulary (selection instead of a full sort)', () => {
+  /** The plain definition: sort everything, cut. */
+  function reference(logits: Float32Array, topK: number, topP: number): number[] {
+    const order = Array.from(logits.keys()).sort((a, b) => logits[b] - logits[a] || a - b);
+    let kept = topK > 0 ? order.slice(0, topK) : order;
+    if (topP < 1) {
+      const probabilities = softmax(kept.map((i) => logits[i]));
+      let mass = 0;
+      let keep = 0;
+      while (keep < kept.length && mass < topP) mass += probabilities[keep++];
+      kept = kept.slice(0, keep);
+    }
+    return kept;
+  }
+
+  it.each([
+    [0, 0.9, 1],
+    [0, 0.5, 2],
+    [0, 0.999, 3],
+    [300, 1, 4],
+    [1000, 0.95, 5],
+    [40, 0.8, 6],
+  ])('top_k %d, top_p %d (seed %d) keeps the same tokens in the same order', (topK, topP, seed) => {
+    const random = new SequenceRandom(seed, 0);
+    // Peaked like a language model: a few large logits over many small ones, plus exact ties.
+    const logits = Float32Array.from({ length: 20_000 }, (_, i) => (i % 997 === 0 ? 3 : 0) + 8 * random.next() ** 6 - 2);
+    logits[17] = logits[18];
+    const candidates = candidatesFrom({ kind: 'full', logits });
+    applyTopK(candidates, topK);
+    applyTopP(candidates, topP);
+    expect(Array.from(candidates.ids)).toEqual(reference(logits, topK, topP));
+  });
+
+  it('a flat distribution widens the selection until the mass is reached', () => {
+    const logits = new Float32Array(5000).fill(1);
+    const candidates = candidatesFrom({ kind: 'full', logits });
+    applyTopP(candidates, 0.5);
+    expect(candidates.ids.length).toBe(2500);
+    expect(Array.from(candidates.ids.slice(0, 3))).toEqual([0, 1, 2]);
   });
 });
