@@ -109,7 +109,7 @@ describe('top-k and top-p over a whole vocabulary (selection instead of a full s
     const logits = new Float32Array(5000).fill(1);
     const candidates = candidatesFrom({ kind: 'full', logits });
     applyTopP(candidates, 0.5);
-    expect(candidates.ids.length).toBe(2500);
-    expect(Array.from(candidates.ids.slice(0, 3))).toEqual([0, 1, 2]);
+    expect(candidates.ids.length).toBeGreaterThan(1024); // past the first two widenings
+    expect(Array.from(candidates.ids)).toEqual(reference(logits, 0, 0.5));
   });
 });
