@@ -59,7 +59,9 @@ export class GenerateJobProcessor {
         { id: entry.requestId, prompt: data.prompt, params: data.params },
         (event) => this.onToken(job, entry, event),
       );
-      if (entry.stopReason) return await this.afterStop(job, token, entry.stopReason);
+      // A stop that came as the prompt finished by itself changes nothing: the result is complete.
+      const cutShort = result.sequences.some((sequence) => sequence.finishReason === 'cancelled');
+      if (entry.stopReason && cutShort) return await this.afterStop(job, token, entry.stopReason);
       await this.record(data, succeededResult(data, result, attemptsOf(job), this.options.workerId));
       return 'succeeded';
     } catch (error) {
@@ -79,6 +81,8 @@ export class GenerateJobProcessor {
     const final = job.finishedOn !== undefined || job.attemptsMade >= (job.opts.attempts ?? 1);
     if (!final) return;
     const data = job.data;
+    // Failures the processor saw itself are recorded already; this is for the ones BullMQ decided alone.
+    if (await this.store.getResult(data.batchId, data.index)) return;
     await this.record(data, unfinishedResult(data, 'failed', { code: 'worker_failed', message: error.message }, attemptsOf(job), this.options.workerId));
   }
 
