@@ -61,10 +61,6 @@ async function bootstrap(): Promise<void> {
   if (config.keys.size === 0) {
     logger.warn('!!! No API keys configured (FALCONQ_API_KEYS / FALCONQ_ADMIN_KEYS): every route, the dashboard included, is OPEN to anyone who can reach this port. Set keys before exposing the service. !!!');
   }
-  if (config.redis.sentinels || config.redis.clusterNodes) {
-    // libs/queue builds BullMQ's connections from REDIS_URL alone for now; the store uses the full settings.
-    logger.warn('FALCONQ_REDIS_SENTINELS / FALCONQ_REDIS_CLUSTER_NODES apply to the results store; the job queue still connects through REDIS_URL.');
-  }
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forConfig(config), { bodyParser: false, bufferLogs: false });
   app.useBodyParser('json', { limit: config.limits.maxBodyBytes });
   app.useBodyParser('urlencoded', { limit: config.limits.maxBodyBytes, extended: false });

@@ -48,7 +48,7 @@ export const RATE_LIMITER = Symbol('RATE_LIMITER');
       provide: JOB_QUEUE,
       inject: [API_CONFIG],
       useFactory: (config: ApiConfig) =>
-        new JobQueue(new GenerateQueue({ redisUrl: config.redis.url, prefix: config.prefix, attempts: config.jobAttempts })),
+        new JobQueue(new GenerateQueue({ redisUrl: config.redis.url, redis: config.redis, prefix: config.prefix, attempts: config.jobAttempts })),
     },
     {
       provide: SERVED_MODEL,
