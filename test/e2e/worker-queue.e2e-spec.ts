@@ -85,6 +85,18 @@ describe('worker process (real Redis, tiny model)', () => {
     expect(succeeded.length).toBeLessThan(total);
   });
 
+  it('stops the generations of a batch whose completion window ran out and records them as expired', async () => {
+    if (workers.length === 0) await worker();
+    const total = 8;
+    const batchId = await harness.submitBatch(promptsOf(total, 'Slow'), { maxNewTokens: 1900, ignoreEos: true }, 700);
+    await harness.waitForCounts(batchId, total, 60_000);
+    const results = await harness.results(batchId, total);
+    expect(results.map((r) => r?.status)).toEqual(Array(total).fill('expired'));
+    expect(results[0]?.error?.code).toBe('batch_expired');
+    const batch = await harness.store.getBatch(batchId);
+    expect(batch?.requestCounts).toEqual({ total, completed: 0, failed: total });
+  });
+
   it('on SIGTERM past the grace period hands unfinished prompts back without spending an attempt', async () => {
     await Promise.all(workers.splice(0).map((other) => other.kill())); // this worker alone must hold the prompts
     const w = await worker({ FALCONQ_SHUTDOWN_GRACE_MS: '300' });
