@@ -1,13 +1,14 @@
 # One image for the api and the workers: `node dist/apps/api/src/main.js` or `node bin/falconq.js worker ...`.
 # CPU and WebGPU execution providers work with the stock onnxruntime-node package. For the CUDA provider, build with
-# --build-arg ORT_CUDA=1 on a host that can reach onnxruntime's CUDA feed (CUDA 12 + cuDNN 9 in the runtime image);
-# see docs/deploy.md.
+# --build-arg ORT_CUDA=1 where onnxruntime's CUDA feed is reachable: it runs onnxruntime-node's own installer for the
+# CUDA 12 provider (package.json's allowScripts keeps it off during npm ci); the host needs CUDA 12 + cuDNN 9.
+# See docs/deploy.md.
 FROM node:20-slim AS build
 WORKDIR /app
 ARG ORT_CUDA=0
 COPY package.json package-lock.json ./
-RUN if [ "$ORT_CUDA" = "1" ]; then npm ci --no-audit --no-fund; \
-    else ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund; fi
+RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund && \
+    if [ "$ORT_CUDA" = "1" ]; then (cd node_modules/onnxruntime-node && node script/install --onnxruntime-node-install=cuda12); fi
 COPY tsconfig.json tsconfig.build.json nest-cli.json ./
 COPY apps apps
 COPY libs libs
