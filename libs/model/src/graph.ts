@@ -1,6 +1,6 @@
 // The Falcon decoder graph (docs/falcon-onnx.md §6): GroupQueryAttention with packed QKV and fused RoPE,
 // LayerNormalization/SkipLayerNormalization, exact Gelu, MatMulNBits (int4) or MatMul (fp), in-graph gather of each
-// row's last real token (§6.4, right padding), a TopK over its logits and their ArgMax.
+// row's last real token (§6.4, right padding) and a TopK over its logits.
 import type { ActivationDType, FalconShape, ModelIoNames, WeightDType } from './manifest';
 import { float, int, type InitializerSpec, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
 
@@ -17,7 +17,6 @@ export const DEFAULT_IO_NAMES: ModelIoNames = {
   topLogits: 'top_logits',
   topIds: 'top_ids',
   topK: DEFAULT_TOP_K,
-  greedyIds: 'greedy_ids',
 };
 
 export const layerName = (pattern: string, layer: number): string => pattern.replace('%d', String(layer));
@@ -203,9 +202,6 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
   node('/top_k', 'TopK', [io.logits, 'const.top_k'], ['top.values', 'top.indices'], { axis: int(-1), largest: int(1), sorted: int(1) });
   node('/top_k/values', 'Squeeze', ['top.values', 'const.axes_1'], [io.topLogits]);
   node('/top_k/indices', 'Squeeze', ['top.indices', 'const.axes_1'], [io.topIds]);
-  // Greedy rows need one id, not a sorted top-k: on WebGPU a TopK over 65024 logits costs more than the ArgMax.
-  node('/greedy/argmax', 'ArgMax', [io.logits], ['greedy.ids_2d'], { axis: int(-1), keepdims: int(0) });
-  node('/greedy/squeeze', 'Squeeze', ['greedy.ids_2d', 'const.axes_1'], [io.greedyIds]);
 
   const kvDims = ['batch_size', shape.numKvHeads, 'past_sequence_length', shape.headDim];
   const presentDims = ['batch_size', shape.numKvHeads, 'total_sequence_length', shape.headDim];
@@ -217,7 +213,6 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
     { name: io.logits, elemType: TensorDataType.FLOAT, dims: ['batch_size', 1, shape.vocabSize] },
     { name: io.topLogits, elemType: TensorDataType.FLOAT, dims: ['batch_size', io.topK] },
     { name: io.topIds, elemType: TensorDataType.INT64, dims: ['batch_size', io.topK] },
-    { name: io.greedyIds, elemType: TensorDataType.INT64, dims: ['batch_size'] },
   ];
   for (let layer = 0; layer < shape.numLayers; layer++) {
     inputs.push({ name: layerName(io.pastKey, layer), elemType: T, dims: kvDims });

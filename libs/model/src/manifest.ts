@@ -34,8 +34,6 @@ export interface ModelIoNames {
   topLogits: string;
   topIds: string;
   topK: number;
-  /** int64 [batch]: ArgMax of each row's logits (greedy decoding needs nothing else). */
-  greedyIds: string;
 }
 
 export interface ModelManifest {
