@@ -9,17 +9,23 @@ import { WorkerFleet } from './fleet/worker-fleet';
 // `falconq worker --gpus 0,1 --per-gpu 2 ...` runs this: a supervisor of worker processes (main.js), one per slot.
 
 function main(): void {
-  const { values } = parseArgs({
-    options: {
-      gpus: { type: 'string' },
-      'per-gpu': { type: 'string' },
-      ep: { type: 'string' },
-      slots: { type: 'string' },
-      model: { type: 'string' },
-      redis: { type: 'string' },
-    },
-    strict: true,
-  });
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        gpus: { type: 'string' },
+        'per-gpu': { type: 'string' },
+        ep: { type: 'string' },
+        slots: { type: 'string' },
+        model: { type: 'string' },
+        redis: { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (error) {
+    process.stderr.write(`falconq worker: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
   let fleet: WorkerFleet;
   try {
     const config = loadFleetConfig(
