@@ -9,6 +9,8 @@
 #                --slots 64 --prompts 2000 --new-tokens 64
 #   (carry .device and dist; build the model there first, e.g. node bin/falconq.js model random --out /tmp/m)
 #
+# With --ep webgpu the device id does not pick the adapter (docs/deploy.md): the script prints nvidia-smi's memory
+# per GPU after the run so you can see whether both GPUs were used.
 # Writes service-bench-<gpus>.json to $OUT when set (the device tool's output folder), else to the current folder.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -80,6 +82,7 @@ run() {
   local out="${OUT:-.}/service-bench-gpus${gpus//,/-}.json"
   node scripts/bench-service.js --api "$api" --prompts "$prompts" --new-tokens "$new_tokens" --json | tee "$out"
   grep -E "ready|loaded|warn|error" "$work/workers.log" | tail -20 || true
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv || true
 }
 
 case "${1:-}" in
