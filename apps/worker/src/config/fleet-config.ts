@@ -97,8 +97,8 @@ export function fleetAssignments(config: FleetConfig): WorkerAssignment[] {
 
 /**
  * The environment of one worker process: the parent's, plus its device. CUDA sees only its GPU (the engine then
- * uses device 0 of what it sees); for webgpu FALCONQ_DEVICE_ID tells the engine which adapter to use, and
- * CUDA_VISIBLE_DEVICES is set too so any CUDA-aware library in the process agrees.
+ * uses device 0 of what it sees). WebGPU has no adapter choice in onnxruntime-node: the fleet pins such a worker
+ * by hiding the other GPUs (fleet/device-pinning.ts); FALCONQ_DEVICE_ID then only names the device in heartbeats.
  */
 export function workerEnvironment(config: FleetConfig, assignment: WorkerAssignment, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...base, FALCONQ_EP: config.executionProvider, FALCONQ_WORKER_ID: assignment.workerId };
@@ -110,7 +110,6 @@ export function workerEnvironment(config: FleetConfig, assignment: WorkerAssignm
     env.FALCONQ_DEVICE_ID = '0';
   } else {
     env.FALCONQ_DEVICE_ID = String(assignment.device);
-    if (config.executionProvider === 'webgpu') env.CUDA_VISIBLE_DEVICES = String(assignment.device);
   }
   return env;
 }

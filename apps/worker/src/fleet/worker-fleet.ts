@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Logger } from '@nestjs/common';
 import { fleetAssignments, workerEnvironment, type FleetConfig, type WorkerAssignment } from '../config/fleet-config';
+import { type HostDevices, pinnedWorkerCommand, readHostDevices } from './device-pinning';
 
 /** Exit code of a worker whose configuration is invalid: restarting it cannot help. */
 const CONFIG_ERROR_EXIT = 2;
@@ -22,12 +23,16 @@ export class WorkerFleet {
   private readonly members: Member[];
   private stopping = false;
   private readonly exited = new Map<string, Promise<void>>();
+  private readonly host: HostDevices;
 
   constructor(
     private readonly config: FleetConfig,
     private readonly workerEntry: string,
   ) {
     this.members = fleetAssignments(config).map((assignment) => ({ assignment, startedAt: 0, crashesInARow: 0 }));
+    this.host = readHostDevices();
+    // Fail at start, not at each restart, when a device cannot be pinned.
+    for (const { assignment } of this.members) pinnedWorkerCommand(config.executionProvider, assignment.device, process.execPath, workerEntry, this.host);
   }
 
   start(): void {
@@ -46,7 +51,8 @@ export class WorkerFleet {
 
   private launch(member: Member): void {
     const { workerId, device } = member.assignment;
-    const child = spawn(process.execPath, [this.workerEntry], {
+    const launch = pinnedWorkerCommand(this.config.executionProvider, device, process.execPath, this.workerEntry, this.host);
+    const child = spawn(launch.command, launch.args, {
       env: workerEnvironment(this.config, member.assignment),
       stdio: ['ignore', 'inherit', 'inherit'],
     });
