@@ -9,8 +9,8 @@
 #                --slots 64 --prompts 2000 --new-tokens 64
 #   (carry .device and dist; build the model there first, e.g. node bin/falconq.js model random --out /tmp/m)
 #
-# With --ep webgpu the device id does not pick the adapter (docs/deploy.md): the script prints nvidia-smi's memory
-# per GPU after the run so you can see whether both GPUs were used.
+# With --ep webgpu each worker is pinned by hiding the other GPUs (docs/deploy.md); the script prints nvidia-smi's
+# memory per GPU after the run to confirm both GPUs were used.
 # Writes service-bench-<gpus>.json to $OUT when set (the device tool's output folder), else to the current folder.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
