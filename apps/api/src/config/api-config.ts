@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseHostPortList, type RedisConnectionConfig } from '@app/store';
+import { redisTopologyOf, type RedisConnectionConfig } from '@app/store';
 import { parseKeyTable, type KeyTable } from './api-keys';
 
 // The api's whole configuration, read from the environment once at start and validated; the only place in the api
@@ -91,18 +91,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     throw new ApiConfigError(`invalid api configuration: ${problems.join('; ')}`);
   }
   const e = parsed.data;
-  const sentinels = e.FALCONQ_REDIS_SENTINELS
-    ? field('FALCONQ_REDIS_SENTINELS', () => parseHostPortList(e.FALCONQ_REDIS_SENTINELS!, 'FALCONQ_REDIS_SENTINELS'))
-    : undefined;
-  if (sentinels && !e.FALCONQ_REDIS_SENTINEL_NAME) {
-    throw new ApiConfigError('invalid api configuration: FALCONQ_REDIS_SENTINEL_NAME: required with FALCONQ_REDIS_SENTINELS (the master name)');
-  }
-  const clusterNodes = e.FALCONQ_REDIS_CLUSTER_NODES
-    ? field('FALCONQ_REDIS_CLUSTER_NODES', () => parseHostPortList(e.FALCONQ_REDIS_CLUSTER_NODES!, 'FALCONQ_REDIS_CLUSTER_NODES'))
-    : undefined;
-  if (clusterNodes && !/^\{[^}]+\}/.test(e.FALCONQ_REDIS_PREFIX)) {
-    throw new ApiConfigError('invalid api configuration: FALCONQ_REDIS_PREFIX: with FALCONQ_REDIS_CLUSTER_NODES the prefix must start with a hash tag such as {falconq}');
-  }
+  const redis = redisTopology(e);
   const openRoutes = field('FALCONQ_OPEN_ROUTES', () => {
     const names = e.FALCONQ_OPEN_ROUTES.split(',').map((s) => s.trim()).filter(Boolean);
     for (const name of names) {
@@ -112,7 +101,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
   });
   const keys = field('FALCONQ_API_KEYS', () => parseKeyTable(e.FALCONQ_API_KEYS, e.FALCONQ_ADMIN_KEYS));
   return {
-    redis: { url: e.REDIS_URL, sentinels, sentinelName: e.FALCONQ_REDIS_SENTINEL_NAME, clusterNodes },
+    redis,
     prefix: e.FALCONQ_REDIS_PREFIX,
     port: e.PORT,
     host: e.HOST,
@@ -134,6 +123,17 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     jobAttempts: e.FALCONQ_JOB_ATTEMPTS,
     shutdownGraceMs: e.FALCONQ_SHUTDOWN_GRACE_MS,
   };
+}
+
+function redisTopology(e: z.infer<typeof schema>): RedisConnectionConfig {
+  try {
+    return redisTopologyOf({
+      url: e.REDIS_URL, prefix: e.FALCONQ_REDIS_PREFIX, sentinels: e.FALCONQ_REDIS_SENTINELS,
+      sentinelName: e.FALCONQ_REDIS_SENTINEL_NAME, clusterNodes: e.FALCONQ_REDIS_CLUSTER_NODES,
+    });
+  } catch (error) {
+    throw new ApiConfigError(`invalid api configuration: ${(error as Error).message}`);
+  }
 }
 
 export const API_CONFIG = Symbol('API_CONFIG');

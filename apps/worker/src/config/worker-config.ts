@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { parseHostPortList, type RedisConnectionConfig } from '@app/store';
+import { redisTopologyOf, type RedisConnectionConfig } from '@app/store';
 
 // The worker's whole configuration, read from the environment once at start and validated; the only place in the
 // worker that reads process.env. A bad value stops the process with a message naming the variable.
@@ -95,23 +95,14 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
 }
 
 function redisTopology(e: z.infer<typeof schema>): RedisConnectionConfig {
-  const list = (variable: string, value: string | undefined) => {
-    if (!value) return undefined;
-    try {
-      return parseHostPortList(value, variable);
-    } catch (error) {
-      throw new WorkerConfigError(`invalid worker configuration: ${(error as Error).message}`);
-    }
-  };
-  const sentinels = list('FALCONQ_REDIS_SENTINELS', e.FALCONQ_REDIS_SENTINELS);
-  if (sentinels && !e.FALCONQ_REDIS_SENTINEL_NAME) {
-    throw new WorkerConfigError('invalid worker configuration: FALCONQ_REDIS_SENTINEL_NAME: required with FALCONQ_REDIS_SENTINELS (the master name)');
+  try {
+    return redisTopologyOf({
+      url: e.REDIS_URL, prefix: e.FALCONQ_REDIS_PREFIX, sentinels: e.FALCONQ_REDIS_SENTINELS,
+      sentinelName: e.FALCONQ_REDIS_SENTINEL_NAME, clusterNodes: e.FALCONQ_REDIS_CLUSTER_NODES,
+    });
+  } catch (error) {
+    throw new WorkerConfigError(`invalid worker configuration: ${(error as Error).message}`);
   }
-  const clusterNodes = list('FALCONQ_REDIS_CLUSTER_NODES', e.FALCONQ_REDIS_CLUSTER_NODES);
-  if (clusterNodes && !/^\{[^}]+\}/.test(e.FALCONQ_REDIS_PREFIX)) {
-    throw new WorkerConfigError('invalid worker configuration: FALCONQ_REDIS_PREFIX: with FALCONQ_REDIS_CLUSTER_NODES the prefix must start with a hash tag such as {falconq}');
-  }
-  return { url: e.REDIS_URL, sentinels, sentinelName: e.FALCONQ_REDIS_SENTINEL_NAME, clusterNodes };
 }
 
 export const WORKER_CONFIG = Symbol('WORKER_CONFIG');
