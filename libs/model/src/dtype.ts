@@ -2,11 +2,6 @@
 
 const scratch = new DataView(new ArrayBuffer(4));
 
-export function bf16ToF32(bits: number): number {
-  scratch.setUint32(0, bits << 16, true);
-  return scratch.getFloat32(0, true);
-}
-
 export function f32ToBf16(value: number): number {
   scratch.setFloat32(0, value, true);
   const bits = scratch.getUint32(0, true);

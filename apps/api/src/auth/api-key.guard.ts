@@ -9,11 +9,9 @@ import { KeyAuthenticator } from './key-authenticator';
 import type { AuthenticatedRequest } from './principal';
 
 const OPENABLE = 'falconq:openable-route';
-const ADMIN_ONLY = 'falconq:admin-only';
 
 /** The route may be served without a key when FALCONQ_OPEN_ROUTES lists `name`. */
 export const Openable = (name: OpenableRoute) => SetMetadata(OPENABLE, name);
-export const AdminOnly = () => SetMetadata(ADMIN_ONLY, true);
 
 /** Global guard: every route needs a valid key (bearer) unless opened by configuration; then the per-key rate limit. */
 @Injectable()
@@ -32,9 +30,6 @@ export class ApiKeyGuard implements CanActivate {
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
     const auth = this.authenticator.authenticate(request.headers);
     if (!auth.ok) throw new ApiError(HttpStatus.UNAUTHORIZED, 'authentication_error', auth.reason, { code: 'invalid_api_key' });
-    if (this.reflector.getAllAndOverride<boolean>(ADMIN_ONLY, targets) && !auth.principal.admin) {
-      throw new ApiError(HttpStatus.FORBIDDEN, 'permission_error', 'This route needs an admin key.', { code: 'admin_only' });
-    }
     request.principal = auth.principal;
     await this.enforceRateLimit(auth.principal.keyId === 'open' ? `ip:${request.ip}` : auth.principal.keyId, context.switchToHttp().getResponse<Response>());
     return true;

@@ -1,5 +1,4 @@
 import { InvalidGenerationParamError, resolveGenerationParams, type GenerationParams } from '@app/engine';
-import { ApiError } from '../http/api-error';
 import type { ChatRequest, CompletionRequest, NativeBatchRequest } from './request-schemas';
 
 // Request parameters -> the engine's GenerationParams, with the engine's own range rules. Errors name the field as
@@ -100,12 +99,4 @@ export function paramsFromNative(body: NativeBatchRequest, contextLength: number
     seed: body.seed,
   });
   return resolveParams(partial, NATIVE_NAMES, contextLength);
-}
-
-export function toBadRequest(error: unknown, prefix = ''): never {
-  if (error instanceof RequestParamError) {
-    const field = prefix ? `${prefix}.${error.field}` : error.field;
-    throw ApiError.badRequest(`${field} ${error.reason}`, { param: field, code: 'invalid_parameter' });
-  }
-  throw error;
 }

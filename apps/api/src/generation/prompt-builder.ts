@@ -1,5 +1,5 @@
 import { InvalidGenerationParamError, fitPromptToContext, type ChatMessage, type GenerationParams } from '@app/engine';
-import type { BatchEndpoint, BatchItemInput } from '@app/store';
+import type { BatchEndpoint } from '@app/store';
 import type { ServedModel } from '../model/served-model';
 import { RequestParamError, paramsFromOpenAi } from './generation-params';
 import { chatRequestSchema, completionRequestSchema, describeZodIssue, type ChatRequest } from './request-schemas';
@@ -58,5 +58,3 @@ export function prepareOpenAiRequest(endpoint: BatchEndpoint, body: unknown, mod
   const promptTokens = checkPromptFits(model, prompt, params, 'prompt', 'max_tokens');
   return { prompt, params, promptTokens, stream: parsed.data.stream === true };
 }
-
-export type PreparedItem = BatchItemInput;
