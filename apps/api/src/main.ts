@@ -53,7 +53,7 @@ async function refuseEvictingRedis(app: INestApplication): Promise<void> {
 async function bootstrap(): Promise<void> {
   let config: ApiConfig;
   try {
-    config = loadApiConfig(process.env);
+    config = loadApiConfig();
   } catch (error) {
     console.error(`falconq api: ${(error as Error).message}`);
     process.exit(2);

@@ -30,7 +30,7 @@ function main(): void {
   try {
     const config = loadFleetConfig(
       { gpus: values.gpus, perGpu: values['per-gpu'], ep: values.ep, slots: values.slots, model: values.model, redis: values.redis },
-      process.env,
+      undefined, // the environment: read by the config module
       hostname(),
     );
     fleet = new WorkerFleet(config, join(__dirname, 'main.js'));
