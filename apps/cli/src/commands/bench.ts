@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { type EngineOptions, type EngineStats, GenerationEngine, type GenerationResult, Tokenizer } from '@app/engine';
-import type { ExecutionProviderName, ModelManifest } from '@app/model';
+import { Prng, type ExecutionProviderName, type ModelManifest } from '@app/model';
 import { parseInteger, parseNumber, parseProvider } from './generate';
 
 interface BenchFlags {
@@ -59,16 +59,8 @@ export function registerBenchCommand(program: Command): void {
 
 // --- workload ---
 
-/** Small deterministic PRNG for prompts and arrivals (the same command gives the same workload). */
-class WorkloadRandom {
-  constructor(private state: number) {}
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
+/** Deterministic PRNG for prompts and arrivals (the same command gives the same workload): the model's mulberry32. */
+class WorkloadRandom extends Prng {
   int(min: number, max: number): number {
     return min + Math.floor(this.next() * (max - min + 1));
   }
