@@ -1,4 +1,5 @@
 import { splitByCharacter, Tokenizer } from '@app/engine';
+import { FALCON_PRE_TOKENIZER } from '@app/model';
 import { tinyModelDir } from '../support/tiny-model';
 
 describe('Tokenizer on the tiny model (byte-level BPE, Falcon specials and pre-tokenizer)', () => {
@@ -101,15 +102,6 @@ function range(from: number, to: number): number[] {
 }
 
 const BYTE_LEVEL_NO_REGEX = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false };
-const FALCON_PRE_TOKENIZER = {
-  type: 'Sequence',
-  pretokenizers: [
-    { type: 'Punctuation', behavior: 'Contiguous' },
-    { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-    { type: 'Digits', individual_digits: false },
-    { type: 'Split', pattern: { Regex: '[0-9][0-9][0-9]' }, behavior: 'Isolated', invert: false },
-  ],
-};
 
 // Expected ids are derived from the Rust `tokenizers` semantics: a merge can only apply inside one pre-token, so the
 // merges below reveal where the pre-tokenizer split. Byte-level symbols here have id = byte value.

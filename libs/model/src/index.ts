@@ -9,7 +9,7 @@ export * from './convert';
 export * from './tiny';
 export * from './prng';
 export { MANIFEST_FILE } from './output-dir';
-export { FALCON_SPECIAL_TOKENS, FALCON_EOS_ID } from './tokenizer/falcon-tokenizer-json';
+export { FALCON_SPECIAL_TOKENS, FALCON_EOS_ID, FALCON_PRE_TOKENIZER } from './tokenizer/falcon-tokenizer-json';
 export * from './reference';
 export * from './hub';
 export * from './source';
