@@ -4,7 +4,7 @@ import { jsonl, startApi, uploadFile, type ApiProcess } from '../support/api-pro
 import { startTestRedis, type TestRedis } from '../support/redis';
 import { tinyModelDir } from '../support/tiny-model';
 import { startWorker, type WorkerProcess } from '../support/worker-process';
-import { QueueHarness, sleep } from '../reliability/harness';
+import { QueueHarness, sleep } from '../support/queue-harness';
 
 jest.setTimeout(120_000);
 

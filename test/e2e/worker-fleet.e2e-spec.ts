@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { startTestRedis, type TestRedis } from '../support/redis';
 import { tinyModelDir } from '../support/tiny-model';
-import { QueueHarness, promptsOf, sleep } from '../reliability/harness';
+import { QueueHarness, promptsOf, sleep } from '../support/queue-harness';
 
 jest.setTimeout(120_000);
 

@@ -2,7 +2,7 @@
 import { startTestRedis, type TestRedis } from '../support/redis';
 import { tinyModelDir } from '../support/tiny-model';
 import { startWorker, type WorkerProcess } from '../support/worker-process';
-import { QueueHarness, promptsOf, sleep } from '../reliability/harness';
+import { QueueHarness, promptsOf, sleep } from '../support/queue-harness';
 
 jest.setTimeout(120_000);
 

@@ -5,7 +5,7 @@ import { startTestRedis, type TestRedis } from '../support/redis';
 import { tinyModelDir } from '../support/tiny-model';
 import { rssOf, startWorker, type WorkerProcess } from '../support/worker-process';
 import { mib, reportFigures } from './figures';
-import { QueueHarness, sleep } from './harness';
+import { QueueHarness, sleep } from '../support/queue-harness';
 
 const SOAK_PROMPTS = Number(process.env.FALCONQ_SOAK_PROMPTS ?? 3000);
 const BATCHES = 3;

@@ -6,7 +6,7 @@ import { startTestRedis, type TestRedis } from '../support/redis';
 import { tinyModelDir } from '../support/tiny-model';
 import { startWorker, type StartWorkerOptions, type WorkerProcess } from '../support/worker-process';
 import { reportFigures } from './figures';
-import { QueueHarness, promptsOf, sleep } from './harness';
+import { QueueHarness, promptsOf, sleep } from '../support/queue-harness';
 
 /** Short locks so a dead worker's prompts come back within seconds (production default: 30 s). */
 const FAST_RECOVERY = { FALCONQ_LOCK_MS: '2000', FALCONQ_STALLED_INTERVAL_MS: '1000' };
