@@ -27,22 +27,27 @@ export interface ApiProcess {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** The api's whole environment: the test's Redis, prefix and model, loopback on `port`, then `options.env`. */
+function apiEnvironment(options: StartApiOptions, port: number): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '',
+    REDIS_URL: options.redisUrl,
+    FALCONQ_REDIS_PREFIX: options.prefix,
+    MODEL_DIR: options.modelDir,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    NO_COLOR: '1',
+    ...options.env,
+  };
+}
+
 /** Starts the api on a free port and waits until /health answers (any status: it may be keyed). */
 export async function startApi(options: StartApiOptions): Promise<ApiProcess> {
   if (!existsSync(API_ENTRY)) throw new Error(`${API_ENTRY} is missing: run npm run build (npm test does it)`);
   const port = await freePort();
   const child = spawn(process.execPath, [API_ENTRY], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '',
-      REDIS_URL: options.redisUrl,
-      FALCONQ_REDIS_PREFIX: options.prefix,
-      MODEL_DIR: options.modelDir,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      NO_COLOR: '1',
-      ...options.env,
-    },
+    env: apiEnvironment(options, port),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -87,7 +92,7 @@ export async function startApi(options: StartApiOptions): Promise<ApiProcess> {
 /** Runs the api entry to completion (for start-up refusal tests): its exit code and output. */
 export async function runApiUntilExit(options: StartApiOptions, timeoutMs = 20_000): Promise<{ code: number | null; output: string }> {
   const child = spawn(process.execPath, [API_ENTRY], {
-    env: { PATH: process.env.PATH ?? '', REDIS_URL: options.redisUrl, FALCONQ_REDIS_PREFIX: options.prefix, MODEL_DIR: options.modelDir, HOST: '127.0.0.1', PORT: String(await freePort()), NO_COLOR: '1', ...options.env },
+    env: apiEnvironment(options, await freePort()),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
