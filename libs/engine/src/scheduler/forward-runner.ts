@@ -43,7 +43,7 @@ export interface ForwardRunner {
   readonly rows: number;
   /** K of the graph's top_ids/top_logits outputs. */
   readonly graphTopK: number;
-  /** Tokens each row can hold (the model's context). */
+  /** Tokens each row can hold: the model's context, or the smaller bound the runner was created with (maxSequenceLength). */
   readonly contextLength: number;
 
   /** Starts each listed row from position 0 with its tokens, in one right-padded run. */
