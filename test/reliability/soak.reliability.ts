@@ -4,7 +4,7 @@ import { startApi, type ApiProcess } from '../support/api-process';
 import { startTestRedis, type TestRedis } from '../support/redis';
 import { tinyModelDir } from '../support/tiny-model';
 import { rssOf, startWorker, type WorkerProcess } from '../support/worker-process';
-import { mib, reportFigures } from './figures';
+import { mib, reportFigures } from '../support/figures';
 import { QueueHarness, sleep } from '../support/queue-harness';
 
 const SOAK_PROMPTS = Number(process.env.FALCONQ_SOAK_PROMPTS ?? 3000);

@@ -5,7 +5,7 @@ import { startApi } from '../support/api-process';
 import { startTestRedis, type TestRedis } from '../support/redis';
 import { tinyModelDir } from '../support/tiny-model';
 import { startWorker, type StartWorkerOptions, type WorkerProcess } from '../support/worker-process';
-import { reportFigures } from './figures';
+import { reportFigures } from '../support/figures';
 import { QueueHarness, promptsOf, sleep } from '../support/queue-harness';
 
 /** Short locks so a dead worker's prompts come back within seconds (production default: 30 s). */

@@ -2,7 +2,7 @@ import type { BatchEndpoint, BatchItemInput } from '@app/store';
 import { ApiError, lineError } from '../http/api-error';
 import { RequestParamError, paramsFromNative } from '../generation/generation-params';
 import { checkPromptFits, prepareOpenAiRequest } from '../generation/prompt-builder';
-import { batchLineSchema, describeZodIssue, nativeBatchSchema, type NativeBatchRequest } from '../generation/request-schemas';
+import { LONE_SURROGATE_REASON, batchLineSchema, describeZodIssue, loneSurrogateAt, nativeBatchSchema, type NativeBatchRequest } from '../generation/request-schemas';
 import type { ServedModel } from '../model/served-model';
 
 // Turns a batch's input (an OpenAI JSONL file, or a native JSON body) into the items to enqueue, checking everything
@@ -41,6 +41,8 @@ export function itemsFromJsonl(content: string, endpoint: BatchEndpoint, model: 
     } catch (error) {
       throw lineError(line, null, `not valid JSON (${(error as Error).message})`);
     }
+    const illFormed = loneSurrogateAt(parsed);
+    if (illFormed !== null) throw lineError(line, illFormed, LONE_SURROGATE_REASON);
     const shape = batchLineSchema.safeParse(parsed);
     if (!shape.success) {
       const issue = describeZodIssue(shape.error);
@@ -82,6 +84,8 @@ export interface NativeBatchInput {
 
 /** Checks a native POST /batches body: prompts, or a template with rows, plus the shared parameters. */
 export function itemsFromNative(body: unknown, model: ServedModel, limits: InputLimits): NativeBatchInput {
+  const illFormed = loneSurrogateAt(body);
+  if (illFormed !== null) throw ApiError.badRequest(`${illFormed}: ${LONE_SURROGATE_REASON}`, { param: illFormed, code: 'invalid_parameter' });
   const parsed = nativeBatchSchema.safeParse(body);
   if (!parsed.success) {
     const issue = describeZodIssue(parsed.error);

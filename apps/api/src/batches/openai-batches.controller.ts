@@ -4,7 +4,7 @@ import type { ResultsStore } from '@app/store';
 import { CurrentPrincipal, canSee, type Principal } from '../auth/principal';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { ApiError } from '../http/api-error';
-import { createBatchSchema, describeZodIssue } from '../generation/request-schemas';
+import { LONE_SURROGATE_REASON, createBatchSchema, describeZodIssue, loneSurrogateAt } from '../generation/request-schemas';
 import { RESULTS_STORE } from '../infra/infra.module';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { BatchLifecycleService } from './batch-lifecycle.service';
@@ -32,6 +32,8 @@ export class OpenAiBatchesController {
     input_file_id: { type: 'string' }, endpoint: { type: 'string', enum: ['/v1/completions', '/v1/chat/completions'] },
     completion_window: { type: 'string', enum: ['24h'] }, metadata: { type: 'object', additionalProperties: { type: 'string' } } } } })
   async create(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Headers('idempotency-key') idempotencyKey?: string) {
+    const illFormed = loneSurrogateAt(body);
+    if (illFormed !== null) throw ApiError.badRequest(`${illFormed}: ${LONE_SURROGATE_REASON}`, { param: illFormed });
     const parsed = createBatchSchema.safeParse(body);
     if (!parsed.success) {
       const issue = describeZodIssue(parsed.error);

@@ -2,7 +2,7 @@ import { InvalidGenerationParamError, fitPromptToContext, type ChatMessage, type
 import type { BatchEndpoint } from '@app/store';
 import type { ServedModel } from '../model/served-model';
 import { RequestParamError, paramsFromOpenAi } from './generation-params';
-import { chatRequestSchema, completionRequestSchema, describeZodIssue, type ChatRequest } from './request-schemas';
+import { LONE_SURROGATE_REASON, chatRequestSchema, completionRequestSchema, describeZodIssue, loneSurrogateAt, type ChatRequest } from './request-schemas';
 
 // One OpenAI-shaped request body (a batch line's body, or an online request) -> the rendered prompt and params a
 // worker runs, after every check that can be made without the model's weights.
@@ -37,6 +37,8 @@ export function checkPromptFits(model: ServedModel, prompt: string, params: Gene
 }
 
 export function prepareOpenAiRequest(endpoint: BatchEndpoint, body: unknown, model: ServedModel): PreparedRequest {
+  const illFormed = loneSurrogateAt(body);
+  if (illFormed !== null) throw new RequestParamError(illFormed, LONE_SURROGATE_REASON);
   if (endpoint === '/v1/chat/completions') {
     const parsed = chatRequestSchema.safeParse(body);
     if (!parsed.success) {

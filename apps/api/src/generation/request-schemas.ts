@@ -93,6 +93,39 @@ export const batchLineSchema = z.object({
   body: z.record(z.string(), z.unknown()),
 });
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+export const LONE_SURROGATE_REASON = 'holds a lone UTF-16 surrogate (an escape such as \\ud800 without its pair): not valid Unicode, it cannot be stored as UTF-8';
+
+/**
+ * The path ("prompts[1]", "body.prompt", "metadata.k") of the first string, or object key, in a parsed JSON value that
+ * is not well-formed Unicode; null when there is none. JSON.parse accepts "\ud800", but Redis stores UTF-8, where such a
+ * string silently becomes U+FFFD (two different custom_ids could then collide), so requests holding one are refused.
+ */
+export function loneSurrogateAt(value: unknown): string | null {
+  // Iterative, in document order, and the path is built only for a hit: a line may nest thousands of levels deep.
+  interface Node { value: unknown; parent: Node | null; key: string | number }
+  const pathOf = (node: Node | null, key?: string): string => {
+    const parts: (string | number)[] = key === undefined ? [] : [key];
+    for (let n = node; n && n.parent; n = n.parent) parts.push(n.key);
+    return parts.reverse().reduce<string>((acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), '') || '(body)';
+  };
+  const pending: Node[] = [{ value, parent: null, key: '' }];
+  while (pending.length > 0) {
+    const node = pending.pop()!;
+    const current = node.value;
+    if (typeof current === 'string') {
+      if (LONE_SURROGATE.test(current)) return pathOf(node);
+    } else if (Array.isArray(current)) {
+      for (let i = current.length - 1; i >= 0; i--) pending.push({ value: current[i], parent: node, key: i });
+    } else if (typeof current === 'object' && current !== null) {
+      const entries = Object.entries(current);
+      for (const [key] of entries) if (LONE_SURROGATE.test(key)) return pathOf(node, key);
+      for (let i = entries.length - 1; i >= 0; i--) pending.push({ value: entries[i][1], parent: node, key: entries[i][0] });
+    }
+  }
+  return null;
+}
+
 /** "body.messages[0].content: Invalid input" style description of the first zod issue. */
 export function describeZodIssue(error: z.ZodError, prefix = ''): { field: string; message: string } {
   const issue = error.issues[0];

@@ -1,4 +1,5 @@
-// Fault tests print their figures and keep them in .tmp/reliability/ for docs/reliability.md.
+// Tests print their figures and keep them in .tmp/reliability/ for docs/reliability.md (the fault tests, the api's
+// access-control and bad-input tables).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus } from 'node:os';
