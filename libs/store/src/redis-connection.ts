@@ -27,34 +27,32 @@ export function parseHostPortList(value: string, what: string): RedisHostPort[] 
   });
 }
 
-/** The Redis variables both apps read from their environment, as given (lists still unparsed). */
-export interface RedisTopologySettings {
-  /** REDIS_URL */
-  url: string;
-  /** FALCONQ_REDIS_PREFIX */
-  prefix: string;
-  /** FALCONQ_REDIS_SENTINELS: comma-separated host:port. */
-  sentinels?: string;
-  /** FALCONQ_REDIS_SENTINEL_NAME */
-  sentinelName?: string;
-  /** FALCONQ_REDIS_CLUSTER_NODES: comma-separated host:port seed nodes. */
-  clusterNodes?: string;
+/** The Redis variables both apps read from their environment (after their own schema checks), by name. */
+export interface RedisVariables {
+  REDIS_URL: string;
+  FALCONQ_REDIS_PREFIX: string;
+  /** Sentinel: comma-separated host:port of the sentinels, and the master's name. */
+  FALCONQ_REDIS_SENTINELS?: string;
+  FALCONQ_REDIS_SENTINEL_NAME?: string;
+  /** Cluster: comma-separated host:port seed nodes. */
+  FALCONQ_REDIS_CLUSTER_NODES?: string;
 }
 
 /**
  * The connection config of the apps' Redis variables, checked together: Sentinel needs the master's name, Cluster
  * a prefix that starts with a hash tag. Throws an Error whose message starts with the variable at fault.
  */
-export function redisTopologyOf(settings: RedisTopologySettings): RedisConnectionConfig {
-  const sentinels = settings.sentinels ? parseHostPortList(settings.sentinels, 'FALCONQ_REDIS_SENTINELS') : undefined;
-  if (sentinels && !settings.sentinelName) {
+export function redisTopologyOf(variables: RedisVariables): RedisConnectionConfig {
+  const { REDIS_URL: url, FALCONQ_REDIS_PREFIX: prefix, FALCONQ_REDIS_SENTINEL_NAME: sentinelName } = variables;
+  const sentinels = variables.FALCONQ_REDIS_SENTINELS ? parseHostPortList(variables.FALCONQ_REDIS_SENTINELS, 'FALCONQ_REDIS_SENTINELS') : undefined;
+  if (sentinels && !sentinelName) {
     throw new Error('FALCONQ_REDIS_SENTINEL_NAME: required with FALCONQ_REDIS_SENTINELS (the master name)');
   }
-  const clusterNodes = settings.clusterNodes ? parseHostPortList(settings.clusterNodes, 'FALCONQ_REDIS_CLUSTER_NODES') : undefined;
-  if (clusterNodes && !/^\{[^}]+\}/.test(settings.prefix)) {
+  const clusterNodes = variables.FALCONQ_REDIS_CLUSTER_NODES ? parseHostPortList(variables.FALCONQ_REDIS_CLUSTER_NODES, 'FALCONQ_REDIS_CLUSTER_NODES') : undefined;
+  if (clusterNodes && !/^\{[^}]+\}/.test(prefix)) {
     throw new Error('FALCONQ_REDIS_PREFIX: with FALCONQ_REDIS_CLUSTER_NODES the prefix must start with a hash tag such as {falconq}');
   }
-  return { url: settings.url, sentinels, sentinelName: settings.sentinelName, clusterNodes };
+  return { url, sentinels, sentinelName, clusterNodes };
 }
 
 /**

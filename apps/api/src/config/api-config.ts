@@ -127,10 +127,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
 
 function redisTopology(e: z.infer<typeof schema>): RedisConnectionConfig {
   try {
-    return redisTopologyOf({
-      url: e.REDIS_URL, prefix: e.FALCONQ_REDIS_PREFIX, sentinels: e.FALCONQ_REDIS_SENTINELS,
-      sentinelName: e.FALCONQ_REDIS_SENTINEL_NAME, clusterNodes: e.FALCONQ_REDIS_CLUSTER_NODES,
-    });
+    return redisTopologyOf(e);
   } catch (error) {
     throw new ApiConfigError(`invalid api configuration: ${(error as Error).message}`);
   }

@@ -96,10 +96,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
 
 function redisTopology(e: z.infer<typeof schema>): RedisConnectionConfig {
   try {
-    return redisTopologyOf({
-      url: e.REDIS_URL, prefix: e.FALCONQ_REDIS_PREFIX, sentinels: e.FALCONQ_REDIS_SENTINELS,
-      sentinelName: e.FALCONQ_REDIS_SENTINEL_NAME, clusterNodes: e.FALCONQ_REDIS_CLUSTER_NODES,
-    });
+    return redisTopologyOf(e);
   } catch (error) {
     throw new WorkerConfigError(`invalid worker configuration: ${(error as Error).message}`);
   }
