@@ -33,7 +33,8 @@ export function defaultPrefillChunkTokens(placement: KvPlacement, slots: number)
       // Bounds the stall a newcomer's prefill imposes on the decoding rows (cpu and cuda).
       return 512;
     case 'device-merge':
-      // A GPU prefills thousands of tokens in about the time of a decode step; bounded for memory (gpu.md).
+      // A GPU prefills thousands of tokens in about the time of a decode step; bounded for memory: WebGPU does not reuse
+      // intermediate buffers within a run, so one 16k-token prefill peaked at 15 GiB on the H100 (docs/benchmarks.md).
       return Math.max(2048, slots * 32);
     case 'device':
       // The first run of a batch holds every row padded to its longest prompt: slots x 128 lets typical prompts in.
