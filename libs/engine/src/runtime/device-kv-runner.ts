@@ -15,7 +15,7 @@
 
 import * as ort from 'onnxruntime-node';
 import type { ForwardRunner, RowOutput, RowToken, RowTokens } from '../scheduler/forward-runner';
-import { fetchNames, idsTensor, type KvLayout, kvLayoutOf, maskTensor, type OutputNames, outputNamesOf, rowOutputs } from './graph-io';
+import { fetchNames, type GraphFacts, graphFactsOf, idsTensor, maskTensor, rowOutputs } from './graph-io';
 import type { ModelSession } from './model-session';
 
 export class DeviceKvRunner implements ForwardRunner {
@@ -23,10 +23,7 @@ export class DeviceKvRunner implements ForwardRunner {
   readonly joinMode = 'decode' as const;
   readonly graphTopK: number;
   readonly contextLength: number;
-  private readonly layout: KvLayout;
-  private readonly outputs: OutputNames;
-  private readonly vocab: number;
-  private readonly pad: number;
+  private readonly graph: GraphFacts;
   /** Tokens in each row's cache (free rows hold one pad token once a batch exists). */
   private readonly lengths: Int32Array;
   private readonly live: Uint8Array;
@@ -40,12 +37,9 @@ export class DeviceKvRunner implements ForwardRunner {
     private readonly pastLength = model.manifest.shape.contextLength,
   ) {
     const { manifest } = model;
-    this.layout = kvLayoutOf(manifest);
-    this.outputs = outputNamesOf(manifest);
-    this.graphTopK = manifest.io.topK;
+    this.graph = graphFactsOf(manifest);
+    this.graphTopK = this.graph.topK;
     this.contextLength = Math.min(manifest.shape.contextLength, pastLength);
-    this.vocab = manifest.shape.vocabSize;
-    this.pad = manifest.tokens.pad;
     this.lengths = new Int32Array(rows);
     this.live = new Uint8Array(rows);
   }
@@ -54,12 +48,12 @@ export class DeviceKvRunner implements ForwardRunner {
     if (this.live.some((flag) => flag === 1)) throw new Error('device KV: a batch can start only when no row is live');
     this.dropPast();
     const tokensOf = new Map(entries.map((entry) => [entry.row, entry.tokens]));
-    const rowsTokens = Array.from({ length: this.rows }, (_, row) => tokensOf.get(row) ?? [this.pad]);
+    const rowsTokens = Array.from({ length: this.rows }, (_, row) => tokensOf.get(row) ?? [this.graph.pad]);
     const width = Math.max(...rowsTokens.map((tokens) => tokens.length));
     rowsTokens.forEach((tokens, row) => (this.lengths[row] = tokens.length));
     for (const { row } of entries) this.live[row] = 1;
-    const results = await this.run(idsTensor(rowsTokens, this.pad), maskTensor(this.lengths, width), this.zeroPastTensors(), fullLogits);
-    return rowOutputs(results, this.outputs, entries.map((entry) => entry.row), this.graphTopK, this.vocab);
+    const results = await this.run(idsTensor(rowsTokens, this.graph.pad), maskTensor(this.lengths, width), this.zeroPastTensors(), fullLogits);
+    return rowOutputs(results, this.graph, entries.map((entry) => entry.row));
   }
 
   extend(): Promise<RowOutput> {
@@ -67,7 +61,7 @@ export class DeviceKvRunner implements ForwardRunner {
   }
 
   async decode(entries: RowToken[], fullLogits: boolean): Promise<RowOutput[]> {
-    const tokens = new Array<number>(this.rows).fill(this.pad);
+    const tokens = new Array<number>(this.rows).fill(this.graph.pad);
     const fresh = this.past === null;
     for (const { row, token } of entries) {
       if (!this.live[row]) {
@@ -83,8 +77,8 @@ export class DeviceKvRunner implements ForwardRunner {
     const width = Math.max(...this.lengths);
     if (width > this.pastLength) throw new Error(`device KV: a row would exceed the cache length ${this.pastLength}`);
     const past = fresh ? this.zeroPastTensors() : (this.past as { keys: ort.Tensor[]; values: ort.Tensor[] });
-    const results = await this.run(idsTensor(tokens.map((token) => [token]), this.pad), maskTensor(this.lengths, width), past, fullLogits);
-    return rowOutputs(results, this.outputs, entries.map((entry) => entry.row), this.graphTopK, this.vocab);
+    const results = await this.run(idsTensor(tokens.map((token) => [token]), this.graph.pad), maskTensor(this.lengths, width), past, fullLogits);
+    return rowOutputs(results, this.graph, entries.map((entry) => entry.row));
   }
 
   release(row: number): void {
@@ -103,12 +97,12 @@ export class DeviceKvRunner implements ForwardRunner {
   private async run(ids: ort.Tensor, mask: ort.Tensor, past: { keys: ort.Tensor[]; values: ort.Tensor[] }, fullLogits: boolean): Promise<ort.InferenceSession.OnnxValueMapType> {
     const io = this.model.manifest.io;
     const feeds: Record<string, ort.Tensor> = { [io.inputIds]: ids, [io.attentionMask]: mask };
-    for (let layer = 0; layer < this.layout.layers; layer++) {
+    for (let layer = 0; layer < this.graph.layout.layers; layer++) {
       feeds[this.model.pastKeyNames[layer]] = past.keys[layer];
       feeds[this.model.pastValueNames[layer]] = past.values[layer];
     }
     const presents = [...this.model.presentKeyNames, ...this.model.presentValueNames];
-    const results = await this.model.session.run(feeds, fetchNames(this.outputs, fullLogits, presents));
+    const results = await this.model.session.run(feeds, fetchNames(this.graph.outputs, fullLogits, presents));
     const previous = this.past;
     this.past = {
       keys: this.model.presentKeyNames.map((name) => results[name]),
@@ -121,11 +115,11 @@ export class DeviceKvRunner implements ForwardRunner {
   /** CPU zeros [rows, kvHeads, pastLength, headDim], shared by every layer; uploaded by ORT on the first step only. */
   private zeroPastTensors(): { keys: ort.Tensor[]; values: ort.Tensor[] } {
     if (!this.zeroPast) {
-      const { kvHeads, headDim, type } = this.layout;
-      const data = this.layout.allocate(this.rows * kvHeads * this.pastLength * headDim);
+      const { kvHeads, headDim, type } = this.graph.layout;
+      const data = this.graph.layout.allocate(this.rows * kvHeads * this.pastLength * headDim);
       this.zeroPast = new ort.Tensor(type, data, [this.rows, kvHeads, this.pastLength, headDim]);
     }
-    const layers = Array.from({ length: this.layout.layers }, () => this.zeroPast as ort.Tensor);
+    const layers = Array.from({ length: this.graph.layout.layers }, () => this.zeroPast as ort.Tensor);
     return { keys: layers, values: layers };
   }
 

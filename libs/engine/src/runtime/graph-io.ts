@@ -46,12 +46,26 @@ export interface OutputNames {
   logits: string;
 }
 
-export function outputNamesOf(manifest: ModelManifest): OutputNames {
+function outputNamesOf(manifest: ModelManifest): OutputNames {
   return { topIds: manifest.io.topIds, topLogits: manifest.io.topLogits, logits: manifest.io.logits };
 }
 
+/** What every runner reads from the manifest: KV layout, output names, top-K width, vocabulary, pad id. */
+export interface GraphFacts {
+  layout: KvLayout;
+  outputs: OutputNames;
+  topK: number;
+  vocab: number;
+  pad: number;
+}
+
+export function graphFactsOf(manifest: ModelManifest): GraphFacts {
+  return { layout: kvLayoutOf(manifest), outputs: outputNamesOf(manifest), topK: manifest.io.topK, vocab: manifest.shape.vocabSize, pad: manifest.tokens.pad };
+}
+
 /** Per-row scores from a run's outputs, for batch indices `indices` (in that order). */
-export function rowOutputs(results: ort.InferenceSession.OnnxValueMapType, names: OutputNames, indices: number[], k: number, vocab: number): RowOutput[] {
+export function rowOutputs(results: ort.InferenceSession.OnnxValueMapType, graph: GraphFacts, indices: number[]): RowOutput[] {
+  const { outputs: names, topK: k, vocab } = graph;
   const topIds = results[names.topIds].data as BigInt64Array;
   const topLogits = results[names.topLogits].data as Float32Array;
   const logits = results[names.logits] ? (results[names.logits].data as Float32Array) : undefined;

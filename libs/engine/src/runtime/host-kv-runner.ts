@@ -12,7 +12,7 @@
 
 import * as ort from 'onnxruntime-node';
 import type { ForwardRunner, RowOutput, RowToken, RowTokens } from '../scheduler/forward-runner';
-import { fetchNames, idsTensor, type KvArray, type KvLayout, kvLayoutOf, maskTensor, type OutputNames, outputNamesOf, rowOutputs } from './graph-io';
+import { fetchNames, type GraphFacts, graphFactsOf, idsTensor, type KvArray, maskTensor, rowOutputs } from './graph-io';
 import type { ModelSession } from './model-session';
 
 interface StagedRow {
@@ -29,10 +29,7 @@ export class HostKvRunner implements ForwardRunner {
   readonly joinMode = 'prefill' as const;
   readonly graphTopK: number;
   readonly contextLength: number;
-  private readonly layout: KvLayout;
-  private readonly outputs: OutputNames;
-  private readonly vocab: number;
-  private readonly pad: number;
+  private readonly graph: GraphFacts;
   private capacity = 0;
   private keys: KvArray[] = [];
   private values: KvArray[] = [];
@@ -51,12 +48,9 @@ export class HostKvRunner implements ForwardRunner {
     contextLength = model.manifest.shape.contextLength,
   ) {
     const { manifest } = model;
-    this.layout = kvLayoutOf(manifest);
-    this.outputs = outputNamesOf(manifest);
-    this.graphTopK = manifest.io.topK;
+    this.graph = graphFactsOf(manifest);
+    this.graphTopK = this.graph.topK;
     this.contextLength = Math.min(contextLength, manifest.shape.contextLength);
-    this.vocab = manifest.shape.vocabSize;
-    this.pad = manifest.tokens.pad;
   }
 
   async prefill(entries: RowTokens[], fullLogits: boolean): Promise<RowOutput[]> {
@@ -65,15 +59,15 @@ export class HostKvRunner implements ForwardRunner {
     }
     const width = Math.max(...entries.map((entry) => entry.tokens.length));
     const feeds: Record<string, ort.Tensor> = {
-      [this.model.manifest.io.inputIds]: idsTensor(entries.map((entry) => entry.tokens), this.pad),
+      [this.model.manifest.io.inputIds]: idsTensor(entries.map((entry) => entry.tokens), this.graph.pad),
       [this.model.manifest.io.attentionMask]: maskTensor(entries.map((entry) => entry.tokens.length), width),
     };
-    const emptyPast = this.kvTensor(this.layout.allocate(0), entries.length, 0);
-    for (let layer = 0; layer < this.layout.layers; layer++) {
+    const emptyPast = this.kvTensor(this.graph.layout.allocate(0), entries.length, 0);
+    for (let layer = 0; layer < this.graph.layout.layers; layer++) {
       feeds[this.model.pastKeyNames[layer]] = emptyPast;
       feeds[this.model.pastValueNames[layer]] = emptyPast;
     }
-    const results = await this.run(feeds, fetchNames(this.outputs, fullLogits, this.presentNames()));
+    const results = await this.run(feeds, fetchNames(this.graph.outputs, fullLogits, this.presentNames()));
     entries.forEach(({ row, tokens }, b) => {
       const take = (name: string) => this.copyRow(results[name].data as KvArray, b, width, tokens.length);
       this.staged.set(row, {
@@ -82,7 +76,7 @@ export class HostKvRunner implements ForwardRunner {
         value: this.model.presentValueNames.map(take),
       });
     });
-    return rowOutputs(results, this.outputs, entries.map((_, b) => b), this.graphTopK, this.vocab);
+    return rowOutputs(results, this.graph, entries.map((_, b) => b));
   }
 
   async extend(entry: RowTokens, fullLogits: boolean): Promise<RowOutput> {
@@ -90,18 +84,18 @@ export class HostKvRunner implements ForwardRunner {
     if (!staged) throw new Error(`host KV: row ${entry.row} has no staged prompt to extend`);
     const total = staged.length + entry.tokens.length;
     const feeds: Record<string, ort.Tensor> = {
-      [this.model.manifest.io.inputIds]: idsTensor([entry.tokens], this.pad),
+      [this.model.manifest.io.inputIds]: idsTensor([entry.tokens], this.graph.pad),
       [this.model.manifest.io.attentionMask]: maskTensor([total], total),
     };
-    for (let layer = 0; layer < this.layout.layers; layer++) {
+    for (let layer = 0; layer < this.graph.layout.layers; layer++) {
       feeds[this.model.pastKeyNames[layer]] = this.kvTensor(staged.key[layer], 1, staged.length);
       feeds[this.model.pastValueNames[layer]] = this.kvTensor(staged.value[layer], 1, staged.length);
     }
-    const results = await this.run(feeds, fetchNames(this.outputs, fullLogits, this.presentNames()));
+    const results = await this.run(feeds, fetchNames(this.graph.outputs, fullLogits, this.presentNames()));
     staged.key = this.model.presentKeyNames.map((name) => results[name].data as KvArray);
     staged.value = this.model.presentValueNames.map((name) => results[name].data as KvArray);
     staged.length = total;
-    return rowOutputs(results, this.outputs, [0], this.graphTopK, this.vocab)[0];
+    return rowOutputs(results, this.graph, [0])[0];
   }
 
   async decode(entries: RowToken[], fullLogits: boolean): Promise<RowOutput[]> {
@@ -121,12 +115,12 @@ export class HostKvRunner implements ForwardRunner {
     const newLengths = this.batchRows.map((row) => (this.lengths.get(row) as number) + 1);
     const width = Math.max(...newLengths);
     const feeds: Record<string, ort.Tensor> = {
-      [this.model.manifest.io.inputIds]: idsTensor(this.batchRows.map((row) => [tokenOf.get(row) as number]), this.pad),
+      [this.model.manifest.io.inputIds]: idsTensor(this.batchRows.map((row) => [tokenOf.get(row) as number]), this.graph.pad),
       [this.model.manifest.io.attentionMask]: maskTensor(newLengths, width),
     };
     const fetches: Record<string, ort.Tensor | null> = {};
-    for (const name of fetchNames(this.outputs, fullLogits, [])) fetches[name] = null;
-    for (let layer = 0; layer < this.layout.layers; layer++) {
+    for (const name of fetchNames(this.graph.outputs, fullLogits, [])) fetches[name] = null;
+    for (let layer = 0; layer < this.graph.layout.layers; layer++) {
       const key = this.kvTensor(this.keys[layer].subarray(0, batch * this.rowStride()), batch, this.capacity);
       const value = this.kvTensor(this.values[layer].subarray(0, batch * this.rowStride()), batch, this.capacity);
       feeds[this.model.pastKeyNames[layer]] = key;
@@ -147,7 +141,7 @@ export class HostKvRunner implements ForwardRunner {
     this.adoptPresents(results, batch);
     this.batchRows.forEach((row, b) => this.lengths.set(row, newLengths[b]));
     const indexOf = new Map(this.batchRows.map((row, b) => [row, b]));
-    return rowOutputs(results, this.outputs, entries.map((entry) => indexOf.get(entry.row) as number), this.graphTopK, this.vocab);
+    return rowOutputs(results, this.graph, entries.map((entry) => indexOf.get(entry.row) as number));
   }
 
   release(row: number): void {
@@ -186,17 +180,17 @@ export class HostKvRunner implements ForwardRunner {
   }
 
   private rowStride(capacity = this.capacity): number {
-    return this.layout.kvHeads * capacity * this.layout.headDim;
+    return this.graph.layout.kvHeads * capacity * this.graph.layout.headDim;
   }
 
   private kvTensor(data: KvArray, batch: number, length: number): ort.Tensor {
-    return new ort.Tensor(this.layout.type, data, [batch, this.layout.kvHeads, length, this.layout.headDim]);
+    return new ort.Tensor(this.graph.layout.type, data, [batch, this.graph.layout.kvHeads, length, this.graph.layout.headDim]);
   }
 
   /** Row b of a present [B, kvHeads, width, headDim], first `length` positions, as [kvHeads, length, headDim]. */
   private copyRow(present: KvArray, b: number, width: number, length: number): KvArray {
-    const { kvHeads, headDim } = this.layout;
-    const out = this.layout.allocate(kvHeads * length * headDim);
+    const { kvHeads, headDim } = this.graph.layout;
+    const out = this.graph.layout.allocate(kvHeads * length * headDim);
     for (let h = 0; h < kvHeads; h++) {
       const from = ((b * kvHeads + h) * width) * headDim;
       out.set(present.subarray(from, from + length * headDim), h * length * headDim);
@@ -208,8 +202,8 @@ export class HostKvRunner implements ForwardRunner {
     const staged = this.staged.get(row) as StagedRow;
     this.staged.delete(row);
     const index = this.batchRows.length;
-    const { kvHeads, headDim } = this.layout;
-    for (let layer = 0; layer < this.layout.layers; layer++) {
+    const { kvHeads, headDim } = this.graph.layout;
+    for (let layer = 0; layer < this.graph.layout.layers; layer++) {
       for (let h = 0; h < kvHeads; h++) {
         const to = (index * kvHeads + h) * this.capacity * headDim;
         const from = h * staged.length * headDim;
@@ -231,9 +225,9 @@ export class HostKvRunner implements ForwardRunner {
   }
 
   private relayout(capacity: number): void {
-    const { kvHeads, headDim, layers } = this.layout;
+    const { kvHeads, headDim, layers } = this.graph.layout;
     const move = (old: KvArray | undefined): KvArray => {
-      const next = this.layout.allocate(this.rows * kvHeads * capacity * headDim);
+      const next = this.graph.layout.allocate(this.rows * kvHeads * capacity * headDim);
       if (!old) return next;
       this.batchRows.forEach((row, b) => {
         const length = (this.lengths.get(row) as number) * headDim;
@@ -253,12 +247,12 @@ export class HostKvRunner implements ForwardRunner {
     if (this.presentMode === 'in-place') return;
     const elements = batch * this.rowStride();
     const pairs: [KvArray, ort.Tensor][] = [];
-    for (let layer = 0; layer < this.layout.layers; layer++) {
+    for (let layer = 0; layer < this.graph.layout.layers; layer++) {
       pairs.push([this.keys[layer], results[this.model.presentKeyNames[layer]]], [this.values[layer], results[this.model.presentValueNames[layer]]]);
     }
     for (const [, present] of pairs) {
       if (present.dims[2] !== this.capacity || (present.data as KvArray).length !== elements) {
-        throw new Error(`host KV: a present has dims [${present.dims.join(',')}], expected [${batch},${this.layout.kvHeads},${this.capacity},${this.layout.headDim}]`);
+        throw new Error(`host KV: a present has dims [${present.dims.join(',')}], expected [${batch},${this.graph.layout.kvHeads},${this.capacity},${this.graph.layout.headDim}]`);
       }
     }
     if (this.presentMode === 'unknown') {

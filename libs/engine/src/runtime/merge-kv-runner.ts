@@ -9,7 +9,7 @@
 
 import * as ort from 'onnxruntime-node';
 import type { ForwardRunner, RowOutput, RowToken, RowTokens } from '../scheduler/forward-runner';
-import { fetchNames, idsTensor, type KvLayout, kvLayoutOf, maskTensor, type OutputNames, outputNamesOf, rowOutputs } from './graph-io';
+import { fetchNames, type GraphFacts, graphFactsOf, idsTensor, kvLayoutOf, maskTensor, rowOutputs } from './graph-io';
 import { buildKvMergeGraph, mergeNames } from './kv-merge-graph';
 import { type ModelSession, openAuxiliarySession } from './model-session';
 
@@ -32,10 +32,7 @@ export class MergeKvRunner implements ForwardRunner {
   readonly joinMode = 'prefill' as const;
   readonly graphTopK: number;
   readonly contextLength: number;
-  private readonly layout: KvLayout;
-  private readonly outputs: OutputNames;
-  private readonly vocab: number;
-  private readonly pad: number;
+  private readonly graph: GraphFacts;
   private readonly lengths: Int32Array;
   private readonly live: Uint8Array;
   private cache: CacheTensors | null = null;
@@ -49,12 +46,9 @@ export class MergeKvRunner implements ForwardRunner {
     private readonly pastLength: number,
   ) {
     const { manifest } = model;
-    this.layout = kvLayoutOf(manifest);
-    this.outputs = outputNamesOf(manifest);
-    this.graphTopK = manifest.io.topK;
+    this.graph = graphFactsOf(manifest);
+    this.graphTopK = this.graph.topK;
     this.contextLength = Math.min(manifest.shape.contextLength, pastLength);
-    this.vocab = manifest.shape.vocabSize;
-    this.pad = manifest.tokens.pad;
     this.lengths = new Int32Array(rows);
     this.live = new Uint8Array(rows);
   }
@@ -72,10 +66,10 @@ export class MergeKvRunner implements ForwardRunner {
       if (this.live[row] || this.staged.has(row)) throw new Error(`device-merge KV: row ${row} is already live`);
     }
     const width = Math.max(...entries.map((entry) => entry.tokens.length));
-    const empty = new ort.Tensor(this.layout.type, this.layout.allocate(0), [entries.length, this.layout.kvHeads, 0, this.layout.headDim]);
-    const past = Array.from({ length: this.layout.layers }, () => empty);
+    const empty = new ort.Tensor(this.graph.layout.type, this.graph.layout.allocate(0), [entries.length, this.graph.layout.kvHeads, 0, this.graph.layout.headDim]);
+    const past = Array.from({ length: this.graph.layout.layers }, () => empty);
     const results = await this.run(
-      idsTensor(entries.map((entry) => entry.tokens), this.pad),
+      idsTensor(entries.map((entry) => entry.tokens), this.graph.pad),
       maskTensor(entries.map((entry) => entry.tokens.length), width),
       { keys: past, values: past },
       fullLogits,
@@ -87,7 +81,7 @@ export class MergeKvRunner implements ForwardRunner {
       lengths: entries.map((entry) => entry.tokens.length),
     };
     entries.forEach(({ row }, member) => this.staged.set(row, { group, member }));
-    return rowOutputs(results, this.outputs, entries.map((_, b) => b), this.graphTopK, this.vocab);
+    return rowOutputs(results, this.graph, entries.map((_, b) => b));
   }
 
   async extend(entry: RowTokens, fullLogits: boolean): Promise<RowOutput> {
@@ -95,17 +89,17 @@ export class MergeKvRunner implements ForwardRunner {
     if (!staged || staged.group.rows.length !== 1) throw new Error(`device-merge KV: row ${entry.row} has no single staged prompt to extend`);
     const { group } = staged;
     const total = group.width + entry.tokens.length;
-    const results = await this.run(idsTensor([entry.tokens], this.pad), maskTensor([total], total), group.cache, fullLogits);
+    const results = await this.run(idsTensor([entry.tokens], this.graph.pad), maskTensor([total], total), group.cache, fullLogits);
     dispose(group.cache);
     group.cache = this.presentsOf(results);
     group.width = total;
     group.lengths[0] = total;
-    return rowOutputs(results, this.outputs, [0], this.graphTopK, this.vocab)[0];
+    return rowOutputs(results, this.graph, [0])[0];
   }
 
   async decode(entries: RowToken[], fullLogits: boolean): Promise<RowOutput[]> {
     await this.mergeStaged(entries.map((entry) => entry.row).filter((row) => this.staged.has(row)));
-    const tokens = new Array<number>(this.rows).fill(this.pad);
+    const tokens = new Array<number>(this.rows).fill(this.graph.pad);
     for (const { row, token } of entries) {
       if (!this.live[row]) throw new Error(`device-merge KV: decode of row ${row}, which holds no prompt`);
       tokens[row] = token;
@@ -114,10 +108,10 @@ export class MergeKvRunner implements ForwardRunner {
     const width = Math.max(...this.lengths);
     if (width > this.pastLength) throw new Error(`device-merge KV: a row would exceed the cache length ${this.pastLength}`);
     const previous = this.cache;
-    const results = await this.run(idsTensor(tokens.map((token) => [token]), this.pad), maskTensor(this.lengths, width), previous ?? this.zeros(), fullLogits);
+    const results = await this.run(idsTensor(tokens.map((token) => [token]), this.graph.pad), maskTensor(this.lengths, width), previous ?? this.zeros(), fullLogits);
     this.cache = this.presentsOf(results);
     if (previous) dispose(previous);
-    return rowOutputs(results, this.outputs, entries.map((entry) => entry.row), this.graphTopK, this.vocab);
+    return rowOutputs(results, this.graph, entries.map((entry) => entry.row));
   }
 
   release(row: number): void {
@@ -157,7 +151,7 @@ export class MergeKvRunner implements ForwardRunner {
         [mergeNames.rows]: new ort.Tensor('int64', BigInt64Array.from(members, (m) => BigInt(m.row)), [members.length, 1]),
         [mergeNames.pads]: new ort.Tensor('int64', BigInt64Array.from([0, 0, 0, 0, 0, 0, this.pastLength - group.width, 0], BigInt), [8]),
       };
-      for (let layer = 0; layer < this.layout.layers; layer++) {
+      for (let layer = 0; layer < this.graph.layout.layers; layer++) {
         feeds[mergeNames.batch(2 * layer)] = base.keys[layer];
         feeds[mergeNames.batch(2 * layer + 1)] = base.values[layer];
         feeds[mergeNames.fresh(2 * layer)] = group.cache.keys[layer];
@@ -166,8 +160,8 @@ export class MergeKvRunner implements ForwardRunner {
       const merged = await this.merger.run(feeds);
       const previous = this.cache;
       this.cache = {
-        keys: Array.from({ length: this.layout.layers }, (_, layer) => merged[mergeNames.merged(2 * layer)]),
-        values: Array.from({ length: this.layout.layers }, (_, layer) => merged[mergeNames.merged(2 * layer + 1)]),
+        keys: Array.from({ length: this.graph.layout.layers }, (_, layer) => merged[mergeNames.merged(2 * layer)]),
+        values: Array.from({ length: this.graph.layout.layers }, (_, layer) => merged[mergeNames.merged(2 * layer + 1)]),
       };
       if (previous) dispose(previous);
       for (const { member, row } of members) {
@@ -187,12 +181,12 @@ export class MergeKvRunner implements ForwardRunner {
   private async run(ids: ort.Tensor, mask: ort.Tensor, past: CacheTensors, fullLogits: boolean): Promise<ort.InferenceSession.OnnxValueMapType> {
     const io = this.model.manifest.io;
     const feeds: Record<string, ort.Tensor> = { [io.inputIds]: ids, [io.attentionMask]: mask };
-    for (let layer = 0; layer < this.layout.layers; layer++) {
+    for (let layer = 0; layer < this.graph.layout.layers; layer++) {
       feeds[this.model.pastKeyNames[layer]] = past.keys[layer];
       feeds[this.model.pastValueNames[layer]] = past.values[layer];
     }
     const presents = [...this.model.presentKeyNames, ...this.model.presentValueNames];
-    return this.model.session.run(feeds, fetchNames(this.outputs, fullLogits, presents));
+    return this.model.session.run(feeds, fetchNames(this.graph.outputs, fullLogits, presents));
   }
 
   private presentsOf(results: ort.InferenceSession.OnnxValueMapType): CacheTensors {
@@ -205,10 +199,10 @@ export class MergeKvRunner implements ForwardRunner {
   /** CPU zeros [rows, kvHeads, pastLength, headDim], shared by every layer (uploaded by ORT when used). */
   private zeros(): CacheTensors {
     if (!this.zeroCache) {
-      const { kvHeads, headDim, type } = this.layout;
-      this.zeroCache = new ort.Tensor(type, this.layout.allocate(this.rows * kvHeads * this.pastLength * headDim), [this.rows, kvHeads, this.pastLength, headDim]);
+      const { kvHeads, headDim, type } = this.graph.layout;
+      this.zeroCache = new ort.Tensor(type, this.graph.layout.allocate(this.rows * kvHeads * this.pastLength * headDim), [this.rows, kvHeads, this.pastLength, headDim]);
     }
-    const layers = Array.from({ length: this.layout.layers }, () => this.zeroCache as ort.Tensor);
+    const layers = Array.from({ length: this.graph.layout.layers }, () => this.zeroCache as ort.Tensor);
     return { keys: layers, values: layers };
   }
 }
