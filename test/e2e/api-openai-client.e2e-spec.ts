@@ -1,31 +1,22 @@
 // The official `openai` client, pointed at falconq, works unchanged: files, batches, completions, chat (streamed).
 // A real worker process generates with the tiny model.
 import OpenAI, { toFile } from 'openai';
-import { startApi, jsonl, type ApiProcess } from '../support/api-process';
-import { startTestRedis, type TestRedis } from '../support/redis';
-import { tinyModelDir } from '../support/tiny-model';
-import { startWorker, type WorkerProcess } from '../support/worker-process';
+import { jsonl, type ApiProcess } from '../support/api-process';
+import { startServiceStack, type ServiceStack } from '../support/service-stack';
 
 const KEY = 'openai-client-key-1';
-let redis: TestRedis;
+let stack: ServiceStack;
 let api: ApiProcess;
-let worker: WorkerProcess;
 let client: OpenAI;
 
 beforeAll(async () => {
-  redis = await startTestRedis();
-  const modelDir = await tinyModelDir();
-  [api, worker] = await Promise.all([
-    startApi({ redisUrl: redis.url, prefix: redis.prefix, modelDir, env: { FALCONQ_API_KEYS: `${KEY}:team`, FALCONQ_RATE_LIMIT_PER_MINUTE: '0' } }),
-    startWorker({ redisUrl: redis.url, prefix: redis.prefix, modelDir, slots: 4 }),
-  ]);
+  stack = await startServiceStack(KEY);
+  api = stack.api;
   client = new OpenAI({ apiKey: KEY, baseURL: `${api.url}/v1`, maxRetries: 0 });
 }, 120_000);
 
 afterAll(async () => {
-  await worker?.stop();
-  await api?.stop();
-  await redis?.stop();
+  await stack?.stop();
 });
 
 async function waitForFinal(batchId: string): Promise<OpenAI.Batches.Batch> {
@@ -150,12 +141,12 @@ describe('OpenAI client against falconq', () => {
 
   it('reports health and Prometheus metrics with the worker seen', async () => {
     const health = await (await fetch(`${api.url}/health`)).json();
-    expect(health).toMatchObject({ status: 'ok', redis: { status: 'up' }, workers: { alive: 1, ids: [worker.workerId] } });
+    expect(health).toMatchObject({ status: 'ok', redis: { status: 'up' }, workers: { alive: 1, ids: [stack.worker.workerId] } });
     const metrics = await (await fetch(`${api.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
     expect(metrics).toMatch(/falconq_queue_jobs\{state="waiting"\} \d+/);
     expect(metrics).toMatch(/falconq_items_total\{outcome="succeeded"\} [1-9]/);
     expect(metrics).toMatch(/falconq_completion_tokens_total [1-9]/);
-    expect(metrics).toContain(`falconq_worker_slots{worker="${worker.workerId}"} 4`);
+    expect(metrics).toContain(`falconq_worker_slots{worker="${stack.worker.workerId}"} 4`);
     expect(metrics).toMatch(/falconq_http_request_duration_seconds_bucket\{.*route="\/v1\/batches\/:id"/);
     expect(metrics).toContain('falconq_online_request_duration_seconds');
   });

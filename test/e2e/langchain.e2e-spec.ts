@@ -2,30 +2,21 @@
 // into LangChain's OpenAI classes. A real worker process generates with the tiny model.
 import { PromptTemplate } from '@langchain/core/prompts';
 import { ChatOpenAI, OpenAI } from '@langchain/openai';
-import { startApi, type ApiProcess } from '../support/api-process';
-import { startTestRedis, type TestRedis } from '../support/redis';
-import { tinyModelDir } from '../support/tiny-model';
-import { startWorker, type WorkerProcess } from '../support/worker-process';
+import type { ApiProcess } from '../support/api-process';
+import { startServiceStack, type ServiceStack } from '../support/service-stack';
 
 const KEY = 'langchain-key-1';
 const TEMPLATE = "Question: {question}\nAnswer: Let's think step by step.";
-let redis: TestRedis;
+let stack: ServiceStack;
 let api: ApiProcess;
-let worker: WorkerProcess;
 
 beforeAll(async () => {
-  redis = await startTestRedis();
-  const modelDir = await tinyModelDir();
-  [api, worker] = await Promise.all([
-    startApi({ redisUrl: redis.url, prefix: redis.prefix, modelDir, env: { FALCONQ_API_KEYS: `${KEY}:team`, FALCONQ_RATE_LIMIT_PER_MINUTE: '0' } }),
-    startWorker({ redisUrl: redis.url, prefix: redis.prefix, modelDir, slots: 4 }),
-  ]);
+  stack = await startServiceStack(KEY);
+  api = stack.api;
 }, 120_000);
 
 afterAll(async () => {
-  await worker?.stop();
-  await api?.stop();
-  await redis?.stop();
+  await stack?.stop();
 });
 
 /** The same prompt straight through falconq's completions endpoint, greedy. */
