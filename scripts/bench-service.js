@@ -11,8 +11,8 @@
 // Every prompt generates exactly --new-tokens tokens (ignore_eos), so both sides do the same work. Needs `npm run build`.
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
+const { freePort } = require('./free-port');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 
@@ -85,17 +85,6 @@ async function benchEngine(modelDir) {
   } finally {
     await engine.close();
   }
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitUntil(check, what, timeoutMs) {

@@ -11,6 +11,7 @@ const net = require('node:net');
 const path = require('node:path');
 const http = require('node:http');
 const { ensureReady } = require('./ensure-ready');
+const { freePort } = require('./free-port');
 
 const root = path.join(__dirname, '..');
 const modelsDir = path.join(root, '.models');
@@ -24,17 +25,6 @@ function log(message) {
 function fail(message) {
   process.stderr.write(`[start] ${message}\n`);
   void shutdown(1);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function ensureModel() {

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { freePort } from './redis';
+import { serviceEnv } from './service-env';
 
 const ROOT = join(__dirname, '..', '..');
 export const API_ENTRY = join(ROOT, 'dist', 'apps', 'api', 'src', 'main.js');
@@ -30,11 +31,7 @@ export interface ApiProcess {
 /** The api's whole environment: the test's Redis, prefix and model, loopback on `port`, then `options.env`. */
 function apiEnvironment(options: StartApiOptions, port: number): Record<string, string> {
   return {
-    PATH: process.env.PATH ?? '',
-    HOME: process.env.HOME ?? '',
-    REDIS_URL: options.redisUrl,
-    FALCONQ_REDIS_PREFIX: options.prefix,
-    MODEL_DIR: options.modelDir,
+    ...serviceEnv(options),
     HOST: '127.0.0.1',
     PORT: String(port),
     NO_COLOR: '1',

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { serviceEnv } from './service-env';
 
 const ROOT = join(__dirname, '..', '..');
 export const WORKER_ENTRY = join(ROOT, 'dist', 'apps', 'worker', 'src', 'main.js');
@@ -38,11 +39,7 @@ let counter = 0;
 
 export function workerEnv(options: StartWorkerOptions, workerId: string): Record<string, string> {
   return {
-    PATH: process.env.PATH ?? '',
-    HOME: process.env.HOME ?? '',
-    REDIS_URL: options.redisUrl,
-    FALCONQ_REDIS_PREFIX: options.prefix,
-    MODEL_DIR: options.modelDir,
+    ...serviceEnv(options),
     FALCONQ_EP: 'cpu',
     FALCONQ_SLOTS: String(options.slots ?? 4),
     FALCONQ_WORKER_ID: workerId,
