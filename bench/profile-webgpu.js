@@ -4,6 +4,9 @@
 // decode step's time goes and which nodes fall back to the CPU.
 //   node bench/profile-webgpu.js <modelDir> [--ep webgpu] [--batch 1,64] [--steps 32] [--past 192]
 //        [--cache-mode bucket|lazyRelease|simple|disabled] [--profile <prefix>] [--fetch top_ids,top_logits]
+//        [--kv alloc|share]
+// --kv alloc: every step's present.* are new GPU buffers (the old ones are disposed); --kv share: the past tensors are
+// bound as the present outputs too (IO binding), so GroupQueryAttention writes the new token in place.
 const fs = require('node:fs');
 const path = require('node:path');
 const ort = require('onnxruntime-node');
@@ -19,6 +22,7 @@ const pastLen = Number(flag('past', '192'));
 const cacheMode = flag('cache-mode', undefined);
 const profile = flag('profile', undefined);
 const fetchExtra = flag('fetch', 'top_ids,top_logits').split(',').filter(Boolean);
+const kvMode = flag('kv', 'alloc');
 const { numLayers: layers, headDim, numKvHeads: kvHeads } = manifest.shape;
 const io = manifest.io;
 const fp16 = manifest.kvDType === 'fp16';
@@ -48,6 +52,11 @@ async function main() {
         feeds[name(io.pastKey, l)] = past ? past[2 * l] : zeros;
         feeds[name(io.pastValue, l)] = past ? past[2 * l + 1] : zeros;
       }
+      if (kvMode === 'share' && past) {
+        const fetches = Object.fromEntries(fetchExtra.map((n) => [n, null]));
+        presentNames.forEach((n, i) => (fetches[n] = past[i]));
+        return session.run(feeds, fetches);
+      }
       const out = await session.run(feeds, [...fetchExtra, ...presentNames]);
       const previous = past;
       past = presentNames.map((n) => out[n]);
@@ -65,7 +74,7 @@ async function main() {
     }
     const warm = times.slice(4).sort((a, b) => a - b);
     const mean = warm.reduce((a, b) => a + b, 0) / warm.length;
-    console.log(JSON.stringify({ batch: B, prefillMs: +prefillMs.toFixed(1), decodeMsMean: +mean.toFixed(2), decodeMsP50: +warm[warm.length >> 1].toFixed(2), tokensPerSecondDecode: +(B * 1000 / mean).toFixed(1), fetch: fetchExtra }));
+    console.log(JSON.stringify({ batch: B, prefillMs: +prefillMs.toFixed(1), decodeMsMean: +mean.toFixed(2), decodeMsP50: +warm[warm.length >> 1].toFixed(2), tokensPerSecondDecode: +(B * 1000 / mean).toFixed(1), fetch: fetchExtra, kv: kvMode }));
     if (past && ep === 'webgpu') for (const t of past) t.dispose();
   }
   if (profile) {
@@ -79,7 +88,17 @@ async function main() {
 }
 
 function summarise(file) {
-  const events = JSON.parse(fs.readFileSync(file, 'utf8')).filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time'));
+  const all = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const byName = new Map();
+  for (const e of all) {
+    if (e.cat === 'Node' || e.cat === 'Session') continue;
+    const key = `${e.cat} ${e.name}`;
+    const entry = byName.get(key) ?? { count: 0, us: 0 };
+    entry.count += 1; entry.us += e.dur ?? 0; byName.set(key, entry);
+  }
+  console.log('profile (all runs), other events: category name count total_ms');
+  for (const [key, v] of [...byName.entries()].sort((a, b) => b[1].us - a[1].us).slice(0, 40)) console.log(`  ${key.slice(0, 80).padEnd(80)} ${String(v.count).padStart(7)} ${(v.us / 1000).toFixed(1).padStart(10)}`);
+  const events = all.filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time'));
   const byOp = new Map();
   for (const e of events) {
     const key = `${e.args.provider} ${e.args.op_name}`;

@@ -5,7 +5,7 @@ import { Checkpoint } from './checkpoint';
 import { type FalconConfig, readFalconConfig } from './config';
 import { ModelInputError } from './errors';
 import { ExternalDataWriter } from './external-data';
-import { buildFalconGraph, type FalconGraph, hfTensor, type WeightJob } from './graph';
+import { buildFalconGraph, type FalconGraph, type GraphTuning, hfTensor, type WeightJob } from './graph';
 import type { ExecutionProviderName, ModelManifest, ModelTarget, WeightDType } from './manifest';
 import { CheckpointMaterializer, jobBytes, materializeJob, type WeightMaterializer } from './materialize';
 import { encodeModel, type InitializerSpec } from './onnx/model';
@@ -30,6 +30,8 @@ export interface BuildOptions {
   accuracyLevel?: 0 | 1 | 2 | 3 | 4;
   /** Elements read and quantized at a time (bounds memory on big matrices; default 16M). */
   chunkElements?: number;
+  /** Graph shape choices for kernel selection (benchmarks); the defaults are the measured best. */
+  tuning?: Partial<GraphTuning>;
   /** Replace an existing model directory. */
   force?: boolean;
   onProgress?: ProgressCallback;
@@ -55,6 +57,7 @@ interface ResolvedBuild {
   blockSize: number;
   accuracyLevel: number;
   chunkElements?: number;
+  tuning?: Partial<GraphTuning>;
 }
 
 export function resolveBuildOptions(options: BuildOptions, hiddenSize?: number): ResolvedBuild {
@@ -78,7 +81,7 @@ export function resolveBuildOptions(options: BuildOptions, hiddenSize?: number):
   }
   const accuracyLevel = options.accuracyLevel ?? DEFAULT_ACCURACY_LEVEL;
   if (![0, 1, 2, 3, 4].includes(accuracyLevel)) throw new ModelInputError(`accuracy level ${accuracyLevel}: expected 0 to 4`);
-  return { weights, target, blockSize, accuracyLevel, chunkElements: options.chunkElements };
+  return { weights, target, blockSize, accuracyLevel, chunkElements: options.chunkElements, tuning: options.tuning };
 }
 
 /** Converts a local Hugging Face Falcon checkpoint directory into a falconq model directory. */
@@ -98,6 +101,7 @@ export async function convertCheckpoint(sourceDir: string, options: ConvertOptio
       blockSize: build.blockSize,
       accuracyLevel: build.accuracyLevel,
       tiedEmbedding,
+      tuning: build.tuning,
     });
     preflight(graph.jobs, checkpoint);
     const materializer = new CheckpointMaterializer((name, shape, start, count) => checkpoint.readRows(name, shape, start, count));
@@ -121,13 +125,17 @@ export async function convertCheckpoint(sourceDir: string, options: ConvertOptio
 
 /** Every tensor exists with the right shape before anything is written. */
 function preflight(jobs: WeightJob[], checkpoint: Checkpoint): void {
+  const check = (source: string, expected: number[]) => {
+    const { file, tensor } = checkpoint.info(source);
+    if (tensor.shape.length !== expected.length || tensor.shape.some((d, i) => d !== expected[i])) {
+      throw new ModelInputError(`${file}: tensor ${source} has shape [${tensor.shape}], expected [${expected}]`);
+    }
+  };
   for (const job of jobs) {
     if (job.kind === 'rotary') continue;
-    const expected = job.kind === 'vector' ? [job.length] : [job.rows, job.k];
-    const { file, tensor } = checkpoint.info(job.source);
-    if (tensor.shape.length !== expected.length || tensor.shape.some((d, i) => d !== expected[i])) {
-      throw new ModelInputError(`${file}: tensor ${job.source} has shape [${tensor.shape}], expected [${expected}]`);
-    }
+    if (job.kind === 'vector') check(job.source, [job.length]);
+    else if (job.kind === 'int4-linear' && job.parts) for (const part of job.parts) check(part.source, [job.rows, part.k]);
+    else check(job.source, [job.rows, job.k]);
   }
 }
 

@@ -39,7 +39,17 @@ export const hfTensor = {
 export type WeightJob =
   | { kind: 'vector'; name: string; source: string; length: number }
   /** [rows, k] checkpoint weight -> uint8 [rows, kBlocks, blockSize/2] + scales [rows, kBlocks] */
-  | { kind: 'int4-linear'; weightName: string; scalesName: string; source: string; rows: number; k: number }
+  | {
+      kind: 'int4-linear';
+      weightName: string;
+      scalesName: string;
+      source: string;
+      rows: number;
+      /** K of the MatMulNBits: the sum of the parts' widths, padded with zero columns up to this. */
+      k: number;
+      /** Checkpoint weights laid side by side along K (a fused projection); absent = `source` alone. */
+      parts?: { source: string; k: number }[];
+    }
   /** [rows, k] checkpoint weight -> [k, rows] (transposed, for MatMul) */
   | { kind: 'float-linear'; name: string; source: string; rows: number; k: number }
   /** [rows, k] checkpoint weight as is (Gather embedding) */
@@ -55,6 +65,36 @@ export interface GraphOptions {
   /** lm_head is the embedding (absent from the checkpoint or tie_word_embeddings): int4 shares one tensor. */
   tiedEmbedding: boolean;
   io?: ModelIoNames;
+  tuning?: Partial<GraphTuning>;
+}
+
+/**
+ * Shape choices that change which WebGPU kernels run, not what the model computes (docs/benchmarks.md has the
+ * measurements behind the defaults).
+ */
+export interface GraphTuning {
+  /** TopK over groups of at most 2048 logits (one shared-memory sort each) instead of one 65024-wide sort. */
+  groupedTopK: boolean;
+  /** Pad the K of the hidden-size projections to a multiple of this (0 = none): the DP4A kernel needs K % 128. */
+  padKTo: number;
+  /** attention dense + MLP down as one MatMulNBits over [attn_out, gelu_out] (the Add disappears). */
+  fuseOutputProjections: boolean;
+}
+
+export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true, padKTo: 0, fuseOutputProjections: false };
+
+/** Largest TopK sort the WebGPU kernel does in one dispatch (shared memory). */
+const TOP_K_GROUP_LIMIT = 2048;
+
+/** Groups G such that vocab = G x width, width <= 2048 and >= k (1 when the vocabulary is small or has no such split). */
+export function topKGroupsFor(vocab: number, k: number): number {
+  if (vocab <= TOP_K_GROUP_LIMIT) return 1;
+  for (let groups = 2; groups <= vocab; groups++) {
+    if (vocab % groups !== 0) continue;
+    const width = vocab / groups;
+    if (width <= TOP_K_GROUP_LIMIT) return width >= k ? groups : 1;
+  }
+  return 1;
 }
 
 export interface FalconGraph {
@@ -91,19 +131,34 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
     int64Tensor('const.top_k', [io.topK], [1]),
   ];
 
-  /** y = x @ W^T for checkpoint weight `source` [rows, k]. */
-  const linear = (nodeName: string, source: string, input: string, output: string, rows: number, k: number) => {
+  const tuning = { ...DEFAULT_GRAPH_TUNING, ...options.tuning };
+  const int4 = options.weights === 'int4';
+  const paddedK = (k: number) => (int4 && tuning.padKTo > 0 ? Math.ceil(k / tuning.padKTo) * tuning.padKTo : k);
+  /** `input` [B, S, width] widened with zero columns to the padded K (the same name when no padding is asked for). */
+  const padded = (input: string, width = H): string => {
+    if (paddedK(width) === width) return input;
+    const pads = `const.pad_${width}`;
+    if (!inlineInitializers.some((tensor) => tensor.name === pads)) inlineInitializers.push(int64Tensor(pads, [0, 0, 0, 0, 0, paddedK(width) - width], [6]));
+    node(`/pad/${input}`, 'Pad', [input, pads], [`${input}.padded`], { mode: { string: 'constant' } });
+    return `${input}.padded`;
+  };
+
+  /** y = [x_1 .. x_n] @ [W_1 .. W_n]^T for checkpoint weights `parts` [rows, k_i] side by side along K. */
+  const linear = (nodeName: string, parts: { source: string; k: number }[], input: string, output: string, rows: number) => {
     const base = nodeName.slice(1).replaceAll('/', '.');
-    if (options.weights === 'int4') {
+    const k = parts.reduce((sum, part) => sum + part.k, 0);
+    if (int4) {
       const weightName = `${base}.weight_q4`;
       const scalesName = `${base}.scales`;
-      jobs.push({ kind: 'int4-linear', weightName, scalesName, source, rows, k });
+      const kPadded = paddedK(k);
+      jobs.push({ kind: 'int4-linear', weightName, scalesName, source: parts[0].source, rows, k: kPadded, ...(parts.length > 1 || kPadded !== k ? { parts } : {}) });
       node(nodeName, 'MatMulNBits', [input, weightName, scalesName], [output], {
-        K: int(k), N: int(rows), bits: int(4), block_size: int(blockSize), accuracy_level: int(accuracyLevel),
+        K: int(kPadded), N: int(rows), bits: int(4), block_size: int(blockSize), accuracy_level: int(accuracyLevel),
       }, ms);
     } else {
+      if (parts.length !== 1) throw new Error('fused projections need int4 weights');
       const name = `${base}.weight_t`;
-      jobs.push({ kind: 'float-linear', name, source, rows, k });
+      jobs.push({ kind: 'float-linear', name, source: parts[0].source, rows, k });
       node(nodeName, 'MatMul', [input, name], [output]);
     }
   };
@@ -156,21 +211,31 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
       residual = nextResidual;
     }
     const qkvRows = (shape.numHeads + 2 * shape.numKvHeads) * shape.headDim;
-    linear(`${p}/attn/qkv`, hfTensor.qkv(layer), x, `layers.${layer}.attn.qkv.out`, qkvRows, H);
+    const normed = padded(x);
+    const attnOut = `layers.${layer}.attn.gqa.out`;
+    linear(`${p}/attn/qkv`, [{ source: hfTensor.qkv(layer), k: H }], normed, `layers.${layer}.attn.qkv.out`, qkvRows);
     node(`${p}/attn/gqa`, 'GroupQueryAttention', [
       `layers.${layer}.attn.qkv.out`, '', '',
       layerName(io.pastKey, layer), layerName(io.pastValue, layer),
       'mask.seqlens_k', 'mask.total_length', 'cos_cache', 'sin_cache',
-    ], [`layers.${layer}.attn.gqa.out`, layerName(io.presentKey, layer), layerName(io.presentValue, layer)], {
+    ], [attnOut, layerName(io.presentKey, layer), layerName(io.presentValue, layer)], {
       num_heads: int(shape.numHeads), kv_num_heads: int(shape.numKvHeads), do_rotary: int(1), rotary_interleaved: int(0),
       scale: float(1 / Math.sqrt(shape.headDim)), local_window_size: int(-1),
     }, ms);
-    linear(`${p}/attn/dense`, hfTensor.dense(layer), `layers.${layer}.attn.gqa.out`, `layers.${layer}.attn.out`, H, H);
-    linear(`${p}/mlp/up`, hfTensor.up(layer), x, `layers.${layer}.mlp.up.out`, shape.ffnHiddenSize, H);
-    node(`${p}/mlp/gelu`, 'Gelu', [`layers.${layer}.mlp.up.out`], [`layers.${layer}.mlp.gelu.out`], { approximate: { string: 'none' } });
-    linear(`${p}/mlp/down`, hfTensor.down(layer), `layers.${layer}.mlp.gelu.out`, `layers.${layer}.mlp.out`, H, shape.ffnHiddenSize);
+    linear(`${p}/mlp/up`, [{ source: hfTensor.up(layer), k: H }], normed, `layers.${layer}.mlp.up.out`, shape.ffnHiddenSize);
+    const geluOut = `layers.${layer}.mlp.gelu.out`;
+    node(`${p}/mlp/gelu`, 'Gelu', [`layers.${layer}.mlp.up.out`], [geluOut], { approximate: { string: 'none' } });
     sum = `layers.${layer}.sum`;
-    node(`${p}/add`, 'Add', [`layers.${layer}.attn.out`, `layers.${layer}.mlp.out`], [sum]);
+    if (tuning.fuseOutputProjections && int4) {
+      // Falcon's parallel block adds the two projections: dense(attn) + down(gelu) = [attn, gelu] @ [dense | down]^T.
+      const both = `layers.${layer}.out_proj.in`;
+      node(`${p}/out_proj/concat`, 'Concat', [attnOut, geluOut], [both], { axis: int(-1) });
+      linear(`${p}/out_proj`, [{ source: hfTensor.dense(layer), k: H }, { source: hfTensor.down(layer), k: shape.ffnHiddenSize }], padded(both, H + shape.ffnHiddenSize), sum, H);
+    } else {
+      linear(`${p}/attn/dense`, [{ source: hfTensor.dense(layer), k: H }], padded(attnOut), `layers.${layer}.attn.out`, H);
+      linear(`${p}/mlp/down`, [{ source: hfTensor.down(layer), k: shape.ffnHiddenSize }], geluOut, `layers.${layer}.mlp.out`, H);
+      node(`${p}/add`, 'Add', [`layers.${layer}.attn.out`, `layers.${layer}.mlp.out`], [sum]);
+    }
   }
   const gamma = vector('final_layernorm.weight', hfTensor.finalNormWeight, H);
   const beta = vector('final_layernorm.bias', hfTensor.finalNormBias, H);
@@ -190,18 +255,25 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
 
   const logitsT = options.activations === 'fp16' ? 'lm_head.out' : io.logits;
   if (options.weights === 'int4' && !options.tiedEmbedding) {
-    linear('/lm_head', hfTensor.lmHead, 'last.hidden', logitsT, shape.vocabSize, H);
+    linear('/lm_head', [{ source: hfTensor.lmHead, k: H }], padded('last.hidden'), logitsT, shape.vocabSize);
   } else if (options.weights === 'int4') {
     node('/lm_head', 'MatMulNBits', ['last.hidden', 'lm_head.weight_q4', 'lm_head.scales'], [logitsT], {
       K: int(H), N: int(shape.vocabSize), bits: int(4), block_size: int(blockSize), accuracy_level: int(accuracyLevel),
     }, ms);
   } else {
-    linear('/lm_head', lmHeadSource, 'last.hidden', logitsT, shape.vocabSize, H);
+    linear('/lm_head', [{ source: lmHeadSource, k: H }], 'last.hidden', logitsT, shape.vocabSize);
   }
   if (options.activations === 'fp16') node('/lm_head/cast', 'Cast', [logitsT], [io.logits], { to: int(TensorDataType.FLOAT) });
-  node('/top_k', 'TopK', [io.logits, 'const.top_k'], ['top.values', 'top.indices'], { axis: int(-1), largest: int(1), sorted: int(1) });
-  node('/top_k/values', 'Squeeze', ['top.values', 'const.axes_1'], [io.topLogits]);
-  node('/top_k/indices', 'Squeeze', ['top.indices', 'const.axes_1'], [io.topIds]);
+  // TopK per group of the vocabulary ([B, 1, V] seen as [B, G, V/G]): WebGPU sorts a group of <= 2048 in one
+  // shared-memory dispatch, while one 65024-wide row takes a 136-dispatch global bitonic sort.
+  const groups = tuning.groupedTopK ? topKGroupsFor(shape.vocabSize, io.topK) : 1;
+  inlineInitializers.push(int64Tensor('const.top_groups_shape', [0, groups, shape.vocabSize / groups], [3]));
+  inlineInitializers.push(int64Tensor('const.top_flat_shape', [0, groups * io.topK], [2]));
+  node('/top_k/groups', 'Reshape', [io.logits, 'const.top_groups_shape'], ['top.groups']);
+  node('/top_k', 'TopK', ['top.groups', 'const.top_k'], ['top.values', 'top.indices'], { axis: int(-1), largest: int(1), sorted: int(1) });
+  node('/top_k/values', 'Reshape', ['top.values', 'const.top_flat_shape'], [io.topLogits]);
+  node('/top_k/indices', 'Reshape', ['top.indices', 'const.top_flat_shape'], [io.topIds]);
+  const ioOut = { ...io, topGroups: groups };
 
   const kvDims = ['batch_size', shape.numKvHeads, 'past_sequence_length', shape.headDim];
   const presentDims = ['batch_size', shape.numKvHeads, 'total_sequence_length', shape.headDim];
@@ -211,8 +283,8 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
   ];
   const outputs: ValueInfoSpec[] = [
     { name: io.logits, elemType: TensorDataType.FLOAT, dims: ['batch_size', 1, shape.vocabSize] },
-    { name: io.topLogits, elemType: TensorDataType.FLOAT, dims: ['batch_size', io.topK] },
-    { name: io.topIds, elemType: TensorDataType.INT64, dims: ['batch_size', io.topK] },
+    { name: io.topLogits, elemType: TensorDataType.FLOAT, dims: ['batch_size', groups * io.topK] },
+    { name: io.topIds, elemType: TensorDataType.INT64, dims: ['batch_size', groups * io.topK] },
   ];
   for (let layer = 0; layer < shape.numLayers; layer++) {
     inputs.push({ name: layerName(io.pastKey, layer), elemType: T, dims: kvDims });
@@ -220,5 +292,24 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
     outputs.push({ name: layerName(io.presentKey, layer), elemType: T, dims: presentDims });
     outputs.push({ name: layerName(io.presentValue, layer), elemType: T, dims: presentDims });
   }
-  return { nodes, inputs, outputs, inlineInitializers, jobs, io };
+  return { nodes, inputs, outputs, inlineInitializers, jobs, io: ioOut };
+}
+
+/** `grouped-top-k=0,pad-k=128,fuse-out=1` (the CLI's --graph-tuning) -> GraphTuning fields. */
+export function parseGraphTuning(text: string): Partial<GraphTuning> {
+  const tuning: Partial<GraphTuning> = {};
+  for (const item of text.split(',').map((part) => part.trim()).filter(Boolean)) {
+    const [key, value, extra] = item.split('=');
+    const number = Number(value);
+    if (extra !== undefined || value === undefined || !Number.isInteger(number) || number < 0) {
+      throw new Error(`--graph-tuning ${item}: expected key=<non-negative integer>`);
+    }
+    if (key === 'grouped-top-k') tuning.groupedTopK = number !== 0;
+    else if (key === 'fuse-out') tuning.fuseOutputProjections = number !== 0;
+    else if (key === 'pad-k') {
+      if (number !== 0 && number % 32 !== 0) throw new Error(`--graph-tuning pad-k=${number}: expected 0 or a multiple of 32`);
+      tuning.padKTo = number;
+    } else throw new Error(`--graph-tuning ${key}: expected grouped-top-k, pad-k or fuse-out`);
+  }
+  return tuning;
 }

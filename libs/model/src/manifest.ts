@@ -30,10 +30,16 @@ export interface ModelIoNames {
   presentValue: string;
   /** fp32 [batch, 1, vocab]: logits of each row's last real token only. */
   logits: string;
-  /** fp32 [batch, topK] and int64 [batch, topK]: the topK largest logits of each row, descending. */
+  /**
+   * fp32 and int64 [batch, topGroups * topK]: the vocabulary is cut into topGroups equal groups and each group's topK
+   * largest logits come back, descending within the group, with ids relative to the group's start
+   * (id = g * vocab / topGroups + top_ids[b, g * topK + j]). The engine merges the groups.
+   */
   topLogits: string;
   topIds: string;
   topK: number;
+  /** Absent in models built before grouping: 1. */
+  topGroups?: number;
 }
 
 export interface ModelManifest {

@@ -9,7 +9,13 @@ import { type Int4Rows, kBlockCount, quantizeRowsInt4 } from './quantize';
 export interface WeightMaterializer {
   /** Rows [start, start+count) of `source` seen as [rows, rowLength], as float32. Validates the full shape. */
   floatRows(source: string, expectedShape: number[], start: number, count: number): Float32Array;
-  int4Rows(source: string, expectedShape: number[], start: number, count: number, blockSize: number): Int4Rows;
+  /** With `parts`, the rows are those parts side by side along K, zero-padded to expectedShape[1]. */
+  int4Rows(source: string, expectedShape: number[], start: number, count: number, blockSize: number, parts?: Int4Part[]): Int4Rows;
+}
+
+export interface Int4Part {
+  source: string;
+  k: number;
 }
 
 export interface MaterializeOptions {
@@ -121,7 +127,7 @@ export async function materializeJob(job: WeightJob, source: WeightMaterializer,
       writer.begin();
       for (let start = 0; start < job.rows; start += rowsPerChunk) {
         const count = Math.min(rowsPerChunk, job.rows - start);
-        const chunk = source.int4Rows(job.source, [job.rows, job.k], start, count, options.blockSize);
+        const chunk = source.int4Rows(job.source, [job.rows, job.k], start, count, options.blockSize, job.parts);
         writer.append(chunk.packed);
         scales.set(chunk.scales, start * kBlocks);
         await breathe();
@@ -145,7 +151,16 @@ export class CheckpointMaterializer implements WeightMaterializer {
     return this.read(source, expectedShape, start, count);
   }
 
-  int4Rows(source: string, expectedShape: number[], start: number, count: number, blockSize: number): Int4Rows {
-    return quantizeRowsInt4(this.read(source, expectedShape, start, count), count, expectedShape[1], blockSize);
+  int4Rows(source: string, expectedShape: number[], start: number, count: number, blockSize: number, parts?: Int4Part[]): Int4Rows {
+    const [rows, k] = expectedShape;
+    if (!parts) return quantizeRowsInt4(this.read(source, expectedShape, start, count), count, k, blockSize);
+    const values = new Float32Array(count * k);
+    let offset = 0;
+    for (const part of parts) {
+      const partRows = this.read(part.source, [rows, part.k], start, count);
+      for (let r = 0; r < count; r++) values.set(partRows.subarray(r * part.k, (r + 1) * part.k), r * k + offset);
+      offset += part.k;
+    }
+    return quantizeRowsInt4(values, count, k, blockSize);
   }
 }

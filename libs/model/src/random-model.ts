@@ -109,6 +109,7 @@ export async function createRandomModel(options: RandomModelOptions): Promise<Co
     blockSize: build.blockSize,
     accuracyLevel: build.accuracyLevel,
     tiedEmbedding: true,
+    tuning: build.tuning,
   });
   const seed = options.seed ?? 0;
   const manifest = await writeModelDirectory({

@@ -2,8 +2,8 @@ import * as path from 'node:path';
 import { MultiBar, type SingleBar } from 'cli-progress';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import {
-  convertModel, type ConvertResult, createRandomModel, createTinyModel, inspectModel, type ModelTarget, RANDOM_SHAPES,
-  type WeightDType,
+  convertModel, type ConvertResult, createRandomModel, createTinyModel, type GraphTuning, inspectModel, type ModelTarget,
+  parseGraphTuning, RANDOM_SHAPES, type WeightDType,
 } from '@app/model';
 import { readHubConfig } from '../config/hub.config';
 
@@ -66,6 +66,15 @@ const accuracyLevelOption = () => new Option('--accuracy-level <n>', 'MatMulNBit
     if (!['0', '1', '2', '3', '4'].includes(value)) throw new InvalidArgumentError('--accuracy-level must be 0, 1, 2, 3 or 4');
     return Number(value) as 0 | 1 | 2 | 3 | 4;
   });
+const graphTuningOption = () => new Option('--graph-tuning <list>', 'kernel-selection experiments, e.g. grouped-top-k=0,pad-k=128,fuse-out=1 (defaults are the measured best)')
+  .argParser((value: string) => {
+    try {
+      return parseGraphTuning(value);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  })
+  .hideHelp();
 const blockSizeOption = () => new Option('--block-size <n>', 'int4 block size (power of 2, >= 16)').argParser(integer('--block-size', 16)).default(32);
 
 /** Runs a build with progress bars; Ctrl-C aborts it, and the library removes its partial output. */
@@ -105,8 +114,9 @@ export function registerModelCommands(program: Command): void {
     .addOption(blockSizeOption())
     .addOption(accuracyLevelOption())
     .option('--revision <rev>', 'hub revision (branch, tag or commit)', 'main')
+    .addOption(graphTuningOption())
     .option('--force', 'replace an existing model directory', false)
-    .action(async (source: string, options: { out: string; weights: WeightDType; target: ModelTarget; blockSize: number; accuracyLevel: 0 | 1 | 2 | 3 | 4; revision: string; force: boolean }) => {
+    .action(async (source: string, options: { out: string; weights: WeightDType; target: ModelTarget; blockSize: number; accuracyLevel: 0 | 1 | 2 | 3 | 4; revision: string; graphTuning?: Partial<GraphTuning>; force: boolean }) => {
       const hub = readHubConfig();
       await withProgress((onProgress, signal) => convertModel(source, {
         out: options.out,
@@ -114,6 +124,7 @@ export function registerModelCommands(program: Command): void {
         target: options.target,
         blockSize: options.blockSize,
         accuracyLevel: options.accuracyLevel,
+        tuning: options.graphTuning,
         force: options.force,
         onProgress,
         signal,
@@ -144,9 +155,10 @@ export function registerModelCommands(program: Command): void {
     .addOption(accuracyLevelOption())
     .option('--layers <n>', 'number of layers (cut depth for quicker benchmarks)', integer('--layers', 1))
     .option('--seed <n>', 'random seed', integer('--seed', 0), 0)
+    .addOption(graphTuningOption())
     .option('--force', 'replace an existing model directory', false)
-    .action(async (options: { out: string; shape: string; target: ModelTarget; blockSize: number; accuracyLevel: 0 | 1 | 2 | 3 | 4; layers?: number; seed: number; force: boolean }) => {
-      await withProgress((onProgress, signal) => createRandomModel({ ...options, onProgress, signal }));
+    .action(async (options: { out: string; shape: string; target: ModelTarget; blockSize: number; accuracyLevel: 0 | 1 | 2 | 3 | 4; layers?: number; seed: number; graphTuning?: Partial<GraphTuning>; force: boolean }) => {
+      await withProgress((onProgress, signal) => createRandomModel({ ...options, tuning: options.graphTuning, onProgress, signal }));
     });
 
   model

@@ -55,27 +55,68 @@ export interface GraphFacts {
   layout: KvLayout;
   outputs: OutputNames;
   topK: number;
+  /** The top outputs hold topK candidates per vocabulary group (manifest io.topGroups). */
+  topGroups: number;
   vocab: number;
   pad: number;
 }
 
 export function graphFactsOf(manifest: ModelManifest): GraphFacts {
-  return { layout: kvLayoutOf(manifest), outputs: outputNamesOf(manifest), topK: manifest.io.topK, vocab: manifest.shape.vocabSize, pad: manifest.tokens.pad };
+  return {
+    layout: kvLayoutOf(manifest),
+    outputs: outputNamesOf(manifest),
+    topK: manifest.io.topK,
+    topGroups: manifest.io.topGroups ?? 1,
+    vocab: manifest.shape.vocabSize,
+    pad: manifest.tokens.pad,
+  };
 }
 
 /** Per-row scores from a run's outputs, for batch indices `indices` (in that order). */
 export function rowOutputs(results: ort.InferenceSession.OnnxValueMapType, graph: GraphFacts, indices: number[]): RowOutput[] {
-  const { outputs: names, topK: k, vocab } = graph;
+  const { outputs: names, vocab } = graph;
   const topIds = results[names.topIds].data as BigInt64Array;
   const topLogits = results[names.topLogits].data as Float32Array;
   const logits = results[names.logits] ? (results[names.logits].data as Float32Array) : undefined;
   return indices.map((b) => {
-    const ids = new Array<number>(k);
-    for (let j = 0; j < k; j++) ids[j] = Number(topIds[b * k + j]);
-    const output: RowOutput = { top: { ids, logits: topLogits.subarray(b * k, (b + 1) * k) } };
+    const output: RowOutput = { top: mergeTopGroups(topIds, topLogits, b, graph.topK, graph.topGroups, vocab / graph.topGroups) };
     if (logits) output.full = logits.subarray(b * vocab, (b + 1) * vocab);
     return output;
   });
+}
+
+/**
+ * Row b's k largest logits, descending (ties: lower id first), from `groups` sorted runs of k candidates whose ids
+ * are relative to their group (group g starts at g * groupWidth): a k-way merge, k x groups comparisons.
+ */
+export function mergeTopGroups(ids: BigInt64Array, logits: Float32Array, b: number, k: number, groups: number, groupWidth: number): { ids: number[]; logits: Float32Array } {
+  const rowStart = b * groups * k;
+  const mergedIds = new Array<number>(k);
+  const mergedLogits = new Float32Array(k);
+  if (groups === 1) {
+    for (let j = 0; j < k; j++) mergedIds[j] = Number(ids[rowStart + j]);
+    mergedLogits.set(logits.subarray(rowStart, rowStart + k));
+    return { ids: mergedIds, logits: mergedLogits };
+  }
+  const next = new Int32Array(groups);
+  for (let j = 0; j < k; j++) {
+    let best = -1;
+    let bestValue = -Infinity;
+    for (let g = 0; g < groups; g++) {
+      if (next[g] >= k) continue;
+      const value = logits[rowStart + g * k + next[g]];
+      // Groups are in id order, so on a tie the earlier group holds the lower id.
+      if (best < 0 || value > bestValue) {
+        best = g;
+        bestValue = value;
+      }
+    }
+    const at = rowStart + best * k + next[best];
+    mergedIds[j] = best * groupWidth + Number(ids[at]);
+    mergedLogits[j] = bestValue;
+    next[best] += 1;
+  }
+  return { ids: mergedIds, logits: mergedLogits };
 }
 
 export function fetchNames(names: OutputNames, fullLogits: boolean, presents: string[]): string[] {
