@@ -4,9 +4,13 @@
 // decode step's time goes and which nodes fall back to the CPU.
 //   node bench/profile-webgpu.js <modelDir> [--ep webgpu] [--batch 1,64] [--steps 32] [--past 192]
 //        [--cache-mode bucket|lazyRelease|simple|disabled] [--profile <prefix>] [--fetch top_ids,top_logits]
-//        [--kv alloc|share]
+//        [--kv alloc|share] [--validation basic|disabled] [--extra key=value,...] [--dump-logits <file.json>]
+// --dump-logits (with --fetch ...,logits) writes row 0's logits of every decode step, to compare KV placements.
+// --extra adds session config entries, e.g. ep.webgpuexecutionprovider.maxNumPendingDispatches=256.
 // --kv alloc: every step's present.* are new GPU buffers (the old ones are disposed); --kv share: the past tensors are
-// bound as the present outputs too (IO binding), so GroupQueryAttention writes the new token in place.
+// bound as the present outputs too (IO binding). Measured on onnxruntime-node 1.30 (docs/benchmarks.md): share mode
+// runs, and faster at batch 256, but the new token's K/V never reaches the cache (logits drift from step 1 on), so
+// the engine does not use it. Compare with --fetch top_ids,top_logits,logits --dump-logits.
 const fs = require('node:fs');
 const path = require('node:path');
 const ort = require('onnxruntime-node');
@@ -23,6 +27,9 @@ const cacheMode = flag('cache-mode', undefined);
 const profile = flag('profile', undefined);
 const fetchExtra = flag('fetch', 'top_ids,top_logits').split(',').filter(Boolean);
 const kvMode = flag('kv', 'alloc');
+const dumpLogits = flag('dump-logits', undefined);
+const validation = flag('validation', undefined);
+const extra = Object.fromEntries(flag('extra', '').split(',').filter(Boolean).map((pair) => pair.split('=')));
 const { numLayers: layers, headDim, numKvHeads: kvHeads } = manifest.shape;
 const io = manifest.io;
 const fp16 = manifest.kvDType === 'fp16';
@@ -33,13 +40,15 @@ async function main() {
   for (let l = 0; l < layers; l++) presentNames.push(name(io.presentKey, l), name(io.presentValue, l));
   const location = {};
   if (ep === 'webgpu') for (const n of presentNames) location[n] = 'gpu-buffer';
-  const provider = ep === 'webgpu' ? { name: 'webgpu', ...(cacheMode ? { storageBufferCacheMode: cacheMode } : {}) } : { name: ep };
+  const provider = ep === 'webgpu'
+    ? { name: 'webgpu', ...(cacheMode ? { storageBufferCacheMode: cacheMode } : {}), ...(validation ? { validationMode: validation } : {}) }
+    : { name: ep };
   const t0 = performance.now();
   const session = await ort.InferenceSession.create(path.join(dir, manifest.files.model), {
-    executionProviders: [provider], graphOptimizationLevel: 'all', preferredOutputLocation: location,
+    executionProviders: [provider], graphOptimizationLevel: 'all', preferredOutputLocation: location, extra,
     ...(profile ? { enableProfiling: true, profileFilePrefix: profile } : {}),
   });
-  console.log(JSON.stringify({ ep, cacheMode: cacheMode ?? 'default', loadMs: Math.round(performance.now() - t0) }));
+  console.log(JSON.stringify({ ep, cacheMode: cacheMode ?? 'default', validation: validation ?? 'default', extra, loadMs: Math.round(performance.now() - t0) }));
   for (const B of batches) {
     const zeros = new ort.Tensor(fp16 ? 'float16' : 'float32', fp16 ? new Uint16Array(B * kvHeads * pastLen * headDim) : new Float32Array(B * kvHeads * pastLen * headDim), [B, kvHeads, pastLen, headDim]);
     const promptLen = 64;
@@ -67,15 +76,27 @@ async function main() {
     await run(new ort.Tensor('int64', ids, [B, promptLen]), promptLen);
     const prefillMs = performance.now() - s;
     const times = [];
+    const firstIds = [];
+    const row0Logits = [];
     for (let step = 0; step < steps; step++) {
       s = performance.now();
-      await run(new ort.Tensor('int64', new BigInt64Array(B).fill(BigInt(12 + ((100 + step) % (manifest.shape.vocabSize - 12)))), [B, 1]), promptLen + step + 1);
+      const outputs = await run(new ort.Tensor('int64', new BigInt64Array(B).fill(BigInt(12 + ((100 + step) % (manifest.shape.vocabSize - 12)))), [B, 1]), promptLen + step + 1);
       times.push(performance.now() - s);
+      if (dumpLogits && outputs.logits) row0Logits.push(Array.from(outputs.logits.data.subarray(0, manifest.shape.vocabSize)));
+      // Row 0's best candidate (the KV placements must agree on it): the group with the largest first value.
+      if (outputs.top_ids && outputs.top_logits) {
+        const groups = manifest.io.topGroups ?? 1;
+        const k = manifest.io.topK;
+        let best = 0;
+        for (let g = 1; g < groups; g++) if (outputs.top_logits.data[g * k] > outputs.top_logits.data[best * k]) best = g;
+        firstIds.push(best * (manifest.shape.vocabSize / groups) + Number(outputs.top_ids.data[best * k]));
+      }
     }
     const warm = times.slice(4).sort((a, b) => a - b);
     const mean = warm.reduce((a, b) => a + b, 0) / warm.length;
-    console.log(JSON.stringify({ batch: B, prefillMs: +prefillMs.toFixed(1), decodeMsMean: +mean.toFixed(2), decodeMsP50: +warm[warm.length >> 1].toFixed(2), tokensPerSecondDecode: +(B * 1000 / mean).toFixed(1), fetch: fetchExtra, kv: kvMode }));
+    console.log(JSON.stringify({ batch: B, prefillMs: +prefillMs.toFixed(1), decodeMsMean: +mean.toFixed(2), decodeMsP50: +warm[warm.length >> 1].toFixed(2), tokensPerSecondDecode: +(B * 1000 / mean).toFixed(1), fetch: fetchExtra, kv: kvMode, row0Top1: firstIds.join(' ') }));
     if (past && ep === 'webgpu') for (const t of past) t.dispose();
+    if (dumpLogits) fs.writeFileSync(`${dumpLogits}.b${B}.json`, JSON.stringify(row0Logits));
   }
   if (profile) {
     session.endProfiling();
@@ -92,7 +113,9 @@ function summarise(file) {
   const byName = new Map();
   for (const e of all) {
     if (e.cat === 'Node' || e.cat === 'Session') continue;
-    const key = `${e.cat} ${e.name}`;
+    // GPU timestamps come as 'Api' events named '<node>&<op>&<program>': sum them by op and program.
+    const parts = e.name.split('&');
+    const key = parts.length === 3 ? `${e.cat} ${parts[1]} ${parts[2]}` : `${e.cat} ${e.name}`;
     const entry = byName.get(key) ?? { count: 0, us: 0 };
     entry.count += 1; entry.us += e.dur ?? 0; byName.set(key, entry);
   }

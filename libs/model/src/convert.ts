@@ -133,9 +133,7 @@ function preflight(jobs: WeightJob[], checkpoint: Checkpoint): void {
   };
   for (const job of jobs) {
     if (job.kind === 'rotary') continue;
-    if (job.kind === 'vector') check(job.source, [job.length]);
-    else if (job.kind === 'int4-linear' && job.parts) for (const part of job.parts) check(part.source, [job.rows, part.k]);
-    else check(job.source, [job.rows, job.k]);
+    check(job.source, job.kind === 'vector' ? [job.length] : [job.rows, job.k]);
   }
 }
 

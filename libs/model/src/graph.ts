@@ -45,10 +45,7 @@ export type WeightJob =
       scalesName: string;
       source: string;
       rows: number;
-      /** K of the MatMulNBits: the sum of the parts' widths, padded with zero columns up to this. */
       k: number;
-      /** Checkpoint weights laid side by side along K (a fused projection); absent = `source` alone. */
-      parts?: { source: string; k: number }[];
     }
   /** [rows, k] checkpoint weight -> [k, rows] (transposed, for MatMul) */
   | { kind: 'float-linear'; name: string; source: string; rows: number; k: number }
@@ -70,18 +67,15 @@ export interface GraphOptions {
 
 /**
  * Shape choices that change which WebGPU kernels run, not what the model computes (docs/benchmarks.md has the
- * measurements behind the defaults).
+ * measurements behind the defaults; padding K for the DP4A kernel and fusing the output projections were measured
+ * too and gained nothing, so they are not offered).
  */
 export interface GraphTuning {
   /** TopK over groups of at most 2048 logits (one shared-memory sort each) instead of one 65024-wide sort. */
   groupedTopK: boolean;
-  /** Pad the K of the hidden-size projections to a multiple of this (0 = none): the DP4A kernel needs K % 128. */
-  padKTo: number;
-  /** attention dense + MLP down as one MatMulNBits over [attn_out, gelu_out] (the Add disappears). */
-  fuseOutputProjections: boolean;
 }
 
-export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true, padKTo: 0, fuseOutputProjections: false };
+export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true };
 
 /** Largest TopK sort the WebGPU kernel does in one dispatch (shared memory). */
 const TOP_K_GROUP_LIMIT = 2048;
@@ -132,33 +126,19 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
   ];
 
   const tuning = { ...DEFAULT_GRAPH_TUNING, ...options.tuning };
-  const int4 = options.weights === 'int4';
-  const paddedK = (k: number) => (int4 && tuning.padKTo > 0 ? Math.ceil(k / tuning.padKTo) * tuning.padKTo : k);
-  /** `input` [B, S, width] widened with zero columns to the padded K (the same name when no padding is asked for). */
-  const padded = (input: string, width = H): string => {
-    if (paddedK(width) === width) return input;
-    const pads = `const.pad_${width}`;
-    if (!inlineInitializers.some((tensor) => tensor.name === pads)) inlineInitializers.push(int64Tensor(pads, [0, 0, 0, 0, 0, paddedK(width) - width], [6]));
-    node(`/pad/${input}`, 'Pad', [input, pads], [`${input}.padded`], { mode: { string: 'constant' } });
-    return `${input}.padded`;
-  };
-
-  /** y = [x_1 .. x_n] @ [W_1 .. W_n]^T for checkpoint weights `parts` [rows, k_i] side by side along K. */
-  const linear = (nodeName: string, parts: { source: string; k: number }[], input: string, output: string, rows: number) => {
+  /** y = x @ W^T for checkpoint weight `source` [rows, k]. */
+  const linear = (nodeName: string, source: string, input: string, output: string, rows: number, k: number) => {
     const base = nodeName.slice(1).replaceAll('/', '.');
-    const k = parts.reduce((sum, part) => sum + part.k, 0);
-    if (int4) {
+    if (options.weights === 'int4') {
       const weightName = `${base}.weight_q4`;
       const scalesName = `${base}.scales`;
-      const kPadded = paddedK(k);
-      jobs.push({ kind: 'int4-linear', weightName, scalesName, source: parts[0].source, rows, k: kPadded, ...(parts.length > 1 || kPadded !== k ? { parts } : {}) });
+      jobs.push({ kind: 'int4-linear', weightName, scalesName, source, rows, k });
       node(nodeName, 'MatMulNBits', [input, weightName, scalesName], [output], {
-        K: int(kPadded), N: int(rows), bits: int(4), block_size: int(blockSize), accuracy_level: int(accuracyLevel),
+        K: int(k), N: int(rows), bits: int(4), block_size: int(blockSize), accuracy_level: int(accuracyLevel),
       }, ms);
     } else {
-      if (parts.length !== 1) throw new Error('fused projections need int4 weights');
       const name = `${base}.weight_t`;
-      jobs.push({ kind: 'float-linear', name, source: parts[0].source, rows, k });
+      jobs.push({ kind: 'float-linear', name, source, rows, k });
       node(nodeName, 'MatMul', [input, name], [output]);
     }
   };
@@ -211,31 +191,21 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
       residual = nextResidual;
     }
     const qkvRows = (shape.numHeads + 2 * shape.numKvHeads) * shape.headDim;
-    const normed = padded(x);
-    const attnOut = `layers.${layer}.attn.gqa.out`;
-    linear(`${p}/attn/qkv`, [{ source: hfTensor.qkv(layer), k: H }], normed, `layers.${layer}.attn.qkv.out`, qkvRows);
+    linear(`${p}/attn/qkv`, hfTensor.qkv(layer), x, `layers.${layer}.attn.qkv.out`, qkvRows, H);
     node(`${p}/attn/gqa`, 'GroupQueryAttention', [
       `layers.${layer}.attn.qkv.out`, '', '',
       layerName(io.pastKey, layer), layerName(io.pastValue, layer),
       'mask.seqlens_k', 'mask.total_length', 'cos_cache', 'sin_cache',
-    ], [attnOut, layerName(io.presentKey, layer), layerName(io.presentValue, layer)], {
+    ], [`layers.${layer}.attn.gqa.out`, layerName(io.presentKey, layer), layerName(io.presentValue, layer)], {
       num_heads: int(shape.numHeads), kv_num_heads: int(shape.numKvHeads), do_rotary: int(1), rotary_interleaved: int(0),
       scale: float(1 / Math.sqrt(shape.headDim)), local_window_size: int(-1),
     }, ms);
-    linear(`${p}/mlp/up`, [{ source: hfTensor.up(layer), k: H }], normed, `layers.${layer}.mlp.up.out`, shape.ffnHiddenSize);
-    const geluOut = `layers.${layer}.mlp.gelu.out`;
-    node(`${p}/mlp/gelu`, 'Gelu', [`layers.${layer}.mlp.up.out`], [geluOut], { approximate: { string: 'none' } });
+    linear(`${p}/attn/dense`, hfTensor.dense(layer), `layers.${layer}.attn.gqa.out`, `layers.${layer}.attn.out`, H, H);
+    linear(`${p}/mlp/up`, hfTensor.up(layer), x, `layers.${layer}.mlp.up.out`, shape.ffnHiddenSize, H);
+    node(`${p}/mlp/gelu`, 'Gelu', [`layers.${layer}.mlp.up.out`], [`layers.${layer}.mlp.gelu.out`], { approximate: { string: 'none' } });
+    linear(`${p}/mlp/down`, hfTensor.down(layer), `layers.${layer}.mlp.gelu.out`, `layers.${layer}.mlp.out`, H, shape.ffnHiddenSize);
     sum = `layers.${layer}.sum`;
-    if (tuning.fuseOutputProjections && int4) {
-      // Falcon's parallel block adds the two projections: dense(attn) + down(gelu) = [attn, gelu] @ [dense | down]^T.
-      const both = `layers.${layer}.out_proj.in`;
-      node(`${p}/out_proj/concat`, 'Concat', [attnOut, geluOut], [both], { axis: int(-1) });
-      linear(`${p}/out_proj`, [{ source: hfTensor.dense(layer), k: H }, { source: hfTensor.down(layer), k: shape.ffnHiddenSize }], padded(both, H + shape.ffnHiddenSize), sum, H);
-    } else {
-      linear(`${p}/attn/dense`, [{ source: hfTensor.dense(layer), k: H }], padded(attnOut), `layers.${layer}.attn.out`, H);
-      linear(`${p}/mlp/down`, [{ source: hfTensor.down(layer), k: shape.ffnHiddenSize }], geluOut, `layers.${layer}.mlp.out`, H);
-      node(`${p}/add`, 'Add', [`layers.${layer}.attn.out`, `layers.${layer}.mlp.out`], [sum]);
-    }
+    node(`${p}/add`, 'Add', [`layers.${layer}.attn.out`, `layers.${layer}.mlp.out`], [sum]);
   }
   const gamma = vector('final_layernorm.weight', hfTensor.finalNormWeight, H);
   const beta = vector('final_layernorm.bias', hfTensor.finalNormBias, H);
@@ -255,13 +225,13 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
 
   const logitsT = options.activations === 'fp16' ? 'lm_head.out' : io.logits;
   if (options.weights === 'int4' && !options.tiedEmbedding) {
-    linear('/lm_head', [{ source: hfTensor.lmHead, k: H }], padded('last.hidden'), logitsT, shape.vocabSize);
+    linear('/lm_head', hfTensor.lmHead, 'last.hidden', logitsT, shape.vocabSize, H);
   } else if (options.weights === 'int4') {
     node('/lm_head', 'MatMulNBits', ['last.hidden', 'lm_head.weight_q4', 'lm_head.scales'], [logitsT], {
       K: int(H), N: int(shape.vocabSize), bits: int(4), block_size: int(blockSize), accuracy_level: int(accuracyLevel),
     }, ms);
   } else {
-    linear('/lm_head', [{ source: lmHeadSource, k: H }], 'last.hidden', logitsT, shape.vocabSize);
+    linear('/lm_head', lmHeadSource, 'last.hidden', logitsT, shape.vocabSize, H);
   }
   if (options.activations === 'fp16') node('/lm_head/cast', 'Cast', [logitsT], [io.logits], { to: int(TensorDataType.FLOAT) });
   // TopK per group of the vocabulary ([B, 1, V] seen as [B, G, V/G]): WebGPU sorts a group of <= 2048 in one
@@ -295,21 +265,14 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
   return { nodes, inputs, outputs, inlineInitializers, jobs, io: ioOut };
 }
 
-/** `grouped-top-k=0,pad-k=128,fuse-out=1` (the CLI's --graph-tuning) -> GraphTuning fields. */
+/** `grouped-top-k=0` (the CLI's hidden --graph-tuning, for baselines) -> GraphTuning fields. */
 export function parseGraphTuning(text: string): Partial<GraphTuning> {
   const tuning: Partial<GraphTuning> = {};
   for (const item of text.split(',').map((part) => part.trim()).filter(Boolean)) {
     const [key, value, extra] = item.split('=');
-    const number = Number(value);
-    if (extra !== undefined || value === undefined || !Number.isInteger(number) || number < 0) {
-      throw new Error(`--graph-tuning ${item}: expected key=<non-negative integer>`);
-    }
-    if (key === 'grouped-top-k') tuning.groupedTopK = number !== 0;
-    else if (key === 'fuse-out') tuning.fuseOutputProjections = number !== 0;
-    else if (key === 'pad-k') {
-      if (number !== 0 && number % 32 !== 0) throw new Error(`--graph-tuning pad-k=${number}: expected 0 or a multiple of 32`);
-      tuning.padKTo = number;
-    } else throw new Error(`--graph-tuning ${key}: expected grouped-top-k, pad-k or fuse-out`);
+    if (key !== 'grouped-top-k') throw new Error(`--graph-tuning ${key}: expected grouped-top-k`);
+    if (extra !== undefined || (value !== '0' && value !== '1')) throw new Error(`--graph-tuning ${item}: expected grouped-top-k=0 or grouped-top-k=1`);
+    tuning.groupedTopK = value === '1';
   }
   return tuning;
 }

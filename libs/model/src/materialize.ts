@@ -9,13 +9,7 @@ import { type Int4Rows, kBlockCount, quantizeRowsInt4 } from './quantize';
 export interface WeightMaterializer {
   /** Rows [start, start+count) of `source` seen as [rows, rowLength], as float32. Validates the full shape. */
   floatRows(source: string, expectedShape: number[], start: number, count: number): Float32Array;
-  /** With `parts`, the rows are those parts side by side along K, zero-padded to expectedShape[1]. */
-  int4Rows(source: string, expectedShape: number[], start: number, count: number, blockSize: number, parts?: Int4Part[]): Int4Rows;
-}
-
-export interface Int4Part {
-  source: string;
-  k: number;
+  int4Rows(source: string, expectedShape: number[], start: number, count: number, blockSize: number): Int4Rows;
 }
 
 export interface MaterializeOptions {
@@ -127,7 +121,7 @@ export async function materializeJob(job: WeightJob, source: WeightMaterializer,
       writer.begin();
       for (let start = 0; start < job.rows; start += rowsPerChunk) {
         const count = Math.min(rowsPerChunk, job.rows - start);
-        const chunk = source.int4Rows(job.source, [job.rows, job.k], start, count, options.blockSize, job.parts);
+        const chunk = source.int4Rows(job.source, [job.rows, job.k], start, count, options.blockSize);
         writer.append(chunk.packed);
         scales.set(chunk.scales, start * kBlocks);
         await breathe();
@@ -151,16 +145,7 @@ export class CheckpointMaterializer implements WeightMaterializer {
     return this.read(source, expectedShape, start, count);
   }
 
-  int4Rows(source: string, expectedShape: number[], start: number, count: number, blockSize: number, parts?: Int4Part[]): Int4Rows {
-    const [rows, k] = expectedShape;
-    if (!parts) return quantizeRowsInt4(this.read(source, expectedShape, start, count), count, k, blockSize);
-    const values = new Float32Array(count * k);
-    let offset = 0;
-    for (const part of parts) {
-      const partRows = this.read(part.source, [rows, part.k], start, count);
-      for (let r = 0; r < count; r++) values.set(partRows.subarray(r * part.k, (r + 1) * part.k), r * k + offset);
-      offset += part.k;
-    }
-    return quantizeRowsInt4(values, count, k, blockSize);
+  int4Rows(source: string, expectedShape: number[], start: number, count: number, blockSize: number): Int4Rows {
+    return quantizeRowsInt4(this.read(source, expectedShape, start, count), count, expectedShape[1], blockSize);
   }
 }
