@@ -12,6 +12,8 @@ export async function startWorkerEngine(config: WorkerConfig): Promise<WorkerEng
     deviceId: config.deviceId,
     slots: config.slots,
     prefillChunkTokens: config.prefillChunkTokens,
+    joinGroup: config.joinGroup,
+    joinMaxWaitSteps: config.joinMaxWaitSteps,
     intraOpThreads: config.intraOpThreads,
     onWarning: (message) => logger.warn(message),
   });

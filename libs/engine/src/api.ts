@@ -58,6 +58,15 @@ export interface EngineOptions {
   slots: number;
   /** Upper bound of prompt tokens prefilled in one run (bounds memory and keeps long prompts from stalling others). */
   prefillChunkTokens?: number;
+  /**
+   * Joins by prefill (placements host and device-merge) while other rows decode: newcomers wait until this many can
+   * be prefilled in one run, or until the oldest has waited `joinMaxWaitSteps` decode steps. One prefill run costs
+   * about as much for 8 prompts as for 1, so grouping keeps the decoding rows from paying it for every newcomer.
+   * Default: slots / 8 (at least 1).
+   */
+  joinGroup?: number;
+  /** Most decode steps a newcomer waits for its join group (default 4). */
+  joinMaxWaitSteps?: number;
   intraOpThreads?: number;
   /**
    * Most tokens (prompt + generated) one sequence may hold; default and upper bound: the model's context. Also the
@@ -97,6 +106,8 @@ export interface EngineInfo {
   eosId: number;
   slots: number;
   prefillChunkTokens: number;
+  joinGroup: number;
+  joinMaxWaitSteps: number;
   warnings: string[];
   loadMs: number;
   /** worker_threads.threadId of the thread running inference (0 = the owner's main thread, in-process mode). */

@@ -20,6 +20,9 @@ interface BenchFlags {
   thread?: boolean;
   kv: 'auto' | 'host' | 'device' | 'device-merge';
   prefillChunk?: number;
+  joinGroup?: number;
+  joinMaxWait?: number;
+  mixedAdmission: 'both' | 'continuous';
   webgpuCacheMode?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
   maxSeqLen?: number;
   mixed: boolean;
@@ -45,11 +48,14 @@ export function registerBenchCommand(program: Command): void {
     .option('--thread', 'run the engine in its worker_thread (default: in-process, the bare engine)')
     .option('--kv <placement>', 'KV cache placement: auto (device-merge on webgpu, else host), host, device, device-merge', parseKv, 'auto')
     .option('--prefill-chunk <n>', 'prompt tokens per prefill run (engine default depends on the KV placement)', parseInteger('--prefill-chunk'))
+    .option('--join-group <n>', 'newcomers prefilled together while rows decode (engine default: slots / 8; 1 = each at once)', parseInteger('--join-group'))
+    .option('--join-max-wait <steps>', 'most decode steps a newcomer waits for its join group (engine default 4)', parseInteger('--join-max-wait'))
     .option('--max-seq-len <n>', 'longest sequence (prompt + new tokens) the engine accepts; sizes the device KV cache (default: fits the workload)', parseInteger('--max-seq-len'))
     .option('--webgpu-cache-mode <mode>', 'WebGPU storage buffer cache: disabled, lazyRelease, simple, bucket', parseCacheMode)
     .option('--no-mixed', 'skip the mixed workload')
     .option('--mixed-requests <n>', 'requests in the mixed workload (default 2 x slots)', parseInteger('--mixed-requests'))
     .option('--mixed-rate <r>', 'mixed workload arrivals per second (default: 70% of the measured capacity)', parseNumber('--mixed-rate'))
+    .option('--mixed-admission <which>', 'mixed workload runs: both (continuous, then the static baseline) or continuous', parseMixedAdmission, 'both')
     .option('--mixed-slots <n>', 'slots for the mixed workload (default: the largest batch)', parseInteger('--mixed-slots'))
     .option('--seed <n>', 'seed of the synthetic prompts and arrivals', parseInteger('--seed'), 1)
     .action(async (flags: BenchFlags) => {
@@ -168,6 +174,8 @@ async function bench(flags: BenchFlags): Promise<void> {
     forceFullLogits: flags.fullLogits,
     kvPlacement: flags.kv,
     prefillChunkTokens: flags.prefillChunk,
+    joinGroup: flags.joinGroup === undefined ? undefined : Math.min(flags.joinGroup, slots),
+    joinMaxWaitSteps: flags.joinMaxWait,
     maxSequenceLength: maxSequenceLength(flags, manifest.shape.contextLength),
     inProcess: !flags.thread,
     ...(flags.webgpuCacheMode ? { webgpuBufferCacheMode: flags.webgpuCacheMode } : {}),
@@ -182,7 +190,7 @@ async function bench(flags: BenchFlags): Promise<void> {
       const engine = await GenerationEngine.start(engineOptions(batch));
       if (!report.engine) {
         report.engine = engine.info;
-        log(`engine: ${engine.info.executionProvider}, kv ${engine.info.kvPlacement}, prefill budget ${engine.info.prefillChunkTokens} tokens at ${batch} slots, max sequence ${engine.info.contextLength}`);
+        log(`engine: ${engine.info.executionProvider}, kv ${engine.info.kvPlacement}, prefill budget ${engine.info.prefillChunkTokens} tokens at ${batch} slots, join group ${engine.info.joinGroup} (wait <= ${engine.info.joinMaxWaitSteps} steps), max sequence ${engine.info.contextLength}`);
       }
       try {
         const prompts = Array.from({ length: batch }, () => syntheticPrompt(random, flags.promptLen, usable));
@@ -212,7 +220,7 @@ async function bench(flags: BenchFlags): Promise<void> {
       const workload = mixedWorkload(new WorkloadRandom(flags.seed + 1), count, rate, flags, usable, maxSequenceLength(flags, manifest.shape.contextLength));
       log(`\nmixed workload: ${count} requests, prompts ${flags.promptLen / 4 | 0}..${flags.promptLen * 2} tokens, outputs ${flags.newTokens / 4 | 0}..${flags.newTokens * 2} tokens, ${rate.toFixed(2)} arrivals/s (Poisson), ${slots} slots`);
       const mixed: MixedRun[] = [];
-      for (const admission of ['continuous', 'static'] as const) {
+      for (const admission of flags.mixedAdmission === 'continuous' ? (['continuous'] as const) : (['continuous', 'static'] as const)) {
         const engine = await GenerationEngine.start(engineOptions(slots, admission));
         try {
           await runBatch(engine, [syntheticPrompt(random, flags.promptLen, usable)], 2, 'warmup');
@@ -357,6 +365,7 @@ function environment(flags: BenchFlags, manifest: ModelManifest): Record<string,
       kv: flags.kv,
       maxSeqLen: maxSequenceLength(flags, manifest.shape.contextLength),
       prefillChunk: flags.prefillChunk ?? 'engine default',
+      joinGroup: flags.joinGroup ?? 'engine default',
       webgpuCacheMode: flags.webgpuCacheMode ?? 'default',
       decoding: 'greedy, eos ignored',
     },
@@ -473,4 +482,9 @@ function parseCacheMode(value: string): 'disabled' | 'lazyRelease' | 'simple' | 
     throw new Error(`--webgpu-cache-mode must be disabled, lazyRelease, simple or bucket, got "${value}"`);
   }
   return value as 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
+}
+
+function parseMixedAdmission(value: string): 'both' | 'continuous' {
+  if (value !== 'both' && value !== 'continuous') throw new Error(`--mixed-admission must be both or continuous, got "${value}"`);
+  return value;
 }

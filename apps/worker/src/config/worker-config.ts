@@ -36,6 +36,8 @@ const schema = z.object({
   /** Seconds a finished batch's results are kept; must match the api's setting (0 = forever). */
   FALCONQ_BATCH_RETENTION_S: int(0).default(30 * 24 * 3600),
   FALCONQ_PREFILL_CHUNK_TOKENS: int(1).optional(),
+  FALCONQ_JOIN_GROUP: int(1).optional(),
+  FALCONQ_JOIN_MAX_WAIT_STEPS: int(0).optional(),
   FALCONQ_INTRA_OP_THREADS: int(1).optional(),
 });
 
@@ -58,6 +60,8 @@ export interface WorkerConfig {
   shutdownGraceMs: number;
   batchRetentionSeconds: number;
   prefillChunkTokens?: number;
+  joinGroup?: number;
+  joinMaxWaitSteps?: number;
   intraOpThreads?: number;
 }
 
@@ -90,6 +94,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     shutdownGraceMs: e.FALCONQ_SHUTDOWN_GRACE_MS,
     batchRetentionSeconds: e.FALCONQ_BATCH_RETENTION_S,
     prefillChunkTokens: e.FALCONQ_PREFILL_CHUNK_TOKENS,
+    joinGroup: e.FALCONQ_JOIN_GROUP,
+    joinMaxWaitSteps: e.FALCONQ_JOIN_MAX_WAIT_STEPS,
     intraOpThreads: e.FALCONQ_INTRA_OP_THREADS,
   };
 }

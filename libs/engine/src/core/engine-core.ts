@@ -42,6 +42,12 @@ export function defaultPrefillChunkTokens(placement: KvPlacement, slots: number)
   }
 }
 
+export const DEFAULT_JOIN_MAX_WAIT_STEPS = 4;
+
+export function defaultJoinGroup(slots: number): number {
+  return Math.max(1, Math.floor(slots / 8));
+}
+
 export class EngineCore {
   private scheduler: Scheduler;
   private runner: ForwardRunner;
@@ -75,6 +81,8 @@ export class EngineCore {
       eosId: manifest.tokens.eos,
       slots: options.slots,
       prefillChunkTokens: options.prefillChunkTokens ?? defaultPrefillChunkTokens(model.kvPlacement, options.slots),
+      joinGroup: options.joinGroup ?? defaultJoinGroup(options.slots),
+      joinMaxWaitSteps: options.joinMaxWaitSteps ?? DEFAULT_JOIN_MAX_WAIT_STEPS,
       warnings: model.warnings,
       loadMs: nowMs() - started,
       threadId,
@@ -168,6 +176,8 @@ export class EngineCore {
   private createScheduler(): Scheduler {
     return new Scheduler(this.runner, {
       prefillChunkTokens: this.info.prefillChunkTokens,
+      joinGroup: this.info.joinGroup,
+      joinMaxWaitSteps: this.info.joinMaxWaitSteps,
       admission: this.options.admission ?? 'continuous',
       forceFullLogits: this.options.forceFullLogits ?? false,
       eosId: this.info.eosId,
@@ -203,6 +213,12 @@ function validateEngineOptions(options: EngineCoreOptions): void {
   if (!Number.isInteger(options.slots) || options.slots < 1 || options.slots > 1024) fail('slots', `must be an integer in 1..1024, got ${String(options.slots)}`);
   if (options.prefillChunkTokens !== undefined && (!Number.isInteger(options.prefillChunkTokens) || options.prefillChunkTokens < 1)) {
     fail('prefillChunkTokens', 'must be a positive integer');
+  }
+  if (options.joinGroup !== undefined && (!Number.isInteger(options.joinGroup) || options.joinGroup < 1 || options.joinGroup > options.slots)) {
+    fail('joinGroup', `must be an integer in 1..slots (${options.slots})`);
+  }
+  if (options.joinMaxWaitSteps !== undefined && (!Number.isInteger(options.joinMaxWaitSteps) || options.joinMaxWaitSteps < 0)) {
+    fail('joinMaxWaitSteps', 'must be a non-negative integer');
   }
   if (options.maxSequenceLength !== undefined && (!Number.isInteger(options.maxSequenceLength) || options.maxSequenceLength < 2)) {
     fail('maxSequenceLength', 'must be an integer >= 2');

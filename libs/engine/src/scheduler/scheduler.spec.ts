@@ -237,3 +237,34 @@ describe('Scheduler cancel', () => {
     expect(scheduler.stats()).toMatchObject({ activeSequences: 0, cancelledRequests: 1 });
   });
 });
+
+describe('Scheduler join groups (joins by prefill)', () => {
+  // Row 0 decodes a long generation; newcomers arrive one per step and join while it decodes.
+  const arrivals: Arrival[] = [
+    { id: 'long', prompt: [1, 2, 3], params: { maxNewTokens: 30, ignoreEos: true } },
+    ...[1, 2, 3, 4, 5].map((i) => ({ id: `n${i}`, prompt: [i, i + 1], params: { maxNewTokens: 4, ignoreEos: true }, at: i })),
+  ];
+  const prefillGroups = (runner: FakeRunner) => runner.calls.filter((call) => call.kind === 'prefill').map((call) => call.rows.length);
+
+  it('prefills newcomers together once joinGroup wait, and alone after joinMaxWaitSteps', async () => {
+    const eager = await simulate(arrivals, { placement: 'host', rows: 8 });
+    expect(prefillGroups(eager.runner)).toEqual([1, 1, 1, 1, 1, 1]);
+
+    const grouped = await simulate(arrivals, { placement: 'host', rows: 8, options: { joinGroup: 3, joinMaxWaitSteps: 10 } });
+    // 'long' starts alone (nothing decodes yet); n1..n3 go together; n4 and n5 wait for a third until the limit.
+    expect(prefillGroups(grouped.runner)).toEqual([1, 3, 2]);
+    const firstPrefillStep = (runner: FakeRunner, row: number) => runner.calls.findIndex((call) => call.kind === 'prefill' && call.rows.includes(row));
+    expect(firstPrefillStep(grouped.runner, 4)).toBeGreaterThan(firstPrefillStep(eager.runner, 4));
+
+    const bounded = await simulate(arrivals, { placement: 'host', rows: 8, options: { joinGroup: 8, joinMaxWaitSteps: 2 } });
+    // Nobody waits more than 2 steps for a group that never fills.
+    expect(prefillGroups(bounded.runner).slice(1).every((size) => size <= 3)).toBe(true);
+    expect(prefillGroups(bounded.runner).reduce((a, b) => a + b, 0)).toBe(6);
+  });
+
+  it('groups change when tokens come, not which tokens', async () => {
+    const eager = await simulate(arrivals, { placement: 'host', rows: 8 });
+    const grouped = await simulate(arrivals, { placement: 'host', rows: 8, options: { joinGroup: 4, joinMaxWaitSteps: 6 } });
+    for (const { id } of arrivals) expect(grouped.results.get(id)?.sequences[0].tokens).toEqual(eager.results.get(id)?.sequences[0].tokens);
+  });
+});

@@ -11,6 +11,10 @@ import type { ForwardRunner, RowOutput, RowToken, RowTokens } from './forward-ru
 export interface SchedulerOptions {
   /** Upper bound of prompt tokens (padding included) in one prefill run. */
   prefillChunkTokens: number;
+  /** joinMode prefill, while rows decode: prefill newcomers once this many wait (default 1: at once)... */
+  joinGroup?: number;
+  /** ...or once the oldest has waited this many steps. */
+  joinMaxWaitSteps?: number;
   /** 'static' admits only into an empty batch. */
   admission: 'continuous' | 'static';
   forceFullLogits: boolean;
@@ -45,6 +49,8 @@ interface Sequence {
   row: number;
   /** Prompt tokens already in this row's KV cache. */
   prefilled: number;
+  /** Scheduler step at which the sequence took its row. */
+  admittedAtStep: number;
   /** The token to feed on the next decode step. */
   pending: number;
   needsFull: boolean;
@@ -110,6 +116,7 @@ export class Scheduler {
         phase: 'waiting',
         row: -1,
         prefilled: 0,
+        admittedAtStep: 0,
         pending: -1,
         needsFull: this.options.forceFullLogits || needsFullLogits(params, this.runner.graphTopK),
         sampler: new TokenSampler(params, seed, index),
@@ -188,6 +195,7 @@ export class Scheduler {
       const sequence = this.waiting.shift() as Sequence;
       sequence.row = this.freeRows.pop() as number;
       sequence.phase = 'prefilling';
+      sequence.admittedAtStep = this.counters.steps;
       this.live.set(sequence.row, sequence);
     }
   }
@@ -217,10 +225,18 @@ export class Scheduler {
       group.push(sequence);
       longest = Math.max(longest, length);
     }
-    if (group.length === 0) return;
+    if (group.length === 0 || this.deferJoin(group, prefilling.length)) return;
     const entries: RowTokens[] = group.map((sequence) => ({ row: sequence.row, tokens: promptOf(sequence) }));
     const outputs = await this.timedPrefill(() => this.runner.prefill(entries, this.wantsFull(group)));
     group.forEach((sequence, i) => this.afterPrefill(sequence, entries[i].tokens.length, outputs[i]));
+  }
+
+  /** Whether `group` (all of the `candidates` newcomers, or as many as the budget allows) should wait for more. */
+  private deferJoin(group: Sequence[], candidates: number): boolean {
+    const decoding = [...this.live.values()].some((sequence) => sequence.phase === 'decoding');
+    if (!decoding || group.length < candidates) return false;
+    const oldest = Math.min(...group.map((sequence) => sequence.admittedAtStep));
+    return group.length < (this.options.joinGroup ?? 1) && this.counters.steps - oldest < (this.options.joinMaxWaitSteps ?? 0);
   }
 
   /**
