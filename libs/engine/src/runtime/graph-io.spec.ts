@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { createRandomModel, topKGroupsFor, TINY_SHAPE } from '@app/model';
-import { mergeTopGroups } from './graph-io';
+import { bestOfGroups, mergeTopGroups } from './graph-io';
 
 /** The k largest of `values`, descending, ties by lower id. */
 function bruteTopK(values: ArrayLike<number>, k: number): { ids: number[]; logits: number[] } {
@@ -37,6 +37,7 @@ describe('grouped top-k outputs', () => {
       }
       const merged = mergeTopGroups(ids, logits, 0, k, groups, width);
       expect({ ids: merged.ids, logits: Array.from(merged.logits) }).toEqual(bruteTopK(row, k));
+      expect(bestOfGroups(ids, logits, 0, k, groups, width)).toBe(merged.ids[0]);
     }
   });
 

@@ -2,7 +2,7 @@
 
 import * as ort from 'onnxruntime-node';
 import type { ModelManifest } from '@app/model';
-import type { RowOutput } from '../scheduler/forward-runner';
+import type { RowOutput, TopScores } from '../scheduler/forward-runner';
 
 export type KvArray = Float32Array | Uint16Array;
 
@@ -78,11 +78,28 @@ export function rowOutputs(results: ort.InferenceSession.OnnxValueMapType, graph
   const topIds = results[names.topIds].data as BigInt64Array;
   const topLogits = results[names.topLogits].data as Float32Array;
   const logits = results[names.logits] ? (results[names.logits].data as Float32Array) : undefined;
+  const { topK: k, topGroups: groups } = graph;
+  const groupWidth = vocab / groups;
   return indices.map((b) => {
-    const output: RowOutput = { top: mergeTopGroups(topIds, topLogits, b, graph.topK, graph.topGroups, vocab / graph.topGroups) };
+    let merged: TopScores | undefined;
+    const output: RowOutput = {
+      // Merged on first use: greedy rows only need `best`, and the merge costs 64 x groups comparisons per row.
+      get top() {
+        return (merged ??= mergeTopGroups(topIds, topLogits, b, k, groups, groupWidth));
+      },
+      best: bestOfGroups(topIds, topLogits, b, k, groups, groupWidth),
+    };
     if (logits) output.full = logits.subarray(b * vocab, (b + 1) * vocab);
     return output;
   });
+}
+
+/** Row b's top token: the largest of the groups' first candidates (the earlier group, i.e. the lower id, on ties). */
+export function bestOfGroups(ids: BigInt64Array, logits: Float32Array, b: number, k: number, groups: number, groupWidth: number): number {
+  const rowStart = b * groups * k;
+  let best = 0;
+  for (let g = 1; g < groups; g++) if (logits[rowStart + g * k] > logits[rowStart + best * k]) best = g;
+  return best * groupWidth + Number(ids[rowStart + best * k]);
 }
 
 /**

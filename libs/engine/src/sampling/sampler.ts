@@ -38,6 +38,11 @@ export class TokenSampler {
     this.random = new SequenceRandom(seed, sequenceIndex);
   }
 
+  /** Greedy without a repetition penalty: the next token is the top one, whatever else the scores hold. */
+  get greedy(): boolean {
+    return !this.params.doSample && this.params.repetitionPenalty === 1;
+  }
+
   /** `seen`: prompt and generated ids (for the repetition penalty). */
   next(scores: RowScores, seen: ReadonlySet<number>): number {
     const candidates = candidatesFrom(scores);

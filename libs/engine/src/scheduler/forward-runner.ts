@@ -10,6 +10,8 @@ export interface TopScores {
 /** Next-token scores of one row: always the graph's top-K, plus the full logits row when asked for. */
 export interface RowOutput {
   top: TopScores;
+  /** The top token (largest logit, lowest id on ties), when a runner has it cheaper than `top` (greedy rows). */
+  best?: number;
   full?: ArrayLike<number>;
 }
 

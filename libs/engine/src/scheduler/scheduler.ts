@@ -302,10 +302,8 @@ export class Scheduler {
   }
 
   private sampleAndAccept(sequence: Sequence, output: RowOutput): void {
-    const scores: RowScores =
-      sequence.needsFull && output.full ? { kind: 'full', logits: output.full } : { kind: 'top', ...output.top };
     if (sequence.needsFull && !output.full) throw new Error('scheduler bug: a row needing full logits got only top-K');
-    const token = sequence.sampler.next(scores, sequence.seen);
+    const token = sequence.sampler.greedy && output.best !== undefined ? output.best : sequence.sampler.next(scoresOf(sequence, output), sequence.seen);
     const request = sequence.request;
     request.firstTokenAt ??= this.now();
     this.counters.generatedTokens += 1;
@@ -361,4 +359,8 @@ export class Scheduler {
 
 function promptOf(sequence: Sequence): number[] {
   return sequence.request.spec.promptIds;
+}
+
+function scoresOf(sequence: Sequence, output: RowOutput): RowScores {
+  return sequence.needsFull && output.full ? { kind: 'full', logits: output.full } : { kind: 'top', ids: output.top.ids, logits: output.top.logits };
 }
