@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createRandomModel, FALCON_7B_SHAPE, inspectModel } from '@app/model';
+import { createRandomModel, FALCON_7B_SHAPE, inspectModel, parseGraphTuning, TINY_SHAPE } from '@app/model';
 import { OnnxFalcon } from './onnx-runner';
 
 let work: string;
@@ -49,5 +49,15 @@ describe('random Falcon-shaped int4 models', () => {
     await expect(createRandomModel({ out: path.join(work, 'x'), shape: 'falcon-180b' })).rejects.toThrow(/--shape falcon-180b: expected one of falcon-7b, tiny/);
     await expect(createRandomModel({ out: path.join(work, 'x'), shape: 'tiny', layers: 0 })).rejects.toThrow(/--layers 0/);
     expect(fs.existsSync(path.join(work, 'x'))).toBe(false);
+  });
+
+  it('builds the single-TopK head of earlier models when asked (baselines), and refuses unknown tuning', async () => {
+    const shape = { ...TINY_SHAPE, vocabSize: 6144 };
+    const grouped = await createRandomModel({ out: path.join(work, 'grouped'), shape });
+    const single = await createRandomModel({ out: path.join(work, 'single'), shape, tuning: parseGraphTuning('grouped-top-k=0') });
+    expect(grouped.manifest.io.topGroups).toBe(3);
+    expect(single.manifest.io.topGroups).toBe(1);
+    expect(() => parseGraphTuning('pad-k=128')).toThrow(/--graph-tuning pad-k: expected grouped-top-k/);
+    expect(() => parseGraphTuning('grouped-top-k=2')).toThrow(/expected grouped-top-k=0 or grouped-top-k=1/);
   });
 });
