@@ -8,9 +8,9 @@
 // --dump-logits (with --fetch ...,logits) writes row 0's logits of every decode step, to compare KV placements.
 // --extra adds session config entries, e.g. ep.webgpuexecutionprovider.maxNumPendingDispatches=256.
 // --kv alloc: every step's present.* are new GPU buffers (the old ones are disposed); --kv share: the past tensors are
-// bound as the present outputs too (IO binding). Measured on onnxruntime-node 1.30 (docs/benchmarks.md): share mode
-// runs, and faster at batch 256, but the new token's K/V never reaches the cache (logits drift from step 1 on), so
-// the engine does not use it. Compare with --fetch top_ids,top_logits,logits --dump-logits.
+// bound as the present outputs too (IO binding). On onnxruntime-node 1.30 that does not work (docs/benchmarks.md):
+// the binding returns new CPU tensors for such outputs and never writes the bound GPU tensors, so the cache goes
+// stale (logits drift, see --fetch top_ids,top_logits,logits --dump-logits). Kept to check newer versions.
 const fs = require('node:fs');
 const path = require('node:path');
 const ort = require('onnxruntime-node');
