@@ -125,15 +125,13 @@ export async function convertCheckpoint(sourceDir: string, options: ConvertOptio
 
 /** Every tensor exists with the right shape before anything is written. */
 function preflight(jobs: WeightJob[], checkpoint: Checkpoint): void {
-  const check = (source: string, expected: number[]) => {
-    const { file, tensor } = checkpoint.info(source);
-    if (tensor.shape.length !== expected.length || tensor.shape.some((d, i) => d !== expected[i])) {
-      throw new ModelInputError(`${file}: tensor ${source} has shape [${tensor.shape}], expected [${expected}]`);
-    }
-  };
   for (const job of jobs) {
     if (job.kind === 'rotary') continue;
-    check(job.source, job.kind === 'vector' ? [job.length] : [job.rows, job.k]);
+    const expected = job.kind === 'vector' ? [job.length] : [job.rows, job.k];
+    const { file, tensor } = checkpoint.info(job.source);
+    if (tensor.shape.length !== expected.length || tensor.shape.some((d, i) => d !== expected[i])) {
+      throw new ModelInputError(`${file}: tensor ${job.source} has shape [${tensor.shape}], expected [${expected}]`);
+    }
   }
 }
 

@@ -1,6 +1,6 @@
 // The Falcon decoder graph (docs/falcon-onnx.md §6): GroupQueryAttention with packed QKV and fused RoPE,
 // LayerNormalization/SkipLayerNormalization, exact Gelu, MatMulNBits (int4) or MatMul (fp), in-graph gather of each
-// row's last real token (§6.4, right padding) and a TopK over its logits.
+// row's last real token (§6.4, right padding) and a TopK per vocabulary group over its logits.
 import type { ActivationDType, FalconShape, ModelIoNames, WeightDType } from './manifest';
 import { float, int, type InitializerSpec, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
 
@@ -39,14 +39,7 @@ export const hfTensor = {
 export type WeightJob =
   | { kind: 'vector'; name: string; source: string; length: number }
   /** [rows, k] checkpoint weight -> uint8 [rows, kBlocks, blockSize/2] + scales [rows, kBlocks] */
-  | {
-      kind: 'int4-linear';
-      weightName: string;
-      scalesName: string;
-      source: string;
-      rows: number;
-      k: number;
-    }
+  | { kind: 'int4-linear'; weightName: string; scalesName: string; source: string; rows: number; k: number }
   /** [rows, k] checkpoint weight -> [k, rows] (transposed, for MatMul) */
   | { kind: 'float-linear'; name: string; source: string; rows: number; k: number }
   /** [rows, k] checkpoint weight as is (Gather embedding) */

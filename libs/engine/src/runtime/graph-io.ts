@@ -74,11 +74,10 @@ export function graphFactsOf(manifest: ModelManifest): GraphFacts {
 
 /** Per-row scores from a run's outputs, for batch indices `indices` (in that order). */
 export function rowOutputs(results: ort.InferenceSession.OnnxValueMapType, graph: GraphFacts, indices: number[]): RowOutput[] {
-  const { outputs: names, vocab } = graph;
+  const { outputs: names, vocab, topK: k, topGroups: groups } = graph;
   const topIds = results[names.topIds].data as BigInt64Array;
   const topLogits = results[names.topLogits].data as Float32Array;
   const logits = results[names.logits] ? (results[names.logits].data as Float32Array) : undefined;
-  const { topK: k, topGroups: groups } = graph;
   const groupWidth = vocab / groups;
   return indices.map((b) => {
     let merged: TopScores | undefined;
