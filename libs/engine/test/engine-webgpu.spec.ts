@@ -1,13 +1,9 @@
 // The GPU-buffer KV paths on a real WebGPU adapter. Skipped where onnxruntime finds none (CI); runs on a GPU host,
 // or on a CPU host with a software Vulkan driver (Mesa >= 25 lavapipe; see docs/engine.md).
 import { execFileSync } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { type EngineOptions, GenerationEngine, type GenerationResult } from '@app/engine';
-import { createRandomModel, TINY_SHAPE } from '@app/model';
 import { mergeTopGroups } from '../src/runtime/graph-io';
+import { bruteTopK, runWideVocabModel, WIDE_VOCAB } from '../src/testing/wide-vocab-model';
 import { tinyModelDir } from '../../../test/support/tiny-model';
 
 function webgpuAdapterAvailable(): boolean {
@@ -55,33 +51,13 @@ describeWebgpu.each(['device-merge', 'device', 'host'] as const)('webgpu, %s KV'
 
 describeWebgpu('webgpu, grouped top-k outputs', () => {
   it('merge into the top 64 of the same run\'s logits (WebGPU\'s own TopK kernel on groups of <= 2048)', async () => {
-    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-wg-groups-'));
-    try {
-      const { manifest } = await createRandomModel({ out: path.join(work, 'm'), shape: { ...TINY_SHAPE, vocabSize: 6144 }, target: 'gpu', seed: 5 });
-      const { io, shape } = manifest;
-      const session = await ort.InferenceSession.create(path.join(work, 'm', manifest.files.model), { executionProviders: ['webgpu'] });
-      const feeds: Record<string, ort.Tensor> = {
-        [io.inputIds]: new ort.Tensor('int64', BigInt64Array.from([5n, 6n, 7n, 0n, 9n, 10n, 11n, 12n]), [2, 4]),
-        [io.attentionMask]: new ort.Tensor('int64', BigInt64Array.from([1n, 1n, 1n, 0n, 1n, 1n, 1n, 1n]), [2, 4]),
-      };
-      for (let layer = 0; layer < shape.numLayers; layer++) {
-        for (const pattern of [io.pastKey, io.pastValue]) {
-          feeds[pattern.replace('%d', String(layer))] = new ort.Tensor('float16', new Uint16Array(0), [2, shape.numKvHeads, 0, shape.headDim]);
-        }
-      }
-      const out = await session.run(feeds, [io.logits, io.topIds, io.topLogits]);
-      await session.release();
-      const groups = io.topGroups ?? 1;
-      expect(groups).toBe(3);
-      const logits = out[io.logits].data as Float32Array;
-      for (let b = 0; b < 2; b++) {
-        const merged = mergeTopGroups(out[io.topIds].data as BigInt64Array, out[io.topLogits].data as Float32Array, b, io.topK, groups, shape.vocabSize / groups);
-        const row = logits.subarray(b * shape.vocabSize, (b + 1) * shape.vocabSize);
-        const sorted = Array.from(row.keys()).sort((x, y) => row[y] - row[x] || x - y).slice(0, io.topK);
-        expect(merged.ids).toEqual(sorted);
-      }
-    } finally {
-      fs.rmSync(work, { recursive: true, force: true });
+    const run = await runWideVocabModel('gpu', 5);
+    const { io } = run.manifest;
+    const groups = io.topGroups ?? 1;
+    expect(groups).toBe(3);
+    for (let b = 0; b < 2; b++) {
+      const merged = mergeTopGroups(run.topIds, run.topLogits, b, io.topK, groups, WIDE_VOCAB / groups);
+      expect(merged.ids).toEqual(bruteTopK(run.logits.subarray(b * WIDE_VOCAB, (b + 1) * WIDE_VOCAB), io.topK).ids);
     }
   });
 });

@@ -1,15 +1,6 @@
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
-import { createRandomModel, topKGroupsFor, TINY_SHAPE } from '@app/model';
+import { topKGroupsFor } from '@app/model';
+import { bruteTopK, runWideVocabModel, WIDE_VOCAB } from '../testing/wide-vocab-model';
 import { bestOfGroups, mergeTopGroups } from './graph-io';
-
-/** The k largest of `values`, descending, ties by lower id. */
-function bruteTopK(values: ArrayLike<number>, k: number): { ids: number[]; logits: number[] } {
-  const order = Array.from({ length: values.length }, (_, i) => i).sort((a, b) => values[b] - values[a] || a - b).slice(0, k);
-  return { ids: order, logits: order.map((i) => values[i]) };
-}
 
 describe('grouped top-k outputs', () => {
   it('splits a vocabulary into groups of at most 2048 that hold at least k', () => {
@@ -42,33 +33,15 @@ describe('grouped top-k outputs', () => {
   });
 
   it('a model with a wide vocabulary returns per-group candidates that merge into the top k of its logits', async () => {
-    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-groups-'));
-    try {
-      const { manifest } = await createRandomModel({ out: path.join(work, 'm'), shape: { ...TINY_SHAPE, vocabSize: 6144 }, target: 'cpu', seed: 3 });
-      const { io, shape } = manifest;
-      expect(io.topGroups).toBe(3);
-      const session = await ort.InferenceSession.create(path.join(work, 'm', manifest.files.model));
-      const feeds: Record<string, ort.Tensor> = {
-        [io.inputIds]: new ort.Tensor('int64', BigInt64Array.from([5n, 6n, 7n, 0n, 9n, 10n, 11n, 12n]), [2, 4]),
-        [io.attentionMask]: new ort.Tensor('int64', BigInt64Array.from([1n, 1n, 1n, 0n, 1n, 1n, 1n, 1n]), [2, 4]),
-      };
-      for (let layer = 0; layer < shape.numLayers; layer++) {
-        for (const pattern of [io.pastKey, io.pastValue]) {
-          feeds[pattern.replace('%d', String(layer))] = new ort.Tensor('float32', new Float32Array(0), [2, shape.numKvHeads, 0, shape.headDim]);
-        }
-      }
-      const out = await session.run(feeds, [io.logits, io.topIds, io.topLogits]);
-      expect(out[io.topIds].dims).toEqual([2, 3 * io.topK]);
-      const logits = out[io.logits].data as Float32Array;
-      for (let b = 0; b < 2; b++) {
-        const merged = mergeTopGroups(out[io.topIds].data as BigInt64Array, out[io.topLogits].data as Float32Array, b, io.topK, 3, 2048);
-        const expected = bruteTopK(logits.subarray(b * 6144, (b + 1) * 6144), io.topK);
-        expect(merged.ids).toEqual(expected.ids);
-        expect(Array.from(merged.logits)).toEqual(expected.logits.map(Math.fround));
-      }
-      await session.release();
-    } finally {
-      fs.rmSync(work, { recursive: true, force: true });
+    const run = await runWideVocabModel('cpu', 3);
+    const { io } = run.manifest;
+    expect(io.topGroups).toBe(3);
+    expect(run.topIdsDims).toEqual([2, 3 * io.topK]);
+    for (let b = 0; b < 2; b++) {
+      const merged = mergeTopGroups(run.topIds, run.topLogits, b, io.topK, 3, 2048);
+      const expected = bruteTopK(run.logits.subarray(b * WIDE_VOCAB, (b + 1) * WIDE_VOCAB), io.topK);
+      expect(merged.ids).toEqual(expected.ids);
+      expect(Array.from(merged.logits)).toEqual(expected.logits.map(Math.fround));
     }
   });
 });
