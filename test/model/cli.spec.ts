@@ -64,7 +64,8 @@ describe('falconq model / tokenize commands', () => {
     await falconq('model', 'tiny', '--out', out);
     const { stdout } = await falconq('model', 'inspect', out);
     expect(stdout).toMatch(/weights\s+int4 \(rtn-symmetric, block 32, accuracy_level 4\)/);
-    expect(stdout).toMatch(/com\.microsoft::MatMulNBits\s+9/);
+    // Per layer: QKV + MLP-up fused, dense, down; plus lm_head.
+    expect(stdout).toMatch(/com\.microsoft::MatMulNBits\s+7/);
     expect(stdout).toMatch(/com\.microsoft::GroupQueryAttention\s+2/);
     expect(stdout).toMatch(/model\.onnx\.data/);
     const json = JSON.parse((await falconq('model', 'inspect', out, '--json')).stdout);

@@ -51,6 +51,24 @@ describe('convertCheckpoint', () => {
     await expectParity(out, source, 16, 1e-5);
   });
 
+  it('fuses QKV and MLP-up into one MatMulNBits holding exactly the separate weights (same logits and tokens)', async () => {
+    const source = path.join(work, 'fused');
+    writeTinyCheckpoint(source, { seed: 5, dtype: 'F16' });
+    const fused = path.join(work, 'fused-onnx');
+    const separate = path.join(work, 'separate-onnx');
+    await convertCheckpoint(source, { out: fused, weights: 'int4', accuracyLevel: 0 });
+    await convertCheckpoint(source, { out: separate, weights: 'int4', accuracyLevel: 0, tuning: { fuseInputProjections: false } });
+    const layers = TINY_SHAPE.numLayers;
+    expect(inspectModel(fused).ops['com.microsoft::MatMulNBits']).toBe(3 * layers + 1);
+    expect(inspectModel(fused).ops.Split).toBe(layers);
+    expect(inspectModel(separate).ops['com.microsoft::MatMulNBits']).toBe(4 * layers + 1);
+    expect(inspectModel(separate).ops.Split).toBeUndefined();
+    const [a, b] = await Promise.all([fused, separate].map(async (dir) => (await OnnxFalcon.load(dir)).generate(PROMPTS, 3)));
+    expect(a.tokens).toEqual(b.tokens);
+    PROMPTS.forEach((_, row) => expect(relativeError(a.prefillLogits[row], b.prefillLogits[row])).toBeLessThan(1e-6));
+    await expectParity(fused, source, 32, 1e-5);
+  });
+
   it('writes the same bytes when reading in small chunks (chunk boundaries inside matrices)', async () => {
     const source = path.join(work, 'chunks');
     writeTinyCheckpoint(source, { seed: 8, dtype: 'BF16' });

@@ -22,7 +22,9 @@ describe('random Falcon-shaped int4 models', () => {
     expect(manifest.shape).toEqual({ ...FALCON_7B_SHAPE, numLayers: 1 });
     expect(manifest.source.kind).toBe('random');
     const inspection = inspectModel(out);
-    expect(inspection.ops['com.microsoft::MatMulNBits']).toBe(5);
+    // QKV + MLP-up fused (split after), dense, down, lm_head.
+    expect(inspection.ops['com.microsoft::MatMulNBits']).toBe(4);
+    expect(inspection.ops.Split).toBe(1);
     expect(inspection.ops['com.microsoft::GatherBlockQuantized']).toBe(1);
     const model = await OnnxFalcon.load(out);
     const { prefillLogits, tokens } = await model.generate([[11, 500, 4000, 65000], [7, 8]], 2);
@@ -57,7 +59,7 @@ describe('random Falcon-shaped int4 models', () => {
     const single = await createRandomModel({ out: path.join(work, 'single'), shape, tuning: parseGraphTuning('grouped-top-k=0') });
     expect(grouped.manifest.io.topGroups).toBe(3);
     expect(single.manifest.io.topGroups).toBe(1);
-    expect(() => parseGraphTuning('pad-k=128')).toThrow(/--graph-tuning pad-k: expected grouped-top-k/);
+    expect(() => parseGraphTuning('pad-k=128')).toThrow(/--graph-tuning pad-k: expected one of grouped-top-k, fuse-in/);
     expect(() => parseGraphTuning('grouped-top-k=2')).toThrow(/expected grouped-top-k=0 or grouped-top-k=1/);
   });
 });

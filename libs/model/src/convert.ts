@@ -5,7 +5,7 @@ import { Checkpoint } from './checkpoint';
 import { type FalconConfig, readFalconConfig } from './config';
 import { ModelInputError } from './errors';
 import { ExternalDataWriter } from './external-data';
-import { buildFalconGraph, type FalconGraph, type GraphTuning, hfTensor, type WeightJob } from './graph';
+import { buildFalconGraph, type FalconGraph, type GraphTuning, hfTensor, jobSources, type WeightJob } from './graph';
 import type { ExecutionProviderName, ModelManifest, ModelTarget, WeightDType } from './manifest';
 import { CheckpointMaterializer, jobBytes, materializeJob, type WeightMaterializer } from './materialize';
 import { encodeModel, type InitializerSpec } from './onnx/model';
@@ -125,12 +125,10 @@ export async function convertCheckpoint(sourceDir: string, options: ConvertOptio
 
 /** Every tensor exists with the right shape before anything is written. */
 function preflight(jobs: WeightJob[], checkpoint: Checkpoint): void {
-  for (const job of jobs) {
-    if (job.kind === 'rotary') continue;
-    const expected = job.kind === 'vector' ? [job.length] : [job.rows, job.k];
-    const { file, tensor } = checkpoint.info(job.source);
+  for (const { source, shape: expected } of jobs.flatMap(jobSources)) {
+    const { file, tensor } = checkpoint.info(source);
     if (tensor.shape.length !== expected.length || tensor.shape.some((d, i) => d !== expected[i])) {
-      throw new ModelInputError(`${file}: tensor ${job.source} has shape [${tensor.shape}], expected [${expected}]`);
+      throw new ModelInputError(`${file}: tensor ${source} has shape [${tensor.shape}], expected [${expected}]`);
     }
   }
 }

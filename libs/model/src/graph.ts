@@ -38,13 +38,38 @@ export const hfTensor = {
 /** A weight the converter must materialize into the external data file, in this order. */
 export type WeightJob =
   | { kind: 'vector'; name: string; source: string; length: number }
-  /** [rows, k] checkpoint weight -> uint8 [rows, kBlocks, blockSize/2] + scales [rows, kBlocks] */
-  | { kind: 'int4-linear'; weightName: string; scalesName: string; source: string; rows: number; k: number }
+  /**
+   * [rows, k] -> uint8 [rows, kBlocks, blockSize/2] + scales [rows, kBlocks]: one checkpoint weight, or several with
+   * the same k stacked along the rows (output features) for a fused projection. Quantization is per row, so a fused
+   * weight holds exactly its parts' codes and scales.
+   */
+  | { kind: 'int4-linear'; weightName: string; scalesName: string; rows: number; k: number; parts: LinearPart[] }
   /** [rows, k] checkpoint weight -> [k, rows] (transposed, for MatMul) */
   | { kind: 'float-linear'; name: string; source: string; rows: number; k: number }
   /** [rows, k] checkpoint weight as is (Gather embedding) */
   | { kind: 'float-rows'; name: string; source: string; rows: number; k: number }
   | { kind: 'rotary'; cosName: string; sinName: string; contextLength: number; halfDim: number; theta: number };
+
+/** One checkpoint weight [rows, k] of a (possibly fused) linear layer. */
+export interface LinearPart {
+  source: string;
+  rows: number;
+  k: number;
+}
+
+/** The checkpoint tensors a job reads, with the shapes they must have. */
+export function jobSources(job: WeightJob): { source: string; shape: number[] }[] {
+  switch (job.kind) {
+    case 'rotary':
+      return [];
+    case 'vector':
+      return [{ source: job.source, shape: [job.length] }];
+    case 'int4-linear':
+      return job.parts.map((part) => ({ source: part.source, shape: [part.rows, part.k] }));
+    default:
+      return [{ source: job.source, shape: [job.rows, job.k] }];
+  }
+}
 
 export interface GraphOptions {
   shape: FalconShape;
@@ -60,15 +85,25 @@ export interface GraphOptions {
 
 /**
  * Shape choices that change which WebGPU kernels run, not what the model computes (docs/benchmarks.md has the
- * measurements behind the defaults; padding K for the DP4A kernel and fusing the output projections were measured
- * too and gained nothing, so they are not offered).
+ * measurements behind the defaults).
  */
 export interface GraphTuning {
   /** TopK over groups of at most 2048 logits (one shared-memory sort each) instead of one 65024-wide sort. */
   groupedTopK: boolean;
+  /**
+   * int4: QKV and MLP-up as one MatMulNBits (Falcon's parallel block feeds both the same normed input), split
+   * after. WebGPU's matmul kernels are short of workgroups at N = 4672: one N = 22848 dispatch takes the time of
+   * the up-projection alone.
+   */
+  fuseInputProjections: boolean;
 }
 
-export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true };
+export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true, fuseInputProjections: true };
+
+const GRAPH_TUNING_KEYS: Record<string, keyof GraphTuning> = {
+  'grouped-top-k': 'groupedTopK',
+  'fuse-in': 'fuseInputProjections',
+};
 
 /** Largest TopK sort the WebGPU kernel does in one dispatch (shared memory). */
 const TOP_K_GROUP_LIMIT = 2048;
@@ -119,17 +154,26 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
   ];
 
   const tuning = { ...DEFAULT_GRAPH_TUNING, ...options.tuning };
+  const int4 = options.weights === 'int4';
+  /** y = x @ W^T, W = the parts' rows one after another (outputs side by side); int4 only. */
+  const int4Linear = (nodeName: string, parts: LinearPart[], input: string, output: string) => {
+    const base = nodeName.slice(1).replaceAll('/', '.');
+    const weightName = `${base}.weight_q4`;
+    const scalesName = `${base}.scales`;
+    const rows = parts.reduce((sum, part) => sum + part.rows, 0);
+    const k = parts[0].k;
+    if (parts.some((part) => part.k !== k)) throw new Error(`${nodeName}: fused parts must share k`);
+    jobs.push({ kind: 'int4-linear', weightName, scalesName, rows, k, parts });
+    node(nodeName, 'MatMulNBits', [input, weightName, scalesName], [output], {
+      K: int(k), N: int(rows), bits: int(4), block_size: int(blockSize), accuracy_level: int(accuracyLevel),
+    }, ms);
+  };
   /** y = x @ W^T for checkpoint weight `source` [rows, k]. */
   const linear = (nodeName: string, source: string, input: string, output: string, rows: number, k: number) => {
-    const base = nodeName.slice(1).replaceAll('/', '.');
-    if (options.weights === 'int4') {
-      const weightName = `${base}.weight_q4`;
-      const scalesName = `${base}.scales`;
-      jobs.push({ kind: 'int4-linear', weightName, scalesName, source, rows, k });
-      node(nodeName, 'MatMulNBits', [input, weightName, scalesName], [output], {
-        K: int(k), N: int(rows), bits: int(4), block_size: int(blockSize), accuracy_level: int(accuracyLevel),
-      }, ms);
+    if (int4) {
+      int4Linear(nodeName, [{ source, rows, k }], input, output);
     } else {
+      const base = nodeName.slice(1).replaceAll('/', '.');
       const name = `${base}.weight_t`;
       jobs.push({ kind: 'float-linear', name, source, rows, k });
       node(nodeName, 'MatMul', [input, name], [output]);
@@ -154,11 +198,8 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
   const lmHeadSource = options.tiedEmbedding ? hfTensor.embedding : hfTensor.lmHead;
   if (options.weights === 'int4') {
     const embedBase = options.tiedEmbedding ? 'lm_head' : 'embed';
-    if (!options.tiedEmbedding) {
-      jobs.push({ kind: 'int4-linear', weightName: 'embed.weight_q4', scalesName: 'embed.scales', source: hfTensor.embedding, rows: shape.vocabSize, k: H });
-    } else {
-      jobs.push({ kind: 'int4-linear', weightName: 'lm_head.weight_q4', scalesName: 'lm_head.scales', source: lmHeadSource, rows: shape.vocabSize, k: H });
-    }
+    const table = { source: options.tiedEmbedding ? lmHeadSource : hfTensor.embedding, rows: shape.vocabSize, k: H };
+    jobs.push({ kind: 'int4-linear', weightName: `${embedBase}.weight_q4`, scalesName: `${embedBase}.scales`, rows: table.rows, k: table.k, parts: [table] });
     inlineInitializers.push(int64Tensor('const.embed_packed_shape', [shape.vocabSize, (Math.ceil(H / blockSize) * blockSize) / 2], [2]));
     node('/embed/packed', 'Reshape', [`${embedBase}.weight_q4`, 'const.embed_packed_shape'], ['embed.packed']);
     node('/embed', 'GatherBlockQuantized', ['embed.packed', io.inputIds, `${embedBase}.scales`], ['embed.out'], {
@@ -184,19 +225,31 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
       residual = nextResidual;
     }
     const qkvRows = (shape.numHeads + 2 * shape.numKvHeads) * shape.headDim;
-    linear(`${p}/attn/qkv`, hfTensor.qkv(layer), x, `layers.${layer}.attn.qkv.out`, qkvRows, H);
+    const qkvOut = `layers.${layer}.attn.qkv.out`;
+    const upOut = `layers.${layer}.mlp.up.out`;
+    if (int4 && tuning.fuseInputProjections) {
+      const fused = `layers.${layer}.in_proj.out`;
+      int4Linear(`${p}/in_proj`, [{ source: hfTensor.qkv(layer), rows: qkvRows, k: H }, { source: hfTensor.up(layer), rows: shape.ffnHiddenSize, k: H }], x, fused);
+      const sizes = `const.in_proj_split`;
+      if (layer === 0) inlineInitializers.push(int64Tensor(sizes, [qkvRows, shape.ffnHiddenSize], [2]));
+      node(`${p}/in_proj/split`, 'Split', [fused, sizes], [qkvOut, upOut], { axis: int(-1) });
+    } else {
+      linear(`${p}/attn/qkv`, hfTensor.qkv(layer), x, qkvOut, qkvRows, H);
+      linear(`${p}/mlp/up`, hfTensor.up(layer), x, upOut, shape.ffnHiddenSize, H);
+    }
+    const attnOut = `layers.${layer}.attn.gqa.out`;
     node(`${p}/attn/gqa`, 'GroupQueryAttention', [
-      `layers.${layer}.attn.qkv.out`, '', '',
+      qkvOut, '', '',
       layerName(io.pastKey, layer), layerName(io.pastValue, layer),
       'mask.seqlens_k', 'mask.total_length', 'cos_cache', 'sin_cache',
-    ], [`layers.${layer}.attn.gqa.out`, layerName(io.presentKey, layer), layerName(io.presentValue, layer)], {
+    ], [attnOut, layerName(io.presentKey, layer), layerName(io.presentValue, layer)], {
       num_heads: int(shape.numHeads), kv_num_heads: int(shape.numKvHeads), do_rotary: int(1), rotary_interleaved: int(0),
       scale: float(1 / Math.sqrt(shape.headDim)), local_window_size: int(-1),
     }, ms);
-    linear(`${p}/attn/dense`, hfTensor.dense(layer), `layers.${layer}.attn.gqa.out`, `layers.${layer}.attn.out`, H, H);
-    linear(`${p}/mlp/up`, hfTensor.up(layer), x, `layers.${layer}.mlp.up.out`, shape.ffnHiddenSize, H);
-    node(`${p}/mlp/gelu`, 'Gelu', [`layers.${layer}.mlp.up.out`], [`layers.${layer}.mlp.gelu.out`], { approximate: { string: 'none' } });
-    linear(`${p}/mlp/down`, hfTensor.down(layer), `layers.${layer}.mlp.gelu.out`, `layers.${layer}.mlp.out`, H, shape.ffnHiddenSize);
+    const geluOut = `layers.${layer}.mlp.gelu.out`;
+    node(`${p}/mlp/gelu`, 'Gelu', [upOut], [geluOut], { approximate: { string: 'none' } });
+    linear(`${p}/attn/dense`, hfTensor.dense(layer), attnOut, `layers.${layer}.attn.out`, H, H);
+    linear(`${p}/mlp/down`, hfTensor.down(layer), geluOut, `layers.${layer}.mlp.out`, H, shape.ffnHiddenSize);
     sum = `layers.${layer}.sum`;
     node(`${p}/add`, 'Add', [`layers.${layer}.attn.out`, `layers.${layer}.mlp.out`], [sum]);
   }
@@ -258,14 +311,16 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
   return { nodes, inputs, outputs, inlineInitializers, jobs, io: ioOut };
 }
 
-/** `grouped-top-k=0` (the CLI's hidden --graph-tuning, for baselines) -> GraphTuning fields. */
+/** `grouped-top-k=0,fuse-in=0` (the CLI's hidden --graph-tuning, for baselines) -> GraphTuning fields. */
 export function parseGraphTuning(text: string): Partial<GraphTuning> {
   const tuning: Partial<GraphTuning> = {};
+  const expected = Object.keys(GRAPH_TUNING_KEYS).join(', ');
   for (const item of text.split(',').map((part) => part.trim()).filter(Boolean)) {
     const [key, value, extra] = item.split('=');
-    if (key !== 'grouped-top-k') throw new Error(`--graph-tuning ${key}: expected grouped-top-k`);
-    if (extra !== undefined || (value !== '0' && value !== '1')) throw new Error(`--graph-tuning ${item}: expected grouped-top-k=0 or grouped-top-k=1`);
-    tuning.groupedTopK = value === '1';
+    const field = GRAPH_TUNING_KEYS[key];
+    if (!field) throw new Error(`--graph-tuning ${key}: expected one of ${expected}`);
+    if (extra !== undefined || (value !== '0' && value !== '1')) throw new Error(`--graph-tuning ${item}: expected ${key}=0 or ${key}=1`);
+    tuning[field] = value === '1';
   }
   return tuning;
 }

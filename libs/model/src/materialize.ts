@@ -119,11 +119,9 @@ export async function materializeJob(job: WeightJob, source: WeightMaterializer,
       const rowsPerChunk = Math.max(1, Math.floor(chunkElements / job.k));
       const scales = new Float32Array(job.rows * kBlocks);
       writer.begin();
-      for (let start = 0; start < job.rows; start += rowsPerChunk) {
-        const count = Math.min(rowsPerChunk, job.rows - start);
-        const chunk = source.int4Rows(job.source, [job.rows, job.k], start, count, options.blockSize);
+      for (const chunk of int4Chunks(job, source, options.blockSize, rowsPerChunk)) {
         writer.append(chunk.packed);
-        scales.set(chunk.scales, start * kBlocks);
+        scales.set(chunk.scales, chunk.start * kBlocks);
         await breathe();
       }
       const weightLocation = writer.end();
@@ -134,6 +132,20 @@ export async function materializeJob(job: WeightJob, source: WeightMaterializer,
         { name: job.scalesName, dataType: T, dims: [job.rows, kBlocks], external: scalesLocation },
       ];
     }
+  }
+}
+
+type Int4Job = Extract<WeightJob, { kind: 'int4-linear' }>;
+
+/** The job's int4 rows in order, part after part, `rowsPerChunk` at a time. */
+function* int4Chunks(job: Int4Job, source: WeightMaterializer, blockSize: number, rowsPerChunk: number): Generator<Int4Rows & { start: number }> {
+  let offset = 0;
+  for (const part of job.parts) {
+    for (let start = 0; start < part.rows; start += rowsPerChunk) {
+      const count = Math.min(rowsPerChunk, part.rows - start);
+      yield { ...source.int4Rows(part.source, [part.rows, part.k], start, count, blockSize), start: offset + start };
+    }
+    offset += part.rows;
   }
 }
 
