@@ -80,7 +80,13 @@ run() {
 
   node scripts/bench-service.js --api "$api" --prompts "$slots" --new-tokens 8 > /dev/null   # warm-up
   local out="${OUT:-.}/service-bench-gpus${gpus//,/-}.json"
+  # The workers' heartbeat figures every 5 s while the batch runs: how full each batch is (tokens per decode
+  # step), the step time, and the share of time spent in prefill runs (joins).
+  (while sleep 5; do curl -s "$api/metrics" | grep -E '^falconq_worker_(tokens_per_second|tokens_per_decode_step|decode_ms_per_step|prefill_share)' | tr '\n' ' '; echo; done) > "$work/occupancy.log" 2>/dev/null &
+  local sampler=$!
   node scripts/bench-service.js --api "$api" --prompts "$prompts" --new-tokens "$new_tokens" --json | tee "$out"
+  kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
+  echo "worker figures every 5 s during the run:"; sed -E 's/falconq_worker_//g; s/\{worker="[^"]*"\}//g' "$work/occupancy.log"
   grep -E "ready|loaded|warn|error" "$work/workers.log" | tail -20 || true
   command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=index,memory.used,utilization.gpu --format=csv || true
 }

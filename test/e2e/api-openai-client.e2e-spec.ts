@@ -147,6 +147,7 @@ describe('OpenAI client against falconq', () => {
     expect(metrics).toMatch(/falconq_items_total\{outcome="succeeded"\} [1-9]/);
     expect(metrics).toMatch(/falconq_completion_tokens_total [1-9]/);
     expect(metrics).toContain(`falconq_worker_slots{worker="${stack.worker.workerId}"} 4`);
+    expect(metrics).toMatch(new RegExp(`falconq_worker_prefill_share\\{worker="${stack.worker.workerId}"\\} [0-9.]+`));
     expect(metrics).toMatch(/falconq_http_request_duration_seconds_bucket\{.*route="\/v1\/batches\/:id"/);
     expect(metrics).toContain('falconq_online_request_duration_seconds');
   });

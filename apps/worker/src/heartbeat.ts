@@ -1,5 +1,7 @@
 import { hostname } from 'node:os';
 import { Logger } from '@nestjs/common';
+import type { EngineStats } from '@app/engine';
+import type { WorkerHeartbeatInfo } from '@app/store';
 import type { WorkerConfig } from './config/worker-config';
 import type { WorkerEngine, WorkerStore } from './ports';
 import type { InFlightRegistry } from './processing/in-flight';
@@ -8,7 +10,7 @@ import type { InFlightRegistry } from './processing/in-flight';
 export class Heartbeat {
   private readonly logger = new Logger('Heartbeat');
   private timer?: NodeJS.Timeout;
-  private last = { at: Date.now(), generatedTokens: 0 };
+  private last: EngineWindowStart = { at: Date.now(), generatedTokens: 0, decodeSteps: 0, decodeMsTotal: 0, prefillMsTotal: 0 };
   itemsProcessed = 0;
 
   constructor(
@@ -32,9 +34,8 @@ export class Heartbeat {
     try {
       const stats = await this.engine.stats();
       const now = Date.now();
-      const seconds = Math.max((now - this.last.at) / 1000, 1e-3);
-      const tokensPerSecond = Math.max(0, stats.generatedTokens - this.last.generatedTokens) / seconds;
-      this.last = { at: now, generatedTokens: stats.generatedTokens };
+      const window = engineWindow(this.last, stats, now);
+      this.last = { at: now, generatedTokens: stats.generatedTokens, decodeSteps: stats.decodeSteps, decodeMsTotal: stats.decodeMsTotal, prefillMsTotal: stats.prefillMsTotal };
       await this.store.recordWorkerHeartbeat(this.config.workerId, {
         host: hostname(),
         pid: process.pid,
@@ -43,11 +44,32 @@ export class Heartbeat {
         slots: this.config.slots,
         activeSequences: this.inFlight.size,
         waitingRequests: stats.waitingRequests,
-        tokensPerSecond: Math.round(tokensPerSecond * 10) / 10,
+        ...window,
         itemsProcessed: this.itemsProcessed,
       });
     } catch (error) {
       this.logger.warn(`heartbeat failed (will retry): ${error instanceof Error ? error.message : String(error)}`);
     }
   }
+}
+
+type EngineWindowStart = { at: number } & Pick<EngineStats, 'generatedTokens' | 'decodeSteps' | 'decodeMsTotal' | 'prefillMsTotal'>;
+
+const round = (value: number, digits: number) => Math.round(value * 10 ** digits) / 10 ** digits;
+
+/**
+ * The engine's throughput and batch occupancy since the last heartbeat: tokens/s, tokens per decode step (how full
+ * the batch runs: at most the slots), ms per decode step and the share of the time spent in prefill runs (joins).
+ * The per-step figures are absent when no decode step ran in the window.
+ */
+export function engineWindow(last: EngineWindowStart, stats: EngineStats, now: number): Pick<WorkerHeartbeatInfo, 'tokensPerSecond' | 'tokensPerDecodeStep' | 'decodeMsPerStep' | 'prefillShare'> {
+  const ms = Math.max(now - last.at, 1);
+  const tokens = Math.max(0, stats.generatedTokens - last.generatedTokens);
+  const steps = stats.decodeSteps - last.decodeSteps;
+  const prefillMs = Math.max(0, stats.prefillMsTotal - last.prefillMsTotal);
+  return {
+    tokensPerSecond: round((tokens * 1000) / ms, 1),
+    ...(steps > 0 ? { tokensPerDecodeStep: round(tokens / steps, 1), decodeMsPerStep: round((stats.decodeMsTotal - last.decodeMsTotal) / steps, 1) } : {}),
+    prefillShare: round(Math.min(1, prefillMs / ms), 3),
+  };
 }
