@@ -82,7 +82,7 @@ run() {
   local out="${OUT:-.}/service-bench-gpus${gpus//,/-}.json"
   # The workers' heartbeat figures every 5 s while the batch runs: how full each batch is (tokens per decode
   # step), the step time, and the share of time spent in prefill runs (joins).
-  (while sleep 5; do curl -s "$api/metrics" | grep -E '^falconq_worker_(tokens_per_second|tokens_per_decode_step|decode_ms_per_step|prefill_share)' | tr '\n' ' '; echo; done) > "$work/occupancy.log" 2>/dev/null &
+  (while sleep 5; do curl -s "$api/metrics" | grep -E '^falconq_worker_(tokens_per_second|rows_per_decode_step|decode_ms_per_step|prefill_share)' | tr '\n' ' '; echo; done) > "$work/occupancy.log" 2>/dev/null &
   local sampler=$!
   node scripts/bench-service.js --api "$api" --prompts "$prompts" --new-tokens "$new_tokens" --json | tee "$out"
   kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true

@@ -10,7 +10,7 @@ import type { InFlightRegistry } from './processing/in-flight';
 export class Heartbeat {
   private readonly logger = new Logger('Heartbeat');
   private timer?: NodeJS.Timeout;
-  private last: EngineWindowStart = { at: Date.now(), generatedTokens: 0, decodeSteps: 0, decodeMsTotal: 0, prefillMsTotal: 0 };
+  private last: EngineWindowStart = { at: Date.now(), generatedTokens: 0, decodeSteps: 0, decodeRows: 0, decodeMsTotal: 0, prefillMsTotal: 0 };
   itemsProcessed = 0;
 
   constructor(
@@ -35,7 +35,7 @@ export class Heartbeat {
       const stats = await this.engine.stats();
       const now = Date.now();
       const window = engineWindow(this.last, stats, now);
-      this.last = { at: now, generatedTokens: stats.generatedTokens, decodeSteps: stats.decodeSteps, decodeMsTotal: stats.decodeMsTotal, prefillMsTotal: stats.prefillMsTotal };
+      this.last = { at: now, ...pick(stats, 'generatedTokens', 'decodeSteps', 'decodeRows', 'decodeMsTotal', 'prefillMsTotal') };
       await this.store.recordWorkerHeartbeat(this.config.workerId, {
         host: hostname(),
         pid: process.pid,
@@ -53,23 +53,25 @@ export class Heartbeat {
   }
 }
 
-type EngineWindowStart = { at: number } & Pick<EngineStats, 'generatedTokens' | 'decodeSteps' | 'decodeMsTotal' | 'prefillMsTotal'>;
+type EngineWindowStart = { at: number } & Pick<EngineStats, 'generatedTokens' | 'decodeSteps' | 'decodeRows' | 'decodeMsTotal' | 'prefillMsTotal'>;
+
+const pick = <T, K extends keyof T>(from: T, ...keys: K[]): Pick<T, K> => Object.fromEntries(keys.map((key) => [key, from[key]])) as Pick<T, K>;
 
 const round = (value: number, digits: number) => Math.round(value * 10 ** digits) / 10 ** digits;
 
 /**
- * The engine's throughput and batch occupancy since the last heartbeat: tokens/s, tokens per decode step (how full
+ * The engine's throughput and batch occupancy since the last heartbeat: tokens/s, rows per decode step (how full
  * the batch runs: at most the slots), ms per decode step and the share of the time spent in prefill runs (joins).
  * The per-step figures are absent when no decode step ran in the window.
  */
-export function engineWindow(last: EngineWindowStart, stats: EngineStats, now: number): Pick<WorkerHeartbeatInfo, 'tokensPerSecond' | 'tokensPerDecodeStep' | 'decodeMsPerStep' | 'prefillShare'> {
+export function engineWindow(last: EngineWindowStart, stats: EngineStats, now: number): Pick<WorkerHeartbeatInfo, 'tokensPerSecond' | 'rowsPerDecodeStep' | 'decodeMsPerStep' | 'prefillShare'> {
   const ms = Math.max(now - last.at, 1);
   const tokens = Math.max(0, stats.generatedTokens - last.generatedTokens);
   const steps = stats.decodeSteps - last.decodeSteps;
   const prefillMs = Math.max(0, stats.prefillMsTotal - last.prefillMsTotal);
   return {
     tokensPerSecond: round((tokens * 1000) / ms, 1),
-    ...(steps > 0 ? { tokensPerDecodeStep: round(tokens / steps, 1), decodeMsPerStep: round((stats.decodeMsTotal - last.decodeMsTotal) / steps, 1) } : {}),
+    ...(steps > 0 ? { rowsPerDecodeStep: round((stats.decodeRows - last.decodeRows) / steps, 1), decodeMsPerStep: round((stats.decodeMsTotal - last.decodeMsTotal) / steps, 1) } : {}),
     prefillShare: round(Math.min(1, prefillMs / ms), 3),
   };
 }

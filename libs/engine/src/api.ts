@@ -127,6 +127,8 @@ export interface EngineStats {
   fullLogitsSteps: number;
   /** Decode runs (steps that ran the model over the live rows; a step can also run one prefill). */
   decodeSteps: number;
+  /** Rows fed over all decode runs (decodeRows / decodeSteps: how full the batch runs, at most `slots`). */
+  decodeRows: number;
   prefillRuns: number;
   finishedSequences: number;
   cancelledRequests: number;

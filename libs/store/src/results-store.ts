@@ -124,8 +124,8 @@ export interface WorkerHeartbeat {
   activeSequences?: number;
   waitingRequests?: number;
   tokensPerSecond?: number;
-  /** Generated tokens per decode step since the last heartbeat: how full the batch runs (at most `slots`). */
-  tokensPerDecodeStep?: number;
+  /** Rows per decode step since the last heartbeat: how full the batch runs (at most `slots`). */
+  rowsPerDecodeStep?: number;
   decodeMsPerStep?: number;
   /** Share of the time since the last heartbeat spent in prefill runs (0..1). */
   prefillShare?: number;

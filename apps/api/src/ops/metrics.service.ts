@@ -75,7 +75,7 @@ export class MetricsService {
     workerGauge('falconq_worker_active_sequences', 'Sequences being decoded per worker', (w) => w.activeSequences);
     workerGauge('falconq_worker_slots', 'Batch slots per worker', (w) => w.slots);
     workerGauge('falconq_worker_waiting_requests', 'Requests waiting in a worker engine', (w) => w.waitingRequests);
-    workerGauge('falconq_worker_tokens_per_decode_step', 'Generated tokens per decode step: how full the batch runs (from its heartbeat)', (w) => w.tokensPerDecodeStep);
+    workerGauge('falconq_worker_rows_per_decode_step', 'Rows per decode step: how full the batch runs (from its heartbeat)', (w) => w.rowsPerDecodeStep);
     workerGauge('falconq_worker_decode_ms_per_step', 'Milliseconds per decode step (from its heartbeat)', (w) => w.decodeMsPerStep);
     workerGauge('falconq_worker_prefill_share', 'Share of the time in prefill runs, 0..1 (from its heartbeat)', (w) => w.prefillShare);
     new Gauge({

@@ -28,6 +28,7 @@ interface BenchFlags {
   mixed: boolean;
   mixedRequests?: number;
   mixedRate?: number;
+  mixedInFlight?: number;
   mixedSlots?: number;
   seed: number;
 }
@@ -55,6 +56,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--no-mixed', 'skip the mixed workload')
     .option('--mixed-requests <n>', 'requests in the mixed workload (default 2 x slots)', parseInteger('--mixed-requests'))
     .option('--mixed-rate <r>', 'mixed workload arrivals per second (default: 70% of the measured capacity)', parseNumber('--mixed-rate'))
+    .option('--mixed-in-flight <n>', 'mixed workload as a queue worker feeds it: n requests outstanding, the next submitted as one finishes (arrival times ignored)', parsePositive('--mixed-in-flight'))
     .option('--mixed-admission <which>', 'mixed workload runs: both (continuous, then the static baseline) or continuous', parseMixedAdmission, 'both')
     .option('--mixed-slots <n>', 'slots for the mixed workload (default: the largest batch)', parseInteger('--mixed-slots'))
     .option('--seed <n>', 'seed of the synthetic prompts and arrivals', parseInteger('--seed'), 1)
@@ -146,6 +148,10 @@ interface MixedRun {
   wallMs: number;
   generatedTokens: number;
   tokensPerSecond: number;
+  /** Rows per decode step: how full the batch ran (at most `slots`). */
+  rowsPerDecodeStep: number;
+  prefillRuns: number;
+  prefillMs: number;
   latencyMs: { mean: number; p50: number; p95: number };
   timeToFirstTokenMs: { mean: number; p50: number; p95: number };
   peakGpuMiB: number | null;
@@ -218,14 +224,15 @@ async function bench(flags: BenchFlags): Promise<void> {
       const meanNew = flags.newTokens;
       const rate = flags.mixedRate ?? Math.max(0.1, (0.7 * (widest?.tokensPerSecond ?? 10)) / meanNew);
       const workload = mixedWorkload(new WorkloadRandom(flags.seed + 1), count, rate, flags, usable, maxSequenceLength(flags, manifest.shape.contextLength));
-      log(`\nmixed workload: ${count} requests, prompts ${flags.promptLen / 4 | 0}..${flags.promptLen * 2} tokens, outputs ${flags.newTokens / 4 | 0}..${flags.newTokens * 2} tokens, ${rate.toFixed(2)} arrivals/s (Poisson), ${slots} slots`);
+      const arrivals = flags.mixedInFlight ? `${flags.mixedInFlight} in flight (the next as one finishes)` : `${rate.toFixed(2)} arrivals/s (Poisson)`;
+      log(`\nmixed workload: ${count} requests, prompts ${flags.promptLen / 4 | 0}..${flags.promptLen * 2} tokens, outputs ${flags.newTokens / 4 | 0}..${flags.newTokens * 2} tokens, ${arrivals}, ${slots} slots`);
       const mixed: MixedRun[] = [];
       for (const admission of flags.mixedAdmission === 'continuous' ? (['continuous'] as const) : (['continuous', 'static'] as const)) {
         const engine = await GenerationEngine.start(engineOptions(slots, admission));
         try {
           await runBatch(engine, [syntheticPrompt(random, flags.promptLen, usable)], 2, 'warmup');
           if (monitor) await monitor.resetPeak();
-          const run = await runMixed(engine, workload, admission, slots);
+          const run = await runMixed(engine, workload, admission, slots, flags.mixedInFlight);
           run.peakGpuMiB = monitor ? await monitor.peakMiB() : null;
           mixed.push(run);
           log(mixedLine(run));
@@ -233,7 +240,7 @@ async function bench(flags: BenchFlags): Promise<void> {
           await engine.close();
         }
       }
-      report.mixed = { arrivalsPerSecond: rate, requests: count, runs: mixed };
+      report.mixed = { ...(flags.mixedInFlight ? { inFlight: flags.mixedInFlight } : { arrivalsPerSecond: rate }), requests: count, runs: mixed };
     }
   } finally {
     monitor?.stop();
@@ -274,22 +281,22 @@ function mixedWorkload(random: WorkloadRandom, count: number, rate: number, flag
   });
 }
 
-async function runMixed(engine: GenerationEngine, workload: MixedRequest[], admission: 'continuous' | 'static', slots: number): Promise<MixedRun> {
+async function runMixed(engine: GenerationEngine, workload: MixedRequest[], admission: 'continuous' | 'static', slots: number, inFlight?: number): Promise<MixedRun> {
+  const submit = (i: number) => {
+    const request = workload[i];
+    return engine.submit({ id: `mixed-${i}`, prompt: '', promptIds: request.promptIds, params: { maxNewTokens: request.newTokens, ignoreEos: true } });
+  };
+  const before = await engine.stats();
   const started = performance.now();
-  const results = await Promise.all(
-    workload.map(
-      (request, i) =>
-        new Promise<GenerationResult>((resolve, reject) => {
-          setTimeout(() => {
-            engine.submit({ id: `mixed-${i}`, prompt: '', promptIds: request.promptIds, params: { maxNewTokens: request.newTokens, ignoreEos: true } }).then(resolve, reject);
-          }, Math.max(0, request.at - (performance.now() - started)));
-        }),
-    ),
-  );
+  const results = inFlight
+    ? await inLanes(workload.length, inFlight, submit)
+    : await Promise.all(workload.map((request, i) => sleep(Math.max(0, request.at - (performance.now() - started))).then(() => submit(i))));
   const wallMs = performance.now() - started;
+  const after = await engine.stats();
   const generated = results.reduce((sum, result) => sum + result.sequences[0].tokens.length, 0);
   const latency = results.map((result) => result.totalMs);
   const ttft = results.map((result) => result.timeToFirstTokenMs);
+  const decodeSteps = after.decodeSteps - before.decodeSteps;
   return {
     admission,
     requests: workload.length,
@@ -297,10 +304,27 @@ async function runMixed(engine: GenerationEngine, workload: MixedRequest[], admi
     wallMs,
     generatedTokens: generated,
     tokensPerSecond: generated / (wallMs / 1000),
+    rowsPerDecodeStep: decodeSteps > 0 ? (after.decodeRows - before.decodeRows) / decodeSteps : 0,
+    prefillRuns: after.prefillRuns - before.prefillRuns,
+    prefillMs: after.prefillMsTotal - before.prefillMsTotal,
     latencyMs: { mean: mean(latency), p50: percentile(latency, 50), p95: percentile(latency, 95) },
     timeToFirstTokenMs: { mean: mean(ttft), p50: percentile(ttft, 50), p95: percentile(ttft, 95) },
     peakGpuMiB: null,
   };
+}
+
+/** Runs task(0..count-1) with at most `lanes` outstanding, starting the next as one finishes (a queue consumer). */
+async function inLanes<T>(count: number, lanes: number, task: (i: number) => Promise<T>): Promise<T[]> {
+  const results = new Array<T>(count);
+  let next = 0;
+  const lane = async () => {
+    while (next < count) {
+      const i = next++;
+      results[i] = await task(i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(lanes, count) }, lane));
+  return results;
 }
 
 function batchRow(
@@ -410,7 +434,8 @@ function mixedLine(run: MixedRun): string {
   return (
     `  ${run.admission.padEnd(10)} ${run.tokensPerSecond.toFixed(1)} tok/s, wall ${(run.wallMs / 1000).toFixed(2)} s, ` +
     `latency mean/p50/p95 ${run.latencyMs.mean.toFixed(0)}/${run.latencyMs.p50.toFixed(0)}/${run.latencyMs.p95.toFixed(0)} ms, ` +
-    `ttft mean/p95 ${run.timeToFirstTokenMs.mean.toFixed(0)}/${run.timeToFirstTokenMs.p95.toFixed(0)} ms` +
+    `ttft mean/p95 ${run.timeToFirstTokenMs.mean.toFixed(0)}/${run.timeToFirstTokenMs.p95.toFixed(0)} ms, ` +
+    `${run.rowsPerDecodeStep.toFixed(1)} rows/step, ${run.prefillRuns} prefill runs (${(run.prefillMs / 1000).toFixed(2)} s)` +
     (run.peakGpuMiB === null ? '' : `, peak GPU ${run.peakGpuMiB} MiB`)
   );
 }
@@ -461,6 +486,15 @@ function percentile(values: number[], p: number): number {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function parsePositive(flag: string): (value: string) => number {
+  const integer = parseInteger(flag);
+  return (value) => {
+    const parsed = integer(value);
+    if (parsed < 1) throw new Error(`${flag} must be at least 1, got ${parsed}`);
+    return parsed;
+  };
+}
 
 function parseList(value: string): number[] {
   const sizes = value.split(',').map((part) => Number(part.trim()));

@@ -53,4 +53,19 @@ describeBuilt('falconq generate / bench (built CLI, tiny model)', () => {
     expect(report.mixed.runs.map((r) => r.admission)).toEqual(['continuous', 'static']);
     expect(report.mixed.runs[0].generatedTokens).toBe(report.mixed.runs[1].generatedTokens);
   });
+
+  it('bench --mixed-in-flight feeds the mixed workload as a queue worker does and reports how full the batch ran', async () => {
+    const model = await tinyModelDir();
+    const { stdout } = await run(process.execPath, [cli, 'bench', '--model', model, '--json', '--batch', '4', '--prompt-len', '8', '--new-tokens', '4',
+      '--mixed-requests', '10', '--mixed-in-flight', '3', '--mixed-admission', 'continuous']);
+    const report = JSON.parse(stdout) as { mixed: { inFlight: number; requests: number; runs: { admission: string; requests: number; rowsPerDecodeStep: number; prefillRuns: number }[] } };
+    expect(report.mixed).toMatchObject({ inFlight: 3, requests: 10 });
+    const [continuous] = report.mixed.runs;
+    expect(continuous).toMatchObject({ admission: 'continuous', requests: 10 });
+    // At most 3 requests outstanding, so never more than 3 rows per decode step on the 4 slots.
+    expect(continuous.rowsPerDecodeStep).toBeGreaterThan(0);
+    expect(continuous.rowsPerDecodeStep).toBeLessThanOrEqual(3);
+    expect(continuous.prefillRuns).toBeGreaterThan(0);
+    await expect(run(process.execPath, [cli, 'bench', '--model', model, '--mixed-in-flight', '0'])).rejects.toThrow(/--mixed-in-flight must be at least 1, got 0/);
+  });
 });

@@ -83,6 +83,7 @@ export class Scheduler {
     prefillMsTotal: 0,
     fullLogitsSteps: 0,
     decodeSteps: 0,
+    decodeRows: 0,
     prefillRuns: 0,
     finishedSequences: 0,
     cancelledRequests: 0,
@@ -285,6 +286,7 @@ export class Scheduler {
     const outputs = await this.runner.decode(entries, fullLogits);
     this.counters.decodeMsTotal += this.now() - started;
     this.counters.decodeSteps += 1;
+    this.counters.decodeRows += entries.length;
     if (fullLogits) this.counters.fullLogitsSteps += 1;
     feeding.forEach((sequence, i) => {
       if (sequence.request.cancelled) return;
