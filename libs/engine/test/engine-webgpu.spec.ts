@@ -1,7 +1,11 @@
 // The GPU-buffer KV paths on a real WebGPU adapter. Skipped where onnxruntime finds none (CI); runs on a GPU host,
 // or on a CPU host with a software Vulkan driver (Mesa >= 25 lavapipe; see docs/engine.md).
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { type EngineOptions, GenerationEngine, type GenerationResult } from '@app/engine';
+import { convertCheckpoint, writeTinyCheckpoint } from '@app/model';
 import { mergeTopGroups } from '../src/runtime/graph-io';
 import { bruteTopK, runWideVocabModel, WIDE_VOCAB } from '../src/testing/wide-vocab-model';
 import { tinyModelDir } from '../../../test/support/tiny-model';
@@ -58,6 +62,30 @@ describeWebgpu('webgpu, grouped top-k outputs', () => {
     for (let b = 0; b < 2; b++) {
       const merged = mergeTopGroups(run.topIds, run.topLogits, b, io.topK, groups, WIDE_VOCAB / groups);
       expect(merged.ids).toEqual(bruteTopK(run.logits.subarray(b * WIDE_VOCAB, (b + 1) * WIDE_VOCAB), io.topK).ids);
+    }
+  });
+});
+
+describeWebgpu('webgpu, fused input projection', () => {
+  it('gives the same greedy tokens as the separate QKV and MLP-up matmuls (fp16, gpu target)', async () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-fused-'));
+    try {
+      writeTinyCheckpoint(path.join(work, 'checkpoint'), { seed: 7, dtype: 'F16' });
+      const generate = async (name: string, tuning: { fuseInputProjections: boolean }) => {
+        const out = path.join(work, name);
+        await convertCheckpoint(path.join(work, 'checkpoint'), { out, weights: 'int4', target: 'gpu', accuracyLevel: 0, tuning });
+        const engine = await GenerationEngine.start({ modelDir: out, executionProvider: 'webgpu', slots: 3, inProcess: true, maxSequenceLength: 64 });
+        try {
+          const prompts = [[40, 300, 77, 120], [61, 62, 63], [5, 6, 7, 8, 9, 10]];
+          const results = await Promise.all(prompts.map((promptIds, i) => engine.submit({ id: `r${i}`, prompt: '', promptIds, params: { maxNewTokens: 12, ignoreEos: true } })));
+          return results.map((result) => result.sequences[0].tokens);
+        } finally {
+          await engine.close();
+        }
+      };
+      expect(await generate('fused', { fuseInputProjections: true })).toEqual(await generate('separate', { fuseInputProjections: false }));
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
     }
   });
 });
