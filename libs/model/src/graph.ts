@@ -198,7 +198,7 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
   const lmHeadSource = options.tiedEmbedding ? hfTensor.embedding : hfTensor.lmHead;
   if (options.weights === 'int4') {
     const embedBase = options.tiedEmbedding ? 'lm_head' : 'embed';
-    const table = { source: options.tiedEmbedding ? lmHeadSource : hfTensor.embedding, rows: shape.vocabSize, k: H };
+    const table = { source: hfTensor.embedding, rows: shape.vocabSize, k: H };
     jobs.push({ kind: 'int4-linear', weightName: `${embedBase}.weight_q4`, scalesName: `${embedBase}.scales`, rows: table.rows, k: table.k, parts: [table] });
     inlineInitializers.push(int64Tensor('const.embed_packed_shape', [shape.vocabSize, (Math.ceil(H / blockSize) * blockSize) / 2], [2]));
     node('/embed/packed', 'Reshape', [`${embedBase}.weight_q4`, 'const.embed_packed_shape'], ['embed.packed']);
