@@ -53,6 +53,23 @@ describeWebgpu.each(['device-merge', 'device', 'host'] as const)('webgpu, %s KV'
   });
 });
 
+describeWebgpu('webgpu, device-merge cache sized to the live rows', () => {
+  it('keeps every sequence\'s tokens while the cache grows (1 -> 4 rows) and is packed again (-> 1)', async () => {
+    const modelDir = await tinyModelDir();
+    const engine = await GenerationEngine.start({ modelDir, executionProvider: 'webgpu', kvPlacement: 'device-merge', slots: 8, inProcess: true, maxSequenceLength: 128 });
+    let submitted = 0;
+    const job = (i: number, maxNewTokens: number) => ({ id: `c${submitted++}`, prompt: PROMPTS[i], params: { maxNewTokens, ignoreEos: true } });
+    try {
+      const alone = [await engine.submit(job(0, 12)), await engine.submit(job(1, 3)), await engine.submit(job(2, 5))];
+      // Three short ones end while the long one still decodes alone in a cache of four rows, which is then packed.
+      const together = await Promise.all([engine.submit(job(0, 12)), engine.submit(job(1, 3)), engine.submit(job(2, 5)), engine.submit(job(1, 3))]);
+      expect(together.map((result) => result.sequences[0].tokens)).toEqual([...alone, alone[1]].map((result) => result.sequences[0].tokens));
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
 describeWebgpu('webgpu, grouped top-k outputs', () => {
   it('merge into the top 64 of the same run\'s logits (WebGPU\'s own TopK kernel on groups of <= 2048)', async () => {
     const run = await runWideVocabModel('gpu', 5);

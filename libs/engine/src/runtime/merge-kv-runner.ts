@@ -1,11 +1,14 @@
 // KV cache in opaque (GPU) buffers, with joins by prefill: newcomers are prefilled in their own run (right-padded,
 // past length 0; a long prompt chunk by chunk with B = 1), their presents stay on the device, and on their first
-// decode a small merge graph (kv-merge-graph.ts, a second session on the same EP) scatters them into their rows of
-// the batch cache. So a joiner costs one prefill run and one merge run instead of one decode step per prompt
-// token (the 'device' strategy), and JS still never reads a GPU buffer.
+// decode a small merge graph (kv-merge-graph.ts, a second session on the same EP) scatters them into rows of the
+// batch cache. So a joiner costs one prefill run and one merge run instead of one decode step per prompt token (the
+// 'device' strategy), and JS still never reads a GPU buffer.
 //
-// Like the 'device' strategy the cache has `rows` rows of `pastLength` positions, every decode runs all rows (free
-// rows hold one pad token at position 0), and GQA reads only 0..seqlens_k[b], so stale data in a row is harmless.
+// The cache holds `capacity` rows, a power of two between the live rows and the slots, and every decode runs all of
+// them (free rows hold one pad token at position 0; GQA reads only 0..seqlens_k[b], so stale data in a row is
+// harmless). Slots map to cache rows: the merge grows the cache when newcomers do not fit, and when the live rows
+// fall to a quarter of it a reorder run packs them into a smaller one. So a lone request decodes at batch 1, not at
+// batch `slots`. Rows are `pastLength` positions long.
 
 import * as ort from 'onnxruntime-node';
 import type { ForwardRunner, RowOutput, RowToken, RowTokens } from '../scheduler/forward-runner';
@@ -33,8 +36,12 @@ export class MergeKvRunner implements ForwardRunner {
   readonly graphTopK: number;
   readonly contextLength: number;
   private readonly graph: GraphFacts;
+  /** Tokens in the cache of each slot's sequence (live slots only). */
   private readonly lengths: Int32Array;
   private readonly live: Uint8Array;
+  /** Cache row of each slot (-1: none), and the slot in each cache row (-1: free). */
+  private readonly cacheRowOf: Int32Array;
+  private occupants: number[] = [];
   private cache: CacheTensors | null = null;
   private zeroCache: ort.Tensor | null = null;
   private readonly staged = new Map<number, { group: StagedGroup; member: number }>();
@@ -42,6 +49,7 @@ export class MergeKvRunner implements ForwardRunner {
   private constructor(
     private readonly model: ModelSession,
     private readonly merger: ort.InferenceSession,
+    private readonly reorderer: ort.InferenceSession,
     readonly rows: number,
     private readonly pastLength: number,
   ) {
@@ -51,14 +59,24 @@ export class MergeKvRunner implements ForwardRunner {
     this.contextLength = Math.min(manifest.shape.contextLength, pastLength);
     this.lengths = new Int32Array(rows);
     this.live = new Uint8Array(rows);
+    this.cacheRowOf = new Int32Array(rows).fill(-1);
   }
 
   static async create(model: ModelSession, rows: number, pastLength = model.manifest.shape.contextLength): Promise<MergeKvRunner> {
     const layout = kvLayoutOf(model.manifest);
     const tensors = 2 * layout.layers;
-    const graph = buildKvMergeGraph({ tensors, kvType: layout.type, kvHeads: layout.kvHeads, headDim: layout.headDim });
+    const spec = { tensors, kvType: layout.type, kvHeads: layout.kvHeads, headDim: layout.headDim };
     const merged = Array.from({ length: tensors }, (_, i) => mergeNames.merged(i));
-    return new MergeKvRunner(model, await openAuxiliarySession(model, graph, merged), rows, pastLength);
+    const [merger, reorderer] = await Promise.all([
+      openAuxiliarySession(model, buildKvMergeGraph(spec), merged),
+      openAuxiliarySession(model, buildKvMergeGraph(spec, false), merged),
+    ]);
+    return new MergeKvRunner(model, merger, reorderer, rows, pastLength);
+  }
+
+  /** Rows of the batch cache: what a decode step runs over. */
+  get capacity(): number {
+    return this.occupants.length;
   }
 
   async prefill(entries: RowTokens[], fullLogits: boolean): Promise<RowOutput[]> {
@@ -98,46 +116,81 @@ export class MergeKvRunner implements ForwardRunner {
   }
 
   async decode(entries: RowToken[], fullLogits: boolean): Promise<RowOutput[]> {
-    await this.mergeStaged(entries.map((entry) => entry.row).filter((row) => this.staged.has(row)));
-    const tokens = new Array<number>(this.rows).fill(this.graph.pad);
+    const joining = entries.map((entry) => entry.row).filter((row) => this.staged.has(row));
+    await this.shrinkIfSparse(this.liveCount() + joining.length);
+    await this.mergeStaged(joining);
+    const tokens = new Array<number>(this.capacity).fill(this.graph.pad);
     for (const { row, token } of entries) {
       if (!this.live[row]) throw new Error(`device-merge KV: decode of row ${row}, which holds no prompt`);
-      tokens[row] = token;
+      tokens[this.cacheRowOf[row]] = token;
     }
-    for (let row = 0; row < this.rows; row++) this.lengths[row] = this.live[row] ? this.lengths[row] + 1 : 1;
-    const width = Math.max(...this.lengths);
+    // A free cache row rewrites its position 0.
+    const lengths = this.occupants.map((slot) => (slot >= 0 ? ++this.lengths[slot] : 1));
+    const width = Math.max(...lengths);
     if (width > this.pastLength) throw new Error(`device-merge KV: a row would exceed the cache length ${this.pastLength}`);
     const previous = this.cache;
-    const results = await this.run(idsTensor(tokens.map((token) => [token]), this.graph.pad), maskTensor(this.lengths, width), previous ?? this.zeros(), fullLogits);
+    if (!previous) throw new Error('device-merge KV: decode without a batch cache');
+    const results = await this.run(idsTensor(tokens.map((token) => [token]), this.graph.pad), maskTensor(lengths, width), previous, fullLogits);
     this.cache = this.presentsOf(results);
-    if (previous) dispose(previous);
-    return rowOutputs(results, this.graph, entries.map((entry) => entry.row));
+    dispose(previous);
+    return rowOutputs(results, this.graph, entries.map((entry) => this.cacheRowOf[entry.row]));
   }
 
   release(row: number): void {
     this.live[row] = 0;
+    const cacheRow = this.cacheRowOf[row];
+    if (cacheRow >= 0) {
+      this.occupants[cacheRow] = -1;
+      this.cacheRowOf[row] = -1;
+    }
     const staged = this.staged.get(row);
     if (staged) {
       this.staged.delete(row);
       staged.group.rows[staged.member] = -1;
       this.disposeIfConsumed(staged.group);
     }
-    if (!this.live.some((flag) => flag === 1) && this.cache) {
+    if (this.liveCount() === 0 && this.cache) {
       dispose(this.cache);
       this.cache = null;
+      this.occupants = [];
     }
   }
 
   dispose(): void {
     if (this.cache) dispose(this.cache);
     this.cache = null;
+    this.occupants = [];
     const groups = new Set([...this.staged.values()].map((entry) => entry.group));
     for (const group of groups) dispose(group.cache);
     this.staged.clear();
     void this.merger.release();
+    void this.reorderer.release();
   }
 
-  /** Writes the staged rows into the batch cache, one merge run per prefill group. */
+  private liveCount(): number {
+    return this.occupants.reduce((count, slot) => count + (slot >= 0 ? 1 : 0), 0);
+  }
+
+  /** Cache rows for `needed` sequences: the next power of two, at most the slots. */
+  private capacityFor(needed: number): number {
+    return Math.min(this.rows, 2 ** Math.ceil(Math.log2(Math.max(1, needed))));
+  }
+
+  /** Packs the live rows into a smaller cache when they (with the joining ones) fill a quarter of it or less. */
+  private async shrinkIfSparse(needed: number): Promise<void> {
+    const target = this.capacityFor(needed);
+    if (!this.cache || target > this.capacity / 4) return;
+    const order = this.occupants.flatMap((slot, cacheRow) => (slot >= 0 ? [cacheRow] : []));
+    const kept = order.map((cacheRow) => this.occupants[cacheRow]);
+    while (order.length < target) order.push(0);
+    const feeds: Record<string, ort.Tensor> = { [mergeNames.order]: int64Tensor(order, [order.length]) };
+    this.feedCache(feeds, this.cache);
+    this.replaceCache(await this.reorderer.run(feeds));
+    this.occupants = Array.from({ length: target }, (_, cacheRow) => kept[cacheRow] ?? -1);
+    this.occupants.forEach((slot, cacheRow) => slot >= 0 && (this.cacheRowOf[slot] = cacheRow));
+  }
+
+  /** Writes the staged rows into the batch cache (grown first when they do not fit), one merge run per prefill group. */
   private async mergeStaged(rows: number[]): Promise<void> {
     const byGroup = new Map<StagedGroup, { member: number; row: number }[]>();
     for (const row of rows) {
@@ -145,25 +198,29 @@ export class MergeKvRunner implements ForwardRunner {
       byGroup.set(group, [...(byGroup.get(group) ?? []), { member, row }]);
     }
     for (const [group, members] of byGroup) {
-      const base = this.cache ?? this.zeros();
+      const current = this.capacity;
+      const capacity = Math.max(current, this.capacityFor(this.liveCount() + members.length));
+      // Rows added by growing copy row 0: they are free, and a free row's stale data is never read.
+      const order = Array.from({ length: capacity }, (_, cacheRow) => (cacheRow < current ? cacheRow : 0));
+      this.occupants = [...this.occupants, ...new Array<number>(capacity - current).fill(-1)];
+      const targets = members.map(({ row }) => {
+        const cacheRow = this.occupants.indexOf(-1);
+        this.occupants[cacheRow] = row;
+        this.cacheRowOf[row] = cacheRow;
+        return cacheRow;
+      });
       const feeds: Record<string, ort.Tensor> = {
-        [mergeNames.select]: new ort.Tensor('int64', BigInt64Array.from(members, (m) => BigInt(m.member)), [members.length]),
-        [mergeNames.rows]: new ort.Tensor('int64', BigInt64Array.from(members, (m) => BigInt(m.row)), [members.length, 1]),
-        [mergeNames.pads]: new ort.Tensor('int64', BigInt64Array.from([0, 0, 0, 0, 0, 0, this.pastLength - group.width, 0], BigInt), [8]),
+        [mergeNames.order]: int64Tensor(order, [capacity]),
+        [mergeNames.select]: int64Tensor(members.map((m) => m.member), [members.length]),
+        [mergeNames.rows]: int64Tensor(targets, [members.length, 1]),
+        [mergeNames.pads]: int64Tensor([0, 0, 0, 0, 0, 0, this.pastLength - group.width, 0], [8]),
       };
+      this.feedCache(feeds, this.cache ?? this.zeros(capacity));
       for (let layer = 0; layer < this.graph.layout.layers; layer++) {
-        feeds[mergeNames.batch(2 * layer)] = base.keys[layer];
-        feeds[mergeNames.batch(2 * layer + 1)] = base.values[layer];
         feeds[mergeNames.fresh(2 * layer)] = group.cache.keys[layer];
         feeds[mergeNames.fresh(2 * layer + 1)] = group.cache.values[layer];
       }
-      const merged = await this.merger.run(feeds);
-      const previous = this.cache;
-      this.cache = {
-        keys: Array.from({ length: this.graph.layout.layers }, (_, layer) => merged[mergeNames.merged(2 * layer)]),
-        values: Array.from({ length: this.graph.layout.layers }, (_, layer) => merged[mergeNames.merged(2 * layer + 1)]),
-      };
-      if (previous) dispose(previous);
+      this.replaceCache(await this.merger.run(feeds));
       for (const { member, row } of members) {
         this.live[row] = 1;
         this.lengths[row] = group.lengths[member];
@@ -172,6 +229,22 @@ export class MergeKvRunner implements ForwardRunner {
       }
       this.disposeIfConsumed(group);
     }
+  }
+
+  private feedCache(feeds: Record<string, ort.Tensor>, cache: CacheTensors): void {
+    for (let layer = 0; layer < this.graph.layout.layers; layer++) {
+      feeds[mergeNames.batch(2 * layer)] = cache.keys[layer];
+      feeds[mergeNames.batch(2 * layer + 1)] = cache.values[layer];
+    }
+  }
+
+  private replaceCache(merged: ort.InferenceSession.OnnxValueMapType): void {
+    const previous = this.cache;
+    this.cache = {
+      keys: Array.from({ length: this.graph.layout.layers }, (_, layer) => merged[mergeNames.merged(2 * layer)]),
+      values: Array.from({ length: this.graph.layout.layers }, (_, layer) => merged[mergeNames.merged(2 * layer + 1)]),
+    };
+    if (previous) dispose(previous);
   }
 
   private disposeIfConsumed(group: StagedGroup): void {
@@ -197,14 +270,18 @@ export class MergeKvRunner implements ForwardRunner {
   }
 
   /** CPU zeros [rows, kvHeads, pastLength, headDim], shared by every layer (uploaded by ORT when used). */
-  private zeros(): CacheTensors {
-    if (!this.zeroCache) {
+  private zeros(rows: number): CacheTensors {
+    if (this.zeroCache?.dims[0] !== rows) {
       const { kvHeads, headDim, type } = this.graph.layout;
-      this.zeroCache = new ort.Tensor(type, this.graph.layout.allocate(this.rows * kvHeads * this.pastLength * headDim), [this.rows, kvHeads, this.pastLength, headDim]);
+      this.zeroCache = new ort.Tensor(type, this.graph.layout.allocate(rows * kvHeads * this.pastLength * headDim), [rows, kvHeads, this.pastLength, headDim]);
     }
     const layers = Array.from({ length: this.graph.layout.layers }, () => this.zeroCache as ort.Tensor);
     return { keys: layers, values: layers };
   }
+}
+
+function int64Tensor(values: number[], dims: number[]): ort.Tensor {
+  return new ort.Tensor('int64', BigInt64Array.from(values, BigInt), dims);
 }
 
 function dispose(cache: CacheTensors): void {
