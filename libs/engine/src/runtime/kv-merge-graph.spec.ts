@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import { buildKvMergeGraph, mergeNames } from './kv-merge-graph';
+import { buildKvMergeGraph, buildKvReorderGraph, mergeNames } from './kv-merge-graph';
 
 describe('KV merge graph', () => {
   it('writes the selected fresh rows, zero-padded to the cache length, into the given batch rows', async () => {
@@ -11,7 +11,6 @@ describe('KV merge graph', () => {
       [mergeNames.batch(1)]: batch,
       [mergeNames.fresh(0)]: fresh,
       [mergeNames.fresh(1)]: fresh,
-      [mergeNames.order]: new ort.Tensor('int64', BigInt64Array.from([0n, 1n, 2n]), [3]),
       [mergeNames.select]: new ort.Tensor('int64', BigInt64Array.from([1n, 0n]), [2]),
       [mergeNames.rows]: new ort.Tensor('int64', BigInt64Array.from([2n, 0n]), [2, 1]),
       [mergeNames.pads]: new ort.Tensor('int64', BigInt64Array.from([0n, 0n, 0n, 0n, 0n, 0n, 2n, 0n]), [8]),
@@ -23,24 +22,15 @@ describe('KV merge graph', () => {
     expect(merged.slice(16, 24)).toEqual([5, 6, 7, 8, 0, 0, 0, 0]); // row 2 <- fresh row 1
   });
 
-  it('rearranges the batch rows by `order` first: the cache grows (rows repeated) or shrinks (rows dropped)', async () => {
-    const spec = { tensors: 1, kvType: 'float32' as const, kvHeads: 1, headDim: 1 };
+  it('reorders the batch rows: the cache grows (rows repeated) or shrinks (rows dropped)', async () => {
+    const reorder = await ort.InferenceSession.create(buildKvReorderGraph({ tensors: 1, kvType: 'float32', kvHeads: 1, headDim: 1 }));
     const batch = new ort.Tensor('float32', Float32Array.from([10, 11, 20, 21, 30, 31]), [3, 1, 2, 1]);
-    const order = (rows: bigint[]) => new ort.Tensor('int64', BigInt64Array.from(rows), [rows.length]);
-    const merge = await ort.InferenceSession.create(buildKvMergeGraph(spec));
-    const grown = await merge.run({
-      [mergeNames.batch(0)]: batch,
-      [mergeNames.fresh(0)]: new ort.Tensor('float32', Float32Array.from([7]), [1, 1, 1, 1]),
-      [mergeNames.order]: order([2n, 0n, 1n, 0n]),
-      [mergeNames.select]: order([0n]),
-      [mergeNames.rows]: new ort.Tensor('int64', BigInt64Array.from([3n]), [1, 1]),
-      [mergeNames.pads]: new ort.Tensor('int64', BigInt64Array.from([0n, 0n, 0n, 0n, 0n, 0n, 1n, 0n]), [8]),
-    });
-    expect(grown[mergeNames.merged(0)].dims).toEqual([4, 1, 2, 1]);
-    expect(Array.from(grown[mergeNames.merged(0)].data as Float32Array)).toEqual([30, 31, 10, 11, 20, 21, 7, 0]);
-    const reorder = await ort.InferenceSession.create(buildKvMergeGraph(spec, false));
-    const shrunk = await reorder.run({ [mergeNames.batch(0)]: batch, [mergeNames.order]: order([2n]) });
-    expect(shrunk[mergeNames.merged(0)].dims).toEqual([1, 1, 2, 1]);
-    expect(Array.from(shrunk[mergeNames.merged(0)].data as Float32Array)).toEqual([30, 31]);
+    const run = async (rows: bigint[]) => (await reorder.run({ [mergeNames.batch(0)]: batch, [mergeNames.order]: new ort.Tensor('int64', BigInt64Array.from(rows), [rows.length]) }))[mergeNames.merged(0)];
+    const grown = await run([2n, 0n, 1n, 0n]);
+    expect(grown.dims).toEqual([4, 1, 2, 1]);
+    expect(Array.from(grown.data as Float32Array)).toEqual([30, 31, 10, 11, 20, 21, 10, 11]);
+    const shrunk = await run([2n]);
+    expect(shrunk.dims).toEqual([1, 1, 2, 1]);
+    expect(Array.from(shrunk.data as Float32Array)).toEqual([30, 31]);
   });
 });

@@ -1,9 +1,9 @@
 // Tiny ONNX graphs that rebuild the running batch's KV cache on the device. Merge: for each cache tensor,
-// out = ScatterND(Gather(batch, order), rows, Pad(Gather(fresh, select), pads)): the batch's rows rearranged (and
-// the cache grown or shrunk) by `order`, then freshly prefilled rows written into theirs. Reorder: out =
-// Gather(batch, order) alone (compaction when rows have left). The engine builds them in memory (a few hundred
-// bytes, so a hand-written protobuf encoder; field numbers from onnx.proto) and runs them in a second session on the
-// same execution provider, which can consume the main session's gpu-buffer outputs.
+// out = ScatterND(batch, rows, Pad(Gather(fresh, select), pads)): freshly prefilled rows written into theirs.
+// Reorder: out = Gather(batch, order): the rows rearranged, the cache grown (rows repeated) or shrunk (rows dropped).
+// The engine builds them in memory (a few hundred bytes, so a hand-written protobuf encoder; field numbers from
+// onnx.proto) and runs them in a second session on the same execution provider, which can consume the main
+// session's gpu-buffer outputs.
 
 const enum Wire {
   Varint = 0,
@@ -108,39 +108,51 @@ export const mergeNames = {
   batch: (i: number) => `batch.${i}`,
   fresh: (i: number) => `fresh.${i}`,
   merged: (i: number) => `merged.${i}`,
-  order: 'order', // int64 [n]: the batch row each output row comes from (n = the new row count)
+  order: 'order', // reorder: int64 [n]: the batch row each output row comes from (n = the new row count)
   select: 'select', // int64 [k]: which rows of `fresh` to write
   rows: 'rows', // int64 [k, 1]: the output rows they go to
   pads: 'pads', // int64 [8]: pad the fresh rows' length up to the cache length
 };
 
-/** The serialized merge model (opset 21); `withFresh: false` gives the reorder model (no fresh rows). */
-export function buildKvMergeGraph(spec: KvMergeGraphSpec, withFresh = true): Uint8Array {
+/** The serialized merge model (opset 21). */
+export function buildKvMergeGraph(spec: KvMergeGraphSpec): Uint8Array {
+  return kvGraph(spec, 'falconq_kv_merge', (graph, i) => {
+    node(graph, 'Gather', `gather.${i}`, [mergeNames.fresh(i), mergeNames.select], [`selected.${i}`], { axis: 0 });
+    node(graph, 'Pad', `pad.${i}`, [`selected.${i}`, mergeNames.pads], [`padded.${i}`]);
+    node(graph, 'ScatterND', `scatter.${i}`, [mergeNames.batch(i), mergeNames.rows, `padded.${i}`], [mergeNames.merged(i)]);
+  }, (graph, elemType) => {
+    for (let i = 0; i < spec.tensors; i++) valueInfo(graph, ONNX.graph.input, mergeNames.fresh(i), elemType, ['fresh_rows', spec.kvHeads, 'fresh_length', spec.headDim]);
+    valueInfo(graph, ONNX.graph.input, mergeNames.select, ONNX.dataType.int64, ['k']);
+    valueInfo(graph, ONNX.graph.input, mergeNames.rows, ONNX.dataType.int64, ['k', 1]);
+    valueInfo(graph, ONNX.graph.input, mergeNames.pads, ONNX.dataType.int64, [8]);
+  }, 'rows');
+}
+
+/** The serialized reorder model (opset 21). */
+export function buildKvReorderGraph(spec: KvMergeGraphSpec): Uint8Array {
+  return kvGraph(spec, 'falconq_kv_reorder', (graph, i) => {
+    node(graph, 'Gather', `order.${i}`, [mergeNames.batch(i), mergeNames.order], [mergeNames.merged(i)], { axis: 0 });
+  }, (graph) => valueInfo(graph, ONNX.graph.input, mergeNames.order, ONNX.dataType.int64, ['n']), 'n');
+}
+
+/** A graph over the cache tensors: `perTensor` adds tensor i's nodes, `inputs` the graph's other inputs. */
+function kvGraph(
+  spec: KvMergeGraphSpec,
+  name: string,
+  perTensor: (graph: ProtoWriter, i: number) => void,
+  inputs: (graph: ProtoWriter, elemType: number) => void,
+  outputRows: string,
+): Uint8Array {
   const elemType = spec.kvType === 'float16' ? ONNX.dataType.float16 : ONNX.dataType.float;
   const model = new ProtoWriter().varint(ONNX.model.irVersion, 10);
   model.message(ONNX.model.opsetImport, (opset) => opset.string(ONNX.opset.domain, '').varint(ONNX.opset.version, 21));
   model.message(ONNX.model.graph, (graph) => {
-    graph.string(ONNX.graph.name, withFresh ? 'falconq_kv_merge' : 'falconq_kv_reorder');
+    graph.string(ONNX.graph.name, name);
+    for (let i = 0; i < spec.tensors; i++) perTensor(graph, i);
+    for (let i = 0; i < spec.tensors; i++) valueInfo(graph, ONNX.graph.input, mergeNames.batch(i), elemType, ['rows', spec.kvHeads, 'cache_length', spec.headDim]);
+    inputs(graph, elemType);
     for (let i = 0; i < spec.tensors; i++) {
-      const ordered = withFresh ? `ordered.${i}` : mergeNames.merged(i);
-      node(graph, 'Gather', `order.${i}`, [mergeNames.batch(i), mergeNames.order], [ordered], { axis: 0 });
-      if (!withFresh) continue;
-      node(graph, 'Gather', `gather.${i}`, [mergeNames.fresh(i), mergeNames.select], [`selected.${i}`], { axis: 0 });
-      node(graph, 'Pad', `pad.${i}`, [`selected.${i}`, mergeNames.pads], [`padded.${i}`]);
-      node(graph, 'ScatterND', `scatter.${i}`, [ordered, mergeNames.rows, `padded.${i}`], [mergeNames.merged(i)]);
-    }
-    for (let i = 0; i < spec.tensors; i++) {
-      valueInfo(graph, ONNX.graph.input, mergeNames.batch(i), elemType, ['rows', spec.kvHeads, 'cache_length', spec.headDim]);
-      if (withFresh) valueInfo(graph, ONNX.graph.input, mergeNames.fresh(i), elemType, ['fresh_rows', spec.kvHeads, 'fresh_length', spec.headDim]);
-    }
-    valueInfo(graph, ONNX.graph.input, mergeNames.order, ONNX.dataType.int64, ['n']);
-    if (withFresh) {
-      valueInfo(graph, ONNX.graph.input, mergeNames.select, ONNX.dataType.int64, ['k']);
-      valueInfo(graph, ONNX.graph.input, mergeNames.rows, ONNX.dataType.int64, ['k', 1]);
-      valueInfo(graph, ONNX.graph.input, mergeNames.pads, ONNX.dataType.int64, [8]);
-    }
-    for (let i = 0; i < spec.tensors; i++) {
-      valueInfo(graph, ONNX.graph.output, mergeNames.merged(i), elemType, ['n', spec.kvHeads, 'cache_length', spec.headDim]);
+      valueInfo(graph, ONNX.graph.output, mergeNames.merged(i), elemType, [outputRows, spec.kvHeads, 'cache_length', spec.headDim]);
     }
   });
   return model.finish();

@@ -13,7 +13,7 @@
 import * as ort from 'onnxruntime-node';
 import type { ForwardRunner, RowOutput, RowToken, RowTokens } from '../scheduler/forward-runner';
 import { fetchNames, type GraphFacts, graphFactsOf, idsTensor, kvLayoutOf, maskTensor, rowOutputs } from './graph-io';
-import { buildKvMergeGraph, mergeNames } from './kv-merge-graph';
+import { buildKvMergeGraph, buildKvReorderGraph, mergeNames } from './kv-merge-graph';
 import { type ModelSession, openAuxiliarySession } from './model-session';
 
 interface CacheTensors {
@@ -69,7 +69,7 @@ export class MergeKvRunner implements ForwardRunner {
     const merged = Array.from({ length: tensors }, (_, i) => mergeNames.merged(i));
     const [merger, reorderer] = await Promise.all([
       openAuxiliarySession(model, buildKvMergeGraph(spec), merged),
-      openAuxiliarySession(model, buildKvMergeGraph(spec, false), merged),
+      openAuxiliarySession(model, buildKvReorderGraph(spec), merged),
     ]);
     return new MergeKvRunner(model, merger, reorderer, rows, pastLength);
   }
@@ -181,12 +181,20 @@ export class MergeKvRunner implements ForwardRunner {
     const target = this.capacityFor(needed);
     if (!this.cache || target > this.capacity / 4) return;
     const order = this.occupants.flatMap((slot, cacheRow) => (slot >= 0 ? [cacheRow] : []));
-    const kept = order.map((cacheRow) => this.occupants[cacheRow]);
-    while (order.length < target) order.push(0);
-    const feeds: Record<string, ort.Tensor> = { [mergeNames.order]: int64Tensor(order, [order.length]) };
-    this.feedCache(feeds, this.cache);
+    await this.reorder(order, target);
+  }
+
+  /**
+   * Rebuilds the cache with `capacity` rows: row i from row order[i] (the rest from row 0: free rows, whose stale
+   * data is never read), the slots following their rows.
+   */
+  private async reorder(order: number[], capacity: number): Promise<void> {
+    const occupants = order.map((cacheRow) => this.occupants[cacheRow]);
+    const rows = [...order, ...new Array<number>(capacity - order.length).fill(0)];
+    const feeds: Record<string, ort.Tensor> = { [mergeNames.order]: int64Tensor(rows, [capacity]) };
+    this.feedCache(feeds, this.cache as CacheTensors);
     this.replaceCache(await this.reorderer.run(feeds));
-    this.occupants = Array.from({ length: target }, (_, cacheRow) => kept[cacheRow] ?? -1);
+    this.occupants = [...occupants, ...new Array<number>(capacity - occupants.length).fill(-1)];
     this.occupants.forEach((slot, cacheRow) => slot >= 0 && (this.cacheRowOf[slot] = cacheRow));
   }
 
@@ -198,11 +206,13 @@ export class MergeKvRunner implements ForwardRunner {
       byGroup.set(group, [...(byGroup.get(group) ?? []), { member, row }]);
     }
     for (const [group, members] of byGroup) {
-      const current = this.capacity;
-      const capacity = Math.max(current, this.capacityFor(this.liveCount() + members.length));
-      // Rows added by growing copy row 0: they are free, and a free row's stale data is never read.
-      const order = Array.from({ length: capacity }, (_, cacheRow) => (cacheRow < current ? cacheRow : 0));
-      this.occupants = [...this.occupants, ...new Array<number>(capacity - current).fill(-1)];
+      const capacity = Math.max(this.capacity, this.capacityFor(this.liveCount() + members.length));
+      if (!this.cache) {
+        this.cache = this.zeros(capacity);
+        this.occupants = new Array<number>(capacity).fill(-1);
+      } else if (capacity > this.capacity) {
+        await this.reorder(this.occupants.map((_, cacheRow) => cacheRow), capacity);
+      }
       const targets = members.map(({ row }) => {
         const cacheRow = this.occupants.indexOf(-1);
         this.occupants[cacheRow] = row;
@@ -210,12 +220,11 @@ export class MergeKvRunner implements ForwardRunner {
         return cacheRow;
       });
       const feeds: Record<string, ort.Tensor> = {
-        [mergeNames.order]: int64Tensor(order, [capacity]),
         [mergeNames.select]: int64Tensor(members.map((m) => m.member), [members.length]),
         [mergeNames.rows]: int64Tensor(targets, [members.length, 1]),
         [mergeNames.pads]: int64Tensor([0, 0, 0, 0, 0, 0, this.pastLength - group.width, 0], [8]),
       };
-      this.feedCache(feeds, this.cache ?? this.zeros(capacity));
+      this.feedCache(feeds, this.cache);
       for (let layer = 0; layer < this.graph.layout.layers; layer++) {
         feeds[mergeNames.fresh(2 * layer)] = group.cache.keys[layer];
         feeds[mergeNames.fresh(2 * layer + 1)] = group.cache.values[layer];
