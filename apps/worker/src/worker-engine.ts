@@ -11,6 +11,7 @@ export async function startWorkerEngine(config: WorkerConfig): Promise<WorkerEng
     executionProvider: config.executionProvider,
     deviceId: config.deviceId,
     slots: config.slots,
+    kvPlacement: config.kvPlacement,
     prefillChunkTokens: config.prefillChunkTokens,
     joinGroup: config.joinGroup,
     joinMaxWaitSteps: config.joinMaxWaitSteps,

@@ -35,6 +35,7 @@ const schema = z.object({
   FALCONQ_SHUTDOWN_GRACE_MS: int(0).default(30_000),
   /** Seconds a finished batch's results are kept; must match the api's setting (0 = forever). */
   FALCONQ_BATCH_RETENTION_S: int(0).default(30 * 24 * 3600),
+  FALCONQ_KV_PLACEMENT: z.enum(['auto', 'host', 'device', 'device-merge']).default('auto'),
   FALCONQ_PREFILL_CHUNK_TOKENS: int(1).optional(),
   FALCONQ_JOIN_GROUP: int(1).optional(),
   FALCONQ_JOIN_MAX_WAIT_STEPS: int(0).optional(),
@@ -59,6 +60,7 @@ export interface WorkerConfig {
   progressMs: number;
   shutdownGraceMs: number;
   batchRetentionSeconds: number;
+  kvPlacement: 'auto' | 'host' | 'device' | 'device-merge';
   prefillChunkTokens?: number;
   joinGroup?: number;
   joinMaxWaitSteps?: number;
@@ -93,6 +95,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     progressMs: e.FALCONQ_PROGRESS_MS,
     shutdownGraceMs: e.FALCONQ_SHUTDOWN_GRACE_MS,
     batchRetentionSeconds: e.FALCONQ_BATCH_RETENTION_S,
+    kvPlacement: e.FALCONQ_KV_PLACEMENT,
     prefillChunkTokens: e.FALCONQ_PREFILL_CHUNK_TOKENS,
     joinGroup: e.FALCONQ_JOIN_GROUP,
     joinMaxWaitSteps: e.FALCONQ_JOIN_MAX_WAIT_STEPS,

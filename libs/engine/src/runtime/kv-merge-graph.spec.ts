@@ -22,15 +22,23 @@ describe('KV merge graph', () => {
     expect(merged.slice(16, 24)).toEqual([5, 6, 7, 8, 0, 0, 0, 0]); // row 2 <- fresh row 1
   });
 
-  it('reorders the batch rows: the cache grows (rows repeated) or shrinks (rows dropped)', async () => {
+  it('reorders the batch rows and sets the length: rows repeated or dropped, positions added (zeros) or cut', async () => {
     const reorder = await ort.InferenceSession.create(buildKvReorderGraph({ tensors: 1, kvType: 'float32', kvHeads: 1, headDim: 1 }));
     const batch = new ort.Tensor('float32', Float32Array.from([10, 11, 20, 21, 30, 31]), [3, 1, 2, 1]);
-    const run = async (rows: bigint[]) => (await reorder.run({ [mergeNames.batch(0)]: batch, [mergeNames.order]: new ort.Tensor('int64', BigInt64Array.from(rows), [rows.length]) }))[mergeNames.merged(0)];
-    const grown = await run([2n, 0n, 1n, 0n]);
-    expect(grown.dims).toEqual([4, 1, 2, 1]);
-    expect(Array.from(grown.data as Float32Array)).toEqual([30, 31, 10, 11, 20, 21, 10, 11]);
-    const shrunk = await run([2n]);
-    expect(shrunk.dims).toEqual([1, 1, 2, 1]);
-    expect(Array.from(shrunk.data as Float32Array)).toEqual([30, 31]);
+    const int64 = (values: number[]) => new ort.Tensor('int64', BigInt64Array.from(values, BigInt), [values.length]);
+    const run = async (rows: number[], length: number) => (await reorder.run({
+      [mergeNames.batch(0)]: batch,
+      [mergeNames.order]: int64(rows),
+      [mergeNames.pads]: int64([0, 0, 0, 0, 0, 0, Math.max(0, length - 2), 0]),
+      [mergeNames.length]: int64([length]),
+      [mergeNames.starts]: int64([0]),
+      [mergeNames.axes]: int64([2]),
+    }))[mergeNames.merged(0)];
+    const grown = await run([2, 0, 1, 0], 3);
+    expect(grown.dims).toEqual([4, 1, 3, 1]);
+    expect(Array.from(grown.data as Float32Array)).toEqual([30, 31, 0, 10, 11, 0, 20, 21, 0, 10, 11, 0]);
+    const shrunk = await run([2], 1);
+    expect(shrunk.dims).toEqual([1, 1, 1, 1]);
+    expect(Array.from(shrunk.data as Float32Array)).toEqual([30]);
   });
 });

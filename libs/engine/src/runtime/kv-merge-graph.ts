@@ -1,6 +1,7 @@
 // Tiny ONNX graphs that rebuild the running batch's KV cache on the device. Merge: for each cache tensor,
 // out = ScatterND(batch, rows, Pad(Gather(fresh, select), pads)): freshly prefilled rows written into theirs.
-// Reorder: out = Gather(batch, order): the rows rearranged, the cache grown (rows repeated) or shrunk (rows dropped).
+// Reorder: out = Slice(Pad(Gather(batch, order), pads), 0..length on the sequence axis): the rows rearranged, the
+// cache grown (rows repeated, positions added) or shrunk (rows dropped, positions cut).
 // The engine builds them in memory (a few hundred bytes, so a hand-written protobuf encoder; field numbers from
 // onnx.proto) and runs them in a second session on the same execution provider, which can consume the main
 // session's gpu-buffer outputs.
@@ -109,6 +110,9 @@ export const mergeNames = {
   fresh: (i: number) => `fresh.${i}`,
   merged: (i: number) => `merged.${i}`,
   order: 'order', // reorder: int64 [n]: the batch row each output row comes from (n = the new row count)
+  length: 'length', // reorder: int64 [1]: the new cache length (positions); `pads` adds positions to reach it
+  starts: 'starts', // reorder: int64 [1] = [0], and
+  axes: 'axes', // int64 [1] = [2] (the sequence axis): Slice's other inputs
   select: 'select', // int64 [k]: which rows of `fresh` to write
   rows: 'rows', // int64 [k, 1]: the output rows they go to
   pads: 'pads', // int64 [8]: pad the fresh rows' length up to the cache length
@@ -131,8 +135,16 @@ export function buildKvMergeGraph(spec: KvMergeGraphSpec): Uint8Array {
 /** The serialized reorder model (opset 21). */
 export function buildKvReorderGraph(spec: KvMergeGraphSpec): Uint8Array {
   return kvGraph(spec, 'falconq_kv_reorder', (graph, i) => {
-    node(graph, 'Gather', `order.${i}`, [mergeNames.batch(i), mergeNames.order], [mergeNames.merged(i)], { axis: 0 });
-  }, (graph) => valueInfo(graph, ONNX.graph.input, mergeNames.order, ONNX.dataType.int64, ['n']), 'n');
+    node(graph, 'Gather', `order.${i}`, [mergeNames.batch(i), mergeNames.order], [`ordered.${i}`], { axis: 0 });
+    node(graph, 'Pad', `pad.${i}`, [`ordered.${i}`, mergeNames.pads], [`padded.${i}`]);
+    node(graph, 'Slice', `cut.${i}`, [`padded.${i}`, mergeNames.starts, mergeNames.length, mergeNames.axes], [mergeNames.merged(i)]);
+  }, (graph) => {
+    valueInfo(graph, ONNX.graph.input, mergeNames.order, ONNX.dataType.int64, ['n']);
+    valueInfo(graph, ONNX.graph.input, mergeNames.pads, ONNX.dataType.int64, [8]);
+    valueInfo(graph, ONNX.graph.input, mergeNames.length, ONNX.dataType.int64, [1]);
+    valueInfo(graph, ONNX.graph.input, mergeNames.starts, ONNX.dataType.int64, [1]);
+    valueInfo(graph, ONNX.graph.input, mergeNames.axes, ONNX.dataType.int64, [1]);
+  }, 'n', 'new_length');
 }
 
 /** A graph over the cache tensors: `perTensor` adds tensor i's nodes, `inputs` the graph's other inputs. */
@@ -142,6 +154,7 @@ function kvGraph(
   perTensor: (graph: ProtoWriter, i: number) => void,
   inputs: (graph: ProtoWriter, elemType: number) => void,
   outputRows: string,
+  outputLength = 'cache_length',
 ): Uint8Array {
   const elemType = spec.kvType === 'float16' ? ONNX.dataType.float16 : ONNX.dataType.float;
   const model = new ProtoWriter().varint(ONNX.model.irVersion, 10);
@@ -152,7 +165,7 @@ function kvGraph(
     for (let i = 0; i < spec.tensors; i++) valueInfo(graph, ONNX.graph.input, mergeNames.batch(i), elemType, ['rows', spec.kvHeads, 'cache_length', spec.headDim]);
     inputs(graph, elemType);
     for (let i = 0; i < spec.tensors; i++) {
-      valueInfo(graph, ONNX.graph.output, mergeNames.merged(i), elemType, [outputRows, spec.kvHeads, 'cache_length', spec.headDim]);
+      valueInfo(graph, ONNX.graph.output, mergeNames.merged(i), elemType, [outputRows, spec.kvHeads, outputLength, spec.headDim]);
     }
   });
   return model.finish();

@@ -6,9 +6,11 @@
 //
 // The cache holds `capacity` rows, a power of two between the live rows and the slots, and every decode runs all of
 // them (free rows hold one pad token at position 0; GQA reads only 0..seqlens_k[b], so stale data in a row is
-// harmless). Slots map to cache rows: the merge grows the cache when newcomers do not fit, and when the live rows
-// fall to a quarter of it a reorder run packs them into a smaller one. So a lone request decodes at batch 1, not at
-// batch `slots`. Rows are `pastLength` positions long.
+// harmless). Its rows are `cacheLength` positions long: a power of two (at least 64, at most `pastLength`) that
+// holds the longest sequence a live row may grow to (prompt + max new tokens). Slots map to cache rows. A reorder
+// run grows the cache before newcomers that do not fit (more rows, or longer ones) are merged, and shrinks it when
+// the live rows need a quarter of it or less. So a lone request decodes at batch 1, not at batch `slots`, and short
+// requests do not pay for a context-long cache.
 
 import * as ort from 'onnxruntime-node';
 import type { ForwardRunner, RowOutput, RowToken, RowTokens } from '../scheduler/forward-runner';
@@ -28,7 +30,12 @@ interface StagedGroup {
   /** Batch row of each member; -1 once merged or released. */
   rows: number[];
   lengths: number[];
+  /** The most tokens each member's row will hold. */
+  maxLengths: number[];
 }
+
+/** The shortest cache rows worth a size of their own. */
+const MIN_CACHE_LENGTH = 64;
 
 export class MergeKvRunner implements ForwardRunner {
   readonly placement = 'device-merge' as const;
@@ -36,8 +43,11 @@ export class MergeKvRunner implements ForwardRunner {
   readonly graphTopK: number;
   readonly contextLength: number;
   private readonly graph: GraphFacts;
-  /** Tokens in the cache of each slot's sequence (live slots only). */
+  /** Tokens in the cache of each slot's sequence, and the most it will hold (live slots only). */
   private readonly lengths: Int32Array;
+  private readonly maxLengths: Int32Array;
+  /** Positions of each cache row (0 while there is no cache). */
+  private length = 0;
   private readonly live: Uint8Array;
   /** Cache row of each slot (-1: none), and the slot in each cache row (-1: free). */
   private readonly cacheRowOf: Int32Array;
@@ -58,6 +68,7 @@ export class MergeKvRunner implements ForwardRunner {
     this.graphTopK = this.graph.topK;
     this.contextLength = Math.min(manifest.shape.contextLength, pastLength);
     this.lengths = new Int32Array(rows);
+    this.maxLengths = new Int32Array(rows);
     this.live = new Uint8Array(rows);
     this.cacheRowOf = new Int32Array(rows).fill(-1);
   }
@@ -79,6 +90,11 @@ export class MergeKvRunner implements ForwardRunner {
     return this.occupants.length;
   }
 
+  /** Positions of each cache row. */
+  get cacheLength(): number {
+    return this.length;
+  }
+
   async prefill(entries: RowTokens[], fullLogits: boolean): Promise<RowOutput[]> {
     for (const { row } of entries) {
       if (this.live[row] || this.staged.has(row)) throw new Error(`device-merge KV: row ${row} is already live`);
@@ -97,6 +113,7 @@ export class MergeKvRunner implements ForwardRunner {
       width,
       rows: entries.map((entry) => entry.row),
       lengths: entries.map((entry) => entry.tokens.length),
+      maxLengths: entries.map((entry) => Math.min(this.pastLength, entry.maxLength ?? this.pastLength)),
     };
     entries.forEach(({ row }, member) => this.staged.set(row, { group, member }));
     return rowOutputs(results, this.graph, entries.map((_, b) => b));
@@ -117,7 +134,7 @@ export class MergeKvRunner implements ForwardRunner {
 
   async decode(entries: RowToken[], fullLogits: boolean): Promise<RowOutput[]> {
     const joining = entries.map((entry) => entry.row).filter((row) => this.staged.has(row));
-    await this.shrinkIfSparse(this.liveCount() + joining.length);
+    await this.shrinkIfSparse(joining);
     await this.mergeStaged(joining);
     const tokens = new Array<number>(this.capacity).fill(this.graph.pad);
     for (const { row, token } of entries) {
@@ -127,7 +144,7 @@ export class MergeKvRunner implements ForwardRunner {
     // A free cache row rewrites its position 0.
     const lengths = this.occupants.map((slot) => (slot >= 0 ? ++this.lengths[slot] : 1));
     const width = Math.max(...lengths);
-    if (width > this.pastLength) throw new Error(`device-merge KV: a row would exceed the cache length ${this.pastLength}`);
+    if (width > this.length) throw new Error(`device-merge KV: a row would exceed the cache length ${this.length}`);
     const previous = this.cache;
     if (!previous) throw new Error('device-merge KV: decode without a batch cache');
     const results = await this.run(idsTensor(tokens.map((token) => [token]), this.graph.pad), maskTensor(lengths, width), previous, fullLogits);
@@ -153,6 +170,7 @@ export class MergeKvRunner implements ForwardRunner {
       dispose(this.cache);
       this.cache = null;
       this.occupants = [];
+      this.length = 0;
     }
   }
 
@@ -160,6 +178,7 @@ export class MergeKvRunner implements ForwardRunner {
     if (this.cache) dispose(this.cache);
     this.cache = null;
     this.occupants = [];
+    this.length = 0;
     const groups = new Set([...this.staged.values()].map((entry) => entry.group));
     for (const group of groups) dispose(group.cache);
     this.staged.clear();
@@ -176,24 +195,54 @@ export class MergeKvRunner implements ForwardRunner {
     return Math.min(this.rows, 2 ** Math.ceil(Math.log2(Math.max(1, needed))));
   }
 
-  /** Packs the live rows into a smaller cache when they (with the joining ones) fill a quarter of it or less. */
-  private async shrinkIfSparse(needed: number): Promise<void> {
-    const target = this.capacityFor(needed);
-    if (!this.cache || target > this.capacity / 4) return;
-    const order = this.occupants.flatMap((slot, cacheRow) => (slot >= 0 ? [cacheRow] : []));
-    await this.reorder(order, target);
+  /** Cache positions for rows that grow to `longest` tokens: the next power of two, at least 64, at most the past length. */
+  private lengthFor(longest: number): number {
+    return Math.min(this.pastLength, Math.max(MIN_CACHE_LENGTH, 2 ** Math.ceil(Math.log2(Math.max(1, longest)))));
+  }
+
+  /** The longest the live rows and these joining ones will grow to. */
+  private longestOf(joining: number[]): number {
+    let longest = 1;
+    for (const slot of this.occupants) if (slot >= 0) longest = Math.max(longest, this.maxLengths[slot]);
+    for (const slot of joining) {
+      const { group, member } = this.staged.get(slot) as { group: StagedGroup; member: number };
+      longest = Math.max(longest, group.maxLengths[member]);
+    }
+    return longest;
   }
 
   /**
-   * Rebuilds the cache with `capacity` rows: row i from row order[i] (the rest from row 0: free rows, whose stale
-   * data is never read), the slots following their rows.
+   * Shrinks the cache when the live rows and the joining ones need a quarter of its rows or of its length or less:
+   * the live rows packed first, the length cut to what they will need.
    */
-  private async reorder(order: number[], capacity: number): Promise<void> {
+  private async shrinkIfSparse(joining: number[]): Promise<void> {
+    if (!this.cache) return;
+    const rows = this.capacityFor(this.liveCount() + joining.length);
+    const length = this.lengthFor(this.longestOf(joining));
+    const fewerRows = rows <= this.capacity / 4;
+    const shorter = length <= this.length / 4;
+    if (!fewerRows && !shorter) return;
+    const order = fewerRows ? this.occupants.flatMap((slot, cacheRow) => (slot >= 0 ? [cacheRow] : [])) : this.occupants.map((_, cacheRow) => cacheRow);
+    await this.reorder(order, fewerRows ? rows : this.capacity, shorter ? length : this.length);
+  }
+
+  /**
+   * Rebuilds the cache with `capacity` rows of `length` positions: row i from row order[i] (the rest from row 0:
+   * free rows, whose stale data is never read), the slots following their rows.
+   */
+  private async reorder(order: number[], capacity: number, length: number): Promise<void> {
     const occupants = order.map((cacheRow) => this.occupants[cacheRow]);
     const rows = [...order, ...new Array<number>(capacity - order.length).fill(0)];
-    const feeds: Record<string, ort.Tensor> = { [mergeNames.order]: int64Tensor(rows, [capacity]) };
+    const feeds: Record<string, ort.Tensor> = {
+      [mergeNames.order]: int64Tensor(rows, [capacity]),
+      [mergeNames.pads]: int64Tensor([0, 0, 0, 0, 0, 0, Math.max(0, length - this.length), 0], [8]),
+      [mergeNames.length]: int64Tensor([length], [1]),
+      [mergeNames.starts]: int64Tensor([0], [1]),
+      [mergeNames.axes]: int64Tensor([2], [1]),
+    };
     this.feedCache(feeds, this.cache as CacheTensors);
     this.replaceCache(await this.reorderer.run(feeds));
+    this.length = length;
     this.occupants = [...occupants, ...new Array<number>(capacity - occupants.length).fill(-1)];
     this.occupants.forEach((slot, cacheRow) => slot >= 0 && (this.cacheRowOf[slot] = cacheRow));
   }
@@ -207,11 +256,13 @@ export class MergeKvRunner implements ForwardRunner {
     }
     for (const [group, members] of byGroup) {
       const capacity = Math.max(this.capacity, this.capacityFor(this.liveCount() + members.length));
+      const length = Math.max(this.length, this.lengthFor(this.longestOf(members.map((m) => m.row))));
       if (!this.cache) {
-        this.cache = this.zeros(capacity);
+        this.cache = this.zeros(capacity, length);
         this.occupants = new Array<number>(capacity).fill(-1);
-      } else if (capacity > this.capacity) {
-        await this.reorder(this.occupants.map((_, cacheRow) => cacheRow), capacity);
+        this.length = length;
+      } else if (capacity > this.capacity || length > this.length) {
+        await this.reorder(this.occupants.map((_, cacheRow) => cacheRow), capacity, length);
       }
       const targets = members.map(({ row }) => {
         const cacheRow = this.occupants.indexOf(-1);
@@ -222,7 +273,7 @@ export class MergeKvRunner implements ForwardRunner {
       const feeds: Record<string, ort.Tensor> = {
         [mergeNames.select]: int64Tensor(members.map((m) => m.member), [members.length]),
         [mergeNames.rows]: int64Tensor(targets, [members.length, 1]),
-        [mergeNames.pads]: int64Tensor([0, 0, 0, 0, 0, 0, this.pastLength - group.width, 0], [8]),
+        [mergeNames.pads]: int64Tensor([0, 0, 0, 0, 0, 0, this.length - group.width, 0], [8]),
       };
       this.feedCache(feeds, this.cache);
       for (let layer = 0; layer < this.graph.layout.layers; layer++) {
@@ -233,6 +284,7 @@ export class MergeKvRunner implements ForwardRunner {
       for (const { member, row } of members) {
         this.live[row] = 1;
         this.lengths[row] = group.lengths[member];
+        this.maxLengths[row] = group.maxLengths[member];
         this.staged.delete(row);
         group.rows[member] = -1;
       }
@@ -278,11 +330,11 @@ export class MergeKvRunner implements ForwardRunner {
     };
   }
 
-  /** CPU zeros [rows, kvHeads, pastLength, headDim], shared by every layer (uploaded by ORT when used). */
-  private zeros(rows: number): CacheTensors {
-    if (this.zeroCache?.dims[0] !== rows) {
+  /** CPU zeros [rows, kvHeads, length, headDim], shared by every layer (uploaded by ORT when used). */
+  private zeros(rows: number, length: number): CacheTensors {
+    if (this.zeroCache?.dims[0] !== rows || this.zeroCache.dims[2] !== length) {
       const { kvHeads, headDim, type } = this.graph.layout;
-      this.zeroCache = new ort.Tensor(type, this.graph.layout.allocate(rows * kvHeads * this.pastLength * headDim), [rows, kvHeads, this.pastLength, headDim]);
+      this.zeroCache = new ort.Tensor(type, this.graph.layout.allocate(rows * kvHeads * length * headDim), [rows, kvHeads, length, headDim]);
     }
     const layers = Array.from({ length: this.graph.layout.layers }, () => this.zeroCache as ort.Tensor);
     return { keys: layers, values: layers };

@@ -18,6 +18,8 @@ export interface RowOutput {
 export interface RowTokens {
   row: number;
   tokens: number[];
+  /** The most tokens the row will hold (prompt + max new tokens), for runners that size their cache to it. */
+  maxLength?: number;
 }
 
 export interface RowToken {
