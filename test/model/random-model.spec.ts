@@ -48,7 +48,7 @@ describe('random Falcon-shaped int4 models', () => {
   });
 
   it('rejects an unknown shape and a bad layer count', async () => {
-    await expect(createRandomModel({ out: path.join(work, 'x'), shape: 'falcon-180b' })).rejects.toThrow(/--shape falcon-180b: expected one of falcon-7b, tiny/);
+    await expect(createRandomModel({ out: path.join(work, 'x'), shape: 'falcon-180b' })).rejects.toThrow(/--shape falcon-180b: expected one of falcon-7b, small, tiny/);
     await expect(createRandomModel({ out: path.join(work, 'x'), shape: 'tiny', layers: 0 })).rejects.toThrow(/--layers 0/);
     expect(fs.existsSync(path.join(work, 'x'))).toBe(false);
   });

@@ -25,7 +25,17 @@ export const FALCON_7B_SHAPE: FalconShape = {
   contextLength: FALCON_CONTEXT_LENGTH,
 };
 
-export const RANDOM_SHAPES: Record<string, FalconShape> = { 'falcon-7b': FALCON_7B_SHAPE, tiny: TINY_SHAPE };
+/** Falcon-like and small enough for CPU benchmarks of the engine and the service (a step costs tens of ms there). */
+export const SMALL_SHAPE: FalconShape = {
+  ...FALCON_7B_SHAPE,
+  hiddenSize: 1024,
+  numHeads: 16,
+  numLayers: 4,
+  ffnHiddenSize: 4096,
+  vocabSize: 8192,
+};
+
+export const RANDOM_SHAPES: Record<string, FalconShape> = { 'falcon-7b': FALCON_7B_SHAPE, small: SMALL_SHAPE, tiny: TINY_SHAPE };
 
 /** Dequantized weights get this standard deviation (uniform codes 0..15 around 8 have std ~4.6). */
 const WEIGHT_STD = 0.02;
