@@ -48,8 +48,7 @@ export class MergeKvRunner implements ForwardRunner {
   private readonly maxLengths: Int32Array;
   /** Positions of each cache row (0 while there is no cache). */
   private length = 0;
-  private readonly live: Uint8Array;
-  /** Cache row of each slot (-1: none), and the slot in each cache row (-1: free). */
+  /** Cache row of each slot (-1: none, the slot is not live), and the slot in each cache row (-1: free). */
   private readonly cacheRowOf: Int32Array;
   private occupants: number[] = [];
   private cache: CacheTensors | null = null;
@@ -69,7 +68,6 @@ export class MergeKvRunner implements ForwardRunner {
     this.contextLength = Math.min(manifest.shape.contextLength, pastLength);
     this.lengths = new Int32Array(rows);
     this.maxLengths = new Int32Array(rows);
-    this.live = new Uint8Array(rows);
     this.cacheRowOf = new Int32Array(rows).fill(-1);
   }
 
@@ -97,7 +95,7 @@ export class MergeKvRunner implements ForwardRunner {
 
   async prefill(entries: RowTokens[], fullLogits: boolean): Promise<RowOutput[]> {
     for (const { row } of entries) {
-      if (this.live[row] || this.staged.has(row)) throw new Error(`device-merge KV: row ${row} is already live`);
+      if (this.cacheRowOf[row] >= 0 || this.staged.has(row)) throw new Error(`device-merge KV: row ${row} is already live`);
     }
     const width = Math.max(...entries.map((entry) => entry.tokens.length));
     const empty = new ort.Tensor(this.graph.layout.type, this.graph.layout.allocate(0), [entries.length, this.graph.layout.kvHeads, 0, this.graph.layout.headDim]);
@@ -138,7 +136,7 @@ export class MergeKvRunner implements ForwardRunner {
     await this.mergeStaged(joining);
     const tokens = new Array<number>(this.capacity).fill(this.graph.pad);
     for (const { row, token } of entries) {
-      if (!this.live[row]) throw new Error(`device-merge KV: decode of row ${row}, which holds no prompt`);
+      if (this.cacheRowOf[row] < 0) throw new Error(`device-merge KV: decode of row ${row}, which holds no prompt`);
       tokens[this.cacheRowOf[row]] = token;
     }
     // A free cache row rewrites its position 0.
@@ -154,7 +152,6 @@ export class MergeKvRunner implements ForwardRunner {
   }
 
   release(row: number): void {
-    this.live[row] = 0;
     const cacheRow = this.cacheRowOf[row];
     if (cacheRow >= 0) {
       this.occupants[cacheRow] = -1;
@@ -192,12 +189,12 @@ export class MergeKvRunner implements ForwardRunner {
 
   /** Cache rows for `needed` sequences: the next power of two, at most the slots. */
   private capacityFor(needed: number): number {
-    return Math.min(this.rows, 2 ** Math.ceil(Math.log2(Math.max(1, needed))));
+    return Math.min(this.rows, nextPowerOfTwo(needed));
   }
 
   /** Cache positions for rows that grow to `longest` tokens: the next power of two, at least 64, at most the past length. */
   private lengthFor(longest: number): number {
-    return Math.min(this.pastLength, Math.max(MIN_CACHE_LENGTH, 2 ** Math.ceil(Math.log2(Math.max(1, longest)))));
+    return Math.min(this.pastLength, Math.max(MIN_CACHE_LENGTH, nextPowerOfTwo(longest)));
   }
 
   /** The longest the live rows and these joining ones will grow to. */
@@ -282,7 +279,6 @@ export class MergeKvRunner implements ForwardRunner {
       }
       this.replaceCache(await this.merger.run(feeds));
       for (const { member, row } of members) {
-        this.live[row] = 1;
         this.lengths[row] = group.lengths[member];
         this.maxLengths[row] = group.maxLengths[member];
         this.staged.delete(row);
@@ -339,6 +335,10 @@ export class MergeKvRunner implements ForwardRunner {
     const layers = Array.from({ length: this.graph.layout.layers }, () => this.zeroCache as ort.Tensor);
     return { keys: layers, values: layers };
   }
+}
+
+function nextPowerOfTwo(n: number): number {
+  return 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 }
 
 function int64Tensor(values: number[], dims: number[]): ort.Tensor {

@@ -218,7 +218,7 @@ export class Scheduler {
       const length = promptOf(sequence).length;
       if (group.length === 0 && length > budget) {
         const chunk = promptOf(sequence).slice(0, budget);
-        const [output] = await this.timedPrefill(() => this.runner.prefill([{ row: sequence.row, tokens: chunk, maxLength: maxLengthOf(sequence) }], this.wantsFull([sequence])));
+        const [output] = await this.timedPrefill(() => this.runner.prefill([prefillEntry(sequence, chunk)], this.wantsFull([sequence])));
         this.afterPrefill(sequence, chunk.length, output);
         return;
       }
@@ -227,7 +227,7 @@ export class Scheduler {
       longest = Math.max(longest, length);
     }
     if (group.length === 0 || this.deferJoin(group, prefilling.length)) return;
-    const entries: RowTokens[] = group.map((sequence) => ({ row: sequence.row, tokens: promptOf(sequence), maxLength: maxLengthOf(sequence) }));
+    const entries: RowTokens[] = group.map((sequence) => prefillEntry(sequence));
     const outputs = await this.timedPrefill(() => this.runner.prefill(entries, this.wantsFull(group)));
     group.forEach((sequence, i) => this.afterPrefill(sequence, entries[i].tokens.length, outputs[i]));
   }
@@ -250,7 +250,7 @@ export class Scheduler {
     const perRowBudget = Math.floor(this.options.prefillChunkTokens / this.runner.rows);
     const group = [...this.live.values()].filter((sequence) => promptOf(sequence).length <= perRowBudget);
     if (group.length === 0) return;
-    const entries = group.map((sequence) => ({ row: sequence.row, tokens: promptOf(sequence), maxLength: maxLengthOf(sequence) }));
+    const entries = group.map((sequence) => prefillEntry(sequence));
     const outputs = await this.timedPrefill(() => this.runner.prefill(entries, this.wantsFull(group)));
     group.forEach((sequence, i) => this.afterPrefill(sequence, entries[i].tokens.length, outputs[i]));
   }
@@ -363,9 +363,10 @@ function promptOf(sequence: Sequence): number[] {
   return sequence.request.spec.promptIds;
 }
 
-/** The most tokens the sequence's KV row will hold: its prompt and every token it may generate. */
-function maxLengthOf(sequence: Sequence): number {
-  return promptOf(sequence).length + sequence.request.spec.params.maxNewTokens;
+/** A prefill of the sequence's row with `tokens` (its whole prompt, or a first chunk of it). */
+function prefillEntry(sequence: Sequence, tokens = promptOf(sequence)): RowTokens {
+  // The most tokens the row will hold: the prompt and every token the sequence may generate.
+  return { row: sequence.row, tokens, maxLength: promptOf(sequence).length + sequence.request.spec.params.maxNewTokens };
 }
 
 function scoresOf(sequence: Sequence, output: RowOutput): RowScores {
