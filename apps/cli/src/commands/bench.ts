@@ -31,6 +31,7 @@ interface BenchFlags {
   mixedInFlight?: number;
   mixedSlots?: number;
   seed: number;
+  gpuMemoryInterval: number;
 }
 
 export function registerBenchCommand(program: Command): void {
@@ -60,6 +61,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--mixed-admission <which>', 'mixed workload runs: both (continuous, then the static baseline) or continuous', parseMixedAdmission, 'both')
     .option('--mixed-slots <n>', 'slots for the mixed workload (default: the largest batch)', parseInteger('--mixed-slots'))
     .option('--seed <n>', 'seed of the synthetic prompts and arrivals', parseInteger('--seed'), 1)
+    .option('--gpu-memory-interval <ms>', 'nvidia-smi memory sampling period; 0 = do not sample (peak GPU memory n/a)', parseNonNegative('--gpu-memory-interval'), 100)
     .action(async (flags: BenchFlags) => {
       await bench(flags);
     });
@@ -85,7 +87,11 @@ function syntheticPrompt(random: WorkloadRandom, length: number, usable: number[
 class GpuMemoryMonitor {
   private peak = 0;
   private latest = 0;
-  private constructor(private readonly child: ChildProcess) {
+  private constructor(
+    private readonly child: ChildProcess,
+    /** Long enough for a sample taken after the call. */
+    private readonly settleMs: number,
+  ) {
     let buffer = '';
     child.stdout?.on('data', (chunk: Buffer) => {
       buffer += chunk.toString();
@@ -101,22 +107,22 @@ class GpuMemoryMonitor {
     });
   }
 
-  static start(deviceId: number): GpuMemoryMonitor | null {
-    if (!nvidiaSmiAvailable()) return null;
-    const child = spawn('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-i', String(deviceId), '-lms', '100'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  static start(deviceId: number, intervalMs: number): GpuMemoryMonitor | null {
+    if (intervalMs === 0 || !nvidiaSmiAvailable()) return null;
+    const child = spawn('nvidia-smi', ['--query-gpu=memory.used', '--format=csv,noheader,nounits', '-i', String(deviceId), '-lms', String(intervalMs)], { stdio: ['ignore', 'pipe', 'ignore'] });
     child.on('error', () => undefined); // a monitor that dies reports the peak it saw
-    return new GpuMemoryMonitor(child);
+    return new GpuMemoryMonitor(child, Math.max(250, 2.5 * intervalMs));
   }
 
   /** Waits for a fresh sample, then starts a new peak window. */
   async resetPeak(): Promise<number> {
-    await sleep(250);
+    await sleep(this.settleMs);
     this.peak = this.latest;
     return this.latest;
   }
 
   async peakMiB(): Promise<number> {
-    await sleep(250);
+    await sleep(this.settleMs);
     return this.peak;
   }
 
@@ -168,7 +174,7 @@ async function bench(flags: BenchFlags): Promise<void> {
   const log = (line: string) => {
     if (!flags.json) process.stdout.write(`${line}\n`);
   };
-  const monitor = GpuMemoryMonitor.start(flags.deviceId ?? 0);
+  const monitor = GpuMemoryMonitor.start(flags.deviceId ?? 0, flags.gpuMemoryInterval);
   const report: Record<string, unknown> = { ...environment(flags, manifest), batches: [] as BatchRow[] };
   log(headerText(report));
   const engineOptions = (slots: number, admission: 'continuous' | 'static' = 'continuous'): EngineOptions => ({
@@ -486,6 +492,15 @@ function percentile(values: number[], p: number): number {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function parseNonNegative(flag: string): (value: string) => number {
+  const integer = parseInteger(flag);
+  return (value) => {
+    const parsed = integer(value);
+    if (parsed < 0) throw new Error(`${flag} must be 0 or more, got ${parsed}`);
+    return parsed;
+  };
+}
 
 function parsePositive(flag: string): (value: string) => number {
   const integer = parseInteger(flag);
