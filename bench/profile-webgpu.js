@@ -125,12 +125,16 @@ function summarise(file) {
   const byOp = new Map();
   for (const e of events) {
     const key = `${e.args.provider} ${e.args.op_name}`;
-    const entry = byOp.get(key) ?? { count: 0, us: 0 };
-    entry.count += 1; entry.us += e.dur; byOp.set(key, entry);
+    const entry = byOp.get(key) ?? { count: 0, us: 0, durations: [] };
+    entry.count += 1; entry.us += e.dur; entry.durations.push(e.dur); byOp.set(key, entry);
   }
   const rows = [...byOp.entries()].sort((a, b) => b[1].us - a[1].us);
-  console.log('profile (all runs): provider op count total_ms');
-  for (const [key, v] of rows) console.log(`  ${key.padEnd(60)} ${String(v.count).padStart(7)} ${(v.us / 1000).toFixed(1).padStart(10)}`);
+  // Host time per node (onnxruntime's kernel_time); the median leaves out the first runs' shader compilation.
+  const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1];
+  console.log('profile (all runs): provider op count total_ms median_us_per_node');
+  for (const [key, v] of rows) console.log(`  ${key.padEnd(60)} ${String(v.count).padStart(7)} ${(v.us / 1000).toFixed(1).padStart(10)} ${String(median(v.durations)).padStart(8)}`);
+  const runs = all.filter((e) => e.cat === 'Session' && e.name === 'model_run').map((e) => e.dur);
+  if (runs.length) console.log(`model_run: ${runs.length} runs, median ${median(runs)} us`);
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });
