@@ -57,11 +57,11 @@ export function registerBenchCommand(program: Command): void {
     .option('--no-mixed', 'skip the mixed workload')
     .option('--mixed-requests <n>', 'requests in the mixed workload (default 2 x slots)', parseInteger('--mixed-requests'))
     .option('--mixed-rate <r>', 'mixed workload arrivals per second (default: 70% of the measured capacity)', parseNumber('--mixed-rate'))
-    .option('--mixed-in-flight <n>', 'mixed workload as a queue worker feeds it: n requests outstanding, the next submitted as one finishes (arrival times ignored)', parsePositive('--mixed-in-flight'))
+    .option('--mixed-in-flight <n>', 'mixed workload as a queue worker feeds it: n requests outstanding, the next submitted as one finishes (arrival times ignored)', parseAtLeast('--mixed-in-flight', 1))
     .option('--mixed-admission <which>', 'mixed workload runs: both (continuous, then the static baseline) or continuous', parseMixedAdmission, 'both')
     .option('--mixed-slots <n>', 'slots for the mixed workload (default: the largest batch)', parseInteger('--mixed-slots'))
     .option('--seed <n>', 'seed of the synthetic prompts and arrivals', parseInteger('--seed'), 1)
-    .option('--gpu-memory-interval <ms>', 'nvidia-smi memory sampling period; 0 = do not sample (peak GPU memory n/a)', parseNonNegative('--gpu-memory-interval'), 100)
+    .option('--gpu-memory-interval <ms>', 'nvidia-smi memory sampling period; 0 = do not sample (peak GPU memory n/a)', parseAtLeast('--gpu-memory-interval', 0), 100)
     .action(async (flags: BenchFlags) => {
       await bench(flags);
     });
@@ -493,20 +493,11 @@ function percentile(values: number[], p: number): number {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function parseNonNegative(flag: string): (value: string) => number {
+function parseAtLeast(flag: string, min: number): (value: string) => number {
   const integer = parseInteger(flag);
   return (value) => {
     const parsed = integer(value);
-    if (parsed < 0) throw new Error(`${flag} must be 0 or more, got ${parsed}`);
-    return parsed;
-  };
-}
-
-function parsePositive(flag: string): (value: string) => number {
-  const integer = parseInteger(flag);
-  return (value) => {
-    const parsed = integer(value);
-    if (parsed < 1) throw new Error(`${flag} must be at least 1, got ${parsed}`);
+    if (parsed < min) throw new Error(`${flag} must be at least ${min}, got ${parsed}`);
     return parsed;
   };
 }

@@ -67,6 +67,6 @@ describeBuilt('falconq generate / bench (built CLI, tiny model)', () => {
     expect(continuous.rowsPerDecodeStep).toBeLessThanOrEqual(3);
     expect(continuous.prefillRuns).toBeGreaterThan(0);
     await expect(run(process.execPath, [cli, 'bench', '--model', model, '--mixed-in-flight', '0'])).rejects.toThrow(/--mixed-in-flight must be at least 1, got 0/);
-    await expect(run(process.execPath, [cli, 'bench', '--model', model, '--gpu-memory-interval', '-5'])).rejects.toThrow(/--gpu-memory-interval must be 0 or more, got -5/);
+    await expect(run(process.execPath, [cli, 'bench', '--model', model, '--gpu-memory-interval', '-5'])).rejects.toThrow(/--gpu-memory-interval must be at least 0, got -5/);
   });
 });
