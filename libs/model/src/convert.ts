@@ -5,6 +5,7 @@ import { Checkpoint } from './checkpoint';
 import { type FalconConfig, readFalconConfig } from './config';
 import { ModelInputError } from './errors';
 import { ExternalDataWriter } from './external-data';
+import { buildDecodeLoopGraph, DECODE_LOOP_FILE } from './decode-loop-graph';
 import { buildFalconGraph, type FalconGraph, type GraphTuning, hfTensor, jobSources, type WeightJob } from './graph';
 import type { ExecutionProviderName, ModelManifest, ModelTarget, WeightDType } from './manifest';
 import { CheckpointMaterializer, jobBytes, materializeJob, type WeightMaterializer } from './materialize';
@@ -185,18 +186,23 @@ export async function writeModelDirectory(options: WriteModelDirectoryOptions): 
       writer.close();
     }
     progress('graph', 0, 1);
-    const modelBytes = encodeModel({
-      graphName: 'falcon',
+    const header = {
       producerName: 'falconq',
       producerVersion: CONVERTER_NAME,
       irVersion: 10,
       opsets: [{ domain: '', version: 21 }, { domain: 'com.microsoft', version: 1 }],
-      nodes: graph.nodes,
-      initializers,
-      inputs: graph.inputs,
-      outputs: graph.outputs,
-    });
-    fs.writeFileSync(path.join(dir, MODEL_FILE), modelBytes);
+    };
+    fs.writeFileSync(path.join(dir, MODEL_FILE), encodeModel({ ...header, graphName: 'falcon', nodes: graph.nodes, initializers, inputs: graph.inputs, outputs: graph.outputs }));
+    // The same decoder inside a Loop, over the same external weights file (docs/engine.md, "Decode loop").
+    const loop = buildDecodeLoopGraph(graph, config.shape);
+    fs.writeFileSync(path.join(dir, DECODE_LOOP_FILE), encodeModel({
+      ...header,
+      graphName: 'falcon_decode_loop',
+      nodes: loop.nodes,
+      initializers: [...initializers, ...loop.inlineInitializers],
+      inputs: loop.inputs,
+      outputs: loop.outputs,
+    }));
     options.copyTokenizer(dir);
     progress('graph', 1, 1);
     const executionProviders: ExecutionProviderName[] = build.target === 'gpu' ? ['webgpu', 'cuda'] : ['cpu'];
@@ -214,7 +220,8 @@ export async function writeModelDirectory(options: WriteModelDirectoryOptions): 
       executionProviders,
       io: graph.io,
       tokens: { eos: config.eosTokenId, bos: config.bosTokenId, pad: config.eosTokenId },
-      files: { model: MODEL_FILE, weights: WEIGHTS_FILE, tokenizer: TOKENIZER_FILE, tokenizerConfig: TOKENIZER_CONFIG_FILE },
+      files: { model: MODEL_FILE, decodeLoop: DECODE_LOOP_FILE, weights: WEIGHTS_FILE, tokenizer: TOKENIZER_FILE, tokenizerConfig: TOKENIZER_CONFIG_FILE },
+      decodeLoop: { candidates: loop.candidates },
       source: options.source,
       sizeBytes: directorySize(dir),
       createdAt: new Date().toISOString(),

@@ -5,6 +5,7 @@ export * from './safetensors';
 export * from './checkpoint';
 export * from './quantize';
 export * from './graph';
+export * from './decode-loop-graph';
 export * from './convert';
 export * from './tiny';
 export * from './prng';

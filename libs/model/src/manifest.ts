@@ -59,7 +59,10 @@ export interface ModelManifest {
   executionProviders: ExecutionProviderName[];
   io: ModelIoNames;
   tokens: { eos: number; bos: number; pad: number };
-  files: { model: string; weights: string; tokenizer: string; tokenizerConfig: string };
+  /** decodeLoop: decode-loop.onnx (absent in models converted before it existed). */
+  files: { model: string; decodeLoop?: string; weights: string; tokenizer: string; tokenizerConfig: string };
+  /** The decode-loop graph's sampler: how many top candidates it draws from. */
+  decodeLoop?: { candidates: number };
   source: { kind: 'local' | 'hub' | 'tiny' | 'random'; id: string; revision?: string };
   sizeBytes: number;
   createdAt: string;

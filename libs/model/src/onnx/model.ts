@@ -6,12 +6,13 @@ export const enum TensorDataType {
   UINT8 = 2,
   INT32 = 6,
   INT64 = 7,
+  BOOL = 9,
   FLOAT16 = 10,
 }
 
-const ATTRIBUTE_TYPE = { FLOAT: 1, INT: 2, STRING: 3, INTS: 7 } as const;
+const ATTRIBUTE_TYPE = { FLOAT: 1, INT: 2, STRING: 3, GRAPH: 5, INTS: 7 } as const;
 
-export type AttributeValue = { int: number } | { float: number } | { string: string } | { ints: number[] };
+export type AttributeValue = { int: number } | { float: number } | { string: string } | { ints: number[] } | { graph: GraphSpec };
 export type Attributes = Record<string, AttributeValue>;
 
 export interface NodeSpec {
@@ -45,14 +46,18 @@ export interface ValueInfoSpec {
   dims: (number | string)[];
 }
 
-export interface ModelSpec {
+/** A graph: the model's main graph, or the body of a Loop/If node (which may read outer-scope values). */
+export interface GraphSpec {
   graphName: string;
-  producerName: string;
-  producerVersion: string;
   nodes: NodeSpec[];
   initializers: InitializerSpec[];
   inputs: ValueInfoSpec[];
   outputs: ValueInfoSpec[];
+}
+
+export interface ModelSpec extends GraphSpec {
+  producerName: string;
+  producerVersion: string;
   opsets: { domain: string; version: number }[];
   irVersion: number;
   metadata?: Record<string, string>;
@@ -63,6 +68,7 @@ function encodeAttribute(name: string, value: AttributeValue): ProtoWriter {
   if ('int' in value) return writer.varint(3, value.int).varint(20, ATTRIBUTE_TYPE.INT);
   if ('float' in value) return writer.float(2, value.float).varint(20, ATTRIBUTE_TYPE.FLOAT);
   if ('string' in value) return writer.string(4, value.string).varint(20, ATTRIBUTE_TYPE.STRING);
+  if ('graph' in value) return writer.message(6, encodeGraph(value.graph)).varint(20, ATTRIBUTE_TYPE.GRAPH);
   return writer.packedVarints(8, value.ints).varint(20, ATTRIBUTE_TYPE.INTS);
 }
 
@@ -96,13 +102,18 @@ function encodeValueInfo(info: ValueInfoSpec): ProtoWriter {
   return new ProtoWriter().string(1, info.name).message(2, new ProtoWriter().message(1, tensorType));
 }
 
-export function encodeModel(model: ModelSpec): Buffer {
+function encodeGraph(spec: GraphSpec): ProtoWriter {
   const graph = new ProtoWriter();
-  for (const node of model.nodes) graph.message(1, encodeNode(node));
-  graph.string(2, model.graphName);
-  for (const initializer of model.initializers) graph.message(5, encodeTensor(initializer));
-  for (const input of model.inputs) graph.message(11, encodeValueInfo(input));
-  for (const output of model.outputs) graph.message(12, encodeValueInfo(output));
+  for (const node of spec.nodes) graph.message(1, encodeNode(node));
+  graph.string(2, spec.graphName);
+  for (const initializer of spec.initializers) graph.message(5, encodeTensor(initializer));
+  for (const input of spec.inputs) graph.message(11, encodeValueInfo(input));
+  for (const output of spec.outputs) graph.message(12, encodeValueInfo(output));
+  return graph;
+}
+
+export function encodeModel(model: ModelSpec): Buffer {
+  const graph = encodeGraph(model);
   const writer = new ProtoWriter()
     .varint(1, model.irVersion)
     .string(2, model.producerName)
@@ -122,3 +133,4 @@ export function encodeModel(model: ModelSpec): Buffer {
 export const int = (value: number): AttributeValue => ({ int: value });
 export const float = (value: number): AttributeValue => ({ float: value });
 export const ints = (value: number[]): AttributeValue => ({ ints: value });
+export const graphAttribute = (value: GraphSpec): AttributeValue => ({ graph: value });

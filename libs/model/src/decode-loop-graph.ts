@@ -1,0 +1,206 @@
+// The decode-loop graph (decode-loop.onnx): the decoder step of graph.ts wrapped in an ONNX Loop, with a token
+// sampler in the loop body. One session.run decodes `loop_steps` tokens per row; the KV cache is loop-carried, so on
+// an execution provider whose binding copies every input and output through the host (onnxruntime-node's CUDA EP)
+// it crosses the host once per run instead of once per token. docs/engine.md ("Decode loop") explains the engine's
+// side; the sampler below mirrors libs/engine's TokenSampler for the rows it is given (same candidates, same order,
+// one uniform draw per token), so a seeded row gives the same tokens whichever path decodes it.
+//
+// With loop_steps = 1 the graph is a drop-in for model.onnx (same inputs and outputs, plus the loop's): the engine
+// prefills and decodes single steps through it too, so one session (one copy of the weights) serves everything.
+import type { FalconShape, ModelIoNames } from './manifest';
+import type { FalconGraph } from './graph';
+import { graphAttribute, int, type InitializerSpec, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
+
+export const DECODE_LOOP_FILE = 'decode-loop.onnx';
+
+/** The loop's own inputs and outputs (beside the step graph's, which keep their names). */
+export const DECODE_LOOP_IO = {
+  /** int64 []: decode steps in this run (>= 1). */
+  steps: 'loop_steps',
+  /** bool [B]: sample (true) or take the argmax (false). */
+  doSample: 'sample_do',
+  /** float [B] (> 0; 1 for greedy rows). */
+  temperature: 'sample_temperature',
+  /** int64 [B] in 1..candidates: greedy rows 1. */
+  topK: 'sample_top_k',
+  /** float [B] in (0, 1]; a value above 1 keeps every top-k candidate. */
+  topP: 'sample_top_p',
+  /** float [B] (1 = none). */
+  repetitionPenalty: 'sample_repetition_penalty',
+  /** float [steps, B] in [0, 1): each row's draws, in order (greedy rows: anything). */
+  uniforms: 'sample_uniforms',
+  /** bool [B, vocab]: tokens each row has seen (prompt and generated), for the repetition penalty. */
+  seen: 'sample_seen',
+  /** int64 [steps, B]: the token each row chose at each step. */
+  tokens: 'tokens',
+} as const;
+
+export interface DecodeLoopGraph {
+  nodes: NodeSpec[];
+  inputs: ValueInfoSpec[];
+  outputs: ValueInfoSpec[];
+  /** Small constants of the loop and its sampler (the step graph's initializers are shared as outer-scope values). */
+  inlineInitializers: InitializerSpec[];
+  /** How many top candidates the in-graph sampler draws from (rows with a larger top_k decode one step at a time). */
+  candidates: number;
+}
+
+function int64Tensor(name: string, values: number[], dims: number[]): InitializerSpec {
+  const raw = Buffer.alloc(values.length * 8);
+  values.forEach((v, i) => raw.writeBigInt64LE(BigInt(v), i * 8));
+  return { name, dataType: TensorDataType.INT64, dims, raw };
+}
+
+function floatTensor(name: string, values: number[], dims: number[]): InitializerSpec {
+  const raw = Buffer.alloc(values.length * 4);
+  values.forEach((v, i) => raw.writeFloatLE(v, i * 4));
+  return { name, dataType: TensorDataType.FLOAT, dims, raw };
+}
+
+const BODY_PREFIX = 'body.';
+
+/**
+ * Wraps a step graph (buildFalconGraph) in a Loop. Every value the step graph computes or takes as an input is
+ * renamed inside the body (`body.` prefix); its initializers stay outer-scope values, so the weights exist once.
+ */
+export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): DecodeLoopGraph {
+  const io: ModelIoNames = step.io;
+  const L = DECODE_LOOP_IO;
+  const V = shape.vocabSize;
+  const C = Math.min(io.topK, V);
+  const groups = io.topGroups ?? 1;
+  const local = new Set<string>([...step.inputs.map((input) => input.name), ...step.nodes.flatMap((node) => node.outputs)]);
+  const inBody = (name: string) => (name !== '' && local.has(name) ? BODY_PREFIX + name : name);
+  const b = (name: string) => BODY_PREFIX + name;
+
+  const body: NodeSpec[] = step.nodes.map((node) => ({ ...node, inputs: node.inputs.map(inBody), outputs: node.outputs.map(inBody) }));
+  const add = (name: string, opType: string, inputs: string[], outputs: string[], attributes?: NodeSpec['attributes']) =>
+    body.push({ name: `/sample/${name}`, opType, inputs, outputs, attributes });
+  const s = (name: string) => b(`sample.${name}`);
+
+  // Repetition penalty (transformers' CTRL rule), then greedy = argmax (lowest id on ties).
+  add('rows_vocab', 'Reshape', [b(io.logits), 'loop.const.rows_vocab'], [s('logits')]);
+  add('penalty', 'Unsqueeze', [L.repetitionPenalty, 'loop.const.axis_1'], [s('penalty')]);
+  add('negative', 'Less', [s('logits'), 'loop.const.zero_f'], [s('negative')]);
+  add('times', 'Mul', [s('logits'), s('penalty')], [s('times')]);
+  add('divided', 'Div', [s('logits'), s('penalty')], [s('divided')]);
+  add('penalised_all', 'Where', [s('negative'), s('times'), s('divided')], [s('penalised_all')]);
+  add('penalised', 'Where', [b('seen'), s('penalised_all'), s('logits')], [s('penalised')]);
+  add('greedy', 'ArgMax', [s('penalised')], [s('greedy')], { axis: int(1), keepdims: int(0), select_last_index: int(0) });
+  // Temperature, top-k candidates (sorted), top-p over them, then one draw by inverse CDF.
+  add('temperature', 'Unsqueeze', [L.temperature, 'loop.const.axis_1'], [s('temperature')]);
+  add('scaled', 'Div', [s('penalised'), s('temperature')], [s('scaled')]);
+  add('top', 'TopK', [s('scaled'), 'loop.const.candidates'], [s('cand_logits'), s('cand_ids')], { axis: int(-1), largest: int(1), sorted: int(1) });
+  add('top_k', 'Unsqueeze', [L.topK, 'loop.const.axis_1'], [s('top_k')]);
+  add('in_top_k', 'Less', ['loop.const.positions', s('top_k')], [s('in_top_k')]);
+  add('k_logits', 'Where', [s('in_top_k'), s('cand_logits'), 'loop.const.minus_inf'], [s('k_logits')]);
+  add('k_probs', 'Softmax', [s('k_logits')], [s('k_probs')], { axis: int(-1) });
+  add('k_mass', 'CumSum', [s('k_probs'), 'loop.const.axis_1_scalar'], [s('k_mass')]);
+  add('mass_before', 'Sub', [s('k_mass'), s('k_probs')], [s('mass_before')]);
+  add('top_p', 'Unsqueeze', [L.topP, 'loop.const.axis_1'], [s('top_p')]);
+  add('in_top_p', 'Less', [s('mass_before'), s('top_p')], [s('in_top_p')]);
+  add('kept', 'And', [s('in_top_k'), s('in_top_p')], [s('kept')]);
+  add('kept_logits', 'Where', [s('kept'), s('cand_logits'), 'loop.const.minus_inf'], [s('kept_logits')]);
+  add('probs', 'Softmax', [s('kept_logits')], [s('probs')], { axis: int(-1) });
+  add('cdf', 'CumSum', [s('probs'), 'loop.const.axis_1_scalar'], [s('cdf')]);
+  add('uniform', 'Gather', [L.uniforms, b('iter')], [s('uniform_row')], { axis: int(0) });
+  add('uniform_col', 'Unsqueeze', [s('uniform_row'), 'loop.const.axis_1'], [s('uniform')]);
+  add('below', 'LessOrEqual', [s('cdf'), s('uniform')], [s('below')]);
+  add('below_count', 'Cast', [s('below')], [s('below_i64')], { to: int(TensorDataType.INT64) });
+  add('passed', 'ReduceSum', [s('below_i64'), 'loop.const.axis_1'], [s('passed')], { keepdims: int(1) });
+  add('kept_count_i64', 'Cast', [s('kept')], [s('kept_i64')], { to: int(TensorDataType.INT64) });
+  add('kept_count', 'ReduceSum', [s('kept_i64'), 'loop.const.axis_1'], [s('kept_count')], { keepdims: int(1) });
+  add('last_kept', 'Sub', [s('kept_count'), 'loop.const.one_i64'], [s('last_kept')]);
+  add('pick', 'Min', [s('passed'), s('last_kept')], [s('pick')]);
+  add('drawn_col', 'GatherElements', [s('cand_ids'), s('pick')], [s('drawn_col')], { axis: int(1) });
+  add('drawn', 'Squeeze', [s('drawn_col'), 'loop.const.axis_1'], [s('drawn')]);
+  add('token', 'Where', [L.doSample, s('drawn'), s('greedy')], [b('token')]);
+  // The next iteration's inputs: the token, one more mask column, the token marked seen.
+  add('next_ids', 'Unsqueeze', [b('token'), 'loop.const.axis_1'], [b('next_ids')]);
+  add('column_shape', 'Shape', [b('next_ids')], [s('column_shape')]);
+  add('ones', 'Expand', ['loop.const.one_2d', s('column_shape')], [s('ones')]);
+  add('next_mask', 'Concat', [b(io.attentionMask), s('ones')], [b('next_mask')], { axis: int(1) });
+  add('trues', 'Expand', ['loop.const.true_2d', s('column_shape')], [s('trues')]);
+  add('next_seen', 'ScatterElements', [b('seen'), b('next_ids'), s('trues')], [b('next_seen')], { axis: int(1) });
+  add('cond', 'Identity', [b('cond')], [b('cond_out')]);
+  add('scan_token', 'Identity', [b('token')], [b('scan_token')]);
+
+  const pastNames = step.inputs.filter((input) => input.name !== io.inputIds && input.name !== io.attentionMask);
+  const presentNames = step.outputs.filter((output) => ![io.logits, io.topLogits, io.topIds].includes(output.name));
+  const scoreOutputs = step.outputs.filter((output) => [io.logits, io.topLogits, io.topIds].includes(output.name));
+  const relabel = (info: ValueInfoSpec, name: string, dims = info.dims): ValueInfoSpec => ({ name, elemType: info.elemType, dims });
+  const anyDims = (info: ValueInfoSpec) => info.dims.map((_, i) => `${info.name}_d${i}`);
+  const byName = (name: string) => step.inputs.find((input) => input.name === name) as ValueInfoSpec;
+
+  // Carried: ids, mask, KV, seen, and the last step's scores (so steps = 1 returns what model.onnx returns).
+  const bodyInputs: ValueInfoSpec[] = [
+    { name: b('iter'), elemType: TensorDataType.INT64, dims: [] },
+    { name: b('cond'), elemType: TensorDataType.BOOL, dims: [] },
+    relabel(byName(io.inputIds), b(io.inputIds), ['batch_size', 'sequence_length']),
+    relabel(byName(io.attentionMask), b(io.attentionMask), ['batch_size', 'total_sequence_length']),
+    ...pastNames.map((info) => relabel(info, b(info.name))),
+    { name: b('seen'), elemType: TensorDataType.BOOL, dims: ['batch_size', V] },
+    ...scoreOutputs.map((info) => relabel(info, b(`carried.${info.name}`), anyDims(info))),
+  ];
+  const bodyOutputs: ValueInfoSpec[] = [
+    { name: b('cond_out'), elemType: TensorDataType.BOOL, dims: [] },
+    { name: b('next_ids'), elemType: TensorDataType.INT64, dims: ['batch_size', 1] },
+    { name: b('next_mask'), elemType: TensorDataType.INT64, dims: ['batch_size', 'next_total_sequence_length'] },
+    ...presentNames.map((info) => relabel(info, b(info.name))),
+    { name: b('next_seen'), elemType: TensorDataType.BOOL, dims: ['batch_size', V] },
+    ...scoreOutputs.map((info) => relabel(info, b(info.name))),
+    { name: b('scan_token'), elemType: TensorDataType.INT64, dims: ['batch_size'] },
+  ];
+
+  const inlineInitializers: InitializerSpec[] = [
+    int64Tensor('loop.const.rows_vocab', [0, V], [2]),
+    int64Tensor('loop.const.axis_1', [1], [1]),
+    int64Tensor('loop.const.axis_1_scalar', [1], []),
+    int64Tensor('loop.const.candidates', [C], [1]),
+    int64Tensor('loop.const.positions', Array.from({ length: C }, (_, i) => i), [1, C]),
+    int64Tensor('loop.const.one_i64', [1], []),
+    int64Tensor('loop.const.one_2d', [1], [1, 1]),
+    floatTensor('loop.const.zero_f', [0], []),
+    floatTensor('loop.const.minus_inf', [-Infinity], []),
+    { name: 'loop.const.true_2d', dataType: TensorDataType.BOOL, dims: [1, 1], raw: Buffer.from([1]) },
+    { name: 'loop.const.cond', dataType: TensorDataType.BOOL, dims: [], raw: Buffer.from([1]) },
+    // Empty first values of the carried scores: every iteration replaces them.
+    { name: 'loop.const.no_logits', dataType: TensorDataType.FLOAT, dims: [0, 1, V], raw: Buffer.alloc(0) },
+    { name: 'loop.const.no_top_logits', dataType: TensorDataType.FLOAT, dims: [0, groups * io.topK], raw: Buffer.alloc(0) },
+    { name: 'loop.const.no_top_ids', dataType: TensorDataType.INT64, dims: [0, groups * io.topK], raw: Buffer.alloc(0) },
+  ];
+  const emptyScore = (name: string) =>
+    name === io.logits ? 'loop.const.no_logits' : name === io.topLogits ? 'loop.const.no_top_logits' : 'loop.const.no_top_ids';
+
+  const loopNode: NodeSpec = {
+    name: '/decode_loop',
+    opType: 'Loop',
+    inputs: [
+      L.steps, 'loop.const.cond', io.inputIds, io.attentionMask, ...pastNames.map((info) => info.name), L.seen,
+      ...scoreOutputs.map((info) => emptyScore(info.name)),
+    ],
+    outputs: ['loop.last_ids', 'loop.last_mask', ...presentNames.map((info) => info.name), 'loop.last_seen', ...scoreOutputs.map((info) => info.name), L.tokens],
+    attributes: {
+      body: graphAttribute({ graphName: 'decode_step', nodes: body, initializers: [], inputs: bodyInputs, outputs: bodyOutputs }),
+    },
+  };
+
+  const inputs: ValueInfoSpec[] = [
+    ...step.inputs,
+    { name: L.steps, elemType: TensorDataType.INT64, dims: [] },
+    { name: L.doSample, elemType: TensorDataType.BOOL, dims: ['batch_size'] },
+    { name: L.temperature, elemType: TensorDataType.FLOAT, dims: ['batch_size'] },
+    { name: L.topK, elemType: TensorDataType.INT64, dims: ['batch_size'] },
+    { name: L.topP, elemType: TensorDataType.FLOAT, dims: ['batch_size'] },
+    { name: L.repetitionPenalty, elemType: TensorDataType.FLOAT, dims: ['batch_size'] },
+    { name: L.uniforms, elemType: TensorDataType.FLOAT, dims: ['steps', 'batch_size'] },
+    { name: L.seen, elemType: TensorDataType.BOOL, dims: ['batch_size', V] },
+  ];
+  const outputs: ValueInfoSpec[] = [
+    ...step.outputs.map((info) => relabel(info, info.name, info.dims.map((dim, i) => (typeof dim === 'string' ? dim : i === 0 ? 'batch_size' : dim)))),
+    { name: L.tokens, elemType: TensorDataType.INT64, dims: ['steps', 'batch_size'] },
+  ];
+  // Presents come out as long as the longest of past and total: keep their dims symbolic.
+  for (const output of outputs) if (presentNames.some((info) => info.name === output.name)) output.dims = output.dims.map((d, i) => (i === 2 ? 'present_sequence_length' : d));
+  return { nodes: [loopNode], inputs, outputs, inlineInitializers, candidates: C };
+}
