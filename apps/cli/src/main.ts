@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { falconqVersion } from './version';
 import { registerModelCommands } from './commands/model';
 import { registerTokenizeCommand } from './commands/tokenize';
 import { registerGenerateCommand } from './commands/generate';
@@ -8,6 +9,7 @@ import { registerServiceCommands } from './commands/service';
 export function buildProgram(): Command {
   const program = new Command('falconq')
     .description('Batch text generation with a 4-bit Falcon on GPUs you own')
+    .version(falconqVersion(), '-V, --version', 'print the falconq version')
     .showHelpAfterError();
   registerModelCommands(program);
   registerTokenizeCommand(program);

@@ -44,8 +44,8 @@ export function registerBenchCommand(program: Command): void {
     .option('--batch <list>', 'batch sizes, comma separated', parseList, [1, 8])
     .option('--prompt-len <n>', 'prompt tokens per sequence', parseInteger('--prompt-len'), 64)
     .option('--new-tokens <n>', 'generated tokens per sequence', parseInteger('--new-tokens'), 128)
-    .option('--json', 'print only the JSON report')
-    .option('--out <file>', 'also write the JSON report to this file')
+    .option('--json', 'print the JSON report instead of the tables')
+    .option('--out <file>', 'write the JSON report to this file')
     .option('--full-logits', 'fetch the full logits output every step (default: only the top-k outputs when every row allows it)')
     .option('--thread', 'run the engine in its worker_thread (default: in-process, the bare engine)')
     .option('--kv <placement>', 'KV cache placement: auto (device-merge on webgpu, else host), host, device, device-merge', parseKv, 'auto')
@@ -252,8 +252,11 @@ async function bench(flags: BenchFlags): Promise<void> {
     monitor?.stop();
   }
   const json = JSON.stringify(report, null, 2);
-  if (flags.out) fs.writeFileSync(flags.out, `${json}\n`);
-  process.stdout.write(flags.json ? `${json}\n` : `\n${json}\n`);
+  if (flags.out) {
+    fs.writeFileSync(flags.out, `${json}\n`);
+    log(`\nreport written to ${flags.out}`);
+  }
+  if (flags.json) process.stdout.write(`${json}\n`);
 }
 
 /** The longest sequence the workload makes (mixed prompts and outputs go up to twice the given lengths). */

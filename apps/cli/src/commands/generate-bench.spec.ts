@@ -2,6 +2,7 @@
 // against the tiny model.
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { tinyModelDir } from '../../../../test/support/tiny-model';
@@ -26,11 +27,53 @@ describeBuilt('falconq generate / bench (built CLI, tiny model)', () => {
     }
   });
 
-  it('generate names the bad field and exits with 1', async () => {
+  it('generate names the flag, not the engine field, and exits with 1 before loading the model', async () => {
     const model = await tinyModelDir();
-    const failure = await run(process.execPath, [cli, 'generate', '--model', model, '--json', '--top-p', '2', 'Hi']).catch((error: { code: number; stdout: string }) => error);
-    expect((failure as { code: number }).code).toBe(1);
-    expect(JSON.parse((failure as { stdout: string }).stdout.trim())).toMatchObject({ prompt: 'Hi', error: { field: 'topP' } });
+    const fail = (args: string[]) => run(process.execPath, [cli, 'generate', '--model', model, ...args, 'Hi']).then(
+      () => { throw new Error('expected a failure'); },
+      (error: { code: number; stderr: string }) => error,
+    );
+    const topP = await fail(['--top-p', '2']);
+    expect(topP.code).toBe(1);
+    expect(topP.stderr).toContain('falconq: --top-p must be in (0, 1], got 2');
+    expect((await fail(['--max-new-tokens', '0'])).stderr).toMatch(/falconq: --max-new-tokens must be between 1 and \d+, got 0/);
+    const greedyCopies = (await fail(['--num-return-sequences', '2'])).stderr;
+    expect(greedyCopies).toMatch(/--num-return-sequences is 2 but --sample is not given/);
+    expect(greedyCopies).not.toMatch(/doSample|numReturnSequences/);
+    expect((await fail(['--max-new-tokens', '4000'])).stderr).not.toMatch(/maxNewTokens/);
+  });
+
+  it('generate reads prompts from stdin and from --file, one per line, JSON lines allowed', async () => {
+    const model = await tinyModelDir();
+    const input = 'first prompt\n\n"a \\"quoted\\"\\nprompt"\n{"prompt": "third"}\n';
+    const fromStdin = await new Promise<string>((resolve, reject) => {
+      const child = execFile(process.execPath, [cli, 'generate', '--model', model, '--json', '--max-new-tokens', '2', '--ignore-eos'], (error, stdout) => (error ? reject(error) : resolve(stdout)));
+      child.stdin!.end(input);
+    });
+    const prompts = (out: string) => out.trim().split('\n').map((line) => (JSON.parse(line) as { prompt: string }).prompt);
+    expect(prompts(fromStdin)).toEqual(['first prompt', 'a "quoted"\nprompt', 'third']);
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-prompts-')), 'prompts.txt');
+    fs.writeFileSync(file, input);
+    const { stdout } = await run(process.execPath, [cli, 'generate', '--model', model, '--json', '--max-new-tokens', '2', '--file', file, 'an argument']);
+    expect(prompts(stdout)).toEqual(['an argument', 'first prompt', 'a "quoted"\nprompt', 'third']);
+    fs.writeFileSync(file, '{"text": "no prompt"}\n');
+    await expect(run(process.execPath, [cli, 'generate', '--model', model, '--file', file])).rejects.toThrow(/prompts\.txt line 1: a JSON line must be a string or an object with a "prompt" string/);
+  });
+
+  it('--version prints the package version', async () => {
+    const { stdout } = await run(process.execPath, [cli, '--version']);
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
+    expect(stdout.trim()).toBe(pkg.version);
+  });
+
+  it('bench prints tables without JSON unless --json or --out asks for it', async () => {
+    const model = await tinyModelDir();
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-bench-')), 'report.json');
+    const { stdout } = await run(process.execPath, [cli, 'bench', '--model', model, '--batch', '1', '--prompt-len', '8', '--new-tokens', '4', '--no-mixed', '--out', out]);
+    expect(stdout).toMatch(/tok\/s/);
+    expect(stdout).not.toContain('"batches"');
+    expect(stdout).toContain(`report written to ${out}`);
+    expect((JSON.parse(fs.readFileSync(out, 'utf8')) as { batches: unknown[] }).batches).toHaveLength(1);
   });
 
   it('bench --json reports every batch and the continuous/static mixed runs', async () => {

@@ -5,8 +5,11 @@ import {
   type GenerationParams,
   type GenerationResult,
   InvalidGenerationParamError,
+  resolveGenerationParams,
 } from '@app/engine';
 import type { ExecutionProviderName } from '@app/model';
+import { flagError, withFlagNames } from './flag-names';
+import { collectPrompts } from './prompt-input';
 
 interface GenerateFlags {
   model: string;
@@ -29,13 +32,15 @@ interface GenerateFlags {
   json?: boolean;
   fallbackCpu?: boolean;
   inProcess?: boolean;
+  file?: string;
 }
 
 export function registerGenerateCommand(program: Command): void {
   program
     .command('generate')
     .description('Generate text for one or more prompts with the engine (tokens stream as they come; --json: one line per prompt)')
-    .argument('<prompt...>', 'prompts (each argument is one prompt)')
+    .argument('[prompt...]', 'prompts (each argument is one prompt); none: --file, or stdin when it is not a terminal')
+    .option('--file <path>', 'prompts, one per line (- = stdin); a line starting with " or { is JSON: a string or {"prompt": ...}')
     .requiredOption('--model <dir>', 'converted model directory (falconq.json)')
     .option('--ep <provider>', 'execution provider: cpu, webgpu or cuda', parseProvider, 'cpu')
     .option('--device-id <n>', 'GPU index (cuda)', parseInteger('--device-id'))
@@ -56,7 +61,8 @@ export function registerGenerateCommand(program: Command): void {
     .option('--json', 'one JSON object per prompt per line: {"prompt","text","tokens","finish_reason"}')
     .option('--fallback-cpu', 'use the cpu provider when the requested one cannot load')
     .option('--in-process', 'run the engine in this thread instead of a worker_thread')
-    .action(async (prompts: string[], flags: GenerateFlags) => {
+    .action(async (args: string[], flags: GenerateFlags) => {
+      const prompts = await collectPrompts(args, flags.file);
       await generate(prompts, flags);
     });
 }
@@ -77,6 +83,7 @@ export function paramsFromFlags(flags: GenerateFlags): Partial<GenerationParams>
   if (flags.ignoreEos) params.ignoreEos = true;
   if (flags.fullText) params.returnFullText = true;
   if (flags.truncate) params.truncate = true;
+  withFlagNames(() => resolveGenerationParams(params)); // refuse bad flags before the model loads
   return params;
 }
 
@@ -114,8 +121,8 @@ async function generateJsonLines(engine: GenerationEngine, prompts: string[], pa
     if ('error' in outcome) {
       failed = true;
       const { error } = outcome;
-      const field = error instanceof InvalidGenerationParamError ? { field: error.field } : {};
-      process.stdout.write(`${JSON.stringify({ prompt: outcome.prompt, error: { message: error.message, ...field } })}\n`);
+      const described = error instanceof InvalidGenerationParamError ? { message: flagError(error).message, field: error.field } : { message: error.message };
+      process.stdout.write(`${JSON.stringify({ prompt: outcome.prompt, error: described })}\n`);
     } else {
       process.stdout.write(`${JSON.stringify(jsonLine(outcome.prompt, outcome.result))}\n`);
     }
@@ -141,6 +148,8 @@ async function generateStreaming(engine: GenerationEngine, prompts: string[], pa
     if (params.returnFullText) process.stdout.write(prompt);
     const result = await engine.submit({ id: `prompt-${index}`, prompt, params: { ...params, returnFullText: false } }, (event) => {
       if (event.sequence === streamed) process.stdout.write(event.text);
+    }).catch((error: unknown) => {
+      throw error instanceof InvalidGenerationParamError ? flagError(error) : error;
     });
     process.stdout.write(`\n[${result.sequences[0].finishReason}, ${result.sequences[0].tokens.length} tokens, first token after ${result.timeToFirstTokenMs.toFixed(0)} ms]\n`);
     for (const [n, sequence] of result.sequences.entries()) {
