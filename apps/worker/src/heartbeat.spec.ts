@@ -3,7 +3,7 @@ import { engineWindow } from './heartbeat';
 
 const stats = (fields: Partial<EngineStats>): EngineStats => ({
   activeSequences: 0, waitingRequests: 0, slots: 64, steps: 0, generatedTokens: 0, promptTokens: 0, decodeMsTotal: 0,
-  prefillMsTotal: 0, fullLogitsSteps: 0, decodeSteps: 0, decodeRows: 0, prefillRuns: 0, finishedSequences: 0, cancelledRequests: 0, ...fields,
+  prefillMsTotal: 0, fullLogitsSteps: 0, decodeSteps: 0, decodeRuns: 0, decodeRows: 0, prefillRuns: 0, finishedSequences: 0, cancelledRequests: 0, ...fields,
 });
 
 describe('engineWindow (the heartbeat figures since the last beat)', () => {

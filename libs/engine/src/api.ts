@@ -88,6 +88,13 @@ export interface EngineOptions {
    * 'device-merge': GPU buffers, joins by prefill merged into the cache by a small graph.
    */
   kvPlacement?: 'auto' | 'host' | 'device' | 'device-merge';
+  /**
+   * Decode steps per session run (docs/engine.md, "Decode loop"): > 1 runs the model's decode-loop graph, whose KV
+   * cache stays on the device for that many steps and whose tokens are chosen in the graph (host KV placement).
+   * Default: 32 on cuda when the model has the graph, else 1 (one step per run). Rows that sample from more than
+   * the graph's top candidates (top_k 0 or above it) make the batch decode one step at a time while they run.
+   */
+  decodeChunkSteps?: number;
   /** WebGPU storage buffer cache mode (onnxruntime's default is 'bucket'; it decides most of the GPU memory held). */
   webgpuBufferCacheMode?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
   /** Run the engine in the caller's thread (tests, bench): the same scheduler without a worker_thread. */
@@ -101,6 +108,8 @@ export interface EngineInfo {
   executionProvider: ExecutionProviderName;
   requestedExecutionProvider: ExecutionProviderName;
   kvPlacement: 'host' | 'device' | 'device-merge';
+  /** Decode steps per run (1: one step per run). */
+  decodeChunkSteps: number;
   contextLength: number;
   vocabSize: number;
   eosId: number;
@@ -125,9 +134,11 @@ export interface EngineStats {
   prefillMsTotal: number;
   /** Decode steps that fetched the full logits output (the others fetched only the top-k outputs). */
   fullLogitsSteps: number;
-  /** Decode runs (steps that ran the model over the live rows; a step can also run one prefill). */
+  /** Decode steps (tokens per live row; a decode-loop run counts its steps). */
   decodeSteps: number;
-  /** Rows fed over all decode runs (decodeRows / decodeSteps: how full the batch runs, at most `slots`). */
+  /** Model runs that decoded (one per step, or one per decode-loop run of several steps). */
+  decodeRuns: number;
+  /** Rows fed over all decode steps (decodeRows / decodeSteps: how full the batch runs, at most `slots`). */
   decodeRows: number;
   prefillRuns: number;
   finishedSequences: number;

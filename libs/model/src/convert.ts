@@ -5,7 +5,7 @@ import { Checkpoint } from './checkpoint';
 import { type FalconConfig, readFalconConfig } from './config';
 import { ModelInputError } from './errors';
 import { ExternalDataWriter } from './external-data';
-import { buildDecodeLoopGraph, DECODE_LOOP_FILE } from './decode-loop-graph';
+import { buildDecodeLoopGraph, DECODE_LOOP_FILE, DECODE_LOOP_IO } from './decode-loop-graph';
 import { buildFalconGraph, type FalconGraph, type GraphTuning, hfTensor, jobSources, type WeightJob } from './graph';
 import type { ExecutionProviderName, ModelManifest, ModelTarget, WeightDType } from './manifest';
 import { CheckpointMaterializer, jobBytes, materializeJob, type WeightMaterializer } from './materialize';
@@ -221,7 +221,7 @@ export async function writeModelDirectory(options: WriteModelDirectoryOptions): 
       io: graph.io,
       tokens: { eos: config.eosTokenId, bos: config.bosTokenId, pad: config.eosTokenId },
       files: { model: MODEL_FILE, decodeLoop: DECODE_LOOP_FILE, weights: WEIGHTS_FILE, tokenizer: TOKENIZER_FILE, tokenizerConfig: TOKENIZER_CONFIG_FILE },
-      decodeLoop: { candidates: loop.candidates },
+      decodeLoop: { candidates: loop.candidates, io: { ...DECODE_LOOP_IO } },
       source: options.source,
       sizeBytes: directorySize(dir),
       createdAt: new Date().toISOString(),

@@ -7,14 +7,14 @@
 //
 // With loop_steps = 1 the graph is a drop-in for model.onnx (same inputs and outputs, plus the loop's): the engine
 // prefills and decodes single steps through it too, so one session (one copy of the weights) serves everything.
-import type { FalconShape, ModelIoNames } from './manifest';
+import type { DecodeLoopIoNames, FalconShape, ModelIoNames } from './manifest';
 import type { FalconGraph } from './graph';
 import { graphAttribute, int, type InitializerSpec, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
 
 export const DECODE_LOOP_FILE = 'decode-loop.onnx';
 
 /** The loop's own inputs and outputs (beside the step graph's, which keep their names). */
-export const DECODE_LOOP_IO = {
+export const DECODE_LOOP_IO: DecodeLoopIoNames = {
   /** int64 []: decode steps in this run (>= 1). */
   steps: 'loop_steps',
   /** bool [B]: sample (true) or take the argmax (false). */
@@ -33,7 +33,7 @@ export const DECODE_LOOP_IO = {
   seen: 'sample_seen',
   /** int64 [steps, B]: the token each row chose at each step. */
   tokens: 'tokens',
-} as const;
+};
 
 export interface DecodeLoopGraph {
   nodes: NodeSpec[];

@@ -42,6 +42,18 @@ export interface ModelIoNames {
   topGroups?: number;
 }
 
+export interface DecodeLoopIoNames {
+  steps: string;
+  doSample: string;
+  temperature: string;
+  topK: string;
+  topP: string;
+  repetitionPenalty: string;
+  uniforms: string;
+  seen: string;
+  tokens: string;
+}
+
 export interface ModelManifest {
   format: 'falconq-model';
   formatVersion: 1;
@@ -61,8 +73,8 @@ export interface ModelManifest {
   tokens: { eos: number; bos: number; pad: number };
   /** decodeLoop: decode-loop.onnx (absent in models converted before it existed). */
   files: { model: string; decodeLoop?: string; weights: string; tokenizer: string; tokenizerConfig: string };
-  /** The decode-loop graph's sampler: how many top candidates it draws from. */
-  decodeLoop?: { candidates: number };
+  /** decode-loop.onnx: its extra input/output names and how many top candidates its sampler draws from. */
+  decodeLoop?: { candidates: number; io: DecodeLoopIoNames };
   source: { kind: 'local' | 'hub' | 'tiny' | 'random'; id: string; revision?: string };
   sizeBytes: number;
   createdAt: string;

@@ -13,7 +13,7 @@ import { Tokenizer } from '../tokenizer';
 import { DeviceKvRunner } from '../runtime/device-kv-runner';
 import { HostKvRunner } from '../runtime/host-kv-runner';
 import { MergeKvRunner } from '../runtime/merge-kv-runner';
-import { type ModelSession, openModelSession } from '../runtime/model-session';
+import { type ModelSession, openModelSession, readManifest } from '../runtime/model-session';
 
 /** Options that can cross a thread boundary (no callbacks). */
 export type EngineCoreOptions = Omit<EngineOptions, 'onWarning' | 'inProcess'>;
@@ -27,11 +27,23 @@ export interface CoreRequestSink {
 /** Wall-clock ms with sub-ms resolution, comparable across threads. */
 export const nowMs = () => performance.timeOrigin + performance.now();
 
-export function defaultPrefillChunkTokens(placement: KvPlacement, slots: number): number {
+/** The decode loop pays off where every run copies the KV cache through the host: onnxruntime-node's CUDA EP. */
+export const DEFAULT_CUDA_DECODE_CHUNK_STEPS = 32;
+
+function defaultDecodeChunkSteps(options: EngineCoreOptions): number {
+  if (options.executionProvider !== 'cuda') return 1;
+  const placement = options.kvPlacement ?? 'auto';
+  if (placement !== 'auto' && placement !== 'host') return 1;
+  return readManifest(options.modelDir).files.decodeLoop ? DEFAULT_CUDA_DECODE_CHUNK_STEPS : 1;
+}
+
+export function defaultPrefillChunkTokens(placement: KvPlacement, slots: number, decodeChunkSteps = 1): number {
   switch (placement) {
     case 'host':
-      // Bounds the stall a newcomer's prefill imposes on the decoding rows (cpu and cuda).
-      return 512;
+      // A decode-loop run lasts many steps, so one prefill between runs can take many newcomers (a GPU prefills
+      // thousands of tokens in about one step's time). One step per run: bounds the stall a newcomer's prefill
+      // imposes on the decoding rows (cpu and cuda).
+      return decodeChunkSteps > 1 ? Math.max(2048, slots * 32) : 512;
     case 'device-merge':
       // A GPU prefills thousands of tokens in about the time of a decode step; bounded for memory: WebGPU does not reuse
       // intermediate buffers within a run, so one 16k-token prefill peaked at 15 GiB on the H100 (docs/benchmarks.md).
@@ -69,26 +81,32 @@ export class EngineCore {
   static async open(options: EngineCoreOptions): Promise<EngineCore> {
     validateEngineOptions(options);
     const started = nowMs();
-    const model = await openModelSession(options);
+    const decodeChunkSteps = options.decodeChunkSteps ?? defaultDecodeChunkSteps(options);
+    const model = await openModelSession({ ...options, decodeLoop: decodeChunkSteps > 1 });
     const tokenizer = Tokenizer.fromModelDir(options.modelDir);
     const { manifest } = model;
     const info: EngineInfo = {
       executionProvider: model.executionProvider,
       requestedExecutionProvider: options.executionProvider,
       kvPlacement: model.kvPlacement,
+      decodeChunkSteps,
       contextLength: Math.min(manifest.shape.contextLength, options.maxSequenceLength ?? Infinity),
       vocabSize: manifest.shape.vocabSize,
       eosId: manifest.tokens.eos,
       slots: options.slots,
-      prefillChunkTokens: options.prefillChunkTokens ?? defaultPrefillChunkTokens(model.kvPlacement, options.slots),
+      prefillChunkTokens: 0,
       joinGroup: options.joinGroup ?? defaultJoinGroup(options.slots),
-      joinMaxWaitSteps: options.joinMaxWaitSteps ?? DEFAULT_JOIN_MAX_WAIT_STEPS,
+      // A decode-loop run is many steps long: a newcomer joins at the next run rather than waiting for company.
+      joinMaxWaitSteps: options.joinMaxWaitSteps ?? (decodeChunkSteps > 1 ? 0 : DEFAULT_JOIN_MAX_WAIT_STEPS),
       warnings: model.warnings,
-      loadMs: nowMs() - started,
+      loadMs: 0,
       threadId,
     };
     const runner = await createRunner(model, options.slots, info.contextLength, info.warnings);
+    // After createRunner: it may change the placement (device-merge falls back to device), and the budget follows it.
     info.kvPlacement = model.kvPlacement;
+    info.prefillChunkTokens = options.prefillChunkTokens ?? defaultPrefillChunkTokens(model.kvPlacement, options.slots, decodeChunkSteps);
+    info.loadMs = nowMs() - started;
     return new EngineCore(options, model, tokenizer, info, runner);
   }
 
@@ -180,6 +198,7 @@ export class EngineCore {
       joinMaxWaitSteps: this.info.joinMaxWaitSteps,
       admission: this.options.admission ?? 'continuous',
       forceFullLogits: this.options.forceFullLogits ?? false,
+      decodeChunkSteps: this.info.decodeChunkSteps,
       eosId: this.info.eosId,
       decoder: { decode: (ids) => this.tokenizer.decode(ids, { skipSpecialTokens: true }) },
       now: nowMs,
@@ -224,4 +243,13 @@ function validateEngineOptions(options: EngineCoreOptions): void {
     fail('maxSequenceLength', 'must be an integer >= 2');
   }
   if (options.deviceId !== undefined && (!Number.isInteger(options.deviceId) || options.deviceId < 0)) fail('deviceId', 'must be a non-negative integer');
+  if (options.decodeChunkSteps !== undefined) {
+    if (!Number.isInteger(options.decodeChunkSteps) || options.decodeChunkSteps < 1 || options.decodeChunkSteps > 1024) {
+      fail('decodeChunkSteps', `must be an integer in 1..1024, got ${String(options.decodeChunkSteps)}`);
+    }
+    const placement = options.kvPlacement ?? 'auto';
+    if (options.decodeChunkSteps > 1 && placement !== 'auto' && placement !== 'host') {
+      fail('decodeChunkSteps', `a decode loop keeps the KV cache in host memory between runs: kvPlacement ${placement} cannot use it`);
+    }
+  }
 }

@@ -9,9 +9,14 @@
 // Newcomers are prefilled in their own run (past length 0, right-padded) and staged; a long prompt is extended
 // chunk by chunk with B = 1 (GQA allows S > 1 with past only for one row). A staged row joins the batch buffer on
 // its first decode (one TypedArray.set per layer and head).
+//
+// On a decode-loop session (decode-loop.onnx, docs/engine.md "Decode loop") the same runner also decodes several
+// steps per run (decodeChunk): the cache is fed once, grows inside the graph's Loop and comes back once, so on CUDA
+// the KV crosses the host once per chunk instead of once per token. Single steps run through the same graph with
+// loop_steps = 1 (one session, one copy of the weights).
 
 import * as ort from 'onnxruntime-node';
-import type { ForwardRunner, RowOutput, RowToken, RowTokens } from '../scheduler/forward-runner';
+import type { ChunkEntry, ForwardRunner, RowOutput, RowSampling, RowToken, RowTokens } from '../scheduler/forward-runner';
 import { fetchNames, type GraphFacts, graphFactsOf, idsTensor, type KvArray, maskTensor, rowOutputs } from './graph-io';
 import type { ModelSession } from './model-session';
 
@@ -29,6 +34,7 @@ export class HostKvRunner implements ForwardRunner {
   readonly joinMode = 'prefill' as const;
   readonly graphTopK: number;
   readonly contextLength: number;
+  readonly chunkCandidates?: number;
   private readonly graph: GraphFacts;
   private capacity = 0;
   private keys: KvArray[] = [];
@@ -51,6 +57,7 @@ export class HostKvRunner implements ForwardRunner {
     this.graph = graphFactsOf(manifest);
     this.graphTopK = this.graph.topK;
     this.contextLength = Math.min(contextLength, manifest.shape.contextLength);
+    if (model.decodeLoop) this.chunkCandidates = manifest.decodeLoop?.candidates;
   }
 
   async prefill(entries: RowTokens[], fullLogits: boolean): Promise<RowOutput[]> {
@@ -99,19 +106,8 @@ export class HostKvRunner implements ForwardRunner {
   }
 
   async decode(entries: RowToken[], fullLogits: boolean): Promise<RowOutput[]> {
-    const joining = entries.filter((entry) => this.staged.has(entry.row)).map((entry) => entry.row);
-    const longest = Math.max(
-      0,
-      ...[...this.lengths.values()],
-      ...joining.map((row) => (this.staged.get(row) as StagedRow).length),
-    );
-    this.fitCapacity(longest + 1);
-    for (const row of joining) this.join(row);
-    if (entries.length !== this.batchRows.length) {
-      throw new Error(`host KV: decode must feed every live row (${this.batchRows.length}), got ${entries.length}`);
-    }
+    const batch = this.prepareDecode(entries, 1);
     const tokenOf = new Map(entries.map((entry) => [entry.row, entry.token]));
-    const batch = this.batchRows.length;
     const newLengths = this.batchRows.map((row) => (this.lengths.get(row) as number) + 1);
     const width = Math.max(...newLengths);
     const feeds: Record<string, ort.Tensor> = {
@@ -128,6 +124,7 @@ export class HostKvRunner implements ForwardRunner {
       fetches[this.model.presentKeyNames[layer]] = this.presentMode === 'copy' ? null : key;
       fetches[this.model.presentValueNames[layer]] = this.presentMode === 'copy' ? null : value;
     }
+    Object.assign(feeds, this.loopFeeds(batch, 1));
     let results: ort.InferenceSession.OnnxValueMapType;
     try {
       results = await this.session.run(feeds, fetches);
@@ -142,6 +139,40 @@ export class HostKvRunner implements ForwardRunner {
     this.batchRows.forEach((row, b) => this.lengths.set(row, newLengths[b]));
     const indexOf = new Map(this.batchRows.map((row, b) => [row, b]));
     return rowOutputs(results, this.graph, entries.map((entry) => indexOf.get(entry.row) as number));
+  }
+
+  async decodeChunk(entries: ChunkEntry[], steps: number): Promise<number[][]> {
+    const names = this.model.manifest.decodeLoop?.io;
+    if (!this.model.decodeLoop || !names) throw new Error('host KV: decodeChunk needs a decode-loop session');
+    if (!Number.isInteger(steps) || steps < 1) throw new Error(`host KV: decodeChunk steps must be a positive integer, got ${steps}`);
+    const batch = this.prepareDecode(entries, steps);
+    const byRow = new Map(entries.map((entry) => [entry.row, entry]));
+    const ordered = this.batchRows.map((row) => byRow.get(row) as ChunkEntry);
+    const newLengths = this.batchRows.map((row) => (this.lengths.get(row) as number) + 1);
+    const feeds: Record<string, ort.Tensor> = {
+      [this.model.manifest.io.inputIds]: idsTensor(ordered.map((entry) => [entry.token]), this.graph.pad),
+      [this.model.manifest.io.attentionMask]: maskTensor(newLengths, Math.max(...newLengths)),
+      ...this.loopFeeds(batch, steps, ordered.map((entry) => entry.sampling)),
+    };
+    // Presents come back into the cache buffers themselves (the loop's final outputs are written there once).
+    const fetches: Record<string, ort.Tensor | null> = { [names.tokens]: null };
+    for (let layer = 0; layer < this.graph.layout.layers; layer++) {
+      const key = this.kvTensor(this.keys[layer].subarray(0, batch * this.rowStride()), batch, this.capacity);
+      const value = this.kvTensor(this.values[layer].subarray(0, batch * this.rowStride()), batch, this.capacity);
+      feeds[this.model.pastKeyNames[layer]] = key;
+      feeds[this.model.pastValueNames[layer]] = value;
+      fetches[this.model.presentKeyNames[layer]] = key;
+      fetches[this.model.presentValueNames[layer]] = value;
+    }
+    const results = await this.session.run(feeds, fetches);
+    this.adoptPresents(results, batch);
+    this.batchRows.forEach((row, b) => this.lengths.set(row, (this.lengths.get(row) as number) + steps));
+    const tokens = results[names.tokens].data as BigInt64Array;
+    const indexOf = new Map(this.batchRows.map((row, b) => [row, b]));
+    return entries.map((entry) => {
+      const b = indexOf.get(entry.row) as number;
+      return Array.from({ length: steps }, (_, step) => Number(tokens[step * batch + b]));
+    });
   }
 
   release(row: number): void {
@@ -167,12 +198,66 @@ export class HostKvRunner implements ForwardRunner {
 
   // --- internals ---
 
+  /** Joins staged rows and makes room for `steps` more positions in every row; returns the batch size. */
+  private prepareDecode(entries: RowToken[], steps: number): number {
+    const joining = entries.filter((entry) => this.staged.has(entry.row)).map((entry) => entry.row);
+    const longest = Math.max(
+      0,
+      ...[...this.lengths.values()],
+      ...joining.map((row) => (this.staged.get(row) as StagedRow).length),
+    );
+    this.fitCapacity(longest + steps);
+    for (const row of joining) this.join(row);
+    if (entries.length !== this.batchRows.length) {
+      throw new Error(`host KV: decode must feed every live row (${this.batchRows.length}), got ${entries.length}`);
+    }
+    return this.batchRows.length;
+  }
+
   private get session(): ort.InferenceSession {
     return this.model.session;
   }
 
   private run(feeds: Record<string, ort.Tensor>, fetch: string[]): Promise<ort.InferenceSession.OnnxValueMapType> {
-    return this.session.run(feeds, fetch);
+    const batch = feeds[this.model.manifest.io.inputIds].dims[0];
+    return this.session.run({ ...feeds, ...this.loopFeeds(batch, 1) }, fetch);
+  }
+
+  /**
+   * The decode-loop graph's own inputs for `batch` rows and `steps` steps: each row's sampling, or (single steps,
+   * whose tokens the scheduler samples itself from the returned scores) greedy placeholders. Empty for model.onnx.
+   */
+  private loopFeeds(batch: number, steps: number, rows?: RowSampling[]): Record<string, ort.Tensor> {
+    const names = this.model.manifest.decodeLoop?.io;
+    if (!this.model.decodeLoop || !names) return {};
+    const vocab = this.graph.vocab;
+    const doSample = new Uint8Array(batch);
+    const temperature = new Float32Array(batch).fill(1);
+    const topK = new BigInt64Array(batch).fill(1n);
+    const topP = new Float32Array(batch).fill(2);
+    const penalty = new Float32Array(batch).fill(1);
+    const uniforms = new Float32Array(steps * batch);
+    const seen = new Uint8Array(batch * vocab);
+    rows?.forEach((row, b) => {
+      doSample[b] = row.doSample ? 1 : 0;
+      temperature[b] = row.doSample ? row.temperature : 1;
+      topK[b] = BigInt(row.doSample ? row.topK : 1);
+      // top_p >= 1 keeps every candidate (2 leaves no doubt about rounding of the running mass).
+      topP[b] = row.topP >= 1 ? 2 : row.topP;
+      penalty[b] = row.repetitionPenalty;
+      if (row.doSample) for (let step = 0; step < steps; step++) uniforms[step * batch + b] = row.uniforms[step];
+      if (row.repetitionPenalty !== 1) for (const id of row.seen) if (id >= 0 && id < vocab) seen[b * vocab + id] = 1;
+    });
+    return {
+      [names.steps]: new ort.Tensor('int64', BigInt64Array.of(BigInt(steps)), []),
+      [names.doSample]: new ort.Tensor('bool', doSample, [batch]),
+      [names.temperature]: new ort.Tensor('float32', temperature, [batch]),
+      [names.topK]: new ort.Tensor('int64', topK, [batch]),
+      [names.topP]: new ort.Tensor('float32', topP, [batch]),
+      [names.repetitionPenalty]: new ort.Tensor('float32', penalty, [batch]),
+      [names.uniforms]: new ort.Tensor('float32', uniforms, [steps, batch]),
+      [names.seen]: new ort.Tensor('bool', seen, [batch, vocab]),
+    };
   }
 
   private presentNames(): string[] {

@@ -22,6 +22,8 @@ export interface ModelSessionOptions {
   fallbackToCpu?: boolean;
   kvPlacement?: 'auto' | KvPlacement;
   webgpuBufferCacheMode?: WebGpuBufferCacheMode;
+  /** Open decode-loop.onnx (several decode steps per run) instead of model.onnx; host KV only. */
+  decodeLoop?: boolean;
 }
 
 export interface ModelSession {
@@ -31,6 +33,8 @@ export interface ModelSession {
   manifest: ModelManifest;
   executionProvider: ExecutionProviderName;
   kvPlacement: KvPlacement;
+  /** The session is decode-loop.onnx: model.onnx's inputs and outputs plus manifest.decodeLoop.io. */
+  decodeLoop: boolean;
   warnings: string[];
   pastKeyNames: string[];
   pastValueNames: string[];
@@ -80,10 +84,14 @@ export async function openModelSession(options: ModelSessionOptions): Promise<Mo
     presentKeyNames: layers.map((i) => layerName(io.presentKey, i)),
     presentValueNames: layers.map((i) => layerName(io.presentValue, i)),
   };
-  const modelPath = path.join(options.modelDir, manifest.files.model);
+  const decodeLoop = options.decodeLoop === true;
+  if (decodeLoop && !(manifest.files.decodeLoop && manifest.decodeLoop)) {
+    throw new Error(`${options.modelDir} has no decode-loop graph (converted by an older falconq): convert it again, or decode one step per run`);
+  }
+  const modelPath = path.join(options.modelDir, decodeLoop ? (manifest.files.decodeLoop as string) : manifest.files.model);
 
   const create = async (ep: ExecutionProviderName) => {
-    const kvPlacement = chooseKvPlacement(ep, options.kvPlacement ?? 'auto');
+    const kvPlacement = decodeLoop ? 'host' : chooseKvPlacement(ep, options.kvPlacement ?? 'auto');
     const provider = providerConfig(ep, options);
     const sessionOptions: ort.InferenceSession.SessionOptions = {
       executionProviders: [provider],
@@ -116,7 +124,7 @@ export async function openModelSession(options: ModelSessionOptions): Promise<Mo
     created = await create('cpu');
   }
   checkGraphIo(created.session, manifest, names, modelPath);
-  return { ...created, manifest, executionProvider, warnings, ...names };
+  return { ...created, manifest, executionProvider, decodeLoop, warnings, ...names };
 }
 
 /**

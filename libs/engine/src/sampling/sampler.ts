@@ -1,4 +1,5 @@
 import type { GenerationParams } from '../api';
+import type { RowSampling } from '../scheduler/forward-runner';
 import {
   applyRepetitionPenalty,
   applyTemperature,
@@ -26,6 +27,14 @@ export function needsFullLogits(params: GenerationParams, graphTopK: number): bo
   return params.topK === 0 || params.topK > graphTopK;
 }
 
+/**
+ * Whether the decode-loop graph's sampler picks exactly what TokenSampler would for these parameters: greedy (with
+ * or without a repetition penalty, it sees the full logits), or sampling within its `candidates` top tokens.
+ */
+export function fitsInGraphSampler(params: GenerationParams, candidates: number): boolean {
+  return !params.doSample || (params.topK >= 1 && params.topK <= candidates);
+}
+
 /** Picks the next token of one sequence. Stateless apart from its random stream. */
 export class TokenSampler {
   private readonly random: SequenceRandom;
@@ -41,6 +50,17 @@ export class TokenSampler {
   /** Greedy without a repetition penalty: the next token is the top one, whatever else the scores hold. */
   get greedy(): boolean {
     return !this.params.doSample && this.params.repetitionPenalty === 1;
+  }
+
+  /**
+   * The same choice for the next `steps` tokens, made by the decode-loop graph: the parameters and the uniforms
+   * next() would draw, in order (so the sequence's random stream is the same whichever path decodes it).
+   */
+  loopSampling(steps: number, seen: ReadonlySet<number>): RowSampling {
+    const { doSample, temperature, topK, topP, repetitionPenalty } = this.params;
+    const uniforms = new Float64Array(doSample ? steps : 0);
+    for (let i = 0; i < uniforms.length; i++) uniforms[i] = this.random.next();
+    return { doSample, temperature, topK, topP, repetitionPenalty, uniforms, seen };
   }
 
   /** `seen`: prompt and generated ids (for the repetition penalty). */

@@ -27,6 +27,24 @@ export interface RowToken {
   token: number;
 }
 
+/** How the decode-loop graph picks one row's tokens (libs/model's in-graph sampler, mirroring TokenSampler). */
+export interface RowSampling {
+  doSample: boolean;
+  temperature: number;
+  /** 1..chunkCandidates (greedy rows: 1). */
+  topK: number;
+  topP: number;
+  repetitionPenalty: number;
+  /** One uniform per step, in order (greedy rows: ignored). */
+  uniforms: ArrayLike<number>;
+  /** Prompt and generated ids (read only when repetitionPenalty is not 1). */
+  seen: ReadonlySet<number>;
+}
+
+export interface ChunkEntry extends RowToken {
+  sampling: RowSampling;
+}
+
 /**
  * host: KV in host memory. device: KV in opaque (GPU) buffers, joins through decode. device-merge: KV in opaque
  * buffers, newcomers prefilled in their own run and scattered into the cache by a small merge graph.
@@ -56,6 +74,17 @@ export interface ForwardRunner {
   extend(entry: RowTokens, fullLogits: boolean): Promise<RowOutput>;
   /** Appends one token to each listed row. joinMode decode: a released row restarts at position 0. */
   decode(entries: RowToken[], fullLogits: boolean): Promise<RowOutput[]>;
+  /**
+   * Decode-loop runners: the most top candidates the in-graph sampler draws from (rows sampling with a larger or no
+   * top_k decode one step at a time); absent when the runner cannot decode several steps per run.
+   */
+  readonly chunkCandidates?: number;
+  /**
+   * Decode-loop runners: appends `steps` tokens to each listed row in one run, each chosen in the graph by the row's
+   * sampling; returns them per entry, in order. The last token is not yet in the cache (it is the next step's input),
+   * as with decode(). Rows that finish part-way simply ignore the rest.
+   */
+  decodeChunk?(entries: ChunkEntry[], steps: number): Promise<number[][]>;
   /** The row's sequence has ended; its KV may be dropped or its row reused. Never called while a run is in flight. */
   release(row: number): void;
   /** Frees native resources. */

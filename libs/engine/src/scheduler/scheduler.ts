@@ -3,10 +3,10 @@
 // sequences take their rows on the next step. Pure: the model is a ForwardRunner.
 
 import type { EngineStats, GenerationParams, GenerationResult, TokenEvent } from '../api';
-import { needsFullLogits, TokenSampler } from '../sampling/sampler';
+import { fitsInGraphSampler, needsFullLogits, TokenSampler } from '../sampling/sampler';
 import type { RowScores } from '../sampling/candidates';
 import { SequenceStopper, type TextDecoder } from '../stopping';
-import type { ForwardRunner, RowOutput, RowToken, RowTokens } from './forward-runner';
+import type { ChunkEntry, ForwardRunner, RowOutput, RowToken, RowTokens } from './forward-runner';
 
 export interface SchedulerOptions {
   /** Upper bound of prompt tokens (padding included) in one prefill run. */
@@ -18,6 +18,11 @@ export interface SchedulerOptions {
   /** 'static' admits only into an empty batch. */
   admission: 'continuous' | 'static';
   forceFullLogits: boolean;
+  /**
+   * Decode steps per run when the runner has a decode loop (decodeChunk) and every decoding row fits its sampler;
+   * 1 (default) decodes one step per run.
+   */
+  decodeChunkSteps?: number;
   eosId: number;
   decoder: TextDecoder;
   now?: () => number;
@@ -54,6 +59,8 @@ interface Sequence {
   /** The token to feed on the next decode step. */
   pending: number;
   needsFull: boolean;
+  /** The decode-loop graph can choose this sequence's tokens (fitsInGraphSampler). */
+  fitsGraphSampler: boolean;
   sampler: TokenSampler;
   stopper: SequenceStopper;
   seen: Set<number>;
@@ -83,6 +90,7 @@ export class Scheduler {
     prefillMsTotal: 0,
     fullLogitsSteps: 0,
     decodeSteps: 0,
+    decodeRuns: 0,
     decodeRows: 0,
     prefillRuns: 0,
     finishedSequences: 0,
@@ -120,6 +128,7 @@ export class Scheduler {
         admittedAtStep: 0,
         pending: -1,
         needsFull: this.options.forceFullLogits || needsFullLogits(params, this.runner.graphTopK),
+        fitsGraphSampler: fitsInGraphSampler(params, this.runner.chunkCandidates ?? 0),
         sampler: new TokenSampler(params, seed, index),
         stopper: new SequenceStopper(this.options.decoder, params, this.options.eosId),
         seen: new Set(spec.promptIds),
@@ -280,18 +289,64 @@ export class Scheduler {
       }
     }
     if (entries.length === 0) return;
+    const chunkSteps = this.chunkStepsFor(feeding);
+    if (chunkSteps > 1) {
+      await this.decodeChunk(feeding, chunkSteps);
+      return;
+    }
     const sampling = feeding.filter((sequence) => sequence.phase === 'decoding' || this.isLastPromptToken(sequence));
     const fullLogits = this.wantsFull(sampling);
     const started = this.now();
     const outputs = await this.runner.decode(entries, fullLogits);
     this.counters.decodeMsTotal += this.now() - started;
     this.counters.decodeSteps += 1;
+    this.counters.decodeRuns += 1;
     this.counters.decodeRows += entries.length;
     if (fullLogits) this.counters.fullLogitsSteps += 1;
     feeding.forEach((sequence, i) => {
       if (sequence.request.cancelled) return;
       if (sequence.phase === 'decoding') this.sampleAndAccept(sequence, outputs[i]);
       else this.afterPrefill(sequence, 1, outputs[i]);
+    });
+  }
+
+  /**
+   * How many steps the next decode run may take in one go: 1 unless the runner has a decode loop and every row fits
+   * its sampler; never more than the longest remaining budget, nor past any row's context.
+   */
+  private chunkStepsFor(feeding: Sequence[]): number {
+    const wanted = this.options.decodeChunkSteps ?? 1;
+    if (wanted <= 1 || !this.runner.decodeChunk || this.options.forceFullLogits) return 1;
+    let remaining = 0;
+    let room = Infinity;
+    for (const sequence of feeding) {
+      if (sequence.phase !== 'decoding' || !sequence.fitsGraphSampler) return 1;
+      const generated = sequence.stopper.tokens.length;
+      remaining = Math.max(remaining, sequence.request.spec.params.maxNewTokens - generated);
+      // Positions in the cache: the prompt and every generated token but the pending one.
+      room = Math.min(room, this.runner.contextLength - (promptOf(sequence).length + generated - 1));
+    }
+    return Math.max(1, Math.min(wanted, remaining, room));
+  }
+
+  /** Several decode steps in one run; each row's tokens are accepted in order until it finishes. */
+  private async decodeChunk(feeding: Sequence[], steps: number): Promise<void> {
+    const entries: ChunkEntry[] = feeding.map((sequence) => ({
+      row: sequence.row,
+      token: sequence.pending,
+      sampling: sequence.sampler.loopSampling(steps, sequence.seen),
+    }));
+    const started = this.now();
+    const tokens = await (this.runner.decodeChunk as NonNullable<ForwardRunner['decodeChunk']>)(entries, steps);
+    this.counters.decodeMsTotal += this.now() - started;
+    this.counters.decodeSteps += steps;
+    this.counters.decodeRuns += 1;
+    this.counters.decodeRows += entries.length * steps;
+    feeding.forEach((sequence, i) => {
+      for (const token of tokens[i]) {
+        if (sequence.request.cancelled || sequence.phase === 'done') break;
+        this.accept(sequence, token);
+      }
     });
   }
 
@@ -306,6 +361,10 @@ export class Scheduler {
   private sampleAndAccept(sequence: Sequence, output: RowOutput): void {
     if (sequence.needsFull && !output.full) throw new Error('scheduler bug: a row needing full logits got only top-K');
     const token = sequence.sampler.greedy && output.best !== undefined ? output.best : sequence.sampler.next(scoresOf(sequence, output), sequence.seen);
+    this.accept(sequence, token);
+  }
+
+  private accept(sequence: Sequence, token: number): void {
     const request = sequence.request;
     request.firstTokenAt ??= this.now();
     this.counters.generatedTokens += 1;
