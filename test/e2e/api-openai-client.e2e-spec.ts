@@ -131,9 +131,9 @@ describe('OpenAI client against falconq', () => {
   });
 
   it('surfaces falconq errors as OpenAI errors', async () => {
-    const bad = await client.files.create({ file: await toFile(Buffer.from('{"custom_id":"x"}\n'), 'bad.jsonl'), purpose: 'batch' });
-    await expect(client.batches.create({ input_file_id: bad.id, endpoint: '/v1/completions', completion_window: '24h' }))
-      .rejects.toMatchObject({ status: 400, message: expect.stringContaining('line 1, field method') });
+    const empty = await client.files.create({ file: await toFile(Buffer.from('\n'), 'empty.jsonl'), purpose: 'batch' });
+    await expect(client.batches.create({ input_file_id: empty.id, endpoint: '/v1/completions', completion_window: '24h' }))
+      .rejects.toMatchObject({ status: 400, message: expect.stringContaining('no requests') });
     await expect(client.completions.create({ model: 'falcon', prompt: 'x', temperature: 9 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
     await expect(client.batches.retrieve('batch_000000')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     await expect(new OpenAI({ apiKey: 'wrong-key-123', baseURL: `${api.url}/v1`, maxRetries: 0 }).models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);

@@ -25,6 +25,7 @@ beforeAll(async () => {
 });
 
 type ErrorBody = { error?: { message: string; param: string | null; line?: number } };
+type FailedBatch = { id: string; status: string; errors: { data: { code: string; line: number; param: string | null; message: string }[] } | null };
 interface Observation {
   group: string;
   input: string;
@@ -77,57 +78,88 @@ const rawLine = (customId: string, promptJson: string, extra = '') =>
   `{"custom_id": "${customId}", "method": "POST", "url": "/v1/completions", "body": {"prompt": ${promptJson}${extra}}}`;
 const nested = (depth: number): unknown => (depth === 0 ? 'x' : { a: nested(depth - 1) });
 
-// [name, JSONL lines (or the whole file as a string), batch endpoint, expected status, expected message parts]
-const fileCases: [string, unknown[] | string, string, number, string[]][] = [
-  ['malformed JSON line', [ok('a'), '{"custom_id": "b", "method": "POST",'], '/v1/completions', 400, ['line 2', 'not valid JSON']],
-  ['line url not the batch endpoint', [line('a', { prompt: 'x' }, '/v1/embeddings')], '/v1/completions', 400, ['line 1, field url', '/v1/embeddings']],
-  ['method not POST', [{ ...ok('a'), method: 'GET' }], '/v1/completions', 400, ['line 1, field method']],
-  ['missing custom_id', [{ method: 'POST', url: '/v1/completions', body: { prompt: 'x' } }], '/v1/completions', 400, ['line 1, field custom_id']],
-  ['duplicate custom_id', [ok('a'), ok('b'), ok('a')], '/v1/completions', 400, ['line 3, field custom_id', 'duplicates line 1']],
-  ['temperature out of range', [ok('a'), line('b', { prompt: 'x', temperature: 5 })], '/v1/completions', 400, ['line 2, field body.temperature']],
-  ['top_p out of range (engine rule)', [line('a', { prompt: 'x', top_p: 0 })], '/v1/completions', 400, ['line 1, field body.top_p']],
-  ['max_tokens below 1', [line('a', { prompt: 'x', max_tokens: 0 })], '/v1/completions', 400, ['line 1, field body.max_tokens']],
-  ['max_tokens of the wrong type', [line('a', { prompt: 'x', max_tokens: 'many' })], '/v1/completions', 400, ['line 1, field body.max_tokens']],
-  ['n > 1 with greedy decoding', [line('a', { prompt: 'x', n: 2, temperature: 0 })], '/v1/completions', 400, ['line 1, field body.n']],
-  ['too many stop strings', [line('a', { prompt: 'x', stop: ['a', 'b', 'c', 'd', 'e'] })], '/v1/completions', 400, ['line 1, field body.stop']],
-  ['prompt too long for the context', [line('a', { prompt: longPrompt, max_tokens: 16 })], '/v1/completions', 400, ['line 1, field body.prompt', 'context']],
-  ['prompt + max_tokens over the context', [line('a', { prompt: 'Hello there', max_tokens: 2047 })], '/v1/completions', 400, ['line 1, field body.prompt', 'max_tokens']],
-  ['chat line without messages', [line('a', { prompt: 'x' }, '/v1/chat/completions')], '/v1/chat/completions', 400, ['line 1, field body.messages']],
-  ['chat message with a bad role', [line('a', { messages: [{ role: 'robot', content: 'x' }] }, '/v1/chat/completions')], '/v1/chat/completions', 400, ['line 1, field body.messages[0].role']],
-  ['streaming in a batch', [line('a', { prompt: 'x', stream: true })], '/v1/completions', 400, ['line 1, field body.stream']],
-  ['unsupported parameter value', [line('a', { prompt: 'x', logprobs: 3 })], '/v1/completions', 400, ['line 1, field body.logprobs']],
+// [name, JSONL lines (or the whole file as a string), batch endpoint, expected outcome, expected message parts].
+// A problem of the file as a whole is a 400; bad lines make a batch that is `failed` at once with one errors.data
+// entry per bad line (OpenAI's behaviour), and nothing of it is enqueued.
+const fileCases: [string, unknown[] | string, string, 400 | 'failed', string[]][] = [
+  ['malformed JSON line', [ok('a'), '{"custom_id": "b", "method": "POST",'], '/v1/completions', 'failed', ['line 2', 'not valid JSON']],
+  ['line url not the batch endpoint', [line('a', { prompt: 'x' }, '/v1/embeddings')], '/v1/completions', 'failed', ['line 1, field url', '/v1/embeddings']],
+  ['method not POST', [{ ...ok('a'), method: 'GET' }], '/v1/completions', 'failed', ['line 1, field method']],
+  ['missing custom_id', [{ method: 'POST', url: '/v1/completions', body: { prompt: 'x' } }], '/v1/completions', 'failed', ['line 1, field custom_id']],
+  ['duplicate custom_id', [ok('a'), ok('b'), ok('a')], '/v1/completions', 'failed', ['line 3, field custom_id', 'duplicates line 1']],
+  ['temperature out of range', [ok('a'), line('b', { prompt: 'x', temperature: 5 })], '/v1/completions', 'failed', ['line 2, field body.temperature']],
+  ['top_p out of range (engine rule)', [line('a', { prompt: 'x', top_p: 0 })], '/v1/completions', 'failed', ['line 1, field body.top_p']],
+  ['max_tokens below 1', [line('a', { prompt: 'x', max_tokens: 0 })], '/v1/completions', 'failed', ['line 1, field body.max_tokens']],
+  ['max_tokens of the wrong type', [line('a', { prompt: 'x', max_tokens: 'many' })], '/v1/completions', 'failed', ['line 1, field body.max_tokens']],
+  ['too many stop strings', [line('a', { prompt: 'x', stop: ['a', 'b', 'c', 'd', 'e'] })], '/v1/completions', 'failed', ['line 1, field body.stop']],
+  ['prompt too long for the context', [line('a', { prompt: longPrompt, max_tokens: 16 })], '/v1/completions', 'failed', ['line 1, field body.prompt', 'context']],
+  ['prompt + max_tokens over the context', [line('a', { prompt: 'Hello there', max_tokens: 2047 })], '/v1/completions', 'failed', ['line 1, field body.prompt', 'max_tokens']],
+  ['chat line without messages', [line('a', { prompt: 'x' }, '/v1/chat/completions')], '/v1/chat/completions', 'failed', ['line 1, field body.messages']],
+  ['chat message with a bad role', [line('a', { messages: [{ role: 'robot', content: 'x' }] }, '/v1/chat/completions')], '/v1/chat/completions', 'failed', ['line 1, field body.messages[0].role']],
+  ['streaming in a batch', [line('a', { prompt: 'x', stream: true })], '/v1/completions', 'failed', ['line 1, field body.stream']],
+  ['unsupported parameter value', [line('a', { prompt: 'x', presence_penalty: 0.5 })], '/v1/completions', 'failed', ['line 1, field body.presence_penalty', 'not supported']],
+  ['unknown parameter', [line('a', { prompt: 'x', min_length: 3 })], '/v1/completions', 'failed', ['line 1, field body.min_length', 'unrecognized']],
+  ['unsupported tools', [line('a', { messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function' }] }, '/v1/chat/completions')], '/v1/chat/completions', 'failed', ['line 1, field body.tools', 'tool calling']],
+  ['unknown model', [line('a', { model: 'gpt-4', prompt: 'x' })], '/v1/completions', 'failed', ['line 1, field body.model', "'gpt-4' does not exist"]],
+  ['two prompts in one line', [line('a', { prompt: ['x', 'y'] })], '/v1/completions', 'failed', ['line 1, field body.prompt', 'holds 2 prompts']],
+  ['token id out of the vocabulary', [line('a', { prompt: [1, 2, 99_999_999] })], '/v1/completions', 'failed', ['line 1, field body.prompt[2]', 'not a token id']],
   ['too many lines', [ok('a'), ok('b'), ok('c'), ok('d'), ok('e'), ok('f')], '/v1/completions', 400, ['6 requests', 'at most 5', 'FALCONQ_MAX_LINES']],
   ['empty file', ['', ''], '/v1/completions', 400, ['no requests']],
   // wrong types
-  ['custom_id of the wrong type', [{ ...ok('a'), custom_id: 7 }], '/v1/completions', 400, ['line 1, field custom_id']],
-  ['body of the wrong type', [{ custom_id: 'a', method: 'POST', url: '/v1/completions', body: 'Hello' }], '/v1/completions', 400, ['line 1, field body']],
-  ['prompt of the wrong type', [line('a', { prompt: { text: 'x' } })], '/v1/completions', 400, ['line 1, field body.prompt']],
-  ['stop of the wrong type', [line('a', { prompt: 'x', stop: 5 })], '/v1/completions', 400, ['line 1, field body.stop']],
-  ['a JSON array instead of an object', [ok('a'), '["custom_id", "b"]'], '/v1/completions', 400, ['line 2']],
+  ['custom_id of the wrong type', [{ ...ok('a'), custom_id: 7 }], '/v1/completions', 'failed', ['line 1, field custom_id']],
+  ['body of the wrong type', [{ custom_id: 'a', method: 'POST', url: '/v1/completions', body: 'Hello' }], '/v1/completions', 'failed', ['line 1, field body']],
+  ['prompt of the wrong type', [line('a', { prompt: { text: 'x' } })], '/v1/completions', 'failed', ['line 1, field body.prompt']],
+  ['stop of the wrong type', [line('a', { prompt: 'x', stop: 5 })], '/v1/completions', 'failed', ['line 1, field body.stop']],
+  ['a JSON array instead of an object', [ok('a'), '["custom_id", "b"]'], '/v1/completions', 'failed', ['line 2']],
   // huge values
-  ['max_tokens 1e12', [line('a', { prompt: 'x', max_tokens: 1e12 })], '/v1/completions', 400, ['line 1, field body.max_tokens']],
-  ['max_tokens 1e400 (Infinity once parsed)', [rawLine('a', '"x"', ', "max_tokens": 1e400')], '/v1/completions', 400, ['line 1, field body.max_tokens']],
-  ['temperature 1e308', [line('a', { prompt: 'x', temperature: 1e308 })], '/v1/completions', 400, ['line 1, field body.temperature']],
-  ['seed 2^64 (not a safe integer)', [rawLine('a', '"x"', ', "seed": 18446744073709551616')], '/v1/completions', 400, ['line 1, field body.seed']],
-  ['a line nested 30,000 levels deep', [`${'['.repeat(30_000)}${']'.repeat(30_000)}`], '/v1/completions', 400, ['line 1']],
+  ['max_tokens 1e12', [line('a', { prompt: 'x', max_tokens: 1e12 })], '/v1/completions', 'failed', ['line 1, field body.max_tokens']],
+  ['max_tokens 1e400 (Infinity once parsed)', [rawLine('a', '"x"', ', "max_tokens": 1e400')], '/v1/completions', 'failed', ['line 1, field body.max_tokens']],
+  ['temperature 1e308', [line('a', { prompt: 'x', temperature: 1e308 })], '/v1/completions', 'failed', ['line 1, field body.temperature']],
+  ['seed 2^64 (not a safe integer)', [rawLine('a', '"x"', ', "seed": 18446744073709551616')], '/v1/completions', 'failed', ['line 1, field body.seed']],
+  ['a line nested 30,000 levels deep', [`${'['.repeat(30_000)}${']'.repeat(30_000)}`], '/v1/completions', 'failed', ['line 1']],
   // unicode edge cases
-  ['lone surrogate \\ud800 escaped in a prompt', [ok('a'), rawLine('b', '"bad \\ud800 here"')], '/v1/completions', 400, ['line 2, field body.prompt', 'surrogate']],
-  ['lone surrogate \\udc00 escaped in a custom_id', [rawLine('a\\udc00', '"x"')], '/v1/completions', 400, ['line 1, field custom_id', 'surrogate']],
-  ['raw NUL byte inside a JSON string', [rawLine('a', '"a\u0000b"')], '/v1/completions', 400, ['line 1', 'not valid JSON']],
-  ['CRLF line endings, bad line 2', `${JSON.stringify(ok('a'))}\r\n{"custom_id": "b",\r\n`, '/v1/completions', 400, ['line 2', 'not valid JSON']],
-  ['BOM in the middle of a line', [`{"custom_id": "a",\uFEFF "method": "POST", "url": "/v1/completions", "body": {"prompt": "x"}}`], '/v1/completions', 400, ['line 1', 'not valid JSON']],
+  ['lone surrogate \\ud800 escaped in a prompt', [ok('a'), rawLine('b', '"bad \\ud800 here"')], '/v1/completions', 'failed', ['line 2, field body.prompt', 'surrogate']],
+  ['lone surrogate \\udc00 escaped in a custom_id', [rawLine('a\\udc00', '"x"')], '/v1/completions', 'failed', ['line 1, field custom_id', 'surrogate']],
+  ['raw NUL byte inside a JSON string', [rawLine('a', '"a\u0000b"')], '/v1/completions', 'failed', ['line 1', 'not valid JSON']],
+  ['CRLF line endings, bad line 2', `${JSON.stringify(ok('a'))}\r\n{"custom_id": "b",\r\n`, '/v1/completions', 'failed', ['line 2', 'not valid JSON']],
+  ['BOM in the middle of a line', [`{"custom_id": "a",\uFEFF "method": "POST", "url": "/v1/completions", "body": {"prompt": "x"}}`], '/v1/completions', 'failed', ['line 1', 'not valid JSON']],
 ];
 
 describe('api validation', () => {
-  it.each(fileCases)('%s', async (name, lines, endpoint, status, parts) => {
+  it.each(fileCases)('%s', async (name, lines, endpoint, outcome, parts) => {
     const fileId = await uploaded(typeof lines === 'string' ? lines : jsonl(lines));
     const before = await keysUnder(client, redis.prefix);
     const response = await post('/v1/batches', { input_file_id: fileId, endpoint, completion_window: '24h' });
     const after = await keysUnder(client, redis.prefix);
-    record('JSONL file (POST /v1/batches)', name, response.status, response.body, sameKeys(before, after));
-    expect(response.status).toBe(status);
-    for (const part of parts) expect(response.body.error?.message).toContain(part);
-    expect(after).toEqual(before);
+    if (outcome === 400) {
+      record('JSONL file (POST /v1/batches)', name, response.status, response.body, sameKeys(before, after));
+      expect(response.status).toBe(400);
+      for (const part of parts) expect(response.body.error?.message).toContain(part);
+      expect(after).toEqual(before);
+      return;
+    }
+    const batch = response.body as unknown as FailedBatch;
+    const [first] = batch.errors?.data ?? [];
+    const described = first ? `line ${first.line}${first.param ? `, field ${first.param}` : ''}: ${first.message}` : '';
+    record('JSONL file (POST /v1/batches)', name, response.status, { error: { message: described, param: first?.param ?? null, line: first?.line } }, sameKeys(before, after));
+    expect(response.status).toBe(200);
+    expect(batch).toMatchObject({ object: 'batch', status: 'failed', failed_at: expect.any(Number), request_counts: { total: 0 }, output_file_id: null, error_file_id: null });
+    for (const part of parts) expect(described).toContain(part);
+    // The failed batch is stored; nothing of it reached the queue.
+    const added = after.filter((key) => !before.includes(key));
+    expect(added.filter((key) => key.startsWith(`${redis.prefix}:generate`))).toEqual([]);
+    expect(added.every((key) => !key.includes(':batch:') || key.includes(batch.id))).toBe(true);
+  });
+
+  it('lists every bad line of a file in errors.data, in line order, with code, line, param and message', async () => {
+    const fileId = await uploaded(jsonl([ok('a'), line('b', { prompt: 'x', temperature: 5 }), 'not json', ok('d'), line('e', { prompt: longPrompt, max_tokens: 16 })]));
+    const response = await post('/v1/batches', { input_file_id: fileId, endpoint: '/v1/completions', completion_window: '24h' });
+    expect(response.status).toBe(200);
+    expect((response.body as unknown as FailedBatch).errors?.data).toEqual([
+      { code: 'invalid_batch_line', line: 2, param: 'body.temperature', message: expect.stringContaining('between 0 and 2') },
+      { code: 'invalid_batch_line', line: 3, param: null, message: expect.stringContaining('not valid JSON') },
+      { code: 'context_length_exceeded', line: 5, param: 'body.prompt', message: expect.stringContaining('context') },
+    ]);
   });
 
   // Files a production service must take as they are: [name, whole file, endpoint, expected request count]
@@ -141,6 +173,9 @@ describe('api validation', () => {
     ['escaped NUL (\\u0000) inside a prompt', jsonl([rawLine('a', '"a\\u0000b"')]), '/v1/completions', 1],
     ['an emoji as an escaped surrogate pair (\\ud83d\\ude00)', jsonl([rawLine('a', '"\\ud83d\\ude00 smile"')]), '/v1/completions', 1],
     ['no newline at the end, blank lines between', `${JSON.stringify(ok('a'))}\n\n  \n${JSON.stringify(ok('b'))}`, '/v1/completions', 2],
+    ['n > 1 with temperature 0 (n greedy copies, as OpenAI)', jsonl([line('a', { prompt: 'x', n: 2, temperature: 0 })]), '/v1/completions', 1],
+    ['a prompt of token ids, and a list of one prompt', jsonl([line('a', { prompt: [1, 2, 3] }), line('b', { prompt: ['x'] }), line('c', { prompt: [[4, 5]] })]), '/v1/completions', 3],
+    ['the model by an alias (falcon)', jsonl([line('a', { model: 'falcon', prompt: 'x' })]), '/v1/completions', 1],
   ];
 
   it.each(acceptedFiles)('accepts %s, counted right, stored unchanged', async (name, content, endpoint, total) => {

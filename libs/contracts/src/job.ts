@@ -22,6 +22,7 @@ export interface GenerateJobData {
   index: number; // line index in the batch (0-based)
   customId: string; // the OpenAI custom_id, or `item-<index>` for native batches
   prompt: string; // fully rendered (templates and chat messages are rendered by the api)
+  promptIds?: number[]; // a prompt sent as token ids: run exactly these (prompt is their decoded text, for echo)
   params: JobGenerationParams;
   owner: string; // tenant (API key id) that submitted it
   enqueuedAt: number; // epoch ms

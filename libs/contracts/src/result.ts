@@ -3,10 +3,19 @@
 export type ItemStatus = 'succeeded' | 'failed' | 'expired' | 'cancelled';
 export type ItemFinishReason = 'eos' | 'stop' | 'length' | 'cancelled';
 
+/** A generated token's log-probability and the most likely alternatives (when the request asked for logprobs). */
+export interface ItemTokenLogprob {
+  token: number;
+  text: string;
+  logprob: number;
+  top: { token: number; text: string; logprob: number }[];
+}
+
 export interface ItemSequence {
   text: string;
   finishReason: ItemFinishReason;
   tokens: number;
+  logprobs?: ItemTokenLogprob[];
 }
 
 export interface ItemOutput {

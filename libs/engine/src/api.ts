@@ -16,6 +16,11 @@ export interface GenerationParams {
   returnFullText: boolean; // default false: text = generated part only
   ignoreEos: boolean; // default false
   truncate: boolean; // default false: an over-long prompt is refused; true keeps its last tokens
+  /**
+   * Report log-probabilities (sampling/logprobs.ts): each generated token's, with this many most likely
+   * alternatives (0-20). Absent: none. Rows that ask are decoded with the full logits output.
+   */
+  logprobs?: number;
 }
 
 export interface GenerationRequest {
@@ -28,10 +33,21 @@ export interface GenerationRequest {
 
 export type FinishReason = 'eos' | 'stop' | 'length' | 'cancelled';
 
+/** One generated token's log-probability under the model, and the most likely alternatives at that step. */
+export interface TokenLogprob {
+  token: number;
+  /** The token decoded alone (a piece of a multi-byte character decodes to U+FFFD). */
+  text: string;
+  logprob: number;
+  top: { token: number; text: string; logprob: number }[];
+}
+
 export interface GeneratedSequence {
   text: string;
   tokens: number[];
   finishReason: FinishReason;
+  /** With params.logprobs: one entry per token of `tokens`. */
+  logprobs?: TokenLogprob[];
 }
 
 export interface GenerationResult {

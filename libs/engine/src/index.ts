@@ -5,4 +5,5 @@ export * from './errors';
 export * from './params';
 export { GenerationEngine, ENGINE_THREAD_FILE } from './engine';
 export { needsFullLogits } from './sampling/sampler';
+export { MAX_TOP_LOGPROBS, logSumExp, tokenLogprob } from './sampling/logprobs';
 export * from './tokenizer';

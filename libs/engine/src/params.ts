@@ -3,6 +3,7 @@
 
 import type { GenerationParams } from './api';
 import { InvalidGenerationParamError } from './errors';
+import { MAX_TOP_LOGPROBS } from './sampling/logprobs';
 
 export const DEFAULT_GENERATION_PARAMS: Readonly<GenerationParams> = Object.freeze({
   maxNewTokens: 256,
@@ -28,7 +29,7 @@ export interface ResolveParamsOptions {
   contextLength?: number;
 }
 
-const KNOWN_FIELDS = new Set<string>([...Object.keys(DEFAULT_GENERATION_PARAMS), 'seed']);
+const KNOWN_FIELDS = new Set<string>([...Object.keys(DEFAULT_GENERATION_PARAMS), 'seed', 'logprobs']);
 
 /**
  * Fills defaults and checks every field. Throws InvalidGenerationParamError naming the first bad field. The prompt
@@ -63,6 +64,7 @@ export function resolveGenerationParams(
   const ignoreEos = bool('ignoreEos', pick('ignoreEos'));
   const truncate = bool('truncate', pick('truncate'));
   const seed = given.seed === undefined || given.seed === null ? undefined : integerIn('seed', given.seed, 0, 2 ** 32 - 1);
+  const logprobs = given.logprobs === undefined || given.logprobs === null ? undefined : integerIn('logprobs', given.logprobs, 0, MAX_TOP_LOGPROBS);
 
   if (numReturnSequences > 1 && !doSample) {
     throw new InvalidGenerationParamError(
@@ -85,6 +87,7 @@ export function resolveGenerationParams(
     truncate,
   };
   if (seed !== undefined) params.seed = seed;
+  if (logprobs !== undefined) params.logprobs = logprobs;
   return params;
 }
 

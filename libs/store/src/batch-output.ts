@@ -1,9 +1,45 @@
 // OpenAI batch output/error file lines, built from stored results.
-import type { ItemResult, ItemSequence } from '@app/contracts';
+import type { ItemResult, ItemSequence, ItemTokenLogprob } from '@app/contracts';
 import { isFinalStatus, type BatchEndpoint, type BatchRecord } from './results-store';
 
 export function finishReasonOf(sequence: ItemSequence): 'stop' | 'length' {
   return sequence.finishReason === 'length' ? 'length' : 'stop';
+}
+
+const utf8Bytes = (text: string): number[] => Array.from(Buffer.from(text, 'utf8'));
+
+/** Chat's `choices[].logprobs`: one entry per generated token, with its alternatives. */
+export function chatLogprobs(entries: ItemTokenLogprob[] | undefined): Record<string, unknown> | null {
+  if (!entries) return null;
+  return {
+    content: entries.map((entry) => ({
+      token: entry.text, logprob: entry.logprob, bytes: utf8Bytes(entry.text),
+      top_logprobs: entry.top.map((alt) => ({ token: alt.text, logprob: alt.logprob, bytes: utf8Bytes(alt.text) })),
+    })),
+    refusal: null,
+  };
+}
+
+/** Completions' `choices[].logprobs` (the legacy shape): parallel lists, and each position's top tokens as a map. */
+export function completionLogprobs(entries: ItemTokenLogprob[] | undefined): Record<string, unknown> | null {
+  if (!entries) return null;
+  const textOffset: number[] = [];
+  let offset = 0;
+  for (const entry of entries) {
+    textOffset.push(offset);
+    offset += entry.text.length;
+  }
+  return {
+    tokens: entries.map((entry) => entry.text),
+    token_logprobs: entries.map((entry) => entry.logprob),
+    // Keyed by text: two tokens may decode to the same text (pieces of a character both show U+FFFD); the likelier stays.
+    top_logprobs: entries.map((entry) => {
+      const top: Record<string, number> = {};
+      for (const alt of entry.top) if (!(alt.text in top)) top[alt.text] = alt.logprob;
+      return top;
+    }),
+    text_offset: textOffset,
+  };
 }
 
 /** The response body of one succeeded item, as /v1/completions or /v1/chat/completions would have answered. */
@@ -24,7 +60,7 @@ export function completionBody(endpoint: BatchEndpoint, model: string, id: strin
       choices: output.sequences.map((s, index) => ({
         index,
         message: { role: 'assistant', content: s.text, refusal: null },
-        logprobs: null,
+        logprobs: chatLogprobs(s.logprobs),
         finish_reason: finishReasonOf(s),
       })),
       usage,
@@ -35,7 +71,7 @@ export function completionBody(endpoint: BatchEndpoint, model: string, id: strin
     object: 'text_completion',
     created,
     model,
-    choices: output.sequences.map((s, index) => ({ text: s.text, index, logprobs: null, finish_reason: finishReasonOf(s) })),
+    choices: output.sequences.map((s, index) => ({ text: s.text, index, logprobs: completionLogprobs(s.logprobs), finish_reason: finishReasonOf(s) })),
     usage,
   };
 }

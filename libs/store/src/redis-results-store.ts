@@ -3,6 +3,7 @@ import type { BatchEvent, ItemResult, RecordOutcome } from '@app/contracts';
 import type { Redis, Cluster } from 'ioredis';
 import { StoreKeys } from './redis-keys';
 import { CHANGE_STATUS, RATE_LIMIT, RECORD_RESULT, REOPEN_FAILED } from './redis-scripts';
+import { matchesBatchQuery } from './results-store';
 import type {
   BatchError,
   BatchItemInput,
@@ -77,8 +78,10 @@ function toBatchRecord(h: Record<string, string>): BatchRecord | null {
     cancelledAt: num(h.cancelled_at),
     expiresAt: Number(h.expires_at),
     requestCounts: { total: Number(h.total), completed: Number(h.completed), failed: Number(h.failed) },
+    promptTokens: Number(h.prompt_tokens ?? 0),
     completionTokens: Number(h.completion_tokens ?? 0),
     errors: h.errors ? (JSON.parse(h.errors) as BatchError[]) : null,
+    retentionSeconds: num(h.retention_s),
   };
 }
 
@@ -242,8 +245,8 @@ export class RedisResultsStore implements ResultsStore {
       for (const id of ids) {
         if (data.length === query.limit) return { data, hasMore: true };
         const batch = await this.getBatch(id);
-        if (batch) data.push(batch);
-        else await this.redis.zrem(index, id);
+        if (!batch) await this.redis.zrem(index, id);
+        else if (matchesBatchQuery(batch, query)) data.push(batch);
         start++;
       }
     }
@@ -270,7 +273,7 @@ export class RedisResultsStore implements ResultsStore {
       k.batch(id), k.results(id), k.history(id), k.items(id), k.customIds(id), k.deadlines(), k.stats(),
       result.index, JSON.stringify(result), result.status, Date.now(), result.output?.completionTokens ?? 0,
       result.customId, k.eventsChannel(id), k.activePrefix(), this.options.retentionSeconds, this.progressIntervalMs,
-      this.historySize,
+      this.historySize, result.output?.promptTokens ?? 0,
     )) as string;
     // A result for a batch that no longer exists (past its retention) is dropped like a duplicate.
     return outcome === 'recorded' ? 'recorded' : 'duplicate';
@@ -284,6 +287,20 @@ export class RedisResultsStore implements ResultsStore {
   async indexOfCustomId(batchId: string, customId: string): Promise<number | null> {
     const raw = await this.redis.hget(this.keys.customIds(batchId), customId);
     return raw === null ? null : Number(raw);
+  }
+
+  async findCustomIdsByPrefix(batchId: string, prefix: string, limit: number): Promise<{ items: { index: number; customId: string }[]; hasMore: boolean }> {
+    // HSCAN's MATCH is a glob: the prefix's own glob characters are escaped.
+    const pattern = `${prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}*`;
+    const found: { index: number; customId: string }[] = [];
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.redis.hscan(this.keys.customIds(batchId), cursor, 'MATCH', pattern, 'COUNT', 1000);
+      for (let i = 0; i < flat.length; i += 2) if (flat[i].startsWith(prefix)) found.push({ customId: flat[i], index: Number(flat[i + 1]) });
+      cursor = next;
+    } while (cursor !== '0');
+    found.sort((a, b) => a.index - b.index);
+    return { items: found.slice(0, limit), hasMore: found.length > limit };
   }
 
   async getResultByCustomId(batchId: string, customId: string): Promise<ItemResult | null> {
@@ -458,8 +475,8 @@ export class RedisResultsStore implements ResultsStore {
   }
 
   async stats(): Promise<StoreStats> {
-    const [s, f, t] = await this.redis.hmget(this.keys.stats(), 'items_succeeded', 'items_failed', 'completion_tokens');
-    return { itemsSucceeded: Number(s ?? 0), itemsFailed: Number(f ?? 0), completionTokens: Number(t ?? 0) };
+    const [s, f, c, e, t] = await this.redis.hmget(this.keys.stats(), 'items_succeeded', 'items_failed', 'items_cancelled', 'items_expired', 'completion_tokens');
+    return { itemsSucceeded: Number(s ?? 0), itemsFailed: Number(f ?? 0), itemsCancelled: Number(c ?? 0), itemsExpired: Number(e ?? 0), completionTokens: Number(t ?? 0) };
   }
 
   async ping(): Promise<void> {

@@ -29,7 +29,8 @@ end
  * recordResult.
  * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines, 7 stats
  * ARGV: 1 index, 2 result json, 3 item status, 4 now ms, 5 completion tokens, 6 custom id, 7 events channel,
- *       8 active-set prefix, 9 retention s, 10 progress interval ms, 11 history max
+ *       8 active-set prefix, 9 retention s, 10 progress interval ms, 11 history max, 12 prompt tokens
+ * The cluster-wide stats count items by status (items_succeeded, items_failed, items_cancelled, items_expired).
  */
 export const RECORD_RESULT = `${EVENT_HELPERS}
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
@@ -38,11 +39,12 @@ local now = tonumber(ARGV[4])
 local history_max = tonumber(ARGV[11])
 if ARGV[3] == 'succeeded' then
   redis.call('HINCRBY', KEYS[1], 'completed', 1)
-  redis.call('HINCRBY', KEYS[7], 'items_succeeded', 1)
 else
   redis.call('HINCRBY', KEYS[1], 'failed', 1)
-  redis.call('HINCRBY', KEYS[7], 'items_failed', 1)
 end
+redis.call('HINCRBY', KEYS[7], 'items_' .. ARGV[3], 1)
+local prompt_tokens = tonumber(ARGV[12]) or 0
+if prompt_tokens > 0 then redis.call('HINCRBY', KEYS[1], 'prompt_tokens', prompt_tokens) end
 local tokens = tonumber(ARGV[5])
 if tokens > 0 then
   redis.call('HINCRBY', KEYS[1], 'completion_tokens', tokens)

@@ -19,6 +19,11 @@ export function isFinalStatus(status: BatchStatus): boolean {
   return FINAL_BATCH_STATUSES.includes(status);
 }
 
+/** When a final batch reached its final status (epoch ms); null while it runs. */
+export function finishedAtOf(batch: Pick<BatchRecord, 'completedAt' | 'failedAt' | 'expiredAt' | 'cancelledAt'>): number | null {
+  return batch.completedAt ?? batch.cancelledAt ?? batch.expiredAt ?? batch.failedAt ?? null;
+}
+
 /** openai: created from an uploaded JSONL file; native: POST /batches; online: one /v1/completions request. */
 export type BatchKind = 'openai' | 'native' | 'online';
 
@@ -55,8 +60,12 @@ export interface BatchRecord {
   cancelledAt: number | null;
   expiresAt: number;
   requestCounts: BatchCounts;
+  /** Prompt tokens of the items that succeeded. */
+  promptTokens: number;
   completionTokens: number;
   errors: BatchError[] | null;
+  /** Seconds its keys (and output files) are kept once final, when set for this batch; null = the store's default. */
+  retentionSeconds: number | null;
 }
 
 /** What a worker needs to run one item again (kept with the batch so `retry-failed` can re-enqueue it). */
@@ -64,6 +73,8 @@ export interface BatchItemInput {
   index: number;
   customId: string;
   prompt: string;
+  /** A prompt sent as token ids (prompt holds their decoded text). */
+  promptIds?: number[];
   params: JobGenerationParams;
 }
 
@@ -94,6 +105,20 @@ export interface ListBatchesQuery {
   /** Cursor: the id of the last batch of the previous page. */
   after?: string;
   limit: number;
+  /** Only batches of this kind. */
+  kind?: BatchKind;
+  /** Only batches in one of these statuses. */
+  statuses?: BatchStatus[];
+  /** Only batches whose metadata holds every one of these key/value pairs. */
+  metadata?: Record<string, string>;
+}
+
+/** Whether a batch passes a listing's filters (kind, statuses, metadata). */
+export function matchesBatchQuery(batch: BatchRecord, query: ListBatchesQuery): boolean {
+  if (query.kind !== undefined && batch.kind !== query.kind) return false;
+  if (query.statuses !== undefined && !query.statuses.includes(batch.status)) return false;
+  for (const [key, value] of Object.entries(query.metadata ?? {})) if (batch.metadata?.[key] !== value) return false;
+  return true;
 }
 
 export interface StoredFile {
@@ -150,6 +175,8 @@ export type StreamMessage =
 export interface StoreStats {
   itemsSucceeded: number;
   itemsFailed: number;
+  itemsCancelled: number;
+  itemsExpired: number;
   completionTokens: number;
 }
 
@@ -164,7 +191,7 @@ export interface ResultsStore {
   /** Any non-final status -> failed, with the errors that explain why (enqueueing failed, ...). */
   markBatchFailed(batchId: string, errors: BatchError[]): Promise<BatchRecord | null>;
   getBatch(batchId: string): Promise<BatchRecord | null>;
-  /** Newest first; online requests are not listed. */
+  /** Newest first, filtered (a scan of the owner's batches); online requests are not listed. */
   listBatches(query: ListBatchesQuery): Promise<BatchPage>;
   /** Active (not final) batches of an owner, for the batches-in-flight limit (online requests not counted). */
   countActiveBatches(owner: string): Promise<number>;
@@ -179,6 +206,8 @@ export interface ResultsStore {
   getResult(batchId: string, index: number): Promise<ItemResult | null>;
   getResultByCustomId(batchId: string, customId: string): Promise<ItemResult | null>;
   indexOfCustomId(batchId: string, customId: string): Promise<number | null>;
+  /** Items whose custom_id starts with `prefix`, by index; at most `limit` (hasMore when more exist). */
+  findCustomIdsByPrefix(batchId: string, prefix: string, limit: number): Promise<{ items: { index: number; customId: string }[]; hasMore: boolean }>;
   /** Results of indices offset .. offset+limit-1 in order; null where an item has no result yet. */
   listResults(batchId: string, offset: number, limit: number): Promise<(ItemResult | null)[]>;
   /** Indices without a result, in order. */

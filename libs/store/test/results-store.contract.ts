@@ -217,6 +217,30 @@ export function describeResultsStoreContract(name: string, make: () => Promise<S
       expect(all.data.every((b) => b.kind !== 'online')).toBe(true);
     });
 
+    it('filters a listing by kind, status and metadata pairs (every pair must match)', async () => {
+      const now = Date.now();
+      const nightly = await startedBatch({ createdAt: now, metadata: { job: 'nightly', team: 'x' } });
+      const hourly = await store.createBatch(newBatch({ createdAt: now + 1, metadata: { job: 'hourly', team: 'x' } }));
+      const native = await startedBatch({ createdAt: now + 2, kind: 'native', metadata: { job: 'nightly', team: 'x' } });
+      const ids = async (query: Omit<Parameters<ResultsStore['listBatches']>[0], 'limit'>) => (await store.listBatches({ limit: 10, ...query })).data.map((b) => b.id);
+      expect(await ids({ owner: 'tenant-a', kind: 'openai', metadata: { job: 'nightly' } })).toEqual([nightly.id]);
+      expect(await ids({ owner: 'tenant-a', metadata: { job: 'nightly', team: 'x' } })).toEqual([native.id, nightly.id]);
+      expect(await ids({ owner: 'tenant-a', metadata: { job: 'nightly', team: 'y' } })).toEqual([]);
+      expect(await ids({ owner: 'tenant-a', statuses: ['validating'] })).toEqual([hourly.id]);
+      expect(await ids({ owner: 'tenant-a', kind: 'native', statuses: ['in_progress', 'completed'] })).toEqual([native.id]);
+    });
+
+    it('finds items by custom_id prefix, in input order, glob characters taken literally', async () => {
+      const items: BatchItemInput[] = ['user-2', 'user-10', 'admin-1', 'user*x', 'user-3'].map((customId, index) => ({ index, customId, prompt: 'p', params }));
+      const batch = await store.createBatch({ ...newBatch(), items });
+      expect(await store.findCustomIdsByPrefix(batch.id, 'user-', 10)).toEqual({
+        items: [{ index: 0, customId: 'user-2' }, { index: 1, customId: 'user-10' }, { index: 4, customId: 'user-3' }], hasMore: false,
+      });
+      expect(await store.findCustomIdsByPrefix(batch.id, 'user-', 2)).toMatchObject({ items: [{ index: 0 }, { index: 1 }], hasMore: true });
+      expect(await store.findCustomIdsByPrefix(batch.id, 'user*', 10)).toEqual({ items: [{ index: 3, customId: 'user*x' }], hasMore: false });
+      expect(await store.findCustomIdsByPrefix(batch.id, 'nobody', 10)).toEqual({ items: [], hasMore: false });
+    });
+
     it('remembers an idempotency key per owner with the first request fingerprint', async () => {
       expect(await store.claimIdempotencyKey('tenant-a', 'k1', 'batch_1', 'f1')).toEqual({ claimed: true, batchId: 'batch_1', fingerprint: 'f1' });
       expect(await store.claimIdempotencyKey('tenant-a', 'k1', 'batch_2', 'f2')).toEqual({ claimed: false, batchId: 'batch_1', fingerprint: 'f1' });
@@ -280,13 +304,17 @@ export function describeResultsStoreContract(name: string, make: () => Promise<S
       const workers = await store.listWorkers(60_000);
       expect(workers).toEqual([expect.objectContaining({ workerId: 'w1', slots: 4, tokensPerSecond: 12.5, seenAt: expect.any(Number) })]);
       const before = await store.stats();
-      const batch = await startedBatch({}, 2);
+      const batch = await startedBatch({}, 3);
       await store.recordResult(succeeded(batch.id, 0));
       await store.recordResult(failed(batch.id, 1));
+      await store.recordResult({ ...failed(batch.id, 2, 'batch_cancelled'), status: 'cancelled' });
       const after = await store.stats();
       expect(after.itemsSucceeded - before.itemsSucceeded).toBe(1);
       expect(after.itemsFailed - before.itemsFailed).toBe(1);
+      expect(after.itemsCancelled - before.itemsCancelled).toBe(1);
       expect(after.completionTokens - before.completionTokens).toBe(3);
+      // The batch's own token counts: prompt tokens of what succeeded, for usage.input_tokens.
+      expect(await store.getBatch(batch.id)).toMatchObject({ promptTokens: 2, completionTokens: 3 });
     });
   });
 }

@@ -1,7 +1,7 @@
 import type { BatchEndpoint, BatchItemInput } from '@app/store';
 import { ApiError, lineError } from '../http/api-error';
 import { RequestParamError, paramsFromNative } from '../generation/generation-params';
-import { checkPromptFits, prepareOpenAiRequest } from '../generation/prompt-builder';
+import { CONTEXT_LENGTH_EXCEEDED, UnknownModelError, checkPromptFits, prepareOpenAiRequest } from '../generation/prompt-builder';
 import { LONE_SURROGATE_REASON, batchLineSchema, describeZodIssue, loneSurrogateAt, nativeBatchSchema, type NativeBatchRequest } from '../generation/request-schemas';
 import type { ServedModel } from '../model/served-model';
 
@@ -21,51 +21,99 @@ export interface InputLimits {
   maxLines: number;
 }
 
-/** Parses and checks every line of an OpenAI batch input file. Line numbers are 1-based, as an editor shows them. */
-export function itemsFromJsonl(content: string, endpoint: BatchEndpoint, model: ServedModel, limits: InputLimits): BatchItemInput[] {
+/** One line of an input file that cannot run: OpenAI's errors.data entry (line 1-based, as an editor shows it). */
+export interface LineProblem {
+  code: string;
+  line: number;
+  param: string | null;
+  message: string;
+}
+
+/** Every line of an input file, checked: the items of the good lines and the problem of each bad one. */
+export interface CheckedJsonl {
+  items: BatchItemInput[];
+  problems: LineProblem[];
+  /** Line number of each item (items[i] came from lines[i]). */
+  lines: number[];
+  promptTokens: number;
+  /** The most tokens the good lines may generate (max_tokens x n each): the ceiling of the batch's work. */
+  maxCompletionTokens: number;
+}
+
+const problem = (line: number, param: string | null, message: string, code = 'invalid_batch_line'): LineProblem => ({ code, line, param, message });
+
+/** The checks of one line; returns its item, or throws a LineProblem-shaped error. */
+function checkLine(text: string, line: number, endpoint: BatchEndpoint, model: ServedModel, lineOfCustomId: Map<string, number>, index: number): { item: BatchItemInput; promptTokens: number } | LineProblem {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    return problem(line, null, `not valid JSON (${(error as Error).message})`);
+  }
+  const illFormed = loneSurrogateAt(parsed);
+  if (illFormed !== null) return problem(line, illFormed, LONE_SURROGATE_REASON);
+  const shape = batchLineSchema.safeParse(parsed);
+  if (!shape.success) {
+    const issue = describeZodIssue(shape.error);
+    return problem(line, issue.field, issue.message);
+  }
+  const { custom_id: customId, method, url, body } = shape.data;
+  if (method !== 'POST') return problem(line, 'method', `must be "POST", got "${method}"`);
+  if (url !== endpoint) return problem(line, 'url', `"${url}" does not match the batch's endpoint "${endpoint}"`);
+  const earlier = lineOfCustomId.get(customId);
+  if (earlier !== undefined) return problem(line, 'custom_id', `"${customId}" duplicates line ${earlier}; custom_id must be unique within a batch`, 'duplicate_custom_id');
+  lineOfCustomId.set(customId, line);
+  if (body.stream === true) return problem(line, 'body.stream', 'streaming is not available in a batch');
+  try {
+    const prepared = prepareOpenAiRequest(endpoint, body, model);
+    if (prepared.prompts.length > 1) return problem(line, 'body.prompt', `holds ${prepared.prompts.length} prompts; a batch line holds one (put each prompt on its own line)`);
+    if (prepared.echoOnly) return problem(line, 'body.max_tokens', 'is 0 (echo only): answered by POST /v1/completions, not in a batch');
+    const [prompt] = prepared.prompts;
+    const item: BatchItemInput = { index, customId, prompt: prompt.prompt, params: prepared.params };
+    if (prompt.promptIds) item.promptIds = prompt.promptIds;
+    return { item, promptTokens: prompt.promptTokens };
+  } catch (error) {
+    if (error instanceof RequestParamError) return problem(line, `body.${error.field}`, error.reason, error.code === CONTEXT_LENGTH_EXCEEDED ? error.code : 'invalid_batch_line');
+    if (error instanceof UnknownModelError) return problem(line, 'body.model', error.message, 'model_not_found');
+    throw error;
+  }
+}
+
+/**
+ * Parses and checks every line of an OpenAI batch input file, collecting the problem of each bad line (OpenAI fails
+ * such a batch with all of them in errors.data). File-level problems (empty, too many lines) are thrown as 400s.
+ */
+export function checkJsonl(content: string, endpoint: BatchEndpoint, model: ServedModel, limits: InputLimits): CheckedJsonl {
   const lines = content.split('\n');
   const requests = lines.filter((l) => l.trim() !== '').length;
   if (requests === 0) throw ApiError.badRequest('input file has no requests (expected one JSON object per line)', { param: 'input_file_id', code: 'empty_file' });
   if (requests > limits.maxLines) {
     throw ApiError.badRequest(`input file has ${requests} requests; a batch may hold at most ${limits.maxLines} (FALCONQ_MAX_LINES)`, { param: 'input_file_id', code: 'too_many_requests' });
   }
-  const items: BatchItemInput[] = [];
+  const checked: CheckedJsonl = { items: [], problems: [], lines: [], promptTokens: 0, maxCompletionTokens: 0 };
   const lineOfCustomId = new Map<string, number>();
   lines.forEach((raw, i) => {
-    const line = i + 1;
     const text = raw.trim();
     if (text === '') return;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      throw lineError(line, null, `not valid JSON (${(error as Error).message})`);
+    const outcome = checkLine(text, i + 1, endpoint, model, lineOfCustomId, checked.items.length);
+    if ('code' in outcome) {
+      checked.problems.push(outcome);
+      return;
     }
-    const illFormed = loneSurrogateAt(parsed);
-    if (illFormed !== null) throw lineError(line, illFormed, LONE_SURROGATE_REASON);
-    const shape = batchLineSchema.safeParse(parsed);
-    if (!shape.success) {
-      const issue = describeZodIssue(shape.error);
-      throw lineError(line, issue.field, issue.message);
-    }
-    const { custom_id: customId, method, url, body } = shape.data;
-    if (method !== 'POST') throw lineError(line, 'method', `must be "POST", got "${method}"`);
-    if (url !== endpoint) throw lineError(line, 'url', `"${url}" does not match the batch's endpoint "${endpoint}"`);
-    const earlier = lineOfCustomId.get(customId);
-    if (earlier !== undefined) {
-      throw lineError(line, 'custom_id', `"${customId}" duplicates line ${earlier}; custom_id must be unique within a batch`);
-    }
-    lineOfCustomId.set(customId, line);
-    if (body.stream === true) throw lineError(line, 'body.stream', 'streaming is not available in a batch');
-    try {
-      const prepared = prepareOpenAiRequest(endpoint, body, model);
-      items.push({ index: items.length, customId, prompt: prepared.prompt, params: prepared.params });
-    } catch (error) {
-      if (error instanceof RequestParamError) throw lineError(line, `body.${error.field}`, error.reason);
-      throw error;
-    }
+    checked.items.push(outcome.item);
+    checked.lines.push(i + 1);
+    checked.promptTokens += outcome.promptTokens;
+    checked.maxCompletionTokens += outcome.item.params.maxNewTokens * outcome.item.params.numReturnSequences;
   });
-  return items;
+  return checked;
+}
+
+/** The items of a file whose every line is good; throws a 400 naming the first bad line otherwise. */
+export function itemsFromJsonl(content: string, endpoint: BatchEndpoint, model: ServedModel, limits: InputLimits): BatchItemInput[] {
+  const checked = checkJsonl(content, endpoint, model, limits);
+  const [first] = checked.problems;
+  if (first) throw lineError(first.line, first.param, first.message);
+  return checked.items;
 }
 
 const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
@@ -80,10 +128,17 @@ export function renderTemplate(template: string, row: Record<string, string | nu
 export interface NativeBatchInput {
   items: BatchItemInput[];
   request: NativeBatchRequest;
+  /** Prompts that do not fit the context (line = the prompt's 1-based position); only a dry run gets here with any. */
+  problems: LineProblem[];
+  promptTokens: number;
+  maxCompletionTokens: number;
 }
 
-/** Checks a native POST /batches body: prompts, or a template with rows, plus the shared parameters. */
-export function itemsFromNative(body: unknown, model: ServedModel, limits: InputLimits): NativeBatchInput {
+/**
+ * Checks a native POST /batches body: prompts, or a template with rows, plus the shared parameters. A bad body or
+ * parameter is a 400; so is a prompt over the context, unless `collectPromptProblems` (a dry run) lists them.
+ */
+export function itemsFromNative(body: unknown, model: ServedModel, limits: InputLimits, collectPromptProblems = false): NativeBatchInput {
   const illFormed = loneSurrogateAt(body);
   if (illFormed !== null) throw ApiError.badRequest(`${illFormed}: ${LONE_SURROGATE_REASON}`, { param: illFormed, code: 'invalid_parameter' });
   const parsed = nativeBatchSchema.safeParse(body);
@@ -106,15 +161,23 @@ export function itemsFromNative(body: unknown, model: ServedModel, limits: Input
   try {
     const params = paramsFromNative(request, model.contextLength);
     const prompts = request.prompts ?? request.rows!.map((row, i) => renderTemplate(request.template!, row, i));
-    const items = prompts.map((prompt, index) => {
+    const input: NativeBatchInput = { items: [], request, problems: [], promptTokens: 0, maxCompletionTokens: 0 };
+    prompts.forEach((prompt, index) => {
       const field = request.prompts ? `prompts[${index}]` : `rows[${index}]`;
-      checkPromptFits(model, prompt, params, field, 'max_new_tokens');
-      return { index, customId: `item-${index}`, prompt, params };
+      try {
+        input.promptTokens += checkPromptFits(model, prompt, params, field, 'max_new_tokens');
+      } catch (error) {
+        if (!collectPromptProblems || !(error instanceof RequestParamError)) throw error;
+        input.problems.push(problem(index + 1, error.field, error.reason, error.code));
+        return;
+      }
+      input.items.push({ index: input.items.length, customId: `item-${index}`, prompt, params });
+      input.maxCompletionTokens += params.maxNewTokens * params.numReturnSequences;
     });
-    return { items, request };
+    return input;
   } catch (error) {
     if (error instanceof RequestParamError) {
-      throw ApiError.badRequest(`${error.field}: ${error.reason}`, { param: error.field, code: 'invalid_parameter' });
+      throw ApiError.badRequest(`${error.field}: ${error.reason}`, { param: error.field, code: error.code });
     }
     throw error;
   }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
 import type { GenerateJobData } from '@app/contracts';
-import type { BatchEndpoint, BatchItemInput, BatchKind, BatchRecord, ResultsStore } from '@app/store';
+import type { BatchEndpoint, BatchError, BatchItemInput, BatchKind, BatchRecord, ResultsStore } from '@app/store';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { ApiError } from '../http/api-error';
 import { JOB_QUEUE, type JobQueue } from '../infra/job-queue';
@@ -18,6 +18,13 @@ export interface BatchSubmission {
   completionWindow: string;
   metadata: Record<string, string> | null;
   inputFileId: string | null;
+  /** Seconds the batch and its output files are kept once final (output_expires_after); default: the store's. */
+  retentionSeconds?: number;
+  /**
+   * Lines that cannot run: the batch is created `failed` with them as its errors (OpenAI's behaviour for an input
+   * file that fails validation), and nothing is enqueued.
+   */
+  invalidLines?: BatchError[];
 }
 
 export interface IdempotencyRequest {
@@ -30,7 +37,10 @@ export const newBatchId = (): string => `batch_${randomBytes(12).toString('hex')
 
 export function jobsOf(batchId: string, owner: string, items: BatchItemInput[], kind: GenerateJobData['kind'] = 'batch'): GenerateJobData[] {
   const enqueuedAt = Date.now();
-  return items.map((item) => ({ kind, batchId, index: item.index, customId: item.customId, prompt: item.prompt, params: item.params, owner, enqueuedAt }));
+  return items.map((item) => ({
+    kind, batchId, index: item.index, customId: item.customId, prompt: item.prompt, params: item.params, owner, enqueuedAt,
+    ...(item.promptIds ? { promptIds: item.promptIds } : {}),
+  }));
 }
 
 /**
@@ -57,6 +67,7 @@ export class BatchSubmissionService {
       if (!claim.claimed) return this.replay(claim.batchId, claim.fingerprint === fingerprint);
     }
     try {
+      if (submission.invalidLines && submission.invalidLines.length > 0) return await this.createFailed(principal, batchId, submission, submission.invalidLines);
       await this.checkBatchesInFlight(principal);
       return await this.createAndEnqueue(principal, batchId, submission);
     } catch (error) {
@@ -86,20 +97,30 @@ export class BatchSubmissionService {
     }
   }
 
-  private async createAndEnqueue(principal: Principal, batchId: string, submission: BatchSubmission): Promise<BatchRecord> {
-    const completionWindowMs = COMPLETION_WINDOWS[submission.completionWindow];
-    await this.store.createBatch({
+  /** A batch whose input failed validation: stored with no items and moved straight to `failed` with the errors. */
+  private async createFailed(principal: Principal, batchId: string, submission: BatchSubmission, errors: BatchError[]): Promise<BatchRecord> {
+    await this.store.createBatch(this.newBatch(principal, batchId, { ...submission, items: [] }));
+    return (await this.store.markBatchFailed(batchId, errors))!;
+  }
+
+  private newBatch(principal: Principal, batchId: string, submission: BatchSubmission) {
+    return {
       id: batchId,
       kind: submission.kind,
       owner: principal.tenant,
       endpoint: submission.endpoint,
       model: this.model.id,
       completionWindow: submission.completionWindow,
-      completionWindowMs,
+      completionWindowMs: COMPLETION_WINDOWS[submission.completionWindow],
       metadata: submission.metadata,
       inputFileId: submission.inputFileId,
       items: submission.items,
-    });
+      ...(submission.retentionSeconds !== undefined ? { retentionSeconds: submission.retentionSeconds } : {}),
+    };
+  }
+
+  private async createAndEnqueue(principal: Principal, batchId: string, submission: BatchSubmission): Promise<BatchRecord> {
+    await this.store.createBatch(this.newBatch(principal, batchId, submission));
     try {
       await this.queue.enqueue(jobsOf(batchId, principal.tenant, submission.items));
     } catch (error) {

@@ -25,12 +25,25 @@ export interface OpenAiBatch {
   cancelling_at: number | null;
   cancelled_at: number | null;
   request_counts: { total: number; completed: number; failed: number };
-  usage: { output_tokens: number };
+  usage: {
+    input_tokens: number; input_tokens_details: { cached_tokens: number };
+    output_tokens: number; output_tokens_details: { reasoning_tokens: number }; total_tokens: number;
+  };
   metadata: Record<string, string> | null;
 }
 
+/** The output file's id once the batch is final and something succeeded (OpenAI's behaviour), else null. */
+export function outputFileIdOf(batch: BatchRecord): string | null {
+  return isFinalStatus(batch.status) && batch.requestCounts.completed > 0 ? batch.outputFileId : null;
+}
+
+/** The error file's id once the batch is final and some request failed or never ran, else null. */
+export function errorFileIdOf(batch: BatchRecord): string | null {
+  const { total, completed, failed } = batch.requestCounts;
+  return isFinalStatus(batch.status) && (failed > 0 || completed + failed < total) ? batch.errorFileId : null;
+}
+
 export function toOpenAiBatch(batch: BatchRecord): OpenAiBatch {
-  const final = isFinalStatus(batch.status);
   return {
     id: batch.id,
     object: 'batch',
@@ -43,10 +56,8 @@ export function toOpenAiBatch(batch: BatchRecord): OpenAiBatch {
     completion_window: batch.completionWindow,
     status: batch.status,
     // Output files appear once the batch is final (OpenAI's behaviour); native clients read results while it runs.
-    output_file_id: final && batch.requestCounts.completed > 0 ? batch.outputFileId : null,
-    error_file_id: final && (batch.requestCounts.failed > 0 || batch.requestCounts.completed + batch.requestCounts.failed < batch.requestCounts.total)
-      ? batch.errorFileId
-      : null,
+    output_file_id: outputFileIdOf(batch),
+    error_file_id: errorFileIdOf(batch),
     created_at: seconds(batch.createdAt)!,
     in_progress_at: seconds(batch.inProgressAt),
     expires_at: seconds(batch.expiresAt)!,
@@ -57,7 +68,12 @@ export function toOpenAiBatch(batch: BatchRecord): OpenAiBatch {
     cancelling_at: seconds(batch.cancellingAt),
     cancelled_at: seconds(batch.cancelledAt),
     request_counts: batch.requestCounts,
-    usage: { output_tokens: batch.completionTokens },
+    // Tokens of the requests that succeeded; falconq has no prompt cache and no reasoning tokens.
+    usage: {
+      input_tokens: batch.promptTokens, input_tokens_details: { cached_tokens: 0 },
+      output_tokens: batch.completionTokens, output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: batch.promptTokens + batch.completionTokens,
+    },
     metadata: batch.metadata,
   };
 }

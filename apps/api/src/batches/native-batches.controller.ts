@@ -11,6 +11,8 @@ import { BatchLifecycleService } from './batch-lifecycle.service';
 import { itemsFromNative } from './batch-input';
 import { BatchSubmissionService } from './batch-submission.service';
 import { toOpenAiBatch } from './batch-view';
+import { dryRunAnswer } from './batch-estimate';
+import { batchSearchOf } from './batch-search';
 
 export interface NativeResultView {
   index: number;
@@ -18,7 +20,7 @@ export interface NativeResultView {
   status: 'pending' | ItemResult['status'];
   text?: string;
   sequences?: { text: string; finish_reason: string; tokens: number }[];
-  usage?: { prompt_tokens: number; completion_tokens: number };
+  usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
   error?: { code: string; message: string };
   attempts?: number;
   finished_at?: number;
@@ -26,11 +28,13 @@ export interface NativeResultView {
 
 export function toNativeResult(index: number, customId: string, result: ItemResult | null): NativeResultView {
   if (!result) return { index, custom_id: customId, status: 'pending' };
-  const view: NativeResultView = { index, custom_id: result.customId, status: result.status, attempts: result.attempts, finished_at: result.finishedAt };
+  // Seconds, as every other timestamp of the api.
+  const view: NativeResultView = { index, custom_id: result.customId, status: result.status, attempts: result.attempts, finished_at: Math.floor(result.finishedAt / 1000) };
   if (result.output) {
     view.text = result.output.sequences[0]?.text ?? '';
     view.sequences = result.output.sequences.map((s) => ({ text: s.text, finish_reason: s.finishReason, tokens: s.tokens }));
-    view.usage = { prompt_tokens: result.output.promptTokens, completion_tokens: result.output.completionTokens };
+    const { promptTokens, completionTokens } = result.output;
+    view.usage = { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
   }
   if (result.error) view.error = result.error;
   return view;
@@ -60,9 +64,17 @@ export class NativeBatchesController {
     rows: { type: 'array', items: { type: 'object' } },
     max_new_tokens: { type: 'integer' }, do_sample: { type: 'boolean' }, temperature: { type: 'number' }, top_k: { type: 'integer' },
     top_p: { type: 'number' }, repetition_penalty: { type: 'number' }, num_return_sequences: { type: 'integer' }, seed: { type: 'integer' },
-    stop: { type: 'array', items: { type: 'string' } }, return_full_text: { type: 'boolean' }, metadata: { type: 'object' } } } })
+    stop: { type: 'array', items: { type: 'string' } }, return_full_text: { type: 'boolean' }, metadata: { type: 'object' },
+    dry_run: { type: 'boolean', description: 'check every prompt and estimate the work; nothing is stored or enqueued' } } } })
   async create(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Headers('idempotency-key') idempotencyKey?: string) {
-    const { items, request } = itemsFromNative(body, this.model, { maxLines: this.config.limits.maxLines });
+    const dryRun = typeof body === 'object' && body !== null && (body as { dry_run?: unknown }).dry_run === true;
+    const { items, request, problems, promptTokens, maxCompletionTokens } = itemsFromNative(body, this.model, { maxLines: this.config.limits.maxLines }, dryRun);
+    if (dryRun) {
+      return dryRunAnswer({
+        endpoint: '/v1/completions', totalLines: items.length + problems.length, validLines: items.length, problems, promptTokens, maxCompletionTokens,
+        workers: await this.store.listWorkers(this.config.workerStaleMs),
+      });
+    }
     const batch = await this.submissions.submit(
       principal,
       { kind: 'native', endpoint: '/v1/completions', items, completionWindow: request.completion_window ?? '24h', metadata: request.metadata ?? null, inputFileId: null },
@@ -71,18 +83,36 @@ export class NativeBatchesController {
     return toOpenAiBatch(batch);
   }
 
+  /** A tenant's batches (OpenAI and native), newest first; search with `status=` and `metadata[key]=value`. */
+  @Get()
+  async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
+    const filters = batchSearchOf(query);
+    if (filters.after) await this.lifecycle.visibleBatch(principal, filters.after);
+    const page = await this.store.listBatches({ owner: principal.admin ? undefined : principal.tenant, ...filters });
+    const data = page.data.filter((batch) => batch.kind !== 'online').map(toOpenAiBatch);
+    return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data[data.length - 1]?.id ?? null, has_more: page.hasMore };
+  }
+
   @Get(':id')
   async get(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
     return toOpenAiBatch(await this.lifecycle.visibleBatch(principal, id));
   }
 
+  /** Results by position (offset, limit), or the items whose custom_id starts with `custom_id_prefix`. */
   @Get(':id/results')
-  async results(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Query('offset') offsetText?: string, @Query('limit') limitText?: string) {
+  async results(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Query('offset') offsetText?: string, @Query('limit') limitText?: string,
+    @Query('custom_id_prefix') customIdPrefix?: string) {
     const offset = offsetText === undefined ? 0 : Number(offsetText);
     const limit = limitText === undefined ? 100 : Number(limitText);
     if (!Number.isInteger(offset) || offset < 0) throw ApiError.badRequest('offset: must be an integer >= 0', { param: 'offset' });
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw ApiError.badRequest(`limit: must be an integer between 1 and ${MAX_PAGE}`, { param: 'limit' });
     const batch = await this.lifecycle.visibleBatch(principal, id);
+    if (customIdPrefix !== undefined) {
+      if (typeof customIdPrefix !== 'string' || offsetText !== undefined) throw ApiError.badRequest('custom_id_prefix: give it once, without offset', { param: 'custom_id_prefix' });
+      const found = await this.store.findCustomIdsByPrefix(id, customIdPrefix, limit);
+      const data = await Promise.all(found.items.map(async (item) => toNativeResult(item.index, item.customId, await this.store.getResult(id, item.index))));
+      return { object: 'list', batch_id: id, status: batch.status, request_counts: batch.requestCounts, custom_id_prefix: customIdPrefix, limit, data, has_more: found.hasMore };
+    }
     const results = await this.store.listResults(id, offset, limit);
     const inputs = await this.store.getItemInputs(id, results.map((_, i) => offset + i));
     const data = results.map((result, i) => toNativeResult(offset + i, inputs[i]?.customId ?? `item-${offset + i}`, result));

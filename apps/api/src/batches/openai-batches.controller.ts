@@ -8,7 +8,9 @@ import { LONE_SURROGATE_REASON, createBatchSchema, describeZodIssue, loneSurroga
 import { RESULTS_STORE } from '../infra/infra.module';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { BatchLifecycleService } from './batch-lifecycle.service';
-import { itemsFromJsonl, parseEndpoint } from './batch-input';
+import { checkJsonl, parseEndpoint } from './batch-input';
+import { MAX_LISTED_ERRORS, dryRunAnswer } from './batch-estimate';
+import { batchSearchOf } from './batch-search';
 import { BatchSubmissionService, COMPLETION_WINDOWS } from './batch-submission.service';
 import { toOpenAiBatch } from './batch-view';
 
@@ -30,7 +32,9 @@ export class OpenAiBatchesController {
   @ApiHeader({ name: 'Idempotency-Key', required: false, description: 'A retried request with the same key returns the same batch.' })
   @ApiBody({ schema: { type: 'object', required: ['input_file_id', 'endpoint', 'completion_window'], properties: {
     input_file_id: { type: 'string' }, endpoint: { type: 'string', enum: ['/v1/completions', '/v1/chat/completions'] },
-    completion_window: { type: 'string', enum: ['24h'] }, metadata: { type: 'object', additionalProperties: { type: 'string' } } } } })
+    completion_window: { type: 'string', enum: ['24h'] }, metadata: { type: 'object', additionalProperties: { type: 'string' } },
+    output_expires_after: { type: 'object', properties: { anchor: { type: 'string', enum: ['created_at'] }, seconds: { type: 'integer', minimum: 3600, maximum: 2592000 } } },
+    dry_run: { type: 'boolean', description: 'falconq: check every line and estimate the work; nothing is stored or enqueued' } } } })
   async create(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Headers('idempotency-key') idempotencyKey?: string) {
     const illFormed = loneSurrogateAt(body);
     if (illFormed !== null) throw ApiError.badRequest(`${illFormed}: ${LONE_SURROGATE_REASON}`, { param: illFormed });
@@ -51,21 +55,34 @@ export class OpenAiBatchesController {
     if (!file || !canSee(principal, file.owner)) throw ApiError.notFound('file', request.input_file_id);
     if (file.purpose !== 'batch') throw ApiError.badRequest(`input_file_id: file ${file.id} has purpose "${file.purpose}", not "batch"`, { param: 'input_file_id' });
     const content = (await this.store.getFileContent(file.id)) ?? '';
-    const items = itemsFromJsonl(content, endpoint, this.model, { maxLines: this.config.limits.maxLines });
+    const checked = checkJsonl(content, endpoint, this.model, { maxLines: this.config.limits.maxLines });
+    if (request.dry_run) {
+      return dryRunAnswer({
+        endpoint, totalLines: checked.items.length + checked.problems.length, validLines: checked.items.length, problems: checked.problems,
+        promptTokens: checked.promptTokens, maxCompletionTokens: checked.maxCompletionTokens, workers: await this.store.listWorkers(this.config.workerStaleMs),
+      });
+    }
     const batch = await this.submissions.submit(
       principal,
-      { kind: 'openai', endpoint, items, completionWindow: request.completion_window, metadata: request.metadata ?? null, inputFileId: file.id },
+      {
+        kind: 'openai', endpoint, items: checked.items, completionWindow: request.completion_window, metadata: request.metadata ?? null, inputFileId: file.id,
+        invalidLines: checked.problems.slice(0, MAX_LISTED_ERRORS),
+        ...(request.output_expires_after ? { retentionSeconds: request.output_expires_after.seconds } : {}),
+      },
       idempotencyKey ? { key: idempotencyKey, body: request } : null,
     );
     return toOpenAiBatch(batch);
   }
 
+  /**
+   * OpenAI batches only (native ones are listed by GET /batches), newest first. falconq extensions to search them:
+   * `status=completed,failed` and `metadata[key]=value` (every pair must match).
+   */
   @Get()
-  async list(@CurrentPrincipal() principal: Principal, @Query('after') after?: string, @Query('limit') limit?: string) {
-    const n = limit === undefined ? 20 : Number(limit);
-    if (!Number.isInteger(n) || n < 1 || n > 100) throw ApiError.badRequest('limit: must be an integer between 1 and 100', { param: 'limit' });
-    if (after) await this.lifecycle.visibleBatch(principal, after);
-    const page = await this.store.listBatches({ owner: principal.admin ? undefined : principal.tenant, after, limit: n });
+  async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
+    const filters = batchSearchOf(query);
+    if (filters.after) await this.lifecycle.visibleBatch(principal, filters.after);
+    const page = await this.store.listBatches({ owner: principal.admin ? undefined : principal.tenant, kind: 'openai', ...filters });
     const data = page.data.map(toOpenAiBatch);
     return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data[data.length - 1]?.id ?? null, has_more: page.hasMore };
   }

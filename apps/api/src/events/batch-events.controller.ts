@@ -2,7 +2,7 @@ import { Controller, Get, Inject, Param, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import type { BatchEvent } from '@app/contracts';
-import { isFinalStatus, type BatchRecord, type BatchStatus, type ResultsStore } from '@app/store';
+import { finishedAtOf, isFinalStatus, type BatchRecord, type BatchStatus, type ResultsStore } from '@app/store';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
 import { BatchLifecycleService } from '../batches/batch-lifecycle.service';
 import { RESULTS_STORE } from '../infra/infra.module';
@@ -10,11 +10,15 @@ import { InFlightRequests } from '../http/in-flight-requests';
 
 const KEEPALIVE_MS = 15_000;
 
-/** The current state of a batch as a progress event (what a late subscriber sees first). */
+/**
+ * The current state of a batch as a progress event (what a late subscriber sees first). The rates of a finished
+ * batch are over its run (start to final status), so they stay what they were when it finished.
+ */
 export function snapshotEvent(batch: BatchRecord, now = Date.now()): BatchEvent {
   const counts = batch.requestCounts;
   const done = counts.completed + counts.failed;
-  const elapsed = Math.max(now - (batch.inProgressAt ?? now), 1) / 1000;
+  const end = finishedAtOf(batch) ?? now;
+  const elapsed = Math.max(end - (batch.inProgressAt ?? end), 1) / 1000;
   const itemsPerSecond = batch.inProgressAt ? done / elapsed : 0;
   return {
     type: 'progress', batchId: batch.id, counts, itemsPerSecond,

@@ -39,9 +39,9 @@ export class FilesController {
   }
 
   @Get()
-  async list(@CurrentPrincipal() principal: Principal, @Query('limit') limit?: string) {
+  async list(@CurrentPrincipal() principal: Principal, @Query('limit') limit?: string, @Query('purpose') purpose?: string) {
     const n = Math.min(Math.max(Number(limit ?? 100) || 100, 1), 10_000);
-    const data = (await this.files.list(principal, n)).map(toOpenAiFile);
+    const data = (await this.files.list(principal, n, purpose)).map(toOpenAiFile);
     return { object: 'list', data, has_more: false, first_id: data[0]?.id ?? null, last_id: data[data.length - 1]?.id ?? null };
   }
 

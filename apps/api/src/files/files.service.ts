@@ -1,8 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { batchOutputLines, isFinalStatus, type BatchRecord, type ResultsStore, type StoredFile } from '@app/store';
+import { batchOutputLines, finishedAtOf, type BatchRecord, type ResultsStore, type StoredFile } from '@app/store';
 import { ApiError } from '../http/api-error';
 import { canSee, type Principal } from '../auth/principal';
+import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { RESULTS_STORE } from '../infra/infra.module';
+import { errorFileIdOf, outputFileIdOf } from '../batches/batch-view';
 
 // Uploaded files live in the store; a batch's output and error files are built from its results when asked for
 // (so they are always consistent with the results, retries included).
@@ -22,39 +24,59 @@ export interface OpenAiFile {
   status_details: null;
 }
 
-export function toOpenAiFile(file: StoredFile): OpenAiFile {
+/** A file as the api describes it: stored (uploaded), or a batch's output/error file, with when it expires. */
+export interface DescribedFile extends StoredFile {
+  /** epoch ms; null = kept until deleted. */
+  expiresAt: number | null;
+}
+
+export function toOpenAiFile(file: DescribedFile): OpenAiFile {
   return {
     id: file.id, object: 'file', bytes: file.bytes, created_at: Math.floor(file.createdAt / 1000), filename: file.filename,
-    purpose: file.purpose, status: 'processed', expires_at: null, status_details: null,
+    purpose: file.purpose, status: 'processed', expires_at: file.expiresAt === null ? null : Math.floor(file.expiresAt / 1000), status_details: null,
   };
 }
 
+type BatchFileKind = 'output' | 'errors';
+
 @Injectable()
 export class FilesService {
-  constructor(@Inject(RESULTS_STORE) private readonly store: ResultsStore) {}
+  constructor(@Inject(RESULTS_STORE) private readonly store: ResultsStore, @Inject(API_CONFIG) private readonly config: ApiConfig) {}
 
-  async upload(principal: Principal, filename: string, purpose: string, content: string): Promise<StoredFile> {
-    return this.store.createFile({ owner: principal.tenant, filename, purpose, content });
+  async upload(principal: Principal, filename: string, purpose: string, content: string): Promise<DescribedFile> {
+    return this.uploaded(await this.store.createFile({ owner: principal.tenant, filename, purpose, content }));
   }
 
-  async describe(principal: Principal, fileId: string): Promise<StoredFile> {
+  private uploaded(file: StoredFile): DescribedFile {
+    const seconds = this.config.retention.fileSeconds;
+    return { ...file, expiresAt: seconds > 0 ? file.createdAt + seconds * 1000 : null };
+  }
+
+  async describe(principal: Principal, fileId: string): Promise<DescribedFile> {
     const output = OUTPUT_FILE.exec(fileId);
-    if (output) {
-      const batch = await this.finishedBatch(principal, output[1], fileId);
-      let bytes = 0;
-      for await (const chunk of this.batchFileChunks(batch, output[2] as 'output' | 'errors')) bytes += Buffer.byteLength(chunk);
-      return { id: fileId, owner: batch.owner, bytes, createdAt: batch.completedAt ?? batch.cancelledAt ?? batch.expiredAt ?? batch.failedAt ?? batch.createdAt,
-        filename: `${batch.id}_${output[2] === 'output' ? 'output' : 'error'}.jsonl`, purpose: output[2] === 'output' ? 'batch_output' : 'batch_output' };
-    }
+    if (output) return this.batchFile(await this.finishedBatch(principal, output[1], fileId), output[2] as BatchFileKind);
     const file = await this.store.getFile(fileId);
     if (!file || !canSee(principal, file.owner)) throw ApiError.notFound('file', fileId);
-    return file;
+    return this.uploaded(file);
+  }
+
+  /** A batch's output or error file: created when the batch finished, kept as long as the batch (its retention). */
+  private async batchFile(batch: BatchRecord, which: BatchFileKind): Promise<DescribedFile> {
+    let bytes = 0;
+    for await (const chunk of this.batchFileChunks(batch, which)) bytes += Buffer.byteLength(chunk);
+    const createdAt = finishedAtOf(batch) ?? batch.createdAt;
+    const seconds = batch.retentionSeconds ?? this.config.retention.batchSeconds;
+    return {
+      id: which === 'output' ? batch.outputFileId : batch.errorFileId, owner: batch.owner, bytes, createdAt,
+      filename: `${batch.id}_${which === 'output' ? 'output' : 'error'}.jsonl`, purpose: 'batch_output',
+      expiresAt: seconds > 0 ? createdAt + seconds * 1000 : null,
+    };
   }
 
   /** The file's content in chunks: an output file is built page by page from the results, never held whole. */
   async content(principal: Principal, fileId: string): Promise<AsyncIterable<string>> {
     const output = OUTPUT_FILE.exec(fileId);
-    if (output) return this.batchFileChunks(await this.finishedBatch(principal, output[1], fileId), output[2] as 'output' | 'errors');
+    if (output) return this.batchFileChunks(await this.finishedBatch(principal, output[1], fileId), output[2] as BatchFileKind);
     await this.describe(principal, fileId);
     const content = await this.store.getFileContent(fileId);
     if (content === null) throw ApiError.notFound('file', fileId);
@@ -71,17 +93,34 @@ export class FilesService {
     await this.store.deleteFile(fileId);
   }
 
-  async list(principal: Principal, limit: number): Promise<StoredFile[]> {
-    return this.store.listFiles(principal.admin ? undefined : principal.tenant, limit);
+  /**
+   * Uploaded files and the output/error files of finished OpenAI batches, newest first (OpenAI lists both), at most
+   * `limit`; `purpose` filters ("batch" = uploads, "batch_output" = batch files).
+   */
+  async list(principal: Principal, limit: number, purpose?: string): Promise<DescribedFile[]> {
+    const owner = principal.admin ? undefined : principal.tenant;
+    const files: DescribedFile[] = [];
+    if (purpose === undefined || purpose !== 'batch_output') {
+      for (const file of await this.store.listFiles(owner, limit)) if (purpose === undefined || file.purpose === purpose) files.push(this.uploaded(file));
+    }
+    if (purpose === undefined || purpose === 'batch_output') {
+      const finished = await this.store.listBatches({ owner, kind: 'openai', statuses: ['completed', 'failed', 'expired', 'cancelled'], limit });
+      for (const batch of finished.data) {
+        if (outputFileIdOf(batch)) files.push(await this.batchFile(batch, 'output'));
+        if (errorFileIdOf(batch)) files.push(await this.batchFile(batch, 'errors'));
+      }
+    }
+    return files.sort((a, b) => b.createdAt - a.createdAt || a.id.localeCompare(b.id)).slice(0, limit);
   }
 
+  /** The batch behind an output/error file id, if the caller may see it and the batch has that file (else 404). */
   private async finishedBatch(principal: Principal, batchId: string, fileId: string): Promise<BatchRecord> {
     const batch = await this.store.getBatch(batchId);
-    if (!batch || !canSee(principal, batch.owner) || !isFinalStatus(batch.status)) throw ApiError.notFound('file', fileId);
+    if (!batch || !canSee(principal, batch.owner) || (outputFileIdOf(batch) !== fileId && errorFileIdOf(batch) !== fileId)) throw ApiError.notFound('file', fileId);
     return batch;
   }
 
-  async *batchFileChunks(batch: BatchRecord, which: 'output' | 'errors'): AsyncGenerator<string> {
+  async *batchFileChunks(batch: BatchRecord, which: BatchFileKind): AsyncGenerator<string> {
     for (let offset = 0; offset < batch.requestCounts.total; offset += PAGE) {
       const results = await this.store.listResults(batch.id, offset, PAGE);
       const customIds = (await this.store.getItemInputs(batch.id, results.map((_, i) => offset + i))).map((item) => item.customId);

@@ -9,7 +9,7 @@ export type ParamNames = Partial<Record<keyof GenerationParams | 'prompt', strin
 export const OPENAI_NAMES: ParamNames = {
   maxNewTokens: 'max_tokens', doSample: 'do_sample', temperature: 'temperature', topK: 'top_k', topP: 'top_p',
   repetitionPenalty: 'repetition_penalty', stop: 'stop', numReturnSequences: 'n', returnFullText: 'echo',
-  ignoreEos: 'ignore_eos', truncate: 'truncate', seed: 'seed', prompt: 'prompt',
+  ignoreEos: 'ignore_eos', truncate: 'truncate', seed: 'seed', prompt: 'prompt', logprobs: 'logprobs',
 };
 
 export const NATIVE_NAMES: ParamNames = {
@@ -20,7 +20,7 @@ export const NATIVE_NAMES: ParamNames = {
 
 /** A request parameter that is wrong: `field` as the client named it. */
 export class RequestParamError extends Error {
-  constructor(readonly field: string, readonly reason: string) {
+  constructor(readonly field: string, readonly reason: string, readonly code = 'invalid_parameter') {
     super(`${field} ${reason}`);
   }
 }
@@ -48,29 +48,69 @@ export function resolveParams(partial: Partial<GenerationParams>, names: ParamNa
 const defined = <T extends object>(o: T): Partial<T> =>
   Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== null)) as Partial<T>;
 
+/** Each parameter falconq cannot honour, refused with its reason when it asks for anything (never ignored). */
 function refuseUnsupported(body: CompletionRequest | ChatRequest): void {
-  if (body.logprobs) throw new RequestParamError('logprobs', 'is not supported by falconq');
   if (body.best_of !== undefined && body.best_of !== null && body.best_of !== 1) throw new RequestParamError('best_of', 'is not supported (use n)');
   if (body.presence_penalty) throw new RequestParamError('presence_penalty', 'is not supported (use repetition_penalty)');
   if (body.frequency_penalty) throw new RequestParamError('frequency_penalty', 'is not supported (use repetition_penalty)');
   if (body.logit_bias && Object.keys(body.logit_bias).length > 0) throw new RequestParamError('logit_bias', 'is not supported');
-  if ('suffix' in body && body.suffix) throw new RequestParamError('suffix', 'is not supported');
+  if (body.min_p) throw new RequestParamError('min_p', 'is not supported (use top_p or top_k)');
+  if (body.min_tokens) throw new RequestParamError('min_tokens', 'is not supported (use ignore_eos with max_tokens)');
+  if ('suffix' in body && body.suffix) throw new RequestParamError('suffix', 'is not supported: Falcon has no fill-in-the-middle mode');
+  if ('messages' in body) {
+    if (body.tools && body.tools.length > 0) throw new RequestParamError('tools', 'is not supported: falconq serves a model without tool calling');
+    if (body.tool_choice !== undefined && body.tool_choice !== null && body.tool_choice !== 'none') {
+      throw new RequestParamError('tool_choice', 'is not supported: falconq serves a model without tool calling (only "none")');
+    }
+    const format = body.response_format as { type?: unknown } | null | undefined;
+    if (format !== undefined && format !== null && format.type !== 'text') {
+      throw new RequestParamError('response_format', 'is not supported: falconq does not constrain output to JSON or a schema (only {"type": "text"})');
+    }
+  }
+}
+
+/** How many top alternatives per token the request asks for (completions: logprobs; chat: top_logprobs). */
+function requestedLogprobs(body: CompletionRequest | ChatRequest): number | undefined {
+  if ('messages' in body) {
+    const chat = body as ChatRequest;
+    if (chat.top_logprobs !== undefined && chat.top_logprobs !== null && chat.logprobs !== true) {
+      throw new RequestParamError('top_logprobs', 'needs logprobs set to true');
+    }
+    return chat.logprobs === true ? (chat.top_logprobs ?? 0) : undefined;
+  }
+  const completion = body as CompletionRequest;
+  if (completion.logprobs === undefined || completion.logprobs === null) return undefined;
+  if (completion.echo) {
+    throw new RequestParamError('logprobs', "with echo asks for the prompt's log-probabilities, which falconq cannot give: its graph outputs the next-token logits of the last position only");
+  }
+  return completion.logprobs;
+}
+
+/** max_tokens 0 with echo (completions): the answer is the prompt itself, nothing is generated. */
+export function isEchoOnly(body: CompletionRequest | ChatRequest): boolean {
+  const maxTokens = body.max_tokens ?? body.max_completion_tokens;
+  return maxTokens === 0 && 'echo' in body && body.echo === true;
 }
 
 /**
  * OpenAI semantics: temperature defaults to 1 and samples; temperature 0 means greedy. `do_sample` overrides.
+ * n > 1 with temperature 0 gives n greedy copies, as OpenAI does (sampling from the single top token is greedy).
  */
 export function paramsFromOpenAi(body: CompletionRequest | ChatRequest, contextLength: number): GenerationParams {
   refuseUnsupported(body);
   const temperature = body.temperature ?? 1;
   if (temperature < 0 || temperature > 2) throw new RequestParamError('temperature', `must be between 0 and 2, got ${temperature}`);
-  const doSample = body.do_sample ?? temperature > 0;
+  const n = body.n ?? 1;
+  const greedyCopies = temperature === 0 && n > 1 && (body.do_sample === undefined || body.do_sample === null);
+  const doSample = greedyCopies || (body.do_sample ?? temperature > 0);
   const stop = body.stop === undefined || body.stop === null ? undefined : typeof body.stop === 'string' ? [body.stop] : body.stop;
+  const echoOnly = isEchoOnly(body);
   const partial: Partial<GenerationParams> = defined({
-    maxNewTokens: body.max_tokens ?? body.max_completion_tokens ?? undefined,
+    // Echo-only requests never run: their params are checked as for one token.
+    maxNewTokens: echoOnly ? 1 : (body.max_tokens ?? body.max_completion_tokens ?? undefined),
     doSample,
     temperature: temperature > 0 ? temperature : undefined,
-    topK: body.top_k ?? undefined,
+    topK: greedyCopies ? 1 : (body.top_k ?? undefined),
     topP: body.top_p ?? undefined,
     repetitionPenalty: body.repetition_penalty ?? undefined,
     stop,
@@ -79,6 +119,7 @@ export function paramsFromOpenAi(body: CompletionRequest | ChatRequest, contextL
     ignoreEos: body.ignore_eos ?? undefined,
     truncate: body.truncate ?? undefined,
     seed: body.seed ?? undefined,
+    logprobs: requestedLogprobs(body),
   });
   return resolveParams(partial, OPENAI_NAMES, contextLength);
 }

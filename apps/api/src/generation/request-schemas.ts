@@ -5,7 +5,13 @@ import { z } from 'zod';
 
 const stop = z.union([z.string(), z.array(z.string())]).nullish();
 
-/** Sampling fields shared by /v1/completions and /v1/chat/completions. */
+/** Most alternatives per token OpenAI returns (top_logprobs, and completions' logprobs). */
+export const MAX_TOP_LOGPROBS = 20;
+
+/**
+ * Sampling fields shared by /v1/completions and /v1/chat/completions. The schemas are strict: a key that is not
+ * here is refused with a 400 naming it rather than ignored.
+ */
 const openAiSampling = {
   model: z.string().optional(),
   max_tokens: z.number().int().nullish(),
@@ -16,40 +22,58 @@ const openAiSampling = {
   stop,
   seed: z.number().int().nullish(),
   stream: z.boolean().nullish(),
+  stream_options: z.strictObject({ include_usage: z.boolean().optional() }).nullish(),
+  user: z.string().nullish(),
   // extensions
   top_k: z.number().int().nullish(),
   repetition_penalty: z.number().nullish(),
   do_sample: z.boolean().nullish(),
   ignore_eos: z.boolean().nullish(),
   truncate: z.boolean().nullish(),
-  // accepted and checked for values falconq cannot honour
-  logprobs: z.union([z.boolean(), z.number()]).nullish(),
+  // accepted only with values falconq can honour (checked in generation-params.ts, each with its reason)
   best_of: z.number().int().nullish(),
   presence_penalty: z.number().nullish(),
   frequency_penalty: z.number().nullish(),
   logit_bias: z.record(z.string(), z.number()).nullish(),
-  user: z.string().nullish(),
-  stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+  min_p: z.number().nullish(),
+  min_tokens: z.number().int().nullish(),
 };
 
-export const completionRequestSchema = z.looseObject({
+/** One prompt of /v1/completions: text, or token ids (OpenAI and vLLM take both, and lists of either). */
+const tokenIds = z.array(z.number().int().min(0, 'token ids are >= 0')).min(1, 'must hold at least one token id');
+export const promptSchema = z.union([
+  z.string(),
+  z.array(z.string()).min(1, 'must hold at least one prompt'),
+  tokenIds,
+  z.array(tokenIds).min(1, 'must hold at least one prompt'),
+], { error: 'must be a string, a list of strings, a list of token ids, or a list of lists of token ids' });
+
+export const completionRequestSchema = z.strictObject({
   ...openAiSampling,
-  prompt: z.union([z.string(), z.array(z.string()).length(1, 'must hold exactly one prompt (send one request per prompt)')]),
+  prompt: promptSchema,
   echo: z.boolean().nullish(),
   suffix: z.string().nullish(),
+  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS, `must be at most ${MAX_TOP_LOGPROBS}`).nullish(),
 });
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 
-const textPart = z.object({ type: z.literal('text'), text: z.string() });
-export const chatMessageSchema = z.object({
+const textPart = z.strictObject({ type: z.literal('text'), text: z.string() });
+export const chatMessageSchema = z.strictObject({
   role: z.enum(['system', 'user', 'assistant', 'developer']),
   content: z.union([z.string(), z.array(textPart)]),
   name: z.string().optional(),
 });
 
-export const chatRequestSchema = z.looseObject({
+export const chatRequestSchema = z.strictObject({
   ...openAiSampling,
   messages: z.array(chatMessageSchema).min(1, 'must hold at least one message'),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS, `must be at most ${MAX_TOP_LOGPROBS}`).nullish(),
+  // Refused unless they ask for nothing (tools [], tool_choice "none", response_format text): see generation-params.ts.
+  tools: z.array(z.unknown()).nullish(),
+  tool_choice: z.unknown().optional(),
+  parallel_tool_calls: z.boolean().nullish(),
+  response_format: z.unknown().optional(),
 });
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 
@@ -75,15 +99,25 @@ export const nativeBatchSchema = z.strictObject({
   rows: z.array(z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]))).min(1, 'must hold at least one row').optional(),
   metadata: z.record(z.string(), z.string()).optional(),
   completion_window: z.literal('24h').optional(),
+  dry_run: z.boolean().optional(),
   ...nativeParamsShape,
 });
 export type NativeBatchRequest = z.infer<typeof nativeBatchSchema>;
+
+/** OpenAI's bounds of output_expires_after.seconds: one hour to 30 days. */
+export const OUTPUT_EXPIRY_SECONDS = { min: 3600, max: 30 * 24 * 3600 } as const;
 
 export const createBatchSchema = z.strictObject({
   input_file_id: z.string().min(1),
   endpoint: z.string(),
   completion_window: z.string(),
   metadata: z.record(z.string(), z.string().max(512)).nullish(),
+  output_expires_after: z.strictObject({
+    anchor: z.literal('created_at'),
+    seconds: z.number().int().min(OUTPUT_EXPIRY_SECONDS.min).max(OUTPUT_EXPIRY_SECONDS.max),
+  }).nullish(),
+  /** falconq: validate every line and estimate the work; nothing is stored or enqueued. */
+  dry_run: z.boolean().optional(),
 });
 
 export const batchLineSchema = z.object({
@@ -126,9 +160,17 @@ export function loneSurrogateAt(value: unknown): string | null {
   return null;
 }
 
-/** "body.messages[0].content: Invalid input" style description of the first zod issue. */
+const pathText = (path: readonly PropertyKey[], prefix = ''): string =>
+  path.reduce<string>((acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part)), prefix);
+
+/**
+ * "body.messages[0].content: Invalid input" style description of the first zod issue. An unknown key is named
+ * itself ("body.foo"), as OpenAI's "Unrecognized request argument supplied: foo" does.
+ */
 export function describeZodIssue(error: z.ZodError, prefix = ''): { field: string; message: string } {
   const issue = error.issues[0];
-  const field = issue.path.reduce<string>((acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : acc ? `${acc}.${String(part)}` : String(part)), prefix);
-  return { field: field || '(body)', message: issue.message };
+  if (issue.code === 'unrecognized_keys') {
+    return { field: pathText([...issue.path, issue.keys[0]], prefix), message: 'is not a parameter falconq knows (unrecognized request argument)' };
+  }
+  return { field: pathText(issue.path, prefix) || '(body)', message: issue.message };
 }

@@ -8,10 +8,14 @@ import type { ModelManifest } from '@app/model';
 
 export interface ServedModel {
   id: string;
+  /** Every name a request's `model` may use: the id, the checkpoint's id, its last path part, and `falcon`. */
+  names: readonly string[];
   contextLength: number;
+  vocabSize: number;
   createdAt: number; // epoch seconds
   countTokens(text: string): number;
   encode(text: string): number[];
+  decode(ids: readonly number[]): string;
   renderChat(messages: ChatMessage[]): string;
 }
 
@@ -24,14 +28,26 @@ export function loadServedModel(modelDir: string, nameOverride?: string): Served
     throw new Error(`MODEL_DIR: cannot read ${manifestPath} (${(error as Error).message}); point MODEL_DIR at a converted model directory`);
   }
   const tokenizer = Tokenizer.fromModelDir(modelDir);
+  const id = nameOverride ?? manifest.source?.id ?? 'falconq';
   return {
-    id: nameOverride ?? manifest.source?.id ?? 'falconq',
+    id,
+    names: servedNames(id, manifest.source?.id),
     contextLength: manifest.shape.contextLength,
+    vocabSize: manifest.shape.vocabSize,
     createdAt: Math.floor(Date.parse(manifest.createdAt) / 1000) || 0,
     countTokens: (text) => tokenizer.encode(text).length,
     encode: (text) => tokenizer.encode(text),
+    decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: false }),
     renderChat: (messages) => tokenizer.applyChatTemplate(messages),
   };
+}
+
+/** The served id first, then the aliases a user of the README or of Hugging Face would write. */
+export function servedNames(id: string, checkpointId?: string): string[] {
+  const names = [id];
+  if (checkpointId) names.push(checkpointId, checkpointId.split('/').pop()!);
+  names.push('falcon');
+  return [...new Set(names)];
 }
 
 export const SERVED_MODEL = Symbol('SERVED_MODEL');

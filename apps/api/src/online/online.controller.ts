@@ -1,16 +1,17 @@
+import { randomBytes } from 'node:crypto';
 import { Body, Controller, HttpCode, HttpStatus, Inject, Post, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
 import type { ItemResult } from '@app/contracts';
-import { completionBody, finishReasonOf, type BatchEndpoint, type StreamMessage } from '@app/store';
+import { chatLogprobs, completionBody, completionLogprobs, finishReasonOf, type BatchEndpoint, type StreamMessage } from '@app/store';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
 import { ApiError } from '../http/api-error';
 import { RequestParamError } from '../generation/generation-params';
-import { prepareOpenAiRequest, type PreparedRequest } from '../generation/prompt-builder';
+import { UnknownModelError, prepareOpenAiRequest, type PreparedRequest } from '../generation/prompt-builder';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { MetricsService } from '../ops/metrics.service';
 import { InFlightRequests } from '../http/in-flight-requests';
-import { OnlineService } from './online.service';
+import { OnlineService, type OnlineRun } from './online.service';
 
 function resultError(result: ItemResult): ApiError {
   const error = result.error ?? { code: 'generation_failed', message: 'generation failed' };
@@ -49,16 +50,21 @@ export class OnlineController {
     try {
       return prepareOpenAiRequest(endpoint, body, this.model);
     } catch (error) {
-      if (error instanceof RequestParamError) throw ApiError.badRequest(`${error.field}: ${error.reason}`, { param: error.field, code: 'invalid_parameter' });
+      if (error instanceof RequestParamError) throw ApiError.badRequest(`${error.field}: ${error.reason}`, { param: error.field, code: error.code });
+      if (error instanceof UnknownModelError) throw new ApiError(HttpStatus.NOT_FOUND, 'invalid_request_error', error.message, { param: 'model', code: 'model_not_found' });
       throw error;
     }
   }
 
   private async handle(endpoint: BatchEndpoint, principal: Principal, body: unknown, response: Response): Promise<void> {
     const prepared = this.prepare(endpoint, body);
+    if (prepared.echoOnly) {
+      this.answerEchoOnly(prepared, response);
+      return;
+    }
     const stopTimer = this.metrics.onlineDuration.startTimer({ endpoint });
     try {
-      await this.inFlight.track(() => this.run(endpoint, principal, prepared, response));
+      await this.inFlight.track(() => (prepared.stream ? this.stream(endpoint, principal, prepared, response) : this.answer(endpoint, principal, prepared, response)));
       stopTimer({ outcome: 'ok' });
     } catch (error) {
       stopTimer({ outcome: 'error' });
@@ -66,76 +72,161 @@ export class OnlineController {
     }
   }
 
-  private async run(endpoint: BatchEndpoint, principal: Principal, prepared: PreparedRequest, response: Response): Promise<void> {
+  /** One online run per prompt; if queueing one fails, the ones already queued are taken back. */
+  private async startRuns(endpoint: BatchEndpoint, principal: Principal, prepared: PreparedRequest, response: Response, onDelta?: (prompt: number, message: StreamMessage) => void): Promise<OnlineRun[]> {
+    const runs: OnlineRun[] = [];
+    try {
+      for (const [i, prompt] of prepared.prompts.entries()) {
+        runs.push(await this.online.start(principal, endpoint, prompt, prepared.params, onDelta && ((message) => onDelta(i, message))));
+      }
+    } catch (error) {
+      await Promise.all(runs.map((run) => run.abandon()));
+      throw error;
+    }
+    // The response closing before it finished means the client went away.
+    response.on('close', () => void (response.writableFinished ? undefined : Promise.all(runs.map((run) => run.abandon()))));
+    return runs;
+  }
+
+  private async answer(endpoint: BatchEndpoint, principal: Principal, prepared: PreparedRequest, response: Response): Promise<void> {
+    const runs = await this.startRuns(endpoint, principal, prepared, response);
+    const results = await Promise.all(runs.map((run) => run.result));
+    const failed = results.find((result) => result.status !== 'succeeded' || !result.output);
+    if (failed) throw resultError(failed);
+    response.status(200).json(mergedBody(results.map((result, i) => completionBody(endpoint, this.model.id, runs[i].requestId, result))));
+  }
+
+  /** max_tokens 0 with echo: the prompts come back as they are (n copies each), nothing is generated. */
+  private answerEchoOnly(prepared: PreparedRequest, response: Response): void {
+    const id = `cmpl-echo_${randomBytes(12).toString('hex')}`;
+    const created = Math.floor(Date.now() / 1000);
+    const n = prepared.params.numReturnSequences;
+    const choices = prepared.prompts.flatMap((prompt, i) => Array.from({ length: n }, (_, j) => ({ text: prompt.prompt, index: i * n + j, logprobs: null, finish_reason: 'length' })));
+    const promptTokens = prepared.prompts.reduce((sum, prompt) => sum + prompt.promptTokens, 0);
+    const usage = { prompt_tokens: promptTokens, completion_tokens: 0, total_tokens: promptTokens };
     if (!prepared.stream) {
-      const run = await this.online.start(principal, endpoint, prepared);
-      // The response closing before it finished means the client went away.
-      response.on('close', () => void (response.writableFinished ? undefined : run.abandon()));
-      const result = await run.result;
-      if (result.status !== 'succeeded' || !result.output) throw resultError(result);
-      response.status(200).json(completionBody(endpoint, this.model.id, run.requestId, result));
+      response.status(200).json({ id, object: 'text_completion', created, model: this.model.id, choices, usage });
       return;
     }
-    await this.stream(endpoint, principal, prepared, response);
+    const stream = startEventStream(response);
+    for (const choice of choices) stream.send({ id, object: 'text_completion', created, model: this.model.id, choices: [choice], ...(prepared.includeUsage ? { usage: null } : {}) });
+    if (prepared.includeUsage) stream.send({ id, object: 'text_completion', created, model: this.model.id, choices: [], usage });
+    stream.done();
   }
 
   /**
-   * Streams the worker's text deltas as OpenAI chunks. Whatever the deltas did not carry (a worker that does not
-   * stream, or a missed message) is sent from the final result before the finishing chunk, so the text is complete.
+   * Streams the workers' text deltas as OpenAI chunks (chat: the role in each choice's first chunk only). Whatever
+   * the deltas did not carry (a worker that does not stream, or a missed message) is sent from the final result
+   * before the finishing chunk, so the text is complete; log-probabilities, when asked for, ride on the finishing
+   * chunk of each choice. With stream_options.include_usage, a last chunk without choices carries the usage.
    */
   private async stream(endpoint: BatchEndpoint, principal: Principal, prepared: PreparedRequest, response: Response): Promise<void> {
     const chat = endpoint === '/v1/chat/completions';
     const created = Math.floor(Date.now() / 1000);
+    const n = prepared.params.numReturnSequences;
     const streamed = new Map<number, string>();
-    let started = false;
+    const roleSent = new Set<number>();
+    let stream: EventStream | undefined;
     let requestId = '';
-    const write = (chunk: unknown) => response.write(`data: ${JSON.stringify(chunk)}\n\n`);
-    const chunk = (sequence: number, text: string | null, finish: string | null) => chat
-      ? { id: `chatcmpl-${requestId}`, object: 'chat.completion.chunk', created, model: this.model.id,
-        choices: [{ index: sequence, delta: text === null ? {} : { role: 'assistant', content: text }, logprobs: null, finish_reason: finish }] }
-      : { id: `cmpl-${requestId}`, object: 'text_completion', created, model: this.model.id,
-        choices: [{ index: sequence, text: text ?? '', logprobs: null, finish_reason: finish }] };
-    const begin = () => {
-      if (started) return;
-      started = true;
-      response.status(200);
-      response.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
-      response.setHeader('Cache-Control', 'no-cache, no-transform');
-      response.setHeader('X-Accel-Buffering', 'no');
-      response.flushHeaders();
+    const usageField = prepared.includeUsage ? { usage: null } : {};
+    const write = (choice: number, text: string | null, finish: string | null, logprobs: Record<string, unknown> | null = null) => {
+      stream ??= startEventStream(response);
+      if (chat) {
+        const delta: Record<string, unknown> = {};
+        if (!roleSent.has(choice)) {
+          roleSent.add(choice);
+          delta.role = 'assistant';
+          delta.content = text ?? '';
+        } else if (text !== null) {
+          delta.content = text;
+        }
+        stream.send({ id: `chatcmpl-${requestId}`, object: 'chat.completion.chunk', created, model: this.model.id,
+          choices: [{ index: choice, delta, logprobs, finish_reason: finish }], ...usageField });
+      } else {
+        stream.send({ id: `cmpl-${requestId}`, object: 'text_completion', created, model: this.model.id,
+          choices: [{ index: choice, text: text ?? '', logprobs, finish_reason: finish }], ...usageField });
+      }
     };
-    const onDelta = (message: StreamMessage) => {
+    const onDelta = (prompt: number, message: StreamMessage) => {
       if (message.type !== 'delta' || !message.text) return;
-      begin();
-      streamed.set(message.sequence, (streamed.get(message.sequence) ?? '') + message.text);
-      write(chunk(message.sequence, message.text, null));
+      const choice = prompt * n + message.sequence;
+      streamed.set(choice, (streamed.get(choice) ?? '') + message.text);
+      write(choice, message.text, null);
     };
-    const run = await this.online.start(principal, endpoint, prepared, onDelta);
-    requestId = run.requestId;
-    response.on('close', () => void (response.writableFinished ? undefined : run.abandon()));
-    let result: ItemResult;
+    const runs = await this.startRuns(endpoint, principal, prepared, response, onDelta);
+    requestId = runs[0].requestId;
+    const usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+    const finishRun = async (run: OnlineRun, prompt: number): Promise<void> => {
+      const result = await run.result;
+      if (result.status !== 'succeeded' || !result.output) throw resultError(result);
+      usage.prompt_tokens += result.output.promptTokens;
+      usage.completion_tokens += result.output.completionTokens;
+      result.output.sequences.forEach((sequence, index) => {
+        const choice = prompt * n + index;
+        const sent = streamed.get(choice) ?? '';
+        const rest = sequence.text.startsWith(sent) ? sequence.text.slice(sent.length) : '';
+        if (rest) write(choice, rest, null);
+        write(choice, null, finishReasonOf(sequence), chat ? chatLogprobs(sequence.logprobs) : completionLogprobs(sequence.logprobs));
+      });
+    };
     try {
-      result = await run.result;
+      await Promise.all(runs.map((run, i) => finishRun(run, i)));
     } catch (error) {
-      if (!started) throw error;
-      write({ error: { message: (error as Error).message, type: 'server_error' } });
-      response.end();
+      await Promise.all(runs.map((run) => run.abandon()));
+      if (!stream) throw error;
+      stream.send(error instanceof ApiError ? error.getResponse() : { error: { message: (error as Error).message, type: 'server_error' } });
+      stream.end();
       return;
     }
-    if (result.status !== 'succeeded' || !result.output) {
-      if (!started) throw resultError(result);
-      write({ error: resultError(result).getResponse() });
-      response.end();
-      return;
+    stream ??= startEventStream(response);
+    if (prepared.includeUsage) {
+      usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+      stream.send(chat
+        ? { id: `chatcmpl-${requestId}`, object: 'chat.completion.chunk', created, model: this.model.id, choices: [], usage }
+        : { id: `cmpl-${requestId}`, object: 'text_completion', created, model: this.model.id, choices: [], usage });
     }
-    begin();
-    result.output.sequences.forEach((sequence, index) => {
-      const sent = streamed.get(index) ?? '';
-      const rest = sequence.text.startsWith(sent) ? sequence.text.slice(sent.length) : '';
-      if (rest) write(chunk(index, rest, null));
-      write(chunk(index, null, finishReasonOf(sequence)));
-    });
-    response.write('data: [DONE]\n\n');
-    response.end();
+    stream.done();
   }
+}
+
+interface EventStream {
+  send(payload: unknown): void;
+  /** `data: [DONE]` and the end. */
+  done(): void;
+  end(): void;
+}
+
+function startEventStream(response: Response): EventStream {
+  response.status(200);
+  response.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+  response.setHeader('Cache-Control', 'no-cache, no-transform');
+  response.setHeader('X-Accel-Buffering', 'no');
+  response.flushHeaders();
+  return {
+    send: (payload) => void response.write(`data: ${JSON.stringify(payload)}\n\n`),
+    done: () => {
+      response.write('data: [DONE]\n\n');
+      response.end();
+    },
+    end: () => void response.end(),
+  };
+}
+
+interface CompletionBody {
+  choices: { index: number }[];
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+}
+
+/** One answer for several prompts: their choices in prompt order (index renumbered), their usage summed. */
+export function mergedBody(bodies: Record<string, unknown>[]): Record<string, unknown> {
+  if (bodies.length === 1) return bodies[0];
+  const typed = bodies as unknown as CompletionBody[];
+  const choices = typed.flatMap((body) => body.choices).map((choice, index) => ({ ...choice, index }));
+  const usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+  for (const body of typed) {
+    usage.prompt_tokens += body.usage.prompt_tokens;
+    usage.completion_tokens += body.usage.completion_tokens;
+    usage.total_tokens += body.usage.total_tokens;
+  }
+  return { ...bodies[0], choices, usage };
 }

@@ -8,7 +8,8 @@ import { RESULTS_STORE } from '../infra/infra.module';
 import { JOB_QUEUE, type JobQueue } from '../infra/job-queue';
 import type { Principal } from '../auth/principal';
 import { jobsOf } from '../batches/batch-submission.service';
-import type { PreparedRequest } from '../generation/prompt-builder';
+import type { GenerationParams } from '@app/engine';
+import type { PreparedPrompt } from '../generation/prompt-builder';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 
 const POLL_MS = 1000;
@@ -37,9 +38,9 @@ export class OnlineService {
     @Inject(SERVED_MODEL) private readonly model: ServedModel,
   ) {}
 
-  async start(principal: Principal, endpoint: BatchEndpoint, prepared: PreparedRequest, onDelta?: (message: StreamMessage) => void): Promise<OnlineRun> {
+  async start(principal: Principal, endpoint: BatchEndpoint, prompt: PreparedPrompt, params: GenerationParams, onDelta?: (message: StreamMessage) => void): Promise<OnlineRun> {
     const requestId = `online_${randomBytes(12).toString('hex')}`;
-    const item = { index: 0, customId: requestId, prompt: prepared.prompt, params: prepared.params };
+    const item = { index: 0, customId: requestId, prompt: prompt.prompt, params, ...(prompt.promptIds ? { promptIds: prompt.promptIds } : {}) };
     await this.store.createBatch({
       id: requestId, kind: 'online', owner: principal.tenant, endpoint, model: this.model.id, completionWindow: 'online',
       completionWindowMs: this.config.onlineTimeoutMs, metadata: null, inputFileId: null, items: [item], retentionSeconds: ONLINE_RETENTION_S,

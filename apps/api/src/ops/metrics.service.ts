@@ -39,16 +39,17 @@ export class MetricsService {
       },
     });
     const resultsStore = this.store;
-    const itemTotals = { succeeded: 0, failed: 0, tokens: 0 };
+    const itemTotals = { succeeded: 0, failed: 0, cancelled: 0, expired: 0, tokens: 0 };
     // Counters mirror the store's cluster-wide totals: they only ever move up by the difference seen since last scrape.
     new Counter({
-      name: 'falconq_items_total', help: 'Items finished, by outcome', labelNames: ['outcome'], registers,
+      name: 'falconq_items_total', help: 'Items finished, by outcome (succeeded, failed, cancelled, expired)', labelNames: ['outcome'], registers,
       async collect() {
         const stats = await resultsStore.stats();
-        this.inc({ outcome: 'succeeded' }, Math.max(stats.itemsSucceeded - itemTotals.succeeded, 0));
-        this.inc({ outcome: 'failed' }, Math.max(stats.itemsFailed - itemTotals.failed, 0));
-        itemTotals.succeeded = Math.max(stats.itemsSucceeded, itemTotals.succeeded);
-        itemTotals.failed = Math.max(stats.itemsFailed, itemTotals.failed);
+        const now = { succeeded: stats.itemsSucceeded, failed: stats.itemsFailed, cancelled: stats.itemsCancelled, expired: stats.itemsExpired };
+        for (const outcome of ['succeeded', 'failed', 'cancelled', 'expired'] as const) {
+          this.inc({ outcome }, Math.max(now[outcome] - itemTotals[outcome], 0));
+          itemTotals[outcome] = Math.max(now[outcome], itemTotals[outcome]);
+        }
       },
     });
     new Counter({

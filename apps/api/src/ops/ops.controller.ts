@@ -52,9 +52,10 @@ export class OpsController {
     return { object: 'list', data: [this.modelObject()] };
   }
 
+  /** The served model under its id or any alias a request's `model` may use (falcon, the checkpoint's name). */
   @Get('v1/models/:id')
   oneModel(@Param('id') id: string) {
-    if (id !== this.model.id) throw ApiError.notFound('model', id);
+    if (!this.model.names.includes(id)) throw ApiError.notFound('model', id);
     return this.modelObject();
   }
 

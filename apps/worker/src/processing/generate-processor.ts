@@ -56,7 +56,7 @@ export class GenerateJobProcessor {
     const entry = this.inFlight.add(generateJobId(data.batchId, data.index), data);
     try {
       const result = await this.engine.submit(
-        { id: entry.requestId, prompt: data.prompt, params: data.params },
+        { id: entry.requestId, prompt: data.prompt, promptIds: data.promptIds, params: data.params },
         (event) => this.onToken(job, entry, event),
       );
       // A stop that came as the prompt finished by itself changes nothing: the result is complete.

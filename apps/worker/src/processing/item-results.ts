@@ -11,7 +11,10 @@ export function succeededResult(data: GenerateJobData, result: GenerationResult,
     customId: data.customId,
     status: 'succeeded',
     output: {
-      sequences: result.sequences.map((sequence) => ({ text: sequence.text, finishReason: sequence.finishReason, tokens: sequence.tokens.length })),
+      sequences: result.sequences.map((sequence) => ({
+        text: sequence.text, finishReason: sequence.finishReason, tokens: sequence.tokens.length,
+        ...(sequence.logprobs ? { logprobs: sequence.logprobs } : {}),
+      })),
       promptTokens: result.promptTokens,
       completionTokens,
       timeToFirstTokenMs: result.timeToFirstTokenMs,

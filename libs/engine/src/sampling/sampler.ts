@@ -19,19 +19,22 @@ import { SequenceRandom } from './prng';
  * - sampling with 0 < top_k <= K: top-k keeps only those K candidates anyway, and top_p/temperature act on them
  *   (transformers applies top-p after top-k), exact;
  * - sampling without top_k (or top_k > K), with or without top_p: the distribution spans the vocabulary: full;
- * - repetition_penalty != 1: a penalised token can leave the top-K and another enter it: full.
+ * - repetition_penalty != 1: a penalised token can leave the top-K and another enter it: full;
+ * - logprobs: their normalizer sums over the whole vocabulary: full.
  */
 export function needsFullLogits(params: GenerationParams, graphTopK: number): boolean {
-  if (params.repetitionPenalty !== 1) return true;
+  if (params.repetitionPenalty !== 1 || params.logprobs !== undefined) return true;
   if (!params.doSample) return false;
   return params.topK === 0 || params.topK > graphTopK;
 }
 
 /**
  * Whether the decode-loop graph's sampler picks exactly what TokenSampler would for these parameters: greedy (with
- * or without a repetition penalty, it sees the full logits), or sampling within its `candidates` top tokens.
+ * or without a repetition penalty, it sees the full logits), or sampling within its `candidates` top tokens. A row
+ * asking for logprobs does not fit: their normalizer needs the full logits of every step, which the loop keeps inside.
  */
 export function fitsInGraphSampler(params: GenerationParams, candidates: number): boolean {
+  if (params.logprobs !== undefined) return false;
   return !params.doSample || (params.topK >= 1 && params.topK <= candidates);
 }
 

@@ -212,6 +212,38 @@ describe('Scheduler prefill (host KV)', () => {
   });
 });
 
+describe('Scheduler logprobs', () => {
+  it('reports each generated token\'s log-probability under the full logits of its own history, with its top alternatives', async () => {
+    const prompt = [1, 2, 3];
+    const { results, runner } = await simulate(
+      [
+        { id: 'scored', prompt, params: { maxNewTokens: 6, ignoreEos: true, logprobs: 3 } },
+        { id: 'plain', prompt: [4, 5], params: { maxNewTokens: 6, ignoreEos: true } },
+      ],
+      { placement: 'host', rows: 2 },
+    );
+    const [sequence] = results.get('scored')!.sequences;
+    expect(sequence.logprobs).toHaveLength(sequence.tokens.length);
+    const history = [...prompt];
+    sequence.logprobs!.forEach((entry, i) => {
+      // Independent float64 log-softmax of the runner's logits for this exact history.
+      const logits = Array.from(runner.logitsFor(history));
+      const max = Math.max(...logits);
+      const normalizer = max + Math.log(logits.reduce((sum, l) => sum + Math.exp(l - max), 0));
+      const order = logits.map((_, id) => id).sort((a, b) => logits[b] - logits[a] || a - b);
+      expect(entry.token).toBe(sequence.tokens[i]);
+      expect(entry.logprob).toBeCloseTo(logits[entry.token] - normalizer, 6);
+      expect(entry.top.map((alt) => alt.token)).toEqual(order.slice(0, 3));
+      entry.top.forEach((alt) => expect(alt.logprob).toBeCloseTo(logits[alt.token] - normalizer, 6));
+      expect(entry.text).toBe(fakeDecoder.decode([entry.token]));
+      history.push(sequence.tokens[i]);
+    });
+    expect(results.get('plain')!.sequences[0].logprobs).toBeUndefined();
+    // Rows asking for logprobs need the normalizer over the whole vocabulary: those steps fetch the full logits.
+    expect(runner.calls.filter((call) => call.kind === 'decode').some((call) => call.fullLogits)).toBe(true);
+  });
+});
+
 describe('Scheduler cancel', () => {
   it('a cancel that arrives while a model call runs takes effect when it returns, without emitting more tokens', async () => {
     const runner = new FakeRunner({ placement: 'host', rows: 2 });

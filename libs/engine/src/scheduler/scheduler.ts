@@ -2,8 +2,9 @@
 // or one chunk of a long prompt), then one decode run for every live row. Finished rows leave at once and waiting
 // sequences take their rows on the next step. Pure: the model is a ForwardRunner.
 
-import type { EngineStats, GenerationParams, GenerationResult, TokenEvent } from '../api';
+import type { EngineStats, GenerationParams, GenerationResult, TokenEvent, TokenLogprob } from '../api';
 import { fitsInGraphSampler, needsFullLogits, TokenSampler } from '../sampling/sampler';
+import { tokenLogprob } from '../sampling/logprobs';
 import type { RowScores } from '../sampling/candidates';
 import { SequenceStopper, type TextDecoder } from '../stopping';
 import type { ChunkEntry, ForwardRunner, RowOutput, RowToken, RowTokens } from './forward-runner';
@@ -64,6 +65,8 @@ interface Sequence {
   sampler: TokenSampler;
   stopper: SequenceStopper;
   seen: Set<number>;
+  /** With params.logprobs: one entry per accepted token. */
+  logprobs?: TokenLogprob[];
 }
 
 interface RequestState {
@@ -105,6 +108,8 @@ export class Scheduler {
     this.now = options.now ?? (() => performance.now());
   }
 
+  private readonly textOfToken = (token: number): string => this.options.decoder.decode([token]);
+
   has(id: string): boolean {
     return this.requests.has(id);
   }
@@ -132,6 +137,7 @@ export class Scheduler {
         sampler: new TokenSampler(params, seed, index),
         stopper: new SequenceStopper(this.options.decoder, params, this.options.eosId),
         seen: new Set(spec.promptIds),
+        logprobs: params.logprobs === undefined ? undefined : [],
       };
       request.sequences.push(sequence);
       this.waiting.push(sequence);
@@ -369,6 +375,7 @@ export class Scheduler {
     request.firstTokenAt ??= this.now();
     this.counters.generatedTokens += 1;
     sequence.seen.add(token);
+    if (sequence.logprobs) sequence.logprobs.push(tokenLogprob(output.full!, token, sequence.request.spec.params.logprobs!, this.textOfToken));
     const outcome = sequence.stopper.accept(token);
     request.sink.onToken?.({ id: request.spec.id, sequence: sequence.index, token, text: outcome.text });
     // The context bound needs no check of its own: prompt + maxNewTokens <= context is enforced on submit.
@@ -403,6 +410,7 @@ export class Scheduler {
         text: spec.params.returnFullText ? spec.promptText + sequence.stopper.text : sequence.stopper.text,
         tokens: [...sequence.stopper.tokens],
         finishReason: sequence.stopper.finishReason ?? 'cancelled',
+        ...(sequence.logprobs ? { logprobs: sequence.logprobs } : {}),
       })),
       timeToFirstTokenMs: request.firstTokenAt === undefined ? -1 : request.firstTokenAt - spec.submittedAt,
       totalMs: end - spec.submittedAt,
