@@ -367,6 +367,8 @@ export class Scheduler {
   private sampleAndAccept(sequence: Sequence, output: RowOutput): void {
     if (sequence.needsFull && !output.full) throw new Error('scheduler bug: a row needing full logits got only top-K');
     const token = sequence.sampler.greedy && output.best !== undefined ? output.best : sequence.sampler.next(scoresOf(sequence, output), sequence.seen);
+    // Rows asking for logprobs never take the decode loop (fitsInGraphSampler): every token of theirs comes here.
+    if (sequence.logprobs) sequence.logprobs.push(tokenLogprob(output.full!, token, sequence.request.spec.params.logprobs!, this.textOfToken));
     this.accept(sequence, token);
   }
 
@@ -375,7 +377,6 @@ export class Scheduler {
     request.firstTokenAt ??= this.now();
     this.counters.generatedTokens += 1;
     sequence.seen.add(token);
-    if (sequence.logprobs) sequence.logprobs.push(tokenLogprob(output.full!, token, sequence.request.spec.params.logprobs!, this.textOfToken));
     const outcome = sequence.stopper.accept(token);
     request.sink.onToken?.({ id: request.spec.id, sequence: sequence.index, token, text: outcome.text });
     // The context bound needs no check of its own: prompt + maxNewTokens <= context is enforced on submit.
