@@ -51,6 +51,12 @@ function int64Tensor(name: string, values: number[], dims: number[]): Initialize
   return { name, dataType: TensorDataType.INT64, dims, raw };
 }
 
+function int32Tensor(name: string, values: number[], dims: number[]): InitializerSpec {
+  const raw = Buffer.alloc(values.length * 4);
+  values.forEach((v, i) => raw.writeInt32LE(v, i * 4));
+  return { name, dataType: TensorDataType.INT32, dims, raw };
+}
+
 function floatTensor(name: string, values: number[], dims: number[]): InitializerSpec {
   const raw = Buffer.alloc(values.length * 4);
   values.forEach((v, i) => raw.writeFloatLE(v, i * 4));
@@ -68,53 +74,66 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
   const L = DECODE_LOOP_IO;
   const V = shape.vocabSize;
   const C = Math.min(io.topK, V);
-  const groups = io.topGroups ?? 1;
   const local = new Set<string>([...step.inputs.map((input) => input.name), ...step.nodes.flatMap((node) => node.outputs)]);
   const inBody = (name: string) => (name !== '' && local.has(name) ? BODY_PREFIX + name : name);
   const b = (name: string) => BODY_PREFIX + name;
 
-  const body: NodeSpec[] = step.nodes.map((node) => ({ ...node, inputs: node.inputs.map(inBody), outputs: node.outputs.map(inBody) }));
-  const add = (name: string, opType: string, inputs: string[], outputs: string[], attributes?: NodeSpec['attributes']) =>
-    body.push({ name: `/sample/${name}`, opType, inputs, outputs, attributes });
+  // The step graph's top-k of the logits is needed only after the last step: it runs outside the loop.
+  const isTopK = (node: NodeSpec) => node.name === '/top_k' || node.name.startsWith('/top_k/');
+  const body: NodeSpec[] = step.nodes.filter((node) => !isTopK(node)).map((node) => ({ ...node, inputs: node.inputs.map(inBody), outputs: node.outputs.map(inBody) }));
   const s = (name: string) => b(`sample.${name}`);
-
-  // Repetition penalty (transformers' CTRL rule), then greedy = argmax (lowest id on ties).
+  const into = (nodes: NodeSpec[]) => (name: string, opType: string, inputs: string[], outputs: string[], attributes?: NodeSpec['attributes']) =>
+    nodes.push({ name: `/sample/${name}`, opType, inputs, outputs, attributes });
+  const add = into(body);
   add('rows_vocab', 'Reshape', [b(io.logits), 'loop.const.rows_vocab'], [s('logits')]);
-  add('penalty', 'Unsqueeze', [L.repetitionPenalty, 'loop.const.axis_1'], [s('penalty')]);
-  add('negative', 'Less', [s('logits'), 'loop.const.zero_f'], [s('negative')]);
-  add('times', 'Mul', [s('logits'), s('penalty')], [s('times')]);
-  add('divided', 'Div', [s('logits'), s('penalty')], [s('divided')]);
-  add('penalised_all', 'Where', [s('negative'), s('times'), s('divided')], [s('penalised_all')]);
-  add('penalised', 'Where', [b('seen'), s('penalised_all'), s('logits')], [s('penalised')]);
-  add('greedy', 'ArgMax', [s('penalised')], [s('greedy')], { axis: int(1), keepdims: int(0), select_last_index: int(0) });
+
+  // Rows that sample or penalise repetition: the full sampler (one If branch, decided once per run outside the loop).
+  const sampler: NodeSpec[] = [];
+  const addS = into(sampler);
+  // Repetition penalty (transformers' CTRL rule), then greedy = argmax (lowest id on ties).
+  addS('penalty', 'Unsqueeze', [L.repetitionPenalty, 'loop.const.axis_1'], [s('penalty')]);
+  addS('negative', 'Less', [s('logits'), 'loop.const.zero_f'], [s('negative')]);
+  addS('times', 'Mul', [s('logits'), s('penalty')], [s('times')]);
+  addS('divided', 'Div', [s('logits'), s('penalty')], [s('divided')]);
+  addS('penalised_all', 'Where', [s('negative'), s('times'), s('divided')], [s('penalised_all')]);
+  addS('penalised', 'Where', [b('seen'), s('penalised_all'), s('logits')], [s('penalised')]);
+  addS('greedy', 'ArgMax', [s('penalised')], [s('greedy')], { axis: int(1), keepdims: int(0), select_last_index: int(0) });
   // Temperature, top-k candidates (sorted), top-p over them, then one draw by inverse CDF.
-  add('temperature', 'Unsqueeze', [L.temperature, 'loop.const.axis_1'], [s('temperature')]);
-  add('scaled', 'Div', [s('penalised'), s('temperature')], [s('scaled')]);
-  add('top', 'TopK', [s('scaled'), 'loop.const.candidates'], [s('cand_logits'), s('cand_ids')], { axis: int(-1), largest: int(1), sorted: int(1) });
-  add('top_k', 'Unsqueeze', [L.topK, 'loop.const.axis_1'], [s('top_k')]);
-  add('in_top_k', 'Less', ['loop.const.positions', s('top_k')], [s('in_top_k')]);
-  add('k_logits', 'Where', [s('in_top_k'), s('cand_logits'), 'loop.const.minus_inf'], [s('k_logits')]);
-  add('k_probs', 'Softmax', [s('k_logits')], [s('k_probs')], { axis: int(-1) });
-  add('k_mass', 'CumSum', [s('k_probs'), 'loop.const.axis_1_scalar'], [s('k_mass')]);
-  add('mass_before', 'Sub', [s('k_mass'), s('k_probs')], [s('mass_before')]);
-  add('top_p', 'Unsqueeze', [L.topP, 'loop.const.axis_1'], [s('top_p')]);
-  add('in_top_p', 'Less', [s('mass_before'), s('top_p')], [s('in_top_p')]);
-  add('kept', 'And', [s('in_top_k'), s('in_top_p')], [s('kept')]);
-  add('kept_logits', 'Where', [s('kept'), s('cand_logits'), 'loop.const.minus_inf'], [s('kept_logits')]);
-  add('probs', 'Softmax', [s('kept_logits')], [s('probs')], { axis: int(-1) });
-  add('cdf', 'CumSum', [s('probs'), 'loop.const.axis_1_scalar'], [s('cdf')]);
-  add('uniform', 'Gather', [L.uniforms, b('iter')], [s('uniform_row')], { axis: int(0) });
-  add('uniform_col', 'Unsqueeze', [s('uniform_row'), 'loop.const.axis_1'], [s('uniform')]);
-  add('below', 'LessOrEqual', [s('cdf'), s('uniform')], [s('below')]);
-  add('below_count', 'Cast', [s('below')], [s('below_i64')], { to: int(TensorDataType.INT64) });
-  add('passed', 'ReduceSum', [s('below_i64'), 'loop.const.axis_1'], [s('passed')], { keepdims: int(1) });
-  add('kept_count_i64', 'Cast', [s('kept')], [s('kept_i64')], { to: int(TensorDataType.INT64) });
-  add('kept_count', 'ReduceSum', [s('kept_i64'), 'loop.const.axis_1'], [s('kept_count')], { keepdims: int(1) });
-  add('last_kept', 'Sub', [s('kept_count'), 'loop.const.one_i64'], [s('last_kept')]);
-  add('pick', 'Min', [s('passed'), s('last_kept')], [s('pick')]);
-  add('drawn_col', 'GatherElements', [s('cand_ids'), s('pick')], [s('drawn_col')], { axis: int(1) });
-  add('drawn', 'Squeeze', [s('drawn_col'), 'loop.const.axis_1'], [s('drawn')]);
-  add('token', 'Where', [L.doSample, s('drawn'), s('greedy')], [b('token')]);
+  addS('temperature', 'Unsqueeze', [L.temperature, 'loop.const.axis_1'], [s('temperature')]);
+  addS('scaled', 'Div', [s('penalised'), s('temperature')], [s('scaled')]);
+  addS('top', 'TopK', [s('scaled'), 'loop.const.candidates'], [s('cand_logits'), s('cand_ids')], { axis: int(-1), largest: int(1), sorted: int(1) });
+  addS('top_k', 'Unsqueeze', [L.topK, 'loop.const.axis_1'], [s('top_k')]);
+  addS('in_top_k', 'Less', ['loop.const.positions', s('top_k')], [s('in_top_k')]);
+  addS('k_logits', 'Where', [s('in_top_k'), s('cand_logits'), 'loop.const.minus_inf'], [s('k_logits')]);
+  addS('k_probs', 'Softmax', [s('k_logits')], [s('k_probs')], { axis: int(-1) });
+  addS('k_mass', 'CumSum', [s('k_probs'), 'loop.const.axis_1_scalar'], [s('k_mass')]);
+  addS('mass_before', 'Sub', [s('k_mass'), s('k_probs')], [s('mass_before')]);
+  addS('top_p', 'Unsqueeze', [L.topP, 'loop.const.axis_1'], [s('top_p')]);
+  addS('in_top_p', 'Less', [s('mass_before'), s('top_p')], [s('in_top_p')]);
+  addS('kept', 'And', [s('in_top_k'), s('in_top_p')], [s('kept')]);
+  addS('kept_logits', 'Where', [s('kept'), s('cand_logits'), 'loop.const.minus_inf'], [s('kept_logits')]);
+  addS('probs', 'Softmax', [s('kept_logits')], [s('probs')], { axis: int(-1) });
+  addS('cdf', 'CumSum', [s('probs'), 'loop.const.axis_1_scalar'], [s('cdf')]);
+  addS('uniform', 'Gather', [L.uniforms, b('iter')], [s('uniform_row')], { axis: int(0) });
+  addS('uniform_col', 'Unsqueeze', [s('uniform_row'), 'loop.const.axis_1'], [s('uniform')]);
+  addS('below', 'LessOrEqual', [s('cdf'), s('uniform')], [s('below')]);
+  addS('below_count', 'Cast', [s('below')], [s('below_i64')], { to: int(TensorDataType.INT64) });
+  addS('passed', 'ReduceSum', [s('below_i64'), 'loop.const.axis_1'], [s('passed')], { keepdims: int(1) });
+  addS('kept_count_i64', 'Cast', [s('kept')], [s('kept_i64')], { to: int(TensorDataType.INT64) });
+  addS('kept_count', 'ReduceSum', [s('kept_i64'), 'loop.const.axis_1'], [s('kept_count')], { keepdims: int(1) });
+  addS('last_kept', 'Sub', [s('kept_count'), 'loop.const.one_i64'], [s('last_kept')]);
+  addS('pick', 'Min', [s('passed'), s('last_kept')], [s('pick')]);
+  addS('drawn_col', 'GatherElements', [s('cand_ids'), s('pick')], [s('drawn_col')], { axis: int(1) });
+  addS('drawn', 'Squeeze', [s('drawn_col'), 'loop.const.axis_1'], [s('drawn')]);
+  addS('token', 'Where', [L.doSample, s('drawn'), s('greedy')], [s('token_sampled')]);
+  // Greedy rows without a penalty only (the common batch): the argmax, nothing else.
+  const greedy: NodeSpec[] = [];
+  into(greedy)('argmax', 'ArgMax', [s('logits')], [s('token_greedy')], { axis: int(1), keepdims: int(0), select_last_index: int(0) });
+  const tokenInfo = (name: string): ValueInfoSpec => ({ name, elemType: TensorDataType.INT64, dims: ['batch_size'] });
+  add('choose', 'If', ['loop.needs_sampler'], [b('token')], {
+    then_branch: graphAttribute({ graphName: 'sampler', nodes: sampler, initializers: [], inputs: [], outputs: [tokenInfo(s('token_sampled'))] }),
+    else_branch: graphAttribute({ graphName: 'argmax', nodes: greedy, initializers: [], inputs: [], outputs: [tokenInfo(s('token_greedy'))] }),
+  });
   // The next iteration's inputs: the token, one more mask column, the token marked seen.
   add('next_ids', 'Unsqueeze', [b('token'), 'loop.const.axis_1'], [b('next_ids')]);
   add('column_shape', 'Shape', [b('next_ids')], [s('column_shape')]);
@@ -127,7 +146,7 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
 
   const pastNames = step.inputs.filter((input) => input.name !== io.inputIds && input.name !== io.attentionMask);
   const presentNames = step.outputs.filter((output) => ![io.logits, io.topLogits, io.topIds].includes(output.name));
-  const scoreOutputs = step.outputs.filter((output) => [io.logits, io.topLogits, io.topIds].includes(output.name));
+  const scoreOutputs = step.outputs.filter((output) => output.name === io.logits);
   const relabel = (info: ValueInfoSpec, name: string, dims = info.dims): ValueInfoSpec => ({ name, elemType: info.elemType, dims });
   const anyDims = (info: ValueInfoSpec) => info.dims.map((_, i) => `${info.name}_d${i}`);
   const byName = (name: string) => step.inputs.find((input) => input.name === name) as ValueInfoSpec;
@@ -166,18 +185,27 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
     { name: 'loop.const.cond', dataType: TensorDataType.BOOL, dims: [], raw: Buffer.from([1]) },
     // Empty first values of the carried scores: every iteration replaces them.
     { name: 'loop.const.no_logits', dataType: TensorDataType.FLOAT, dims: [0, 1, V], raw: Buffer.alloc(0) },
-    { name: 'loop.const.no_top_logits', dataType: TensorDataType.FLOAT, dims: [0, groups * io.topK], raw: Buffer.alloc(0) },
-    { name: 'loop.const.no_top_ids', dataType: TensorDataType.INT64, dims: [0, groups * io.topK], raw: Buffer.alloc(0) },
   ];
-  const emptyScore = (name: string) =>
-    name === io.logits ? 'loop.const.no_logits' : name === io.topLogits ? 'loop.const.no_top_logits' : 'loop.const.no_top_ids';
+  // Once per run: does any row sample or penalise repetition? (Else every step is a plain argmax.)
+  const outer: NodeSpec[] = [
+    { name: '/loop/any_sample_i32', opType: 'Cast', inputs: [L.doSample], outputs: ['loop.do_sample_i32'], attributes: { to: int(TensorDataType.INT32) } },
+    { name: '/loop/any_sample', opType: 'ReduceMax', inputs: ['loop.do_sample_i32'], outputs: ['loop.any_sample_i32'], attributes: { keepdims: int(0) } },
+    { name: '/loop/penalised_rows', opType: 'Equal', inputs: [L.repetitionPenalty, 'loop.const.one_f'], outputs: ['loop.no_penalty'] },
+    { name: '/loop/penalised_rows_i32', opType: 'Cast', inputs: ['loop.no_penalty'], outputs: ['loop.no_penalty_i32'], attributes: { to: int(TensorDataType.INT32) } },
+    { name: '/loop/all_unpenalised', opType: 'ReduceMin', inputs: ['loop.no_penalty_i32'], outputs: ['loop.all_unpenalised_i32'], attributes: { keepdims: int(0) } },
+    { name: '/loop/needs_sampler_i32', opType: 'Sub', inputs: ['loop.any_sample_i32', 'loop.all_unpenalised_i32'], outputs: ['loop.needs_sampler_score'] },
+    // any_sample - all_unpenalised is -1 only when no row samples and none is penalised.
+    { name: '/loop/needs_sampler', opType: 'Greater', inputs: ['loop.needs_sampler_score', 'loop.const.minus_one_i32'], outputs: ['loop.needs_sampler'] },
+  ];
+  inlineInitializers.push(floatTensor('loop.const.one_f', [1], []), int32Tensor('loop.const.minus_one_i32', [-1], []));
+  const emptyScore = () => 'loop.const.no_logits';
 
   const loopNode: NodeSpec = {
     name: '/decode_loop',
     opType: 'Loop',
     inputs: [
       L.steps, 'loop.const.cond', io.inputIds, io.attentionMask, ...pastNames.map((info) => info.name), L.seen,
-      ...scoreOutputs.map((info) => emptyScore(info.name)),
+      ...scoreOutputs.map(() => emptyScore()),
     ],
     outputs: ['loop.last_ids', 'loop.last_mask', ...presentNames.map((info) => info.name), 'loop.last_seen', ...scoreOutputs.map((info) => info.name), L.tokens],
     attributes: {
@@ -202,5 +230,6 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
   ];
   // Presents come out as long as the longest of past and total: keep their dims symbolic.
   for (const output of outputs) if (presentNames.some((info) => info.name === output.name)) output.dims = output.dims.map((d, i) => (i === 2 ? 'present_sequence_length' : d));
-  return { nodes: [loopNode], inputs, outputs, inlineInitializers, candidates: C };
+  const topK = step.nodes.filter(isTopK);
+  return { nodes: [...outer, loopNode, ...topK], inputs, outputs, inlineInitializers, candidates: C };
 }

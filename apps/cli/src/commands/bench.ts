@@ -19,6 +19,7 @@ interface BenchFlags {
   fullLogits?: boolean;
   thread?: boolean;
   kv: 'auto' | 'host' | 'device' | 'device-merge';
+  decodeChunk?: number;
   prefillChunk?: number;
   joinGroup?: number;
   joinMaxWait?: number;
@@ -49,6 +50,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--full-logits', 'fetch the full logits output every step (default: only the top-k outputs when every row allows it)')
     .option('--thread', 'run the engine in its worker_thread (default: in-process, the bare engine)')
     .option('--kv <placement>', 'KV cache placement: auto (device-merge on webgpu, else host), host, device, device-merge', parseKv, 'auto')
+    .option('--decode-chunk <n>', 'decode steps per model run (engine default: 32 on cuda, else 1; > 1 runs the decode-loop graph)', parseAtLeast('--decode-chunk', 1))
     .option('--prefill-chunk <n>', 'prompt tokens per prefill run (engine default depends on the KV placement)', parseInteger('--prefill-chunk'))
     .option('--join-group <n>', 'newcomers prefilled together while rows decode (engine default: slots / 8; 1 = each at once)', parseInteger('--join-group'))
     .option('--join-max-wait <steps>', 'most decode steps a newcomer waits for its join group (engine default 4)', parseInteger('--join-max-wait'))
@@ -185,6 +187,7 @@ async function bench(flags: BenchFlags): Promise<void> {
     admission,
     forceFullLogits: flags.fullLogits,
     kvPlacement: flags.kv,
+    decodeChunkSteps: flags.decodeChunk,
     prefillChunkTokens: flags.prefillChunk,
     joinGroup: flags.joinGroup === undefined ? undefined : Math.min(flags.joinGroup, slots),
     joinMaxWaitSteps: flags.joinMaxWait,
@@ -202,7 +205,7 @@ async function bench(flags: BenchFlags): Promise<void> {
       const engine = await GenerationEngine.start(engineOptions(batch));
       if (!report.engine) {
         report.engine = engine.info;
-        log(`engine: ${engine.info.executionProvider}, kv ${engine.info.kvPlacement}, prefill budget ${engine.info.prefillChunkTokens} tokens at ${batch} slots, join group ${engine.info.joinGroup} (wait <= ${engine.info.joinMaxWaitSteps} steps), max sequence ${engine.info.contextLength}`);
+        log(`engine: ${engine.info.executionProvider}, kv ${engine.info.kvPlacement}, ${engine.info.decodeChunkSteps} decode steps per run, prefill budget ${engine.info.prefillChunkTokens} tokens at ${batch} slots, join group ${engine.info.joinGroup} (wait <= ${engine.info.joinMaxWaitSteps} steps), max sequence ${engine.info.contextLength}`);
       }
       try {
         const prompts = Array.from({ length: batch }, () => syntheticPrompt(random, flags.promptLen, usable));

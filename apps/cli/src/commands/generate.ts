@@ -16,6 +16,7 @@ interface GenerateFlags {
   ep: ExecutionProviderName;
   deviceId?: number;
   slots: number;
+  decodeChunk?: number;
   maxNewTokens?: number;
   greedy?: boolean;
   sample?: boolean;
@@ -45,6 +46,7 @@ export function registerGenerateCommand(program: Command): void {
     .option('--ep <provider>', 'execution provider: cpu, webgpu or cuda', parseProvider, 'cpu')
     .option('--device-id <n>', 'GPU index (cuda)', parseInteger('--device-id'))
     .option('--slots <n>', 'sequences decoded together', parseInteger('--slots'), 8)
+    .option('--decode-chunk <n>', 'decode steps per model run (default: 32 on cuda, else 1)', parseInteger('--decode-chunk'))
     .option('--max-new-tokens <n>', 'tokens to generate at most (default 256)', parseInteger('--max-new-tokens'))
     .option('--greedy', 'greedy decoding (the default unless a sampling option is given)')
     .option('--sample', 'sample (implied by --temperature, --top-k, --top-p)')
@@ -94,6 +96,7 @@ async function generate(prompts: string[], flags: GenerateFlags): Promise<void> 
     executionProvider: flags.ep,
     deviceId: flags.deviceId,
     slots: flags.slots,
+    decodeChunkSteps: flags.decodeChunk,
     fallbackToCpu: flags.fallbackCpu,
     inProcess: flags.inProcess,
     onWarning: (warning) => process.stderr.write(`falconq: warning: ${warning}\n`),

@@ -40,10 +40,11 @@ function defaultDecodeChunkSteps(options: EngineCoreOptions): number {
 export function defaultPrefillChunkTokens(placement: KvPlacement, slots: number, decodeChunkSteps = 1): number {
   switch (placement) {
     case 'host':
-      // A decode-loop run lasts many steps, so one prefill between runs can take many newcomers (a GPU prefills
-      // thousands of tokens in about one step's time). One step per run: bounds the stall a newcomer's prefill
+      // A decode-loop run lasts many steps, so one prefill between runs can take every newcomer of a full batch with
+      // typical prompts (a GPU prefills thousands of tokens in about one step's time; a batch split over two
+      // prefills would decode half empty for a whole run). One step per run: bounds the stall a newcomer's prefill
       // imposes on the decoding rows (cpu and cuda).
-      return decodeChunkSteps > 1 ? Math.max(2048, slots * 32) : 512;
+      return decodeChunkSteps > 1 ? Math.max(2048, slots * 128) : 512;
     case 'device-merge':
       // A GPU prefills thousands of tokens in about the time of a decode step; bounded for memory: WebGPU does not reuse
       // intermediate buffers within a run, so one 16k-token prefill peaked at 15 GiB on the H100 (docs/benchmarks.md).

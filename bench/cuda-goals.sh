@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The CUDA figures of docs/benchmarks.md in one go, on one NVIDIA GPU, every row from the same machine and sitting:
+# falconq on cuda (decode loop, the default), the same engine one step per run (the KV cache through the host every
+# step), webgpu, and Hugging Face transformers fp16 eager as the baseline a user already has. Random int4 weights of
+# the Falcon-7B shape (speed and memory do not depend on the weights' values).
+#
+#   bash bench/cuda-goals.sh engine  [BATCHES]   # falconq bench rows + the transformers baseline
+#   bash bench/cuda-goals.sh service [SLOTS]     # the whole service (api + Redis + one worker) and the static batch
+#   bash bench/cuda-goals.sh check               # generate on the 7B, cuda against cpu on a small model
+#
+# Needs the CUDA provider next to onnxruntime-node (falconq setup cuda) and dist/ (npm run build). JSON reports go
+# to $OUT (default ./bench-out).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=${OUT:-$root/bench-out}
+mkdir -p "$out"
+model=${MODEL:-/tmp/falconq-random-7b}
+falconq() { node bin/falconq.js "$@"; }
+
+ensure_model() {
+  [ -f "$model/falconq.json" ] || falconq model random --shape falcon-7b --target gpu --out "$model" | tail -2
+}
+
+engine() {
+  local batches=${1:-1,8,64,256}
+  ensure_model
+  echo "== cuda, decode loop (default)"
+  timeout 240 node bin/falconq.js bench --model "$model" --ep cuda --batch "$batches" --prompt-len 64 --new-tokens 128 --out "$out/cuda-loop.json"
+  echo "== cuda, one step per run (--decode-chunk 1)"
+  timeout 120 node bin/falconq.js bench --model "$model" --ep cuda --decode-chunk 1 --batch 1,64,256 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-step.json"
+  echo "== webgpu"
+  timeout 120 node bin/falconq.js bench --model "$model" --ep webgpu --batch 1,64,256 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/webgpu.json"
+  echo "== transformers fp16 eager"
+  timeout 150 python3 bench/hf_baseline.py --batch 1,64,256 --prompt-len 64 --new-tokens 128 | tee "$out/hf.jsonl"
+}
+
+service() {
+  local slots=${1:-256}
+  ensure_model
+  echo "== engine, static batch $slots (same call)"
+  timeout 150 node bin/falconq.js bench --model "$model" --ep cuda --batch "$slots" --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-static-$slots.json"
+  echo "== service, one worker, $slots slots"
+  timeout 300 bash scripts/gpu-service-bench.sh run --model "$model" --gpus 0 --ep cuda --slots "$slots" --prompts $((slots * 4)) --new-tokens 128
+}
+
+check() {
+  ensure_model
+  echo "== generate on the 7B (cuda)"
+  timeout 120 node bin/falconq.js generate --model "$model" --ep cuda --max-new-tokens 32 --json "Question: What is a falcon?" "Answer:"
+  echo "== cuda against cpu: the same small model (fp16 activations, accuracy level 0), greedy"
+  local small=/tmp/falconq-random-small
+  [ -f "$small/falconq.json" ] || falconq model random --shape small --target gpu --accuracy-level 0 --out "$small" | tail -1
+  local prompts=("Question: What is a falcon?" "The quick brown fox" "1 2 3 4 5")
+  timeout 120 node bin/falconq.js generate --model "$small" --ep cuda --max-new-tokens 256 --ignore-eos --json "${prompts[@]}" > "$out/agree-cuda.jsonl"
+  timeout 240 node bin/falconq.js generate --model "$small" --ep cpu --max-new-tokens 256 --ignore-eos --json "${prompts[@]}" > "$out/agree-cpu.jsonl"
+  node -e '
+    const fs = require("fs");
+    const read = (f) => fs.readFileSync(f, "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const [a, b] = [read(process.argv[1]), read(process.argv[2])];
+    a.forEach((row, i) => {
+      const x = row.tokens, y = b[i].tokens;
+      let same = 0; while (same < x.length && x[same] === y[same]) same++;
+      console.log(JSON.stringify({ prompt: row.prompt, tokens: x.length, equalPrefix: same, identical: same === x.length && x.length === y.length }));
+    });' "$out/agree-cuda.jsonl" "$out/agree-cpu.jsonl"
+}
+
+case "${1:-}" in
+  engine) shift; engine "$@" ;;
+  service) shift; service "$@" ;;
+  check) shift; check "$@" ;;
+  *) echo "usage: $0 engine [BATCHES] | service [SLOTS] | check" >&2; exit 2 ;;
+esac
