@@ -15,6 +15,9 @@ export interface TestRedis {
   stop(): Promise<void>;
   /** Restarts the server on the same port and dir (for restart tests); data survives when appendonly is on. */
   restart(): Promise<void>;
+  /** Stops the server but keeps its port and dir, for an outage of the test's length; `up()` starts it again. */
+  down(): Promise<void>;
+  up(): Promise<void>;
 }
 
 export interface TestRedisOptions {
@@ -55,7 +58,8 @@ export async function startTestRedis(options: TestRedisOptions = {}): Promise<Te
     if (!url) {
       throw new Error('Tests need Redis: install it (`sudo apt-get install -y redis-server`) or set REDIS_URL to a Redis >= 6.2.');
     }
-    return { url, port: Number(new URL(url).port || 6379), prefix: uniquePrefix(), stop: async () => {}, restart: async () => { throw new Error('cannot restart an external REDIS_URL'); } };
+    const external = async () => { throw new Error('cannot stop or restart an external REDIS_URL'); };
+    return { url, port: Number(new URL(url).port || 6379), prefix: uniquePrefix(), stop: async () => {}, restart: external, down: external, up: external };
   }
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'falconq-redis-'));
@@ -88,5 +92,7 @@ export async function startTestRedis(options: TestRedisOptions = {}): Promise<Te
       shutdown();
       await launch();
     },
+    down: async () => shutdown(),
+    up: () => launch(),
   };
 }

@@ -12,7 +12,9 @@ import { BatchEventsController } from './events/batch-events.controller';
 import { FilesController } from './files/files.controller';
 import { FilesService } from './files/files.service';
 import { InFlightRequests } from './http/in-flight-requests';
+import { RequestChecker } from './checks/request-checker';
 import { InfraModule } from './infra/infra.module';
+import { RedisAvailability } from './infra/redis-availability';
 import { OnlineController } from './online/online.controller';
 import { OnlineService } from './online/online.service';
 import { MetricsService } from './ops/metrics.service';
@@ -38,6 +40,8 @@ export class AppModule {
       controllers: [FilesController, OpenAiBatchesController, NativeBatchesController, BatchEventsController, OnlineController, OpsController],
       providers: [
         KeyAuthenticator,
+        RedisAvailability,
+        RequestChecker,
         InFlightRequests,
         { provide: APP_GUARD, useClass: ApiKeyGuard },
         BatchSubmissionService,

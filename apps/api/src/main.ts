@@ -11,6 +11,7 @@ import { KeyAuthenticator } from './auth/key-authenticator';
 import { ApiConfigError, loadApiConfig, type ApiConfig } from './config/api-config';
 import { mountDashboard } from './dashboard';
 import { ApiExceptionFilter } from './http/api-exception.filter';
+import { jsonBodyForAuthenticated, refuseCrossSiteWrites, refuseOversizedBodies, requireJsonBodies } from './http/request-guards';
 import { REDIS } from './infra/infra.module';
 import { MetricsService } from './ops/metrics.service';
 
@@ -62,9 +63,19 @@ async function bootstrap(): Promise<void> {
     logger.warn('!!! No API keys configured (FALCONQ_API_KEYS / FALCONQ_ADMIN_KEYS): every route, the dashboard included, is OPEN to anyone who can reach this port. Set keys before exposing the service. !!!');
   }
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forConfig(config), { bodyParser: false, bufferLogs: false });
-  app.useBodyParser('json', { limit: config.limits.maxBodyBytes });
-  app.useBodyParser('urlencoded', { limit: config.limits.maxBodyBytes, extended: false });
   app.set('trust proxy', 'loopback');
+  // Before any body is read: cross-site writes, bodies that are not JSON, and (in the parser) callers without a key.
+  app.use(refuseCrossSiteWrites());
+  app.use(requireJsonBodies({ multipartPaths: ['/v1/files'] }));
+  app.use(refuseOversizedBodies({
+    defaultLimit: config.limits.maxBodyBytes,
+    // The multipart envelope (boundaries, part headers, the purpose field) around the file is far below 64 KiB.
+    limitByPath: { '/v1/files': config.limits.maxFileBytes + 64 * 1024 },
+    describe: (path) => path === '/v1/files'
+      ? `Upload is larger than FALCONQ_MAX_FILE_BYTES (${config.limits.maxFileBytes} bytes)`
+      : `Request body is larger than FALCONQ_MAX_BODY_BYTES (${config.limits.maxBodyBytes} bytes)`,
+  }));
+  app.use(jsonBodyForAuthenticated(app.get(KeyAuthenticator), config.limits.maxBodyBytes));
   app.useGlobalFilters(new ApiExceptionFilter(config.limits));
   app.enableShutdownHooks();
   await refuseEvictingRedis(app);

@@ -5,6 +5,8 @@ import { DEFAULT_ATTEMPTS, defaultGenerateJobOptions } from './job-options';
 
 export interface GenerateQueueOptions extends QueueLocation {
   attempts?: number;
+  /** Connection errors of the queue's Redis client (it reconnects by itself). */
+  onError?: (error: Error) => void;
 }
 
 export interface GenerateQueueCounts {
@@ -34,6 +36,8 @@ export class GenerateQueue {
       prefix: options.prefix,
       defaultJobOptions: defaultGenerateJobOptions(options.attempts ?? DEFAULT_ATTEMPTS),
     });
+    // Without a listener BullMQ prints every connection error with its stack; the caller reports Redis outages.
+    if (options.onError) this.queue.on('error', options.onError);
   }
 
   /**

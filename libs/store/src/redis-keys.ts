@@ -25,7 +25,7 @@ export class StoreKeys {
   idempotency(owner: string, keyHash: string): string { return `${this.prefix}:idempotency:${owner}:${keyHash}`; }
   workers(): string { return `${this.prefix}:workers`; }
   stats(): string { return `${this.prefix}:stats`; }
-  rateLimit(subject: string, window: number): string { return `${this.prefix}:rate:${subject}:${window}`; }
+  rateLimit(subject: string): string { return `${this.prefix}:rate:${subject}`; }
 
   /** The per-batch keys that share its retention TTL. */
   batchKeys(id: string): string[] {

@@ -488,7 +488,7 @@ export class RedisResultsStore implements ResultsStore {
   }
 }
 
-/** Fixed-window request counter shared by every api replica. */
+/** Sliding-window request limiter shared by every api replica (see RATE_LIMIT). */
 export class RedisRateLimiter {
   private readonly keys: StoreKeys;
 
@@ -496,10 +496,12 @@ export class RedisRateLimiter {
     this.keys = new StoreKeys(prefix);
   }
 
-  /** Counts one request of `subject`; returns whether it is within `limit` per `windowMs`, and when to retry. */
+  /**
+   * Counts one request of `subject`; returns whether it is within `limit` per any `windowMs`, and, when refused, how
+   * long until a request would be accepted.
+   */
   async consume(subject: string, limit: number, windowMs = 60_000): Promise<{ allowed: boolean; retryAfterMs: number; remaining: number }> {
-    const window = Math.floor(Date.now() / windowMs);
-    const [count, ttl] = (await this.redis.eval(RATE_LIMIT, 1, this.keys.rateLimit(subject, window), windowMs)) as [number, number];
-    return { allowed: count <= limit, retryAfterMs: Math.max(ttl, 1), remaining: Math.max(limit - count, 0) };
+    const [allowed, count, retryAfterMs] = (await this.redis.eval(RATE_LIMIT, 1, this.keys.rateLimit(subject), limit, windowMs)) as [number, number, number];
+    return { allowed: allowed === 1, retryAfterMs: Number(retryAfterMs), remaining: Math.max(limit - Number(count), 0) };
   }
 }

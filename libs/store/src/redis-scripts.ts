@@ -156,8 +156,25 @@ return reopened
 /**
  * Fixed-window rate limit. KEYS: 1 counter. ARGV: 1 window ms. Returns { count, ttl ms }.
  */
+/**
+ * Sliding-log rate limit: KEYS[1] is a sorted set of the subject's accepted request times (ms, Redis's clock, so
+ * replicas agree). ARGV: limit, window ms. Returns { allowed 0/1, requests in the window, ms until the oldest leaves
+ * the window (0 when allowed) }. At most `limit` requests in ANY window of that length, not per calendar minute, and a
+ * refused request is not counted (a client that keeps knocking does not push its own retry time further out).
+ */
 export const RATE_LIMIT = `
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return { count, redis.call('PTTL', KEYS[1]) }
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+if count < limit then
+  -- Members must be unique: entries of this same ms were added with smaller counts and are still in the set.
+  redis.call('ZADD', KEYS[1], now, now .. '-' .. count)
+  redis.call('PEXPIRE', KEYS[1], window)
+  return { 1, count + 1, 0 }
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return { 0, count, math.max(tonumber(oldest[2]) + window - now, 1) }
 `;

@@ -85,6 +85,26 @@ describe('RedisResultsStore specifics', () => {
     expect((await a.consume('key2', 3)).allowed).toBe(true);
   });
 
+  it('limits requests in any window, not per calendar window, and says exactly when to retry', async () => {
+    const limiter = new RedisRateLimiter(client(), `${redis.prefix}-sliding`);
+    const windowMs = 1500;
+    type Outcome = Awaited<ReturnType<RedisRateLimiter['consume']>>;
+    const first: Outcome[] = [];
+    for (let i = 0; i < 3; i++) first.push(await limiter.consume('k', 3, windowMs));
+    expect(first.map((o) => [o.allowed, o.remaining])).toEqual([[true, 2], [true, 1], [true, 0]]);
+    // A burst right after, wherever a calendar window boundary falls, is refused: at most 3 in any 1.5 s.
+    const burst: Outcome[] = [];
+    for (let i = 0; i < 5; i++) burst.push(await limiter.consume('k', 3, windowMs));
+    expect(burst.every((o) => !o.allowed)).toBe(true);
+    // The wait is counted from the oldest accepted request, not from the start of a window, and never grows.
+    expect(burst[0].retryAfterMs).toBeGreaterThan(0);
+    expect(burst[0].retryAfterMs).toBeLessThanOrEqual(windowMs);
+    expect(burst[4].retryAfterMs).toBeLessThanOrEqual(burst[0].retryAfterMs);
+    // Refused requests were not counted: after the advertised wait a request goes through.
+    await new Promise((resolve) => setTimeout(resolve, burst[4].retryAfterMs));
+    expect((await limiter.consume('k', 3, windowMs)).allowed).toBe(true);
+  });
+
   it('checks maxmemory-policy', async () => {
     const connection = client();
     expect(await checkMaxmemoryPolicy(connection)).toEqual({ ok: true, policy: 'noeviction' });

@@ -1,7 +1,7 @@
 import type { BatchEndpoint, BatchItemInput } from '@app/store';
 import { ApiError, lineError } from '../http/api-error';
 import { RequestParamError, paramsFromNative } from '../generation/generation-params';
-import { CONTEXT_LENGTH_EXCEEDED, UnknownModelError, checkPromptFits, prepareOpenAiRequest } from '../generation/prompt-builder';
+import { CONTEXT_LENGTH_EXCEEDED, UnknownModelError, checkPromptBytes, checkPromptFits, prepareOpenAiRequest } from '../generation/prompt-builder';
 import { LONE_SURROGATE_REASON, batchLineSchema, describeZodIssue, loneSurrogateAt, nativeBatchSchema, type NativeBatchRequest } from '../generation/request-schemas';
 import type { ServedModel } from '../model/served-model';
 
@@ -19,6 +19,8 @@ export function parseEndpoint(value: string): BatchEndpoint {
 
 export interface InputLimits {
   maxLines: number;
+  /** The most bytes a template batch may render to, all prompts together. */
+  maxRenderedBytes: number;
 }
 
 /** One line of an input file that cannot run: OpenAI's errors.data entry (line 1-based, as an editor shows it). */
@@ -118,11 +120,51 @@ export function itemsFromJsonl(content: string, endpoint: BatchEndpoint, model: 
 
 const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
-export function renderTemplate(template: string, row: Record<string, string | number | boolean>, rowIndex: number): string {
-  return template.replace(PLACEHOLDER, (_, name: string) => {
-    if (!(name in row)) throw new RequestParamError(`rows[${rowIndex}].${name}`, `is missing: the template uses {${name}}`);
+type TemplateRow = Record<string, string | number | boolean>;
+
+/** A prompt template split once into its literal text and the placeholders it uses (in order, repeats included). */
+export class PromptTemplate {
+  readonly placeholders: string[] = [];
+  private readonly literalBytes: number;
+
+  constructor(readonly text: string) {
+    for (const match of text.matchAll(PLACEHOLDER)) this.placeholders.push(match[1]);
+    this.literalBytes = Buffer.byteLength(text.replace(PLACEHOLDER, ''), 'utf8');
+  }
+
+  /** The value of a placeholder in a row: own fields only, so `{constructor}` never reaches Object.prototype. */
+  private value(row: TemplateRow, name: string, rowIndex: number): string {
+    if (!Object.hasOwn(row, name)) throw new RequestParamError(`rows[${rowIndex}].${name}`, `is missing: the template uses {${name}}`);
     return String(row[name]);
+  }
+
+  /** UTF-8 bytes of the rendered prompt, computed without rendering it (a template can repeat a field many times). */
+  renderedBytes(row: TemplateRow, rowIndex: number): number {
+    let bytes = this.literalBytes;
+    for (const name of this.placeholders) bytes += Buffer.byteLength(this.value(row, name, rowIndex), 'utf8');
+    return bytes;
+  }
+
+  render(row: TemplateRow, rowIndex: number): string {
+    return this.text.replace(PLACEHOLDER, (_, name: string) => this.value(row, name, rowIndex));
+  }
+}
+
+/**
+ * Refuses, before rendering, a template whose rows would render to prompts over the per-prompt limit, or to more bytes
+ * in all than a request body may hold: what a template batch stores stays within what a list of prompts could.
+ */
+function checkRenderedSize(template: PromptTemplate, rows: TemplateRow[], model: ServedModel, maxTotalBytes: number): void {
+  checkPromptBytes(model, Buffer.byteLength(template.text, 'utf8'), 'template');
+  let total = 0;
+  rows.forEach((row, i) => {
+    const bytes = template.renderedBytes(row, i);
+    checkPromptBytes(model, bytes, `rows[${i}]`, 'renders to');
+    total += bytes;
   });
+  if (total > maxTotalBytes) {
+    throw new RequestParamError('rows', `render to ${total} bytes of prompts in all; a batch may hold at most ${maxTotalBytes} (FALCONQ_MAX_BODY_BYTES)`);
+  }
 }
 
 export interface NativeBatchInput {
@@ -160,7 +202,12 @@ export function itemsFromNative(body: unknown, model: ServedModel, limits: Input
   }
   try {
     const params = paramsFromNative(request, model.contextLength);
-    const prompts = request.prompts ?? request.rows!.map((row, i) => renderTemplate(request.template!, row, i));
+    let prompts = request.prompts;
+    if (!prompts) {
+      const template = new PromptTemplate(request.template!);
+      checkRenderedSize(template, request.rows!, model, limits.maxRenderedBytes);
+      prompts = request.rows!.map((row, i) => template.render(row, i));
+    }
     const input: NativeBatchInput = { items: [], request, problems: [], promptTokens: 0, maxCompletionTokens: 0 };
     prompts.forEach((prompt, index) => {
       const field = request.prompts ? `prompts[${index}]` : `rows[${index}]`;

@@ -8,7 +8,7 @@ import { ApiError } from '../http/api-error';
 import { RESULTS_STORE } from '../infra/infra.module';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { BatchLifecycleService } from './batch-lifecycle.service';
-import { itemsFromNative } from './batch-input';
+import { RequestChecker } from '../checks/request-checker';
 import { BatchSubmissionService } from './batch-submission.service';
 import { toOpenAiBatch } from './batch-view';
 import { dryRunAnswer } from './batch-estimate';
@@ -53,6 +53,7 @@ export class NativeBatchesController {
     @Inject(SERVED_MODEL) private readonly model: ServedModel,
     private readonly submissions: BatchSubmissionService,
     private readonly lifecycle: BatchLifecycleService,
+    private readonly checker: RequestChecker,
   ) {}
 
   @Post()
@@ -68,7 +69,7 @@ export class NativeBatchesController {
     dry_run: { type: 'boolean', description: 'check every prompt and estimate the work; nothing is stored or enqueued' } } } })
   async create(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Headers('idempotency-key') idempotencyKey?: string) {
     const dryRun = typeof body === 'object' && body !== null && (body as { dry_run?: unknown }).dry_run === true;
-    const { items, request, problems, promptTokens, maxCompletionTokens } = itemsFromNative(body, this.model, { maxLines: this.config.limits.maxLines }, dryRun);
+    const { items, request, problems, promptTokens, maxCompletionTokens } = await this.checker.check({ kind: 'native', body, collectPromptProblems: dryRun });
     if (dryRun) {
       return dryRunAnswer({
         endpoint: '/v1/completions', totalLines: items.length + problems.length, validLines: items.length, problems, promptTokens, maxCompletionTokens,

@@ -8,7 +8,8 @@ import { LONE_SURROGATE_REASON, createBatchSchema, describeZodIssue, loneSurroga
 import { RESULTS_STORE } from '../infra/infra.module';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { BatchLifecycleService } from './batch-lifecycle.service';
-import { checkJsonl, parseEndpoint } from './batch-input';
+import { RequestChecker } from '../checks/request-checker';
+import { parseEndpoint } from './batch-input';
 import { MAX_LISTED_ERRORS, dryRunAnswer } from './batch-estimate';
 import { batchSearchOf } from './batch-search';
 import { BatchSubmissionService, COMPLETION_WINDOWS } from './batch-submission.service';
@@ -25,6 +26,7 @@ export class OpenAiBatchesController {
     @Inject(SERVED_MODEL) private readonly model: ServedModel,
     private readonly submissions: BatchSubmissionService,
     private readonly lifecycle: BatchLifecycleService,
+    private readonly checker: RequestChecker,
   ) {}
 
   @Post()
@@ -55,7 +57,7 @@ export class OpenAiBatchesController {
     if (!file || !canSee(principal, file.owner)) throw ApiError.notFound('file', request.input_file_id);
     if (file.purpose !== 'batch') throw ApiError.badRequest(`input_file_id: file ${file.id} has purpose "${file.purpose}", not "batch"`, { param: 'input_file_id' });
     const content = (await this.store.getFileContent(file.id)) ?? '';
-    const checked = checkJsonl(content, endpoint, this.model, { maxLines: this.config.limits.maxLines });
+    const checked = await this.checker.check({ kind: 'jsonl', content, endpoint });
     if (request.dry_run) {
       return dryRunAnswer({
         endpoint, totalLines: checked.items.length + checked.problems.length, validLines: checked.items.length, problems: checked.problems,

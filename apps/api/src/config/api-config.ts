@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { redisTopologyOf, type RedisConnectionConfig } from '@app/store';
 import { parseKeyTable, type KeyTable } from './api-keys';
@@ -44,6 +45,10 @@ const schema = z.object({
   FALCONQ_JOB_ATTEMPTS: int(1).default(3),
   /** How long SIGTERM waits for in-flight requests. */
   FALCONQ_SHUTDOWN_GRACE_MS: int(0).default(10_000),
+  /** Threads that parse, render and tokenize requests beside the event loop; 0 runs them on it. */
+  FALCONQ_CHECK_THREADS: int(0).max(64).default(Math.max(1, Math.min(4, availableParallelism() - 1))),
+  /** Milliseconds between SSE keep-alive comments while a stream waits. */
+  FALCONQ_SSE_KEEPALIVE_MS: int(100).default(15_000),
 });
 
 export interface ApiConfig {
@@ -68,6 +73,8 @@ export interface ApiConfig {
   workerStaleMs: number;
   jobAttempts: number;
   shutdownGraceMs: number;
+  checkThreads: number;
+  sseKeepaliveMs: number;
 }
 
 export class ApiConfigError extends Error {
@@ -122,6 +129,8 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     workerStaleMs: e.FALCONQ_WORKER_STALE_MS,
     jobAttempts: e.FALCONQ_JOB_ATTEMPTS,
     shutdownGraceMs: e.FALCONQ_SHUTDOWN_GRACE_MS,
+    checkThreads: e.FALCONQ_CHECK_THREADS,
+    sseKeepaliveMs: e.FALCONQ_SSE_KEEPALIVE_MS,
   };
 }
 

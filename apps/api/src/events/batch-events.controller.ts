@@ -1,6 +1,6 @@
-import { Controller, Get, Inject, Param, Res } from '@nestjs/common';
+import { Controller, Get, Inject, Param, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiProduces, ApiTags } from '@nestjs/swagger';
-import type { Response } from 'express';
+import type { Request, Response } from 'express';
 import type { BatchEvent } from '@app/contracts';
 import { finishedAtOf, isFinalStatus, type BatchRecord, type BatchStatus, type ResultsStore } from '@app/store';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
@@ -43,7 +43,7 @@ export class BatchEventsController {
 
   @Get(['batches/:id/events', 'v1/batches/:id/events'])
   @ApiProduces('text/event-stream')
-  async stream(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Res() response: Response): Promise<void> {
+  async stream(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Req() request: Request, @Res() response: Response): Promise<void> {
     await this.lifecycle.visibleBatch(principal, id);
     response.status(200);
     response.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
@@ -70,11 +70,15 @@ export class BatchEventsController {
     };
     const forget = this.inFlight.addStream(finish);
     response.on('close', finish);
+    // A client that hung up before this handler ran emitted 'close' already.
+    if (response.destroyed || request.destroyed) return finish();
 
     // Subscribe before reading the state, so nothing falls between the snapshot and the live events.
     const buffered: BatchEvent[] = [];
     let live = false;
     subscription.unsubscribe = await this.store.subscribe(id, (event) => (live ? send(event) : buffered.push(event)));
+    // The client may have gone while the subscription was being set up: finish() ran before there was one to undo.
+    if (closed) return void subscription.unsubscribe();
     const batch = await this.store.getBatch(id);
     if (!batch) return finish();
     send(snapshotEvent(batch));

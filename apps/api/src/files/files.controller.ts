@@ -13,6 +13,9 @@ interface UploadedBatchFile {
   size: number;
 }
 
+/** ignoreBOM keeps a leading BOM in the text, so the stored file stays byte-identical to the upload. */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** OpenAI Files API, for batch input (purpose "batch") and batch output files. */
 @ApiTags('files (OpenAI compatible)')
 @ApiBearerAuth()
@@ -33,8 +36,13 @@ export class FilesController {
     if (file.size > this.config.limits.maxFileBytes) {
       throw ApiError.tooLarge(`file: ${file.size} bytes is more than FALCONQ_MAX_FILE_BYTES (${this.config.limits.maxFileBytes})`, 'file');
     }
-    const content = file.buffer.toString('utf8');
-    if (content.includes('\uFFFD')) throw ApiError.badRequest('file: is not valid UTF-8 text', { param: 'file' });
+    let content: string;
+    try {
+      // Strict decoding: invalid bytes are refused, while a U+FFFD the file really holds (model output does) is kept.
+      content = STRICT_UTF8.decode(file.buffer);
+    } catch {
+      throw ApiError.badRequest('file: is not valid UTF-8 text', { param: 'file' });
+    }
     return toOpenAiFile(await this.files.upload(principal, file.originalname || 'upload.jsonl', body.purpose, content));
   }
 

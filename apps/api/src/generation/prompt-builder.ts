@@ -50,7 +50,24 @@ export function checkIdsFit(model: ServedModel, ids: number[], params: Generatio
   return ids.length;
 }
 
+/**
+ * The most UTF-8 bytes a prompt may hold: 64 per context token (128 KiB for 2,048 tokens). Falcon's tokens average
+ * about 4 bytes of text, so a longer prompt could only run with `truncate`, which keeps its last tokens: the rest would
+ * be tokenized for nothing. Checked before tokenizing, which costs about a second per MiB of CPU.
+ */
+export const PROMPT_BYTES_PER_CONTEXT_TOKEN = 64;
+export const maxPromptBytes = (contextLength: number): number => contextLength * PROMPT_BYTES_PER_CONTEXT_TOKEN;
+
+export function checkPromptBytes(model: ServedModel, bytes: number, promptField: string, what = 'is'): void {
+  const max = maxPromptBytes(model.contextLength);
+  if (bytes > max) {
+    throw new RequestParamError(promptField, `${what} ${bytes} bytes (UTF-8); a prompt may hold at most ${max} bytes (${PROMPT_BYTES_PER_CONTEXT_TOKEN} per token of the model's ${model.contextLength}-token context)`);
+  }
+}
+
+/** Checks the prompt's size in bytes, then its tokens: a prompt too large for any context is never tokenized. */
 export function checkPromptFits(model: ServedModel, prompt: string, params: GenerationParams, promptField: string, maxTokensField: string): number {
+  checkPromptBytes(model, Buffer.byteLength(prompt, 'utf8'), promptField);
   return checkIdsFit(model, model.encode(prompt), params, promptField, maxTokensField);
 }
 
@@ -95,7 +112,10 @@ export function prepareOpenAiRequest(endpoint: BatchEndpoint, body: unknown, mod
     const request = parseOrThrow(chatRequestSchema, body);
     checkModel(request.model, model);
     const params = paramsFromOpenAi(request, model.contextLength);
-    const prompt = model.renderChat(toChatMessages(request.messages));
+    const messages = toChatMessages(request.messages);
+    // Bounded before the chat template renders them (its output is checked again before tokenizing).
+    checkPromptBytes(model, messages.reduce((sum, m) => sum + Buffer.byteLength(m.content, 'utf8'), 0), 'messages', 'hold');
+    const prompt = model.renderChat(messages);
     const promptTokens = checkPromptFits(model, prompt, params, 'messages', 'max_tokens');
     return { prompts: [{ prompt, promptTokens }], params, stream: request.stream === true, includeUsage: request.stream_options?.include_usage === true, echoOnly: false };
   }

@@ -3,7 +3,22 @@ import { z } from 'zod';
 // Request bodies in OpenAI's shapes (plus the TGI-style extensions falconq supports) and the native batch body.
 // Types are checked here; ranges are the engine's rules (resolveGenerationParams), applied in generation-params.ts.
 
-const stop = z.union([z.string(), z.array(z.string())]).nullish();
+/** A string whose UTF-8 encoding is at most `max` bytes (what it costs in Redis, whatever the script). */
+export const boundedString = (max: number) =>
+  z.string().refine((value) => value.length <= max && Buffer.byteLength(value, 'utf8') <= max, { message: `must be at most ${max} bytes (UTF-8)` });
+
+/** Stop strings are matched against generated text; beyond a few hundred bytes one can never match a short completion. */
+export const MAX_STOP_BYTES = 256;
+/** OpenAI's metadata limits: 16 pairs, keys up to 64 characters, values up to 512. Here in UTF-8 bytes. */
+export const METADATA_LIMITS = { keys: 16, keyBytes: 64, valueBytes: 512 } as const;
+export const MAX_CUSTOM_ID_BYTES = 512;
+
+export const metadataSchema = z
+  .record(boundedString(METADATA_LIMITS.keyBytes), boundedString(METADATA_LIMITS.valueBytes))
+  .refine((metadata) => Object.keys(metadata).length <= METADATA_LIMITS.keys, { message: `must have at most ${METADATA_LIMITS.keys} keys` });
+
+const stopString = boundedString(MAX_STOP_BYTES);
+const stop = z.union([stopString, z.array(stopString)]).nullish();
 
 /** Most alternatives per token OpenAI returns (top_logprobs, and completions' logprobs). */
 export const MAX_TOP_LOGPROBS = 20;
@@ -87,7 +102,7 @@ export const nativeParamsShape = {
   repetition_penalty: z.number().optional(),
   num_return_sequences: z.number().int().optional(),
   seed: z.number().int().optional(),
-  stop: z.array(z.string()).optional(),
+  stop: z.array(stopString).optional(),
   return_full_text: z.boolean().optional(),
   ignore_eos: z.boolean().optional(),
   truncate: z.boolean().optional(),
@@ -97,7 +112,7 @@ export const nativeBatchSchema = z.strictObject({
   prompts: z.array(z.string()).min(1, 'must hold at least one prompt').optional(),
   template: z.string().min(1).optional(),
   rows: z.array(z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]))).min(1, 'must hold at least one row').optional(),
-  metadata: z.record(z.string(), z.string()).optional(),
+  metadata: metadataSchema.optional(),
   completion_window: z.literal('24h').optional(),
   dry_run: z.boolean().optional(),
   ...nativeParamsShape,
@@ -111,7 +126,7 @@ export const createBatchSchema = z.strictObject({
   input_file_id: z.string().min(1),
   endpoint: z.string(),
   completion_window: z.string(),
-  metadata: z.record(z.string(), z.string().max(512)).nullish(),
+  metadata: metadataSchema.nullish(),
   output_expires_after: z.strictObject({
     anchor: z.literal('created_at'),
     seconds: z.number().int().min(OUTPUT_EXPIRY_SECONDS.min).max(OUTPUT_EXPIRY_SECONDS.max),
@@ -121,7 +136,7 @@ export const createBatchSchema = z.strictObject({
 });
 
 export const batchLineSchema = z.object({
-  custom_id: z.string().min(1, 'must be a non-empty string').max(512),
+  custom_id: z.string().min(1, 'must be a non-empty string').pipe(boundedString(MAX_CUSTOM_ID_BYTES)),
   method: z.string(),
   url: z.string(),
   body: z.record(z.string(), z.unknown()),

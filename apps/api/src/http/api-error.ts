@@ -10,11 +10,27 @@ export interface ApiErrorBody {
   error: { message: string; type: ApiErrorType; param: string | null; code: string | null; line?: number };
 }
 
+export interface ApiErrorOptions {
+  param?: string | null;
+  code?: string | null;
+  line?: number;
+  /** Sent as the Retry-After header (429, 503). */
+  retryAfterSeconds?: number;
+}
+
 export class ApiError extends HttpException {
-  constructor(status: number, type: ApiErrorType, message: string, options: { param?: string | null; code?: string | null; line?: number } = {}) {
+  readonly retryAfterSeconds?: number;
+
+  constructor(status: number, type: ApiErrorType, message: string, options: ApiErrorOptions = {}) {
     const body: ApiErrorBody = { error: { message, type, param: options.param ?? null, code: options.code ?? null } };
     if (options.line !== undefined) body.error.line = options.line;
     super(body, status);
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+
+  static redisUnavailable(retryAfterSeconds: number): ApiError {
+    return new ApiError(HttpStatus.SERVICE_UNAVAILABLE, 'server_error', `The service's Redis is unreachable; retry in ${retryAfterSeconds} s.`,
+      { code: 'redis_unavailable', retryAfterSeconds });
   }
 
   static badRequest(message: string, options: { param?: string | null; code?: string; line?: number } = {}): ApiError {

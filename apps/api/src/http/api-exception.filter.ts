@@ -1,13 +1,17 @@
 import { ArgumentsHost, Catch, HttpException, HttpStatus, Logger, type ExceptionFilter } from '@nestjs/common';
 import type { Response } from 'express';
-import type { ApiErrorBody, ApiErrorType } from './api-error';
+import { isRedisUnavailableError, REDIS_RETRY_AFTER_S } from '../infra/redis-availability';
+import { ApiError, type ApiErrorBody, type ApiErrorType } from './api-error';
 
 const TYPE_BY_STATUS: Record<number, ApiErrorType> = {
   400: 'invalid_request_error', 401: 'authentication_error', 403: 'permission_error', 404: 'not_found_error',
-  409: 'conflict_error', 413: 'invalid_request_error', 422: 'invalid_request_error', 429: 'rate_limit_error',
+  409: 'conflict_error', 413: 'invalid_request_error', 415: 'invalid_request_error', 422: 'invalid_request_error', 429: 'rate_limit_error',
 };
 
-/** Turns every error into OpenAI's error shape; unexpected errors are logged (without request bodies) as 500. */
+/**
+ * Turns every error into OpenAI's error shape. Redis being unreachable is a 503 with Retry-After and one warning line;
+ * only unexpected errors are logged with their stack (never with request bodies), as 500.
+ */
 @Catch()
 export class ApiExceptionFilter implements ExceptionFilter {
   private readonly logger = new Logger('ApiExceptionFilter');
@@ -19,6 +23,13 @@ export class ApiExceptionFilter implements ExceptionFilter {
     if (response.headersSent) {
       response.end();
       return;
+    }
+    if (isRedisUnavailableError(exception)) {
+      this.logger.warn(`request refused, Redis unavailable: ${(exception as Error).message}`);
+      exception = ApiError.redisUnavailable(REDIS_RETRY_AFTER_S);
+    }
+    if (exception instanceof ApiError && exception.retryAfterSeconds !== undefined) {
+      response.setHeader('Retry-After', String(exception.retryAfterSeconds));
     }
     const { status, body } = this.toBody(exception);
     response.status(status).json(body);

@@ -17,7 +17,9 @@ export const RATE_LIMITER = Symbol('RATE_LIMITER');
       provide: REDIS,
       inject: [API_CONFIG],
       useFactory: (config: ApiConfig) => {
-        const client = createRedisClient(config.redis, { maxRetriesPerRequest: 3 });
+        // A command sent as the connection drops fails after one reconnect attempt instead of waiting out several:
+        // routes check the connection first (RedisAvailability) and answer 503 while it is down.
+        const client = createRedisClient(config.redis, { maxRetriesPerRequest: 1 });
         const logger = new Logger('Redis');
         client.on('error', (error: Error) => logger.warn(`redis connection error: ${error.message}`));
         return client;
@@ -48,7 +50,10 @@ export const RATE_LIMITER = Symbol('RATE_LIMITER');
       provide: JOB_QUEUE,
       inject: [API_CONFIG],
       useFactory: (config: ApiConfig) =>
-        new JobQueue(new GenerateQueue({ redisUrl: config.redis.url, redis: config.redis, prefix: config.prefix, attempts: config.jobAttempts })),
+        new JobQueue(new GenerateQueue({
+          redisUrl: config.redis.url, redis: config.redis, prefix: config.prefix, attempts: config.jobAttempts,
+          onError: () => undefined, // the api's own Redis client logs the outage once per reconnect attempt
+        })),
     },
     {
       provide: SERVED_MODEL,

@@ -6,12 +6,12 @@ import type { ItemResult } from '@app/contracts';
 import { chatLogprobs, completionBody, completionLogprobs, finishReasonOf, type BatchEndpoint, type StreamMessage } from '@app/store';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
 import { ApiError } from '../http/api-error';
-import { RequestParamError } from '../generation/generation-params';
-import { UnknownModelError, prepareOpenAiRequest, type PreparedRequest } from '../generation/prompt-builder';
+import type { PreparedRequest } from '../generation/prompt-builder';
+import { RequestChecker } from '../checks/request-checker';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { MetricsService } from '../ops/metrics.service';
 import { InFlightRequests } from '../http/in-flight-requests';
-import { OnlineService, type OnlineRun } from './online.service';
+import { ClientGoneError, OnlineService, type OnlineRun } from './online.service';
 
 function resultError(result: ItemResult): ApiError {
   const error = result.error ?? { code: 'generation_failed', message: 'generation failed' };
@@ -30,6 +30,7 @@ export class OnlineController {
     @Inject(SERVED_MODEL) private readonly model: ServedModel,
     private readonly metrics: MetricsService,
     private readonly inFlight: InFlightRequests,
+    private readonly checker: RequestChecker,
   ) {}
 
   @Post('completions')
@@ -46,18 +47,8 @@ export class OnlineController {
     return this.handle('/v1/chat/completions', principal, body, response);
   }
 
-  private prepare(endpoint: BatchEndpoint, body: unknown): PreparedRequest {
-    try {
-      return prepareOpenAiRequest(endpoint, body, this.model);
-    } catch (error) {
-      if (error instanceof RequestParamError) throw ApiError.badRequest(`${error.field}: ${error.reason}`, { param: error.field, code: error.code });
-      if (error instanceof UnknownModelError) throw new ApiError(HttpStatus.NOT_FOUND, 'invalid_request_error', error.message, { param: 'model', code: 'model_not_found' });
-      throw error;
-    }
-  }
-
   private async handle(endpoint: BatchEndpoint, principal: Principal, body: unknown, response: Response): Promise<void> {
-    const prepared = this.prepare(endpoint, body);
+    const prepared = await this.checker.check({ kind: 'online', endpoint, body });
     if (prepared.echoOnly) {
       this.answerEchoOnly(prepared, response);
       return;
@@ -67,6 +58,11 @@ export class OnlineController {
       await this.inFlight.track(() => (prepared.stream ? this.stream(endpoint, principal, prepared, response) : this.answer(endpoint, principal, prepared, response)));
       stopTimer({ outcome: 'ok' });
     } catch (error) {
+      // A client that hung up is routine (its job was taken back or cancelled): no answer to send, no error to log.
+      if (error instanceof ClientGoneError) {
+        stopTimer({ outcome: 'abandoned' });
+        return;
+      }
       stopTimer({ outcome: 'error' });
       throw error;
     }

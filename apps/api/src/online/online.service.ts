@@ -16,6 +16,11 @@ const POLL_MS = 1000;
 /** An answered online request is kept briefly (for debugging), not for the batch retention. */
 const ONLINE_RETENTION_S = 600;
 
+/** The client closed its connection before the result came: nothing to answer, nothing to log as an error. */
+export class ClientGoneError extends Error {
+  override readonly name = 'ClientGoneError';
+}
+
 export interface OnlineRun {
   requestId: string;
   /** Resolves with the item's result (succeeded or not); rejects with an ApiError on timeout. */
@@ -93,7 +98,7 @@ export class OnlineService {
       abandon: async () => {
         if (done) return;
         done = true;
-        fail!(new Error('abandoned'));
+        fail!(new ClientGoneError(`client of ${requestId} disconnected`));
         await this.giveUp(requestId);
       },
     };

@@ -6,8 +6,19 @@ import type { ResultsStore } from '@app/store';
 import { Openable } from '../auth/api-key.guard';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { RESULTS_STORE } from '../infra/infra.module';
+import { REDIS_RETRY_AFTER_S, RedisAvailability } from '../infra/redis-availability';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { MetricsService } from './metrics.service';
+
+const HEALTH_REDIS_TIMEOUT_MS = 1000;
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
 
 @ApiTags('operations')
 @ApiBearerAuth()
@@ -18,19 +29,27 @@ export class OpsController {
     @Inject(RESULTS_STORE) private readonly store: ResultsStore,
     @Inject(SERVED_MODEL) private readonly model: ServedModel,
     private readonly metrics: MetricsService,
+    private readonly redis: RedisAvailability,
   ) {}
 
-  /** 200 when Redis answers (status "degraded" when no worker was seen recently), 503 when Redis does not. */
+  /**
+   * 200 when Redis answers (status "degraded" when no worker was seen recently), 503 when it does not: at once while
+   * the connection is down, within HEALTH_REDIS_TIMEOUT_MS when Redis is connected but does not answer.
+   */
   @Get('health')
   @Openable('health')
   async health(@Res() response: Response): Promise<void> {
+    const down = (reason: string) => {
+      response.setHeader('Retry-After', String(REDIS_RETRY_AFTER_S));
+      response.status(HttpStatus.SERVICE_UNAVAILABLE).json({ status: 'down', redis: { status: 'down', error: reason }, workers: null });
+    };
+    if (!this.redis.isUp()) return down('not connected');
+    let workers: Awaited<ReturnType<ResultsStore['listWorkers']>>;
     try {
-      await this.store.ping();
+      workers = await withTimeout(this.store.listWorkers(this.config.workerStaleMs), HEALTH_REDIS_TIMEOUT_MS);
     } catch (error) {
-      response.status(HttpStatus.SERVICE_UNAVAILABLE).json({ status: 'down', redis: { status: 'down', error: (error as Error).message }, workers: null });
-      return;
+      return down((error as Error).message);
     }
-    const workers = await this.store.listWorkers(this.config.workerStaleMs);
     response.status(200).json({
       status: workers.length > 0 ? 'ok' : 'degraded',
       redis: { status: 'up' },

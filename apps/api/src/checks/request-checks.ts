@@ -1,0 +1,53 @@
+import { HttpStatus } from '@nestjs/common';
+import type { BatchEndpoint } from '@app/store';
+import { checkJsonl, itemsFromNative, type CheckedJsonl, type InputLimits, type NativeBatchInput } from '../batches/batch-input';
+import { RequestParamError } from '../generation/generation-params';
+import { UnknownModelError, prepareOpenAiRequest, type PreparedRequest } from '../generation/prompt-builder';
+import { ApiError, type ApiErrorBody } from '../http/api-error';
+import type { ServedModel } from '../model/served-model';
+
+// The CPU-heavy part of accepting a request (JSON lines, schemas, template rendering, tokenizing every prompt), as
+// plain data in and out so it can run on a thread beside the event loop (request-checker.ts).
+
+export type CheckTask =
+  | { kind: 'native'; body: unknown; collectPromptProblems: boolean }
+  | { kind: 'jsonl'; content: string; endpoint: BatchEndpoint }
+  | { kind: 'online'; endpoint: BatchEndpoint; body: unknown };
+
+export type CheckValue<T extends CheckTask> = T extends { kind: 'native' } ? NativeBatchInput
+  : T extends { kind: 'jsonl' } ? CheckedJsonl
+    : PreparedRequest;
+
+export type CheckOutcome =
+  | { ok: true; value: NativeBatchInput | CheckedJsonl | PreparedRequest }
+  | { ok: false; status: number; body: ApiErrorBody };
+
+function prepareOnline(endpoint: BatchEndpoint, body: unknown, model: ServedModel): PreparedRequest {
+  try {
+    return prepareOpenAiRequest(endpoint, body, model);
+  } catch (error) {
+    if (error instanceof RequestParamError) throw ApiError.badRequest(`${error.field}: ${error.reason}`, { param: error.field, code: error.code });
+    if (error instanceof UnknownModelError) throw new ApiError(HttpStatus.NOT_FOUND, 'invalid_request_error', error.message, { param: 'model', code: 'model_not_found' });
+    throw error;
+  }
+}
+
+/** Runs one check; a refusal comes back as the ApiError's status and body (errors do not cross threads as classes). */
+export function runCheck(task: CheckTask, model: ServedModel, limits: InputLimits): CheckOutcome {
+  try {
+    switch (task.kind) {
+      case 'native': return { ok: true, value: itemsFromNative(task.body, model, limits, task.collectPromptProblems) };
+      case 'jsonl': return { ok: true, value: checkJsonl(task.content, task.endpoint, model, limits) };
+      case 'online': return { ok: true, value: prepareOnline(task.endpoint, task.body, model) };
+    }
+  } catch (error) {
+    if (error instanceof ApiError) return { ok: false, status: error.getStatus(), body: error.getResponse() as ApiErrorBody };
+    throw error;
+  }
+}
+
+/** The ApiError a refused check stands for, rebuilt on the calling side. */
+export function refusalOf(outcome: Extract<CheckOutcome, { ok: false }>): ApiError {
+  const { message, type, param, code, line } = outcome.body.error;
+  return new ApiError(outcome.status, type, message, { param, code, line });
+}
