@@ -216,8 +216,9 @@ describe('byte limits on every string field', () => {
     const longId = await uploadFile(api.url, KEY, jsonl([{ custom_id: '\u20ac'.repeat(171), method: 'POST', url: '/v1/completions', body: { prompt: 'x' } }]));
     const longIdFile = ((await longId.json()) as { id: string }).id;
     const refused = await postJson('/v1/batches', { input_file_id: longIdFile, endpoint: '/v1/completions', completion_window: '24h' });
-    expect(refused.status).toBe(400);
-    expect(refused.json?.error.message).toContain('line 1, field custom_id');
+    // OpenAI's way: a batch whose lines are bad is created failed, each bad line in errors.data.
+    expect(refused.json?.status).toBe('failed');
+    expect(refused.json?.errors.data[0]).toMatchObject({ line: 1, param: 'custom_id', message: expect.stringContaining('512 bytes') });
   });
 });
 
