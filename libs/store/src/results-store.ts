@@ -167,9 +167,12 @@ export interface IdempotencyClaim {
   fingerprint: string;
 }
 
-/** Online text deltas a worker publishes while it generates a streamed request. */
+/**
+ * Online text deltas a worker publishes while it generates a streamed request. `attempt` names the run: when a worker
+ * dies mid-stream, the retry on another worker streams its text again from the start under a new attempt.
+ */
 export type StreamMessage =
-  | { type: 'delta'; sequence: number; text: string }
+  | { type: 'delta'; attempt: string; sequence: number; text: string }
   | { type: 'done' };
 
 export interface StoreStats {

@@ -292,10 +292,10 @@ export function describeResultsStoreContract(name: string, make: () => Promise<S
     it('relays online stream messages', async () => {
       const seen: unknown[] = [];
       const unsubscribe = await store.subscribeStream('req_1', (m) => seen.push(m));
-      await store.publishStream('req_1', { type: 'delta', sequence: 0, text: 'Hel' });
+      await store.publishStream('req_1', { type: 'delta', attempt: 'a1', sequence: 0, text: 'Hel' });
       await store.publishStream('req_1', { type: 'done' });
       await waitFor(() => (seen.length === 2 ? true : undefined));
-      expect(seen).toEqual([{ type: 'delta', sequence: 0, text: 'Hel' }, { type: 'done' }]);
+      expect(seen).toEqual([{ type: 'delta', attempt: 'a1', sequence: 0, text: 'Hel' }, { type: 'done' }]);
       await unsubscribe();
     });
 

@@ -12,6 +12,8 @@ import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { MetricsService } from '../ops/metrics.service';
 import { InFlightRequests } from '../http/in-flight-requests';
 import { ClientGoneError, OnlineService, type OnlineRun } from './online.service';
+import { StreamedText } from './streamed-text';
+import { API_CONFIG, type ApiConfig } from '../config/api-config';
 
 function resultError(result: ItemResult): ApiError {
   const error = result.error ?? { code: 'generation_failed', message: 'generation failed' };
@@ -21,6 +23,9 @@ function resultError(result: ItemResult): ApiError {
 }
 
 /** OpenAI online endpoints, carried by the queue at PRIORITY.online; `stream: true` answers with SSE chunks. */
+const STREAM_DIVERGED = 'The worker generating this completion stopped after part of it was streamed, and the retry generated different '
+  + 'text, so the stream ends here rather than mix two answers. Retry the request; with a seed (or temperature 0) a retry resumes exactly.';
+
 @ApiTags('online (OpenAI compatible)')
 @ApiBearerAuth()
 @Controller('v1')
@@ -31,6 +36,7 @@ export class OnlineController {
     private readonly metrics: MetricsService,
     private readonly inFlight: InFlightRequests,
     private readonly checker: RequestChecker,
+    @Inject(API_CONFIG) private readonly config: ApiConfig,
   ) {}
 
   @Post('completions')
@@ -104,77 +110,98 @@ export class OnlineController {
       response.status(200).json({ id, object: 'text_completion', created, model: this.model.id, choices, usage });
       return;
     }
-    const stream = startEventStream(response);
+    const stream = startEventStream(response, this.config.sseKeepaliveMs);
     for (const choice of choices) stream.send({ id, object: 'text_completion', created, model: this.model.id, choices: [choice], ...(prepared.includeUsage ? { usage: null } : {}) });
     if (prepared.includeUsage) stream.send({ id, object: 'text_completion', created, model: this.model.id, choices: [], usage });
     stream.done();
   }
 
   /**
-   * Streams the workers' text deltas as OpenAI chunks (chat: the role in each choice's first chunk only). Whatever
-   * the deltas did not carry (a worker that does not stream, or a missed message) is sent from the final result
-   * before the finishing chunk, so the text is complete; log-probabilities, when asked for, ride on the finishing
-   * chunk of each choice. With stream_options.include_usage, a last chunk without choices carries the usage.
+   * Streams the workers' text deltas as OpenAI chunks (chat: the role in each choice's first chunk only), all or
+   * error: headers go out once the prompts are queued and keep-alive comments flow while they wait. When a worker dies
+   * mid-stream and the retry generates the same text (greedy, or seeded), the stream resumes exactly where the client
+   * is; when it generates other text, the client gets an error event and [DONE], never two answers spliced together.
+   * Whatever the deltas did not carry is sent from the stored result before the finishing chunk; log-probabilities,
+   * when asked for, ride on the finishing chunk of each choice. With stream_options.include_usage, a last chunk
+   * without choices carries the usage.
    */
   private async stream(endpoint: BatchEndpoint, principal: Principal, prepared: PreparedRequest, response: Response): Promise<void> {
     const chat = endpoint === '/v1/chat/completions';
     const created = Math.floor(Date.now() / 1000);
     const n = prepared.params.numReturnSequences;
-    const streamed = new Map<number, string>();
+    const text = new StreamedText();
     const roleSent = new Set<number>();
-    let stream: EventStream | undefined;
     let requestId = '';
+    let failure: ApiError | null = null;
     const usageField = prepared.includeUsage ? { usage: null } : {};
-    const write = (choice: number, text: string | null, finish: string | null, logprobs: Record<string, unknown> | null = null) => {
-      stream ??= startEventStream(response);
+    // Deltas may come while the runs are still being queued; they wait for the stream.
+    const early: [number, StreamMessage][] = [];
+    const opened: { stream?: EventStream } = {};
+    const write = (choice: number, delta: string | null, finish: string | null, logprobs: Record<string, unknown> | null = null) => {
       if (chat) {
-        const delta: Record<string, unknown> = {};
+        const content: Record<string, unknown> = {};
         if (!roleSent.has(choice)) {
           roleSent.add(choice);
-          delta.role = 'assistant';
-          delta.content = text ?? '';
-        } else if (text !== null) {
-          delta.content = text;
+          content.role = 'assistant';
+          content.content = delta ?? '';
+        } else if (delta !== null) {
+          content.content = delta;
         }
-        stream.send({ id: `chatcmpl-${requestId}`, object: 'chat.completion.chunk', created, model: this.model.id,
-          choices: [{ index: choice, delta, logprobs, finish_reason: finish }], ...usageField });
+        opened.stream!.send({ id: `chatcmpl-${requestId}`, object: 'chat.completion.chunk', created, model: this.model.id,
+          choices: [{ index: choice, delta: content, logprobs, finish_reason: finish }], ...usageField });
       } else {
-        stream.send({ id: `cmpl-${requestId}`, object: 'text_completion', created, model: this.model.id,
-          choices: [{ index: choice, text: text ?? '', logprobs, finish_reason: finish }], ...usageField });
+        opened.stream!.send({ id: `cmpl-${requestId}`, object: 'text_completion', created, model: this.model.id,
+          choices: [{ index: choice, text: delta ?? '', logprobs, finish_reason: finish }], ...usageField });
       }
     };
-    const onDelta = (prompt: number, message: StreamMessage) => {
-      if (message.type !== 'delta' || !message.text) return;
-      const choice = prompt * n + message.sequence;
-      streamed.set(choice, (streamed.get(choice) ?? '') + message.text);
-      write(choice, message.text, null);
+    let runs: OnlineRun[] = [];
+    const diverged = () => {
+      failure ??= new ApiError(HttpStatus.BAD_GATEWAY, 'server_error', STREAM_DIVERGED, { code: 'stream_interrupted' });
+      void Promise.all(runs.map((run) => run.abandon()));
     };
-    const runs = await this.startRuns(endpoint, principal, prepared, response, onDelta);
+    const onDelta = (prompt: number, message: StreamMessage) => {
+      if (message.type !== 'delta' || !message.text || failure) return;
+      if (!opened.stream) return void early.push([prompt, message]);
+      const choice = prompt * n + message.sequence;
+      const step = text.delta(message.attempt, choice, message.text);
+      if ('diverged' in step) return diverged();
+      if (step.send) write(choice, step.send, null);
+    };
+    runs = await this.startRuns(endpoint, principal, prepared, response, onDelta);
     requestId = runs[0].requestId;
+    const stream = (opened.stream = startEventStream(response, this.config.sseKeepaliveMs));
+    for (const [prompt, message] of early.splice(0)) onDelta(prompt, message);
     const usage = { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
     const finishRun = async (run: OnlineRun, prompt: number): Promise<void> => {
       const result = await run.result;
+      if (failure) throw failure;
       if (result.status !== 'succeeded' || !result.output) throw resultError(result);
       usage.prompt_tokens += result.output.promptTokens;
       usage.completion_tokens += result.output.completionTokens;
+      const rests = result.output.sequences.map((sequence, index) => text.final(prompt * n + index, sequence.text));
+      if (rests.some((step) => 'diverged' in step)) {
+        diverged();
+        throw failure!;
+      }
       result.output.sequences.forEach((sequence, index) => {
         const choice = prompt * n + index;
-        const sent = streamed.get(choice) ?? '';
-        const rest = sequence.text.startsWith(sent) ? sequence.text.slice(sent.length) : '';
-        if (rest) write(choice, rest, null);
+        const rest = rests[index] as { send: string };
+        if (rest.send) write(choice, rest.send, null);
         write(choice, null, finishReasonOf(sequence), chat ? chatLogprobs(sequence.logprobs) : completionLogprobs(sequence.logprobs));
       });
     };
     try {
       await Promise.all(runs.map((run, i) => finishRun(run, i)));
+      if (failure) throw failure;
     } catch (error) {
       await Promise.all(runs.map((run) => run.abandon()));
-      if (!stream) throw error;
-      stream.send(error instanceof ApiError ? error.getResponse() : { error: { message: (error as Error).message, type: 'server_error' } });
-      stream.end();
+      // A diverged retry is abandoned (its result rejects as if the client had left): the divergence is the reason.
+      const reason = failure ?? error;
+      if (reason instanceof ClientGoneError) return;
+      stream.send(reason instanceof ApiError ? reason.getResponse() : { error: { message: (reason as Error).message, type: 'server_error' } });
+      stream.done();
       return;
     }
-    stream ??= startEventStream(response);
     if (prepared.includeUsage) {
       usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
       stream.send(chat
@@ -189,22 +216,33 @@ interface EventStream {
   send(payload: unknown): void;
   /** `data: [DONE]` and the end. */
   done(): void;
-  end(): void;
 }
 
-function startEventStream(response: Response): EventStream {
+/**
+ * An SSE response: headers at once, a keep-alive comment every `keepaliveMs` while nothing else is sent (proxies and
+ * clients drop a silent connection), and nothing written after the end.
+ */
+function startEventStream(response: Response, keepaliveMs: number): EventStream {
   response.status(200);
   response.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
   response.setHeader('Cache-Control', 'no-cache, no-transform');
   response.setHeader('X-Accel-Buffering', 'no');
   response.flushHeaders();
+  let ended = false;
+  const keepalive = setInterval(() => void response.write(': keep-alive\n\n'), keepaliveMs);
+  const stop = () => {
+    ended = true;
+    clearInterval(keepalive);
+  };
+  response.on('close', stop);
   return {
-    send: (payload) => void response.write(`data: ${JSON.stringify(payload)}\n\n`),
+    send: (payload) => void (ended || response.write(`data: ${JSON.stringify(payload)}\n\n`)),
     done: () => {
+      if (ended) return;
+      stop();
       response.write('data: [DONE]\n\n');
       response.end();
     },
-    end: () => void response.end(),
   };
 }
 

@@ -132,7 +132,7 @@ export class GenerateJobProcessor {
     entry.generatedTokens += 1;
     if (entry.data.kind === 'online' && event.text) {
       // Fire and forget: deltas are best-effort (the final text is in the store), and the engine thread never waits.
-      void this.store.publishStream(entry.data.batchId, { type: 'delta', sequence: event.sequence, text: event.text }).catch(() => undefined);
+      void this.store.publishStream(entry.data.batchId, { type: 'delta', attempt: entry.attempt, sequence: event.sequence, text: event.text }).catch(() => undefined);
     }
     const now = Date.now();
     if (now - entry.lastProgressAt >= this.options.progressMs) {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { GenerateJobData } from '@app/contracts';
 
 /** Why a running generation was stopped before its end. */
@@ -5,6 +6,8 @@ export type StopReason = 'cancelled' | 'expired' | 'shutdown';
 
 export interface InFlightRequest {
   readonly requestId: string;
+  /** This run of the prompt: a retry after a crash is a new attempt, whose streamed text starts over. */
+  readonly attempt: string;
   readonly data: GenerateJobData;
   readonly startedAt: number;
   generatedTokens: number;
@@ -18,7 +21,7 @@ export class InFlightRegistry {
 
   add(requestId: string, data: GenerateJobData): InFlightRequest {
     const now = Date.now();
-    const entry: InFlightRequest = { requestId, data, startedAt: now, generatedTokens: 0, lastProgressAt: now };
+    const entry: InFlightRequest = { requestId, attempt: randomUUID(), data, startedAt: now, generatedTokens: 0, lastProgressAt: now };
     this.requests.set(requestId, entry);
     return entry;
   }
