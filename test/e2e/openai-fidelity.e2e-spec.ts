@@ -268,3 +268,47 @@ describe('OpenAI fidelity: batches and files', () => {
     expect(after.failed).toBe(before.failed);
   });
 });
+
+describe('falconq extensions: dry run and search', () => {
+  it('dry-runs a file: counts, prompt tokens, lines over the context with their numbers, an estimate; nothing stored or enqueued', async () => {
+    const long = 'word '.repeat(3000);
+    const fileId = await uploadLines([
+      completionLine('a', { prompt: 'Hello', max_tokens: 8 }),
+      completionLine('b', { prompt: long, max_tokens: 8 }),
+      completionLine('c', { prompt: 'x', temperature: 9 }),
+      completionLine('d', { prompt: 'World', max_tokens: 4, n: 2, temperature: 0.5 }),
+    ]);
+    const hello = (await client.completions.create({ model: 'falcon', prompt: 'Hello', max_tokens: 1 })).usage!.prompt_tokens;
+    const world = (await client.completions.create({ model: 'falcon', prompt: 'World', max_tokens: 1 })).usage!.prompt_tokens;
+    const before = await keysUnder(redis, stack.redis.prefix);
+    const dry = await api<Record<string, unknown>>('/v1/batches', { method: 'POST', body: JSON.stringify({ input_file_id: fileId, endpoint: '/v1/completions', completion_window: '24h', dry_run: true }) });
+    expect(await keysUnder(redis, stack.redis.prefix)).toEqual(before);
+    expect(dry.status).toBe(200);
+    expect(dry.body).toMatchObject({
+      object: 'batch.dry_run', valid: false, request_counts: { total: 4, valid: 2, invalid: 2 }, lines_over_context: [2],
+      usage: { input_tokens: hello + world, max_output_tokens: 8 + 4 * 2 },
+      errors: { total: 2, data: [{ code: 'context_length_exceeded', line: 2, param: 'body.prompt' }, { code: 'invalid_batch_line', line: 3, param: 'body.temperature' }] },
+      estimate: { workers: 1 },
+    });
+    const native = await api<Record<string, unknown>>('/batches', { method: 'POST', body: JSON.stringify({ prompts: ['Hello', long], max_new_tokens: 8, dry_run: true }) });
+    expect(native.body).toMatchObject({ request_counts: { total: 2, valid: 1, invalid: 1 }, lines_over_context: [2], usage: { input_tokens: hello, max_output_tokens: 8 } });
+    expect(await keysUnder(redis, stack.redis.prefix)).toEqual(before);
+  });
+
+  it('searches a tenant\'s batches by status and metadata, and a batch\'s items by custom_id prefix', async () => {
+    const tag = `run-${Date.now()}`;
+    const fileId = await uploadLines(['user-1', 'user-2', 'admin-1', 'user-10'].map((id) => completionLine(id, { prompt: id, max_tokens: 2 })));
+    const nightly = await client.batches.create({ input_file_id: fileId, endpoint: '/v1/completions', completion_window: '24h', metadata: { job: 'nightly', tag } });
+    const hourly = await client.batches.create({ input_file_id: fileId, endpoint: '/v1/completions', completion_window: '24h', metadata: { job: 'hourly', tag } });
+    await waitForFinal(nightly.id);
+    await waitForFinal(hourly.id);
+    const search = async (query: string) => (await api<{ data: { id: string }[] }>(`/v1/batches?${query}`)).body.data.map((b) => b.id);
+    expect(await search(`metadata[tag]=${tag}`)).toEqual([hourly.id, nightly.id]);
+    expect(await search(`metadata[tag]=${tag}&metadata[job]=nightly&status=completed`)).toEqual([nightly.id]);
+    expect(await search(`metadata[tag]=${tag}&status=failed,cancelled`)).toEqual([]);
+    expect((await api('/v1/batches?status=done')).status).toBe(400);
+    const items = await api<{ data: { custom_id: string; status: string; index: number }[]; has_more: boolean }>(`/batches/${nightly.id}/results?custom_id_prefix=user-&limit=2`);
+    expect(items.body.data.map((r) => [r.index, r.custom_id, r.status])).toEqual([[0, 'user-1', 'succeeded'], [1, 'user-2', 'succeeded']]);
+    expect(items.body.has_more).toBe(true);
+  });
+});

@@ -19,6 +19,7 @@ import { OnlineController } from './online/online.controller';
 import { OnlineService } from './online/online.service';
 import { MetricsService } from './ops/metrics.service';
 import { OpsController } from './ops/ops.controller';
+import { WebhookDispatcher } from './webhooks/webhook-dispatcher.service';
 
 @Module({})
 export class AppModule {
@@ -49,6 +50,7 @@ export class AppModule {
         FilesService,
         OnlineService,
         MetricsService,
+        WebhookDispatcher,
       ],
       exports: [KeyAuthenticator, MetricsService],
     };

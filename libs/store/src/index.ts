@@ -3,3 +3,4 @@ export * from './redis-keys';
 export * from './redis-results-store';
 export * from './redis-connection';
 export * from './batch-output';
+export * from './webhook-outbox';

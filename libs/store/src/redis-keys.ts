@@ -26,6 +26,13 @@ export class StoreKeys {
   workers(): string { return `${this.prefix}:workers`; }
   stats(): string { return `${this.prefix}:stats`; }
   rateLimit(subject: string): string { return `${this.prefix}:rate:${subject}`; }
+  /** Present while an api is configured to send webhooks: final status changes then write to the outbox. */
+  webhooksEnabled(): string { return `${this.prefix}:webhooks:enabled`; }
+  /** Webhook outbox: event id -> event json, and the ids by when they are next due (ms). */
+  webhookEvents(): string { return `${this.prefix}:webhooks:events`; }
+  webhookDue(): string { return `${this.prefix}:webhooks:due`; }
+  /** Events given up on after the last attempt (event id -> json with the last error). */
+  webhookDead(): string { return `${this.prefix}:webhooks:dead`; }
 
   /** The per-batch keys that share its retention TTL. */
   batchKeys(id: string): string[] {

@@ -207,8 +207,9 @@ export class RedisResultsStore implements ResultsStore {
     const final = ['completed', 'failed', 'expired', 'cancelled'].includes(to);
     const result = (await this.redis.eval(
       CHANGE_STATUS,
-      7,
+      10,
       k.batch(batchId), k.results(batchId), k.history(batchId), k.items(batchId), k.customIds(batchId), k.deadlines(), k.validating(),
+      k.webhooksEnabled(), k.webhookEvents(), k.webhookDue(),
       to, from.join(','), Date.now(), TIMESTAMP_FIELD[to] ?? `${to}_at`, k.eventsChannel(batchId), k.activePrefix(),
       final ? this.options.retentionSeconds : 0, this.historySize, errors ? JSON.stringify(errors) : '',
     )) as [number, string] | null;
@@ -269,8 +270,9 @@ export class RedisResultsStore implements ResultsStore {
     const id = result.batchId;
     const outcome = (await this.redis.eval(
       RECORD_RESULT,
-      7,
+      10,
       k.batch(id), k.results(id), k.history(id), k.items(id), k.customIds(id), k.deadlines(), k.stats(),
+      k.webhooksEnabled(), k.webhookEvents(), k.webhookDue(),
       result.index, JSON.stringify(result), result.status, Date.now(), result.output?.completionTokens ?? 0,
       result.customId, k.eventsChannel(id), k.activePrefix(), this.options.retentionSeconds, this.progressIntervalMs,
       this.historySize, result.output?.promptTokens ?? 0,

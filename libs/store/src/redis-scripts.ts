@@ -15,6 +15,15 @@ local function emit(history_key, channel, history_max, event)
   redis.call('LTRIM', history_key, -history_max, -1)
   redis.call('PUBLISH', channel, json)
 end
+-- A final status of a batch (not an online request) goes to the webhook outbox, in the same step as the change, when
+-- an api sends webhooks. keys: { enabled flag, events hash, due zset }.
+local function enqueue_webhook(webhook_keys, batch_id, status, now)
+  if redis.call('EXISTS', webhook_keys[1]) == 0 then return end
+  if redis.call('HGET', KEYS[1], 'kind') == 'online' then return end
+  local id = 'evt_' .. string.gsub(batch_id, '^batch_', '') .. '_' .. status .. '_' .. now
+  redis.call('HSET', webhook_keys[2], id, cjson.encode({ id = id, type = 'batch.' .. status, batchId = batch_id, createdAt = now, attempts = 0 }))
+  redis.call('ZADD', webhook_keys[3], now, id)
+end
 -- A batch may carry its own retention (online requests keep theirs short); else the store's default.
 local function set_retention(keys, default_seconds)
   local own = tonumber(redis.call('HGET', KEYS[1], 'retention_s'))
@@ -27,7 +36,7 @@ end
 
 /**
  * recordResult.
- * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines, 7 stats
+ * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines, 7 stats, 8-10 webhooks enabled/events/due
  * ARGV: 1 index, 2 result json, 3 item status, 4 now ms, 5 completion tokens, 6 custom id, 7 events channel,
  *       8 active-set prefix, 9 retention s, 10 progress interval ms, 11 history max, 12 prompt tokens
  * The cluster-wide stats count items by status (items_succeeded, items_failed, items_cancelled, items_expired).
@@ -72,6 +81,7 @@ if done >= counts.total then
     redis.call('SREM', ARGV[8] .. b[8], batch_id)
     redis.call('ZREM', KEYS[6], batch_id)
     emit(KEYS[3], ARGV[7], history_max, { type = 'status', batchId = batch_id, status = final, counts = counts, at = now })
+    enqueue_webhook({ KEYS[8], KEYS[9], KEYS[10] }, batch_id, final, now)
     set_retention({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5] }, tonumber(ARGV[9]))
   end
   return 'recorded'
@@ -93,7 +103,7 @@ return 'recorded'
 
 /**
  * Status change of a batch (cancel, expire, fail, start).
- * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines, 7 validating
+ * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines, 7 validating, 8-10 webhooks enabled/events/due
  * ARGV: 1 new status, 2 allowed current statuses (comma separated), 3 now ms, 4 timestamp field, 5 events channel,
  *       6 active-set prefix, 7 retention s (applied when the new status is final; 0 = keep), 8 history max,
  *       9 errors json ('' = none)
@@ -115,6 +125,7 @@ if final then
   redis.call('SREM', ARGV[6] .. b[1], b[2])
   redis.call('ZREM', KEYS[6], b[2])
   set_retention({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5] }, tonumber(ARGV[7]))
+  enqueue_webhook({ KEYS[8], KEYS[9], KEYS[10] }, redis.call('HGET', KEYS[1], 'id'), ARGV[1], now)
 end
 local id = redis.call('HGET', KEYS[1], 'id')
 emit(KEYS[3], ARGV[5], tonumber(ARGV[8]), { type = 'status', batchId = id, status = ARGV[1], counts = read_counts(), at = now })
@@ -151,6 +162,26 @@ redis.call('SADD', ARGV[3] .. b[2], b[3])
 redis.call('ZADD', KEYS[6], now + (tonumber(b[4]) or 86400000), b[3])
 emit(KEYS[3], ARGV[2], tonumber(ARGV[4]), { type = 'status', batchId = b[3], status = 'in_progress', counts = read_counts(), at = now })
 return reopened
+`;
+
+/**
+ * Claims the webhook events due now: each is pushed `lease` ms into the future, so no other api replica sends it
+ * while this one does (an api that dies mid-delivery leaves it to be sent again when the lease ends).
+ * KEYS: 1 events, 2 due. ARGV: 1 now ms, 2 lease ms, 3 limit. Returns the events' json.
+ */
+export const CLAIM_WEBHOOKS = `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local claimed = {}
+for _, id in ipairs(ids) do
+  local json = redis.call('HGET', KEYS[1], id)
+  if json then
+    redis.call('ZADD', KEYS[2], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
+    table.insert(claimed, json)
+  else
+    redis.call('ZREM', KEYS[2], id)
+  end
+end
+return claimed
 `;
 
 /**

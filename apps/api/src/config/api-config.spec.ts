@@ -40,12 +40,23 @@ describe('loadApiConfig', () => {
     [{ FALCONQ_REDIS_SENTINELS: 's1:26379' }, 'FALCONQ_REDIS_SENTINEL_NAME'],
     [{ FALCONQ_REDIS_SENTINELS: 's1', FALCONQ_REDIS_SENTINEL_NAME: 'm' }, 'FALCONQ_REDIS_SENTINELS'],
     [{ FALCONQ_REDIS_CLUSTER_NODES: 'n1:7000' }, 'FALCONQ_REDIS_PREFIX'],
+    [{ FALCONQ_WEBHOOK_URL: 'ftp://hooks.example' }, 'FALCONQ_WEBHOOK_URL'],
+    [{ FALCONQ_WEBHOOK_URL: 'https://hooks.example/in' }, 'FALCONQ_WEBHOOK_SECRET'],
+    [{ FALCONQ_WEBHOOK_URL: 'https://hooks.example/in', FALCONQ_WEBHOOK_SECRET: 'whsec_c2hvcnQ=' }, 'FALCONQ_WEBHOOK_SECRET'],
+    [{ FALCONQ_WEBHOOK_SECRET: `whsec_${Buffer.alloc(32, 1).toString('base64')}` }, 'FALCONQ_WEBHOOK_SECRET'],
   ])('names the variable of a bad value (%j)', (bad, name) => {
     expect(() => loadApiConfig({ ...base, ...bad })).toThrow(name);
   });
 
   it('never puts a key into its error messages', () => {
     expect(() => loadApiConfig({ ...base, FALCONQ_API_KEYS: 'secret-value-1:t:root' })).toThrow(/^(?!.*secret-value-1)/s);
+  });
+
+  it('reads the webhook endpoint and its whsec_ secret; none without a URL', () => {
+    expect(loadApiConfig(base).webhooks).toBeNull();
+    const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+    expect(loadApiConfig({ ...base, FALCONQ_WEBHOOK_URL: 'https://hooks.example/in', FALCONQ_WEBHOOK_SECRET: secret }).webhooks)
+      .toEqual({ url: 'https://hooks.example/in', secret, retryMs: 5000, maxAttempts: 12, timeoutMs: 10_000 });
   });
 
   it('requires MODEL_DIR', () => {

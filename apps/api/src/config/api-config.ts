@@ -49,6 +49,14 @@ const schema = z.object({
   FALCONQ_CHECK_THREADS: int(0).max(64).default(Math.max(1, Math.min(4, availableParallelism() - 1))),
   /** Milliseconds between SSE keep-alive comments while a stream waits. */
   FALCONQ_SSE_KEEPALIVE_MS: int(100).default(15_000),
+  /** Where batch.completed/failed/expired/cancelled events are POSTed (none when unset). */
+  FALCONQ_WEBHOOK_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  /** Signing secret, Standard Webhooks form: whsec_ followed by base64 of at least 24 random bytes. */
+  FALCONQ_WEBHOOK_SECRET: z.string().optional(),
+  /** First retry delay; each later one doubles, up to an hour. */
+  FALCONQ_WEBHOOK_RETRY_MS: int(10).default(5_000),
+  FALCONQ_WEBHOOK_MAX_ATTEMPTS: int(1).default(12),
+  FALCONQ_WEBHOOK_TIMEOUT_MS: int(100).default(10_000),
 });
 
 export interface ApiConfig {
@@ -75,6 +83,17 @@ export interface ApiConfig {
   shutdownGraceMs: number;
   checkThreads: number;
   sseKeepaliveMs: number;
+  /** null: no webhooks. */
+  webhooks: WebhookConfig | null;
+}
+
+export interface WebhookConfig {
+  url: string;
+  /** The whsec_… secret as configured (the signing key is its base64 part, decoded). */
+  secret: string;
+  retryMs: number;
+  maxAttempts: number;
+  timeoutMs: number;
 }
 
 export class ApiConfigError extends Error {
@@ -131,7 +150,21 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     shutdownGraceMs: e.FALCONQ_SHUTDOWN_GRACE_MS,
     checkThreads: e.FALCONQ_CHECK_THREADS,
     sseKeepaliveMs: e.FALCONQ_SSE_KEEPALIVE_MS,
+    webhooks: field('FALCONQ_WEBHOOK_SECRET', () => webhookConfig(e)),
   };
+}
+
+function webhookConfig(e: z.infer<typeof schema>): WebhookConfig | null {
+  if (!e.FALCONQ_WEBHOOK_URL) {
+    if (e.FALCONQ_WEBHOOK_SECRET) throw new Error('is set but FALCONQ_WEBHOOK_URL is not');
+    return null;
+  }
+  const secret = e.FALCONQ_WEBHOOK_SECRET ?? '';
+  const key = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(secret);
+  if (!key || Buffer.from(key[1], 'base64').length < 24) {
+    throw new Error('must be whsec_ followed by base64 of at least 24 random bytes (required with FALCONQ_WEBHOOK_URL)');
+  }
+  return { url: e.FALCONQ_WEBHOOK_URL, secret, retryMs: e.FALCONQ_WEBHOOK_RETRY_MS, maxAttempts: e.FALCONQ_WEBHOOK_MAX_ATTEMPTS, timeoutMs: e.FALCONQ_WEBHOOK_TIMEOUT_MS };
 }
 
 function redisTopology(e: z.infer<typeof schema>): RedisConnectionConfig {
