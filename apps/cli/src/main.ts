@@ -5,6 +5,7 @@ import { registerTokenizeCommand } from './commands/tokenize';
 import { registerGenerateCommand } from './commands/generate';
 import { registerBenchCommand } from './commands/bench';
 import { registerServiceCommands } from './commands/service';
+import { registerSetupCommands } from './commands/setup';
 
 export function buildProgram(): Command {
   const program = new Command('falconq')
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerGenerateCommand(program);
   registerBenchCommand(program);
   registerServiceCommands(program);
+  registerSetupCommands(program);
   return program;
 }
 

@@ -3,6 +3,10 @@
 
 import type { ExecutionProviderName } from '@app/model';
 
+/** What an owner may ask for: an execution provider, or 'auto' (cuda where it loads, else webgpu, else cpu). */
+export const EXECUTION_PROVIDER_CHOICES = ['auto', 'cpu', 'webgpu', 'cuda'] as const;
+export type ExecutionProviderChoice = (typeof EXECUTION_PROVIDER_CHOICES)[number];
+
 export interface GenerationParams {
   maxNewTokens: number; // default 256
   doSample: boolean; // default false (greedy)
@@ -68,7 +72,8 @@ export interface TokenEvent {
 
 export interface EngineOptions {
   modelDir: string;
-  executionProvider: ExecutionProviderName;
+  /** 'auto': cuda where its provider and libraries load, else webgpu where an adapter exists, else cpu. */
+  executionProvider: ExecutionProviderChoice;
   deviceId?: number;
   /** Sequences decoded together. */
   slots: number;
@@ -122,7 +127,9 @@ export interface EngineOptions {
 /** What the engine learned while starting: sent back once the session is ready. */
 export interface EngineInfo {
   executionProvider: ExecutionProviderName;
-  requestedExecutionProvider: ExecutionProviderName;
+  requestedExecutionProvider: ExecutionProviderChoice;
+  /** Why this execution provider (for 'auto': what was tried before it and why it was not taken). */
+  executionProviderReason: string;
   kvPlacement: 'host' | 'device' | 'device-merge';
   /** Decode steps per run (1: one step per run). */
   decodeChunkSteps: number;

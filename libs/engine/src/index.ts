@@ -7,3 +7,15 @@ export { GenerationEngine, ENGINE_THREAD_FILE } from './engine';
 export { needsFullLogits } from './sampling/sampler';
 export { MAX_TOP_LOGPROBS, logSumExp, tokenLogprob } from './sampling/logprobs';
 export * from './tokenizer';
+export {
+  CUDA_13_PROVIDER_PACKAGE,
+  CUDA_PROVIDER_ORT_VERSION,
+  CudaSetupError,
+  cudaReadiness,
+  detectCudaMajor,
+  hostLibraryFacts,
+  installCuda12Provider,
+  installCuda13Provider,
+  type CudaReadiness,
+  type LibraryFacts,
+} from './runtime/cuda-setup';

@@ -209,7 +209,7 @@ describe('GenerationEngine results', () => {
   });
 
   it('refuses the cuda provider here with the reason and how to install it, or falls back to cpu when asked', async () => {
-    await expect(withEngine({ executionProvider: 'cuda' }, async () => undefined)).rejects.toThrow(/cuda.*not installed.*CUDA 12 and cuDNN 9/s);
+    await expect(withEngine({ executionProvider: 'cuda' }, async () => undefined)).rejects.toThrow(/cuda.*not installed.*falconq setup cuda/s);
     const warnings: string[] = [];
     await withEngine({ executionProvider: 'cuda', fallbackToCpu: true, onWarning: (w) => warnings.push(w) }, async (engine) => {
       expect(engine.info.executionProvider).toBe('cpu');
@@ -310,6 +310,19 @@ describe('GenerationEngine decode loop (decode-loop.onnx: several steps per run,
     const single = await alone({ ...oneStep, modelDir }, jobs);
     const loop = await staggered({ ...looped, modelDir, slots: 3 }, jobs);
     for (const job of jobs) expect(loop.get(job.id)?.sequences).toEqual(single.get(job.id)?.sequences);
+  });
+
+  it('auto takes the first execution provider that loads and says why (cpu here: no CUDA provider, no GPU adapter)', async () => {
+    await withEngine({ executionProvider: 'auto', slots: 1 }, async (engine) => {
+      expect(engine.info.requestedExecutionProvider).toBe('auto');
+      // A machine with a software WebGPU adapter (e.g. Mesa lavapipe) lands on webgpu; CI has none.
+      const expected = engine.info.executionProvider === 'webgpu'
+        ? /^auto: webgpu loaded \(cuda: .*not installed.*falconq setup cuda/s
+        : /^auto: cpu, no GPU provider loaded \(cuda: .*not installed.*falconq setup cuda.*webgpu: /s;
+      expect(engine.info.executionProviderReason).toMatch(expected);
+      expect(engine.info.decodeChunkSteps).toBe(1);
+      expect((await engine.submit({ id: 'x', prompt: 'Hi', params: { maxNewTokens: 2 } })).sequences[0].tokens).toHaveLength(2);
+    });
   });
 
   it('refuses a decode loop with a device KV placement, naming the option', async () => {

@@ -40,7 +40,7 @@ export function registerBenchCommand(program: Command): void {
     .command('bench')
     .description('Measure the engine: static batches (tokens/s, ms per decode step, prefill, time to first token, memory) and a mixed workload, continuous vs static batching')
     .requiredOption('--model <dir>', 'converted model directory (falconq.json)')
-    .option('--ep <provider>', 'execution provider: cpu, webgpu or cuda', parseProvider, 'cpu')
+    .option('--ep <provider>', 'execution provider: cpu, webgpu, cuda, or auto (cuda where it loads, else webgpu, else cpu)', parseProvider, 'cpu')
     .option('--device-id <n>', 'GPU index (cuda; also the card nvidia-smi watches)', parseInteger('--device-id'))
     .option('--batch <list>', 'batch sizes, comma separated', parseList, [1, 8])
     .option('--prompt-len <n>', 'prompt tokens per sequence', parseInteger('--prompt-len'), 64)

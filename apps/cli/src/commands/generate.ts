@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import {
   type EngineOptions,
+  EXECUTION_PROVIDER_CHOICES,
+  type ExecutionProviderChoice,
   GenerationEngine,
   type GenerationParams,
   type GenerationResult,
@@ -43,7 +45,7 @@ export function registerGenerateCommand(program: Command): void {
     .argument('[prompt...]', 'prompts (each argument is one prompt); none: --file, or stdin when it is not a terminal')
     .option('--file <path>', 'prompts, one per line (- = stdin); a line starting with " or { is JSON: a string or {"prompt": ...}')
     .requiredOption('--model <dir>', 'converted model directory (falconq.json)')
-    .option('--ep <provider>', 'execution provider: cpu, webgpu or cuda', parseProvider, 'cpu')
+    .option('--ep <provider>', 'execution provider: cpu, webgpu, cuda, or auto (cuda where it loads, else webgpu, else cpu)', parseProvider, 'cpu')
     .option('--device-id <n>', 'GPU index (cuda)', parseInteger('--device-id'))
     .option('--slots <n>', 'sequences decoded together', parseInteger('--slots'), 8)
     .option('--decode-chunk <n>', 'decode steps per model run (default: 32 on cuda, else 1)', parseInteger('--decode-chunk'))
@@ -166,9 +168,9 @@ function unescape(value: string): string {
   return value.replace(/\\n/g, '\n').replace(/\\t/g, '\t');
 }
 
-export function parseProvider(value: string): ExecutionProviderName {
-  if (value !== 'cpu' && value !== 'webgpu' && value !== 'cuda') throw new Error(`--ep must be cpu, webgpu or cuda, got "${value}"`);
-  return value;
+export function parseProvider(value: string): ExecutionProviderChoice {
+  if (!(EXECUTION_PROVIDER_CHOICES as readonly string[]).includes(value)) throw new Error(`--ep must be one of ${EXECUTION_PROVIDER_CHOICES.join(', ')}, got "${value}"`);
+  return value as ExecutionProviderChoice;
 }
 
 export function parseInteger(flag: string): (value: string) => number {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '@app/engine';
 
 // The fleet supervisor's configuration: which devices get worker processes and how many per device. Flags win
 // over the environment (FALCONQ_GPUS, FALCONQ_PER_GPU, FALCONQ_EP, FALCONQ_SLOTS). The only place of the fleet
@@ -17,7 +18,7 @@ export interface FleetConfig {
   /** Device ids; one entry `0` on a CPU-only machine. */
   devices: number[];
   perDevice: number;
-  executionProvider: 'cpu' | 'webgpu' | 'cuda';
+  executionProvider: ExecutionProviderChoice;
   slots?: number;
   modelDir?: string;
   redisUrl?: string;
@@ -41,7 +42,7 @@ const deviceList = z
 const schema = z.object({
   FALCONQ_GPUS: deviceList.optional(),
   FALCONQ_PER_GPU: z.coerce.number().int().min(1).max(64).default(1),
-  FALCONQ_EP: z.enum(['cpu', 'webgpu', 'cuda']).default('cpu'),
+  FALCONQ_EP: z.enum(EXECUTION_PROVIDER_CHOICES).default('cpu'),
   FALCONQ_SLOTS: z.coerce.number().int().min(1).max(1024).optional(),
   MODEL_DIR: z.string().min(1).optional(),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
@@ -105,7 +106,8 @@ export function workerEnvironment(config: FleetConfig, assignment: WorkerAssignm
   if (config.slots !== undefined) env.FALCONQ_SLOTS = String(config.slots);
   if (config.modelDir !== undefined) env.MODEL_DIR = config.modelDir;
   if (config.redisUrl !== undefined) env.REDIS_URL = config.redisUrl;
-  if (config.executionProvider === 'cuda') {
+  // auto may land on cuda: pin it the cuda way (webgpu fleets over several GPUs name webgpu).
+  if (config.executionProvider === 'cuda' || config.executionProvider === 'auto') {
     env.CUDA_VISIBLE_DEVICES = String(assignment.device);
     env.FALCONQ_DEVICE_ID = '0';
   } else {

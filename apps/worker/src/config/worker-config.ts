@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '@app/engine';
 import { redisTopologyOf, type RedisConnectionConfig } from '@app/store';
 
 // The worker's whole configuration, read from the environment once at start and validated; the only place in the
@@ -10,7 +11,7 @@ const int = (min: number) => z.coerce.number().int().min(min);
 const schema = z.object({
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
   MODEL_DIR: z.string().min(1, 'must name a model directory (falconq model tiny --out <dir> makes one)'),
-  FALCONQ_EP: z.enum(['cpu', 'webgpu', 'cuda']).default('cpu'),
+  FALCONQ_EP: z.enum(EXECUTION_PROVIDER_CHOICES).default('cpu'),
   FALCONQ_DEVICE_ID: int(0).default(0),
   FALCONQ_SLOTS: int(1).max(1024).default(16),
   FALCONQ_WORKER_ID: z.string().min(1).optional(),
@@ -48,7 +49,7 @@ export interface WorkerConfig {
   redis: RedisConnectionConfig;
   prefix: string;
   modelDir: string;
-  executionProvider: 'cpu' | 'webgpu' | 'cuda';
+  executionProvider: ExecutionProviderChoice;
   deviceId: number;
   slots: number;
   workerId: string;

@@ -3,7 +3,7 @@
 // in-process mode, in the caller's thread. Loads onnxruntime-node.
 
 import { threadId } from 'node:worker_threads';
-import type { EngineInfo, EngineOptions, EngineStats, GenerationRequest, GenerationResult, TokenEvent } from '../api';
+import { EXECUTION_PROVIDER_CHOICES, type EngineInfo, type EngineOptions, type EngineStats, type GenerationRequest, type GenerationResult, type TokenEvent } from '../api';
 import { DuplicateRequestError, EngineClosedError, InvalidGenerationParamError } from '../errors';
 import { fitPromptToContext, resolveGenerationParams } from '../params';
 import { randomSeed } from '../sampling/prng';
@@ -13,7 +13,9 @@ import { Tokenizer } from '../tokenizer';
 import { DeviceKvRunner } from '../runtime/device-kv-runner';
 import { HostKvRunner } from '../runtime/host-kv-runner';
 import { MergeKvRunner } from '../runtime/merge-kv-runner';
-import { type ModelSession, openModelSession, readManifest } from '../runtime/model-session';
+import { backendFacts, type ModelSession, openModelSession, readManifest } from '../runtime/model-session';
+import { providerUnavailableReason } from '../runtime/providers';
+import type { ExecutionProviderName } from '@app/model';
 
 /** Options that can cross a thread boundary (no callbacks). */
 export type EngineCoreOptions = Omit<EngineOptions, 'onWarning' | 'inProcess'>;
@@ -30,7 +32,43 @@ export const nowMs = () => performance.timeOrigin + performance.now();
 /** The decode loop pays off where every run copies the KV cache through the host: onnxruntime-node's CUDA EP. */
 export const DEFAULT_CUDA_DECODE_CHUNK_STEPS = 32;
 
-function defaultDecodeChunkSteps(options: EngineCoreOptions): number {
+/**
+ * Opens the session on the requested EP, or for 'auto' on the first of cuda, webgpu, cpu that loads (each refusal
+ * is kept as the reason the next one was taken).
+ */
+async function openWithProvider(options: EngineCoreOptions): Promise<{ model: ModelSession; decodeChunkSteps: number; reason: string }> {
+  const open = async (executionProvider: ExecutionProviderName) => {
+    const resolved = { ...options, executionProvider };
+    const decodeChunkSteps = options.decodeChunkSteps ?? defaultDecodeChunkSteps(resolved);
+    return { model: await openModelSession({ ...resolved, decodeLoop: decodeChunkSteps > 1 }), decodeChunkSteps };
+  };
+  if (options.executionProvider !== 'auto') {
+    const opened = await open(options.executionProvider);
+    return { ...opened, reason: `${options.executionProvider} as requested` };
+  }
+  const manifest = readManifest(options.modelDir);
+  const facts = backendFacts();
+  const skipped: string[] = [];
+  for (const candidate of ['cuda', 'webgpu'] as const) {
+    const unavailable = providerUnavailableReason(candidate, facts) ?? (candidate === 'cuda' && manifest.activations === 'fp32'
+      ? 'the model has fp32 activations and the cuda attention kernel is fp16 only (convert with --target gpu)'
+      : undefined);
+    if (unavailable) {
+      skipped.push(`${candidate}: ${unavailable}`);
+      continue;
+    }
+    try {
+      const opened = await open(candidate);
+      return { ...opened, reason: skipped.length === 0 ? `auto: ${candidate} loaded` : `auto: ${candidate} loaded (${skipped.join('; ')})` };
+    } catch (error) {
+      skipped.push(`${candidate}: ${(error as Error).message}`);
+    }
+  }
+  const opened = await open('cpu');
+  return { ...opened, reason: `auto: cpu, no GPU provider loaded (${skipped.join('; ')})` };
+}
+
+function defaultDecodeChunkSteps(options: EngineCoreOptions & { executionProvider: ExecutionProviderName }): number {
   if (options.executionProvider !== 'cuda') return 1;
   const placement = options.kvPlacement ?? 'auto';
   if (placement !== 'auto' && placement !== 'host') return 1;
@@ -82,13 +120,13 @@ export class EngineCore {
   static async open(options: EngineCoreOptions): Promise<EngineCore> {
     validateEngineOptions(options);
     const started = nowMs();
-    const decodeChunkSteps = options.decodeChunkSteps ?? defaultDecodeChunkSteps(options);
-    const model = await openModelSession({ ...options, decodeLoop: decodeChunkSteps > 1 });
+    const { model, decodeChunkSteps, reason } = await openWithProvider(options);
     const tokenizer = Tokenizer.fromModelDir(options.modelDir);
     const { manifest } = model;
     const info: EngineInfo = {
       executionProvider: model.executionProvider,
       requestedExecutionProvider: options.executionProvider,
+      executionProviderReason: reason,
       kvPlacement: model.kvPlacement,
       decodeChunkSteps,
       contextLength: Math.min(manifest.shape.contextLength, options.maxSequenceLength ?? Infinity),
@@ -229,7 +267,9 @@ function validateEngineOptions(options: EngineCoreOptions): void {
     throw new Error(`invalid engine option ${field}: ${reason}`);
   };
   if (!options.modelDir) fail('modelDir', 'is required');
-  if (!['cpu', 'webgpu', 'cuda'].includes(options.executionProvider)) fail('executionProvider', `must be cpu, webgpu or cuda, got ${String(options.executionProvider)}`);
+  if (!(EXECUTION_PROVIDER_CHOICES as readonly string[]).includes(options.executionProvider)) {
+    fail('executionProvider', `must be one of ${EXECUTION_PROVIDER_CHOICES.join(', ')}, got ${String(options.executionProvider)}`);
+  }
   if (!Number.isInteger(options.slots) || options.slots < 1 || options.slots > 1024) fail('slots', `must be an integer in 1..1024, got ${String(options.slots)}`);
   if (options.prefillChunkTokens !== undefined && (!Number.isInteger(options.prefillChunkTokens) || options.prefillChunkTokens < 1)) {
     fail('prefillChunkTokens', 'must be a positive integer');

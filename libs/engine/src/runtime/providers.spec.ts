@@ -30,7 +30,7 @@ describe('planExecutionProvider', () => {
   it('refuses cuda when its provider library was not installed, saying how to get it', () => {
     const refuse = () => planExecutionProvider('cuda', gpuModel, facts());
     expect(refuse).toThrow(ExecutionProviderUnavailableError);
-    expect(refuse).toThrow(/libonnxruntime_providers_cuda\.so is missing.*CUDA 12 and cuDNN 9.*--onnxruntime-node-install=cuda12/s);
+    expect(refuse).toThrow(/libonnxruntime_providers_cuda\.so is missing.*falconq setup cuda.*onnxruntime-node 1\.29\.0/s);
     expect(planExecutionProvider('cuda', gpuModel, facts({ cudaProviderInstalled: true }))).toEqual({ executionProvider: 'cuda', warnings: [] });
   });
 
@@ -47,9 +47,12 @@ describe('planExecutionProvider', () => {
 });
 
 describe('describeSessionFailure', () => {
-  it('names the provider, keeps onnxruntime\'s reason and says what the provider needs', () => {
-    const message = describeSessionFailure('cuda', '/m/model.onnx', new Error('Failed to load shared library libcudnn.so.9'));
-    expect(message).toMatch(/\/m\/model\.onnx with the cuda execution provider: Failed to load shared library libcudnn\.so\.9.*CUDA 12 and cuDNN 9/s);
+  it('names the provider, keeps onnxruntime\'s reason and names the cause: a missing library, a version mismatch, no device', () => {
+    const library = describeSessionFailure('cuda', '/m/model.onnx', new Error('Failed to load library libonnxruntime_providers_cuda.so with error: libcublas.so.13: cannot open shared object file: No such file or directory'));
+    expect(library).toMatch(/\/m\/model\.onnx with the cuda execution provider: .*libcublas\.so\.13.*Cause: the CUDA provider needs libcublas\.so\.13.*falconq setup cuda --check/s);
+    expect(describeSessionFailure('cuda', 'm', new Error('onnxruntime version mismatch: 1.29.0 vs 1.30.0'))).toMatch(/Cause: .*built for another onnxruntime version.*falconq setup cuda/s);
+    expect(describeSessionFailure('cuda', 'm', new Error('CUDA failure 100: no CUDA-capable device is detected'))).toMatch(/Cause: no usable NVIDIA GPU/);
+    expect(describeSessionFailure('cuda', 'm', new Error('something else'))).toMatch(/something else.*falconq setup cuda/s);
     expect(describeSessionFailure('webgpu', 'm', new Error('No supported adapters'))).toMatch(/webgpu.*No supported adapters.*Vulkan/s);
   });
 });

@@ -19,10 +19,9 @@ export interface ProviderPlan {
 }
 
 export const CUDA_INSTALL_HINT =
-  'The CUDA provider is not in the onnxruntime-node npm package: its install script downloads ' +
-  'libonnxruntime_providers_cuda.so (linux-x64 only). On a host with CUDA 12 and cuDNN 9, approve that script ' +
-  '(package.json "allowScripts": {"onnxruntime-node": true}, then reinstall without ONNXRUNTIME_NODE_INSTALL=skip) ' +
-  'or run `node node_modules/onnxruntime-node/script/install --onnxruntime-node-install=cuda12`.';
+  'The CUDA provider is not in the onnxruntime-node npm package: `falconq setup cuda` installs the one that matches ' +
+  'onnxruntime-node 1.29.0 (CUDA 13: from npm, sha256-checked; CUDA 12: onnxruntime-node\'s installer) and lists the ' +
+  'CUDA libraries this host still lacks.';
 
 /** Picks the EP for a model, or throws (or falls back to cpu when asked) with the reason and the way to get it. */
 export function planExecutionProvider(
@@ -93,15 +92,30 @@ function targetWarnings(
   return [`This model lists execution providers ${manifest.executionProviders.join(', ')}, not ${ep}.`];
 }
 
-/** Wraps onnxruntime's own error when creating a session with this EP fails. */
+/** Wraps onnxruntime's own error when creating a session with this EP fails, naming the cause where it can. */
 export function describeSessionFailure(ep: ExecutionProviderName, modelPath: string, error: unknown): string {
   const cause = error instanceof Error ? error.message : String(error);
   const base = `Could not create an onnxruntime session for ${modelPath} with the ${ep} execution provider: ${cause}`;
-  if (ep === 'cuda') {
-    return `${base}. The CUDA provider needs CUDA 12 and cuDNN 9 libraries on the library path (LD_LIBRARY_PATH) and a visible GPU. ${CUDA_INSTALL_HINT}`;
-  }
+  if (ep === 'cuda') return `${base}. ${cudaFailureCause(cause)}`;
   if (ep === 'webgpu') {
     return `${base}. WebGPU needs a GPU driver with Vulkan (linux) or D3D12 (windows) that Dawn can use; check vulkaninfo.`;
   }
   return base;
+}
+
+/** What onnxruntime's CUDA error means, and the fix. */
+export function cudaFailureCause(message: string): string {
+  const library = /(lib[\w.+-]+\.so(?:\.\d+)*): cannot open shared object file/.exec(message)?.[1];
+  if (library) {
+    return `Cause: the CUDA provider needs ${library}, which the dynamic loader cannot find. ` +
+      '`falconq setup cuda --check` lists every missing CUDA library and the line that fixes it (usually LD_LIBRARY_PATH).';
+  }
+  if (/version mismatch/i.test(message)) {
+    return 'Cause: libonnxruntime_providers_cuda.so was built for another onnxruntime version than this onnxruntime-node; ' +
+      'run `falconq setup cuda` to install the matching one.';
+  }
+  if (/no CUDA-capable device|CUDA driver version is insufficient|cudaErrorNoDevice|cudaGetDeviceCount|CUDA failure 100|CUDA error cudaErrorInvalidDevice/i.test(message)) {
+    return 'Cause: no usable NVIDIA GPU is visible to this process (check nvidia-smi, the driver, CUDA_VISIBLE_DEVICES and --device-id).';
+  }
+  return `The CUDA provider needs a visible NVIDIA GPU and the CUDA libraries on the library path. ${CUDA_INSTALL_HINT}`;
 }
