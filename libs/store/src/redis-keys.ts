@@ -9,6 +9,8 @@ export class StoreKeys {
   items(id: string): string { return `${this.prefix}:batch:${id}:items`; }
   customIds(id: string): string { return `${this.prefix}:batch:${id}:custom-ids`; }
   history(id: string): string { return `${this.prefix}:batch:${id}:history`; }
+  /** Every item event of a batch in the order the items finished (event streams resume from a position in it). */
+  finished(id: string): string { return `${this.prefix}:batch:${id}:finished`; }
   eventsChannel(id: string): string { return `${this.prefix}:events:${id}`; }
   streamChannel(requestId: string): string { return `${this.prefix}:stream:${requestId}`; }
   /** Prefix of the per-owner set of active batch ids (the Lua scripts append the owner). */
@@ -36,6 +38,6 @@ export class StoreKeys {
 
   /** The per-batch keys that share its retention TTL. */
   batchKeys(id: string): string[] {
-    return [this.batch(id), this.results(id), this.items(id), this.customIds(id), this.history(id)];
+    return [this.batch(id), this.results(id), this.items(id), this.customIds(id), this.history(id), this.finished(id)];
   }
 }

@@ -207,9 +207,9 @@ export class RedisResultsStore implements ResultsStore {
     const final = ['completed', 'failed', 'expired', 'cancelled'].includes(to);
     const result = (await this.redis.eval(
       CHANGE_STATUS,
-      10,
+      11,
       k.batch(batchId), k.results(batchId), k.history(batchId), k.items(batchId), k.customIds(batchId), k.deadlines(), k.validating(),
-      k.webhooksEnabled(), k.webhookEvents(), k.webhookDue(),
+      k.webhooksEnabled(), k.webhookEvents(), k.webhookDue(), k.finished(batchId),
       to, from.join(','), Date.now(), TIMESTAMP_FIELD[to] ?? `${to}_at`, k.eventsChannel(batchId), k.activePrefix(),
       final ? this.options.retentionSeconds : 0, this.historySize, errors ? JSON.stringify(errors) : '',
     )) as [number, string] | null;
@@ -270,9 +270,9 @@ export class RedisResultsStore implements ResultsStore {
     const id = result.batchId;
     const outcome = (await this.redis.eval(
       RECORD_RESULT,
-      10,
+      11,
       k.batch(id), k.results(id), k.history(id), k.items(id), k.customIds(id), k.deadlines(), k.stats(),
-      k.webhooksEnabled(), k.webhookEvents(), k.webhookDue(),
+      k.webhooksEnabled(), k.webhookEvents(), k.webhookDue(), k.finished(id),
       result.index, JSON.stringify(result), result.status, Date.now(), result.output?.completionTokens ?? 0,
       result.customId, k.eventsChannel(id), k.activePrefix(), this.options.retentionSeconds, this.progressIntervalMs,
       this.historySize, result.output?.promptTokens ?? 0,
@@ -357,8 +357,8 @@ export class RedisResultsStore implements ResultsStore {
     const k = this.keys;
     const reopened = (await this.redis.eval(
       REOPEN_FAILED,
-      6,
-      k.batch(batchId), k.results(batchId), k.history(batchId), k.items(batchId), k.customIds(batchId), k.deadlines(),
+      7,
+      k.batch(batchId), k.results(batchId), k.history(batchId), k.items(batchId), k.customIds(batchId), k.deadlines(), k.finished(batchId),
       Date.now(), k.eventsChannel(batchId), k.activePrefix(), this.historySize,
     )) as number[];
     return reopened.map(Number).sort((a, b) => a - b);
@@ -436,6 +436,11 @@ export class RedisResultsStore implements ResultsStore {
   }
 
   // ---------------------------------------------------------------- events
+
+  async itemEventsSince(batchId: string, position: number, limit: number): Promise<BatchEvent[]> {
+    const raw = await this.redis.lrange(this.keys.finished(batchId), position, position + limit - 1);
+    return raw.map((r) => JSON.parse(r) as BatchEvent);
+  }
 
   async recentEvents(batchId: string): Promise<BatchEvent[]> {
     const raw = await this.redis.lrange(this.keys.history(batchId), 0, -1);

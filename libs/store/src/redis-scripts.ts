@@ -14,6 +14,7 @@ local function emit(history_key, channel, history_max, event)
   redis.call('RPUSH', history_key, json)
   redis.call('LTRIM', history_key, -history_max, -1)
   redis.call('PUBLISH', channel, json)
+  return json
 end
 -- A final status of a batch (not an online request) goes to the webhook outbox, in the same step as the change, when
 -- an api sends webhooks. keys: { enabled flag, events hash, due zset }.
@@ -36,7 +37,8 @@ end
 
 /**
  * recordResult.
- * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines, 7 stats, 8-10 webhooks enabled/events/due
+ * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines, 7 stats, 8-10 webhooks enabled/events/due,
+ *       11 finished (every item event, in order, untrimmed: what an event stream resumes from)
  * ARGV: 1 index, 2 result json, 3 item status, 4 now ms, 5 completion tokens, 6 custom id, 7 events channel,
  *       8 active-set prefix, 9 retention s, 10 progress interval ms, 11 history max, 12 prompt tokens
  * The cluster-wide stats count items by status (items_succeeded, items_failed, items_cancelled, items_expired).
@@ -64,8 +66,10 @@ local b = redis.call('HMGET', KEYS[1], 'total', 'completed', 'failed', 'status',
 local counts = counts_of(b)
 local status = b[4]
 local batch_id = b[9]
-emit(KEYS[3], ARGV[7], history_max,
-  { type = 'item', batchId = batch_id, index = tonumber(ARGV[1]), customId = ARGV[6], status = ARGV[3], at = now })
+redis.call('RPUSH', KEYS[11], emit(KEYS[3], ARGV[7], history_max,
+  { type = 'item', batchId = batch_id, index = tonumber(ARGV[1]), customId = ARGV[6], status = ARGV[3], at = now }))
+local own_ttl = redis.call('PTTL', KEYS[1])
+if own_ttl > 0 then redis.call('PEXPIRE', KEYS[11], own_ttl) end
 local done = counts.completed + counts.failed
 if done >= counts.total then
   local final = nil
@@ -82,7 +86,7 @@ if done >= counts.total then
     redis.call('ZREM', KEYS[6], batch_id)
     emit(KEYS[3], ARGV[7], history_max, { type = 'status', batchId = batch_id, status = final, counts = counts, at = now })
     enqueue_webhook({ KEYS[8], KEYS[9], KEYS[10] }, batch_id, final, now)
-    set_retention({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5] }, tonumber(ARGV[9]))
+    set_retention({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[11] }, tonumber(ARGV[9]))
   end
   return 'recorded'
 end
@@ -103,7 +107,8 @@ return 'recorded'
 
 /**
  * Status change of a batch (cancel, expire, fail, start).
- * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines, 7 validating, 8-10 webhooks enabled/events/due
+ * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines, 7 validating, 8-10 webhooks enabled/events/due,
+ *       11 finished
  * ARGV: 1 new status, 2 allowed current statuses (comma separated), 3 now ms, 4 timestamp field, 5 events channel,
  *       6 active-set prefix, 7 retention s (applied when the new status is final; 0 = keep), 8 history max,
  *       9 errors json ('' = none)
@@ -124,7 +129,7 @@ if final then
   local b = redis.call('HMGET', KEYS[1], 'owner', 'id')
   redis.call('SREM', ARGV[6] .. b[1], b[2])
   redis.call('ZREM', KEYS[6], b[2])
-  set_retention({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5] }, tonumber(ARGV[7]))
+  set_retention({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[11] }, tonumber(ARGV[7]))
   enqueue_webhook({ KEYS[8], KEYS[9], KEYS[10] }, redis.call('HGET', KEYS[1], 'id'), ARGV[1], now)
 end
 local id = redis.call('HGET', KEYS[1], 'id')
@@ -134,7 +139,7 @@ return { 1, ARGV[1] }
 
 /**
  * Reopen the failed items of a finished or running batch for a retry.
- * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines
+ * KEYS: 1 batch, 2 results, 3 history, 4 items, 5 custom-ids, 6 deadlines, 7 finished
  * ARGV: 1 now ms, 2 events channel, 3 active-set prefix, 4 history max
  * Returns the reopened indices.
  */
@@ -157,7 +162,7 @@ local now = tonumber(ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'failed', -#reopened)
 redis.call('HSET', KEYS[1], 'status', 'in_progress', 'expires_at', now + (tonumber(b[4]) or 86400000))
 redis.call('HDEL', KEYS[1], 'finalizing_at', 'completed_at')
-for _, k in ipairs({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5] }) do redis.call('PERSIST', k) end
+for _, k in ipairs({ KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7] }) do redis.call('PERSIST', k) end
 redis.call('SADD', ARGV[3] .. b[2], b[3])
 redis.call('ZADD', KEYS[6], now + (tonumber(b[4]) or 86400000), b[3])
 emit(KEYS[3], ARGV[2], tonumber(ARGV[4]), { type = 'status', batchId = b[3], status = 'in_progress', counts = read_counts(), at = now })
@@ -184,9 +189,6 @@ end
 return claimed
 `;
 
-/**
- * Fixed-window rate limit. KEYS: 1 counter. ARGV: 1 window ms. Returns { count, ttl ms }.
- */
 /**
  * Sliding-log rate limit: KEYS[1] is a sorted set of the subject's accepted request times (ms, Redis's clock, so
  * replicas agree). ARGV: limit, window ms. Returns { allowed 0/1, requests in the window, ms until the oldest leaves

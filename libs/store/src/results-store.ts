@@ -240,6 +240,11 @@ export interface ResultsStore {
   listFiles(owner: string | undefined, limit: number): Promise<StoredFile[]>;
 
   // --- events
+  /**
+   * The item events of a batch from `position` on (0-based, in the order its items finished; at most `limit`): an
+   * event stream that reconnects, or a client that resumes with Last-Event-ID, reads on from where it was.
+   */
+  itemEventsSince(batchId: string, position: number, limit: number): Promise<BatchEvent[]>;
   /** Last events of a batch (oldest first), so a late subscriber can catch up. */
   recentEvents(batchId: string): Promise<BatchEvent[]>;
   subscribe(batchId: string, listener: (event: BatchEvent) => void): Promise<Unsubscribe>;

@@ -280,6 +280,20 @@ export function describeResultsStoreContract(name: string, make: () => Promise<S
       expect(history[history.length - 1]).toMatchObject({ type: 'status', status: 'completed' });
     });
 
+    it('keeps every item event in the order the items finished, for streams that resume from a position', async () => {
+      const batch = await startedBatch({}, 300);
+      for (const index of [2, 0, 1]) await store.recordResult(succeeded(batch.id, index));
+      for (let i = 3; i < 300; i++) await store.recordResult(i % 7 ? succeeded(batch.id, i) : failed(batch.id, i));
+      const all = await store.itemEventsSince(batch.id, 0, 1000);
+      // Not trimmed like the recent-events history: all 300, once each, finishing order.
+      expect(all).toHaveLength(300);
+      expect(all.slice(0, 3).map((e) => e.type === 'item' && e.index)).toEqual([2, 0, 1]);
+      expect(all[7]).toMatchObject({ type: 'item', index: 7, status: 'failed', customId: 'req-7' });
+      const rest = await store.itemEventsSince(batch.id, 298, 10);
+      expect(rest.map((e) => e.type === 'item' && e.index)).toEqual([298, 299]);
+      expect(await store.itemEventsSince(batch.id, 300, 10)).toEqual([]);
+    });
+
     it('throttles progress events (never one per result)', async () => {
       const batch = await startedBatch({}, 50);
       for (let i = 0; i < 49; i++) await store.recordResult(succeeded(batch.id, i));

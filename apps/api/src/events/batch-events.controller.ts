@@ -1,35 +1,29 @@
 import { Controller, Get, Inject, Param, Req, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiHeader, ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import type { BatchEvent } from '@app/contracts';
-import { finishedAtOf, isFinalStatus, type BatchRecord, type BatchStatus, type ResultsStore } from '@app/store';
+import type { ResultsStore, Unsubscribe } from '@app/store';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
 import { BatchLifecycleService } from '../batches/batch-lifecycle.service';
+import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { RESULTS_STORE } from '../infra/infra.module';
 import { InFlightRequests } from '../http/in-flight-requests';
+import { ApiError } from '../http/api-error';
+import { BatchEventFeed, FEED_POLL_MS } from './batch-event-feed';
 
-const KEEPALIVE_MS = 15_000;
+export { snapshotEvent } from './batch-snapshot';
 
-/**
- * The current state of a batch as a progress event (what a late subscriber sees first). The rates of a finished
- * batch are over its run (start to final status), so they stay what they were when it finished.
- */
-export function snapshotEvent(batch: BatchRecord, now = Date.now()): BatchEvent {
-  const counts = batch.requestCounts;
-  const done = counts.completed + counts.failed;
-  const end = finishedAtOf(batch) ?? now;
-  const elapsed = Math.max(end - (batch.inProgressAt ?? end), 1) / 1000;
-  const itemsPerSecond = batch.inProgressAt ? done / elapsed : 0;
-  return {
-    type: 'progress', batchId: batch.id, counts, itemsPerSecond,
-    tokensPerSecond: batch.inProgressAt ? batch.completionTokens / elapsed : 0,
-    etaSeconds: itemsPerSecond > 0 ? (counts.total - done) / itemsPerSecond : null, at: now,
-  };
+/** Last-Event-ID: the number of item events the client has (the `id` of the last event it received). */
+function resumePosition(header: string | undefined): number {
+  if (header === undefined || header === '') return 0;
+  const position = Number(header);
+  if (!Number.isInteger(position) || position < 0) throw ApiError.badRequest('Last-Event-ID: must be the id of an event of this stream (an integer >= 0)', { param: 'Last-Event-ID' });
+  return position;
 }
 
 /**
- * Server-sent events of one batch: first its current state, then counts (throttled), one event per finished item,
- * and the final status, after which the stream ends.
+ * Server-sent events of one batch: its current state, counts (throttled), one event per finished item, and the final
+ * status, after which the stream ends. Every event carries an id; reconnecting with Last-Event-ID resumes after it.
+ * The stream survives Redis restarts: it re-reads the batch after every wake-up and every few seconds.
  */
 @ApiTags('events')
 @ApiBearerAuth()
@@ -37,13 +31,16 @@ export function snapshotEvent(batch: BatchRecord, now = Date.now()): BatchEvent 
 export class BatchEventsController {
   constructor(
     @Inject(RESULTS_STORE) private readonly store: ResultsStore,
+    @Inject(API_CONFIG) private readonly config: ApiConfig,
     private readonly lifecycle: BatchLifecycleService,
     private readonly inFlight: InFlightRequests,
   ) {}
 
   @Get(['batches/:id/events', 'v1/batches/:id/events'])
   @ApiProduces('text/event-stream')
+  @ApiHeader({ name: 'Last-Event-ID', required: false, description: 'Resume after this event (sent by EventSource on reconnect).' })
   async stream(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Req() request: Request, @Res() response: Response): Promise<void> {
+    const position = resumePosition(request.header('last-event-id'));
     await this.lifecycle.visibleBatch(principal, id);
     response.status(200);
     response.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
@@ -53,19 +50,20 @@ export class BatchEventsController {
     response.flushHeaders();
 
     let closed = false;
-    const send = (event: BatchEvent) => {
-      if (closed) return;
-      response.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
-      if (event.type === 'status' && isFinalStatus(event.status as BatchStatus)) finish();
-    };
-    const keepalive = setInterval(() => response.write(': keepalive\n\n'), KEEPALIVE_MS);
-    const subscription: { unsubscribe?: () => Promise<void> } = {};
+    let unsubscribe: Unsubscribe | undefined;
+    const feed = new BatchEventFeed(this.store, id, position,
+      (event, eventId) => void (closed || response.write(`event: ${event.type}\nid: ${eventId}\ndata: ${JSON.stringify(event)}\n\n`)),
+      () => finish());
+    const keepalive = setInterval(() => response.write(': keep-alive\n\n'), this.config.sseKeepaliveMs);
+    const poll = setInterval(() => void feed.wake(), FEED_POLL_MS);
     const finish = () => {
       if (closed) return;
       closed = true;
       forget();
+      feed.stop();
       clearInterval(keepalive);
-      void subscription.unsubscribe?.();
+      clearInterval(poll);
+      void unsubscribe?.().catch(() => undefined);
       response.end();
     };
     const forget = this.inFlight.addStream(finish);
@@ -73,20 +71,11 @@ export class BatchEventsController {
     // A client that hung up before this handler ran emitted 'close' already.
     if (response.destroyed || request.destroyed) return finish();
 
-    // Subscribe before reading the state, so nothing falls between the snapshot and the live events.
-    const buffered: BatchEvent[] = [];
-    let live = false;
-    subscription.unsubscribe = await this.store.subscribe(id, (event) => (live ? send(event) : buffered.push(event)));
-    // The client may have gone while the subscription was being set up: finish() ran before there was one to undo.
-    if (closed) return void subscription.unsubscribe();
-    const batch = await this.store.getBatch(id);
-    if (!batch) return finish();
-    send(snapshotEvent(batch));
-    if (isFinalStatus(batch.status)) {
-      send({ type: 'status', batchId: id, status: batch.status, counts: batch.requestCounts, at: Date.now() });
-      return;
-    }
-    live = true;
-    for (const event of buffered) send(event);
+    // Pub/sub only wakes the feed early; the first read does not wait for it (Redis may be restarting).
+    void this.store.subscribe(id, () => void feed.wake()).then(
+      (release) => (closed ? void release().catch(() => undefined) : (unsubscribe = release)),
+      () => undefined,
+    );
+    await feed.wake();
   }
 }

@@ -1,0 +1,47 @@
+// Reads a batch's server-sent events the way a client does (fetch, frames split on blank lines).
+
+export interface SseEvent {
+  type: string;
+  id?: string;
+  data: Record<string, unknown>;
+}
+
+export interface ReadOptions {
+  lastEventId?: string;
+  signal?: AbortSignal;
+  onEvent?: (event: SseEvent) => void;
+  /** Keep-alive comments seen are counted here. */
+  comments?: { count: number };
+}
+
+/** Every event until the server ends the stream (or `signal` aborts it: then the events read so far). */
+export async function readBatchEvents(base: string, key: string, batchId: string, options: ReadOptions = {}): Promise<SseEvent[]> {
+  const headers: Record<string, string> = { authorization: `Bearer ${key}` };
+  if (options.lastEventId !== undefined) headers['last-event-id'] = options.lastEventId;
+  const events: SseEvent[] = [];
+  try {
+    const response = await fetch(`${base}/batches/${batchId}/events`, { headers, signal: options.signal });
+    if (response.status !== 200) throw new Error(`events of ${batchId}: HTTP ${response.status} ${await response.text()}`);
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (frame.startsWith(':')) {
+          if (options.comments) options.comments.count++;
+          continue;
+        }
+        const fields = new Map(frame.split('\n').map((line) => [line.slice(0, line.indexOf(':')), line.slice(line.indexOf(':') + 2)] as const));
+        const event: SseEvent = { type: fields.get('event') ?? 'message', id: fields.get('id'), data: JSON.parse(fields.get('data') ?? 'null') as Record<string, unknown> };
+        events.push(event);
+        options.onEvent?.(event);
+      }
+    }
+  } catch (error) {
+    if (!options.signal?.aborted) throw error;
+  }
+  return events;
+}
