@@ -13,11 +13,13 @@ export async function startWorkerEngine(config: WorkerConfig): Promise<WorkerEng
     slots: config.slots,
     kvPlacement: config.kvPlacement,
     prefillChunkTokens: config.prefillChunkTokens,
+    decodeChunkSteps: config.decodeChunkSteps,
     joinGroup: config.joinGroup,
     joinMaxWaitSteps: config.joinMaxWaitSteps,
     intraOpThreads: config.intraOpThreads,
     onWarning: (message) => logger.warn(message),
   });
-  logger.log(`model ${config.modelDir} loaded on ${config.executionProvider}:${config.deviceId} with ${config.slots} slots`);
+  const { info } = engine;
+  logger.log(`model ${config.modelDir} loaded on ${info.executionProvider}:${config.deviceId} (${info.executionProviderReason}) with ${config.slots} slots, ${info.decodeChunkSteps} decode steps per run`);
   return engine;
 }

@@ -5,6 +5,7 @@ interface SetupCudaFlags {
   from?: string;
   cuda?: 'auto' | '12' | '13';
   check?: boolean;
+  installOnly?: boolean;
 }
 
 export function registerSetupCommands(program: Command): void {
@@ -15,6 +16,7 @@ export function registerSetupCommands(program: Command): void {
     .option('--from <tgz>', `install from this local tarball of ${CUDA_13_PROVIDER_PACKAGE} instead of fetching it with npm`)
     .option('--cuda <major>', 'the host CUDA major version: auto (from libcudart), 12 or 13', 'auto')
     .option('--check', 'only report what is missing, install nothing')
+    .option('--install-only', 'install, skip the host library check (image builds: the driver comes at run time)')
     .action((flags: SetupCudaFlags) => {
       const code = setupCuda(flags, (line) => process.stdout.write(`${line}\n`));
       process.exitCode = code;
@@ -34,6 +36,7 @@ export function setupCuda(flags: SetupCudaFlags, print: (line: string) => void):
       try {
         const installed = installCuda13Provider({ tarball: flags.from });
         for (const file of installed) print(`installed ${file} (sha256 checked)`);
+        if (flags.installOnly) return 0;
       } catch (error) {
         if (error instanceof CudaSetupError) {
           print(`falconq setup cuda: ${error.message}`);

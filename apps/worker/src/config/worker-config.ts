@@ -38,6 +38,8 @@ const schema = z.object({
   FALCONQ_BATCH_RETENTION_S: int(0).default(30 * 24 * 3600),
   FALCONQ_KV_PLACEMENT: z.enum(['auto', 'host', 'device', 'device-merge']).default('auto'),
   FALCONQ_PREFILL_CHUNK_TOKENS: int(1).optional(),
+  /** Decode steps per model run (engine default: 32 on cuda, else 1). */
+  FALCONQ_DECODE_CHUNK: int(1).optional(),
   FALCONQ_JOIN_GROUP: int(1).optional(),
   FALCONQ_JOIN_MAX_WAIT_STEPS: int(0).optional(),
   FALCONQ_INTRA_OP_THREADS: int(1).optional(),
@@ -63,6 +65,7 @@ export interface WorkerConfig {
   batchRetentionSeconds: number;
   kvPlacement: 'auto' | 'host' | 'device' | 'device-merge';
   prefillChunkTokens?: number;
+  decodeChunkSteps?: number;
   joinGroup?: number;
   joinMaxWaitSteps?: number;
   intraOpThreads?: number;
@@ -98,6 +101,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     batchRetentionSeconds: e.FALCONQ_BATCH_RETENTION_S,
     kvPlacement: e.FALCONQ_KV_PLACEMENT,
     prefillChunkTokens: e.FALCONQ_PREFILL_CHUNK_TOKENS,
+    decodeChunkSteps: e.FALCONQ_DECODE_CHUNK,
     joinGroup: e.FALCONQ_JOIN_GROUP,
     joinMaxWaitSteps: e.FALCONQ_JOIN_MAX_WAIT_STEPS,
     intraOpThreads: e.FALCONQ_INTRA_OP_THREADS,

@@ -166,7 +166,7 @@ export class HostKvRunner implements ForwardRunner {
     }
     const results = await this.session.run(feeds, fetches);
     this.adoptPresents(results, batch);
-    this.batchRows.forEach((row, b) => this.lengths.set(row, (this.lengths.get(row) as number) + steps));
+    for (const row of this.batchRows) this.lengths.set(row, (this.lengths.get(row) as number) + steps);
     const tokens = results[names.tokens].data as BigInt64Array;
     const indexOf = new Map(this.batchRows.map((row, b) => [row, b]));
     return entries.map((entry) => {
