@@ -42,12 +42,43 @@ function modelDir() {
   return dir;
 }
 
-/** A realistic file: questions of 20-80 words, a few parameters each. */
+/**
+ * Made-up words from syllables (8,000 distinct), drawn with Zipf's law (rank r has weight 1/r) as the words of a
+ * natural text are, so a dry run meets both common and rare words; with some numbers and punctuation.
+ */
+function wordSource() {
+  const syllables = ['ka', 'lo', 'mi', 'ne', 'ru', 'sa', 'ti', 'vo', 'ba', 'de', 'fi', 'gu', 'ho', 'je', 'pa', 'qui', 'ze', 'ly', 'on', 'ar'];
+  const words = Array.from({ length: 8000 }, (_, i) => {
+    let word = '';
+    for (let n = i + 1; n > 0; n = Math.floor(n / syllables.length)) word += syllables[n % syllables.length];
+    return word;
+  });
+  const cumulative = [];
+  let total = 0;
+  for (let r = 1; r <= words.length; r++) cumulative.push((total += 1 / r));
+  let state = 12345;
+  const random = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => {
+    const x = random() * total;
+    let lo = 0;
+    let hi = cumulative.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cumulative[mid] < x) lo = mid + 1;
+      else hi = mid;
+    }
+    const word = words[lo];
+    const extra = random();
+    return extra < 0.05 ? `${word},` : extra < 0.08 ? String(Math.floor(random() * 10_000)) : word;
+  };
+}
+
+/** A batch file: questions of 20-80 words, a few parameters each. */
 function fileOf(endpoint) {
-  const words = 'the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches'.split(' ');
+  const nextWord = wordSource();
   const lines = [];
   for (let i = 0; i < lineCount; i++) {
-    const text = Array.from({ length: 20 + (i % 61) }, (_, w) => words[(i + w * 7) % words.length]).join(' ');
+    const text = Array.from({ length: 20 + (i % 61) }, nextWord).join(' ');
     const body = endpoint === '/v1/chat/completions'
       ? { model: 'falcon', messages: [{ role: 'system', content: 'Answer briefly.' }, { role: 'user', content: `${text}?` }], max_tokens: 64, temperature: 0.7, top_p: 0.9 }
       : { model: 'falcon', prompt: `Question ${i}: ${text}?\nAnswer:`, max_tokens: 64, temperature: 0 };
