@@ -1,7 +1,8 @@
 // A Redis for tests: its own redis-server on a free loopback port when the binary exists (so tests never touch a
-// shared instance's data), else REDIS_URL, else a clear failure saying how to get Redis.
+// shared instance's data), else REDIS_URL, else a clear failure saying how to get Redis. The Cluster and Sentinel
+// setups (redis-cluster.ts, redis-sentinel.ts) start their servers with the same launcher.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,7 +36,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-function hasRedisServer(): boolean {
+export function hasRedisServer(): boolean {
   return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
 }
 
@@ -50,7 +51,87 @@ async function waitForPing(port: number, timeoutMs = 5000): Promise<void> {
 }
 
 let counter = 0;
-const uniquePrefix = () => `fqtest-${process.pid}-${Date.now().toString(36)}-${counter++}`;
+const uniqueName = () => `fqtest-${process.pid}-${Date.now().toString(36)}-${counter++}`;
+export const uniquePrefix = uniqueName;
+/** A prefix that is a Redis Cluster hash tag: every key under it lands in one slot. */
+export const uniqueHashTagPrefix = () => `{${uniqueName()}}`;
+
+/** One redis-server (or sentinel) process this test started, daemonized, with its own directory. */
+export interface RedisServerProcess {
+  readonly host: '127.0.0.1';
+  readonly port: number;
+  readonly dir: string;
+  /** host:port */
+  readonly address: string;
+  /** Starts it (again) with the same port, directory and arguments. */
+  launch(): Promise<void>;
+  /** SHUTDOWN (saving when appendonly), then SIGKILL whatever is left. */
+  shutdown(): void;
+  /** SIGKILL: a crash, nothing flushed. */
+  kill(): void;
+  /** Removes its directory (after shutdown). */
+  remove(): void;
+}
+
+export interface RedisServerOptions {
+  /** Extra redis-server arguments (`--cluster-enabled yes`, `--replicaof ...`). */
+  args?: string[];
+  /** A config file's lines, for a sentinel (it rewrites its own config file, so it needs one). */
+  sentinelConfig?: string[];
+  appendOnly?: boolean;
+}
+
+export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServerProcess> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'falconq-redis-'));
+  const pidfile = join(dir, 'redis.pid');
+  const common = ['--port', String(port), '--bind', '127.0.0.1', '--daemonize', 'yes', '--dir', dir, '--pidfile', pidfile,
+    '--logfile', join(dir, 'redis.log')];
+  let argv: string[];
+  if (options.sentinelConfig) {
+    const config = join(dir, 'sentinel.conf');
+    writeFileSync(config, options.sentinelConfig.join('\n') + '\n');
+    argv = [config, '--sentinel', ...common];
+  } else {
+    argv = [...common, '--save', '', '--appendonly', options.appendOnly ? 'yes' : 'no', '--maxmemory-policy', 'noeviction',
+      ...(options.args ?? [])];
+  }
+  const pid = () => {
+    try {
+      return Number(readFileSync(pidfile, 'utf8')) || 0;
+    } catch {
+      return 0;
+    }
+  };
+  const kill = () => {
+    const p = pid();
+    if (!p) return;
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    rmSync(pidfile, { force: true });
+  };
+  const server: RedisServerProcess = {
+    host: '127.0.0.1',
+    port,
+    dir,
+    address: `127.0.0.1:${port}`,
+    launch: async () => {
+      execFileSync('redis-server', argv);
+      await waitForPing(port);
+    },
+    shutdown: () => {
+      spawnSync('redis-cli', ['-p', String(port), 'shutdown', options.appendOnly ? 'save' : 'nosave'], { stdio: 'ignore' });
+      kill();
+    },
+    kill,
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+  await server.launch();
+  return server;
+}
 
 export async function startTestRedis(options: TestRedisOptions = {}): Promise<TestRedis> {
   if (!hasRedisServer()) {
@@ -61,38 +142,20 @@ export async function startTestRedis(options: TestRedisOptions = {}): Promise<Te
     const external = async () => { throw new Error('cannot stop or restart an external REDIS_URL'); };
     return { url, port: Number(new URL(url).port || 6379), prefix: uniquePrefix(), stop: async () => {}, restart: external, down: external, up: external };
   }
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'falconq-redis-'));
-  const pidfile = join(dir, 'redis.pid');
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', options.appendOnly ? 'yes' : 'no',
-    '--maxmemory-policy', 'noeviction', '--daemonize', 'yes', '--dir', dir, '--pidfile', pidfile, '--logfile', join(dir, 'redis.log')];
-  const launch = async () => {
-    execFileSync('redis-server', args);
-    await waitForPing(port);
-  };
-  const shutdown = () => {
-    spawnSync('redis-cli', ['-p', String(port), 'shutdown', options.appendOnly ? 'save' : 'nosave'], { stdio: 'ignore' });
-    try {
-      const pid = Number(readFileSync(pidfile, 'utf8'));
-      if (pid) process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  };
-  await launch();
+  const server = await startRedisServer({ appendOnly: options.appendOnly });
   return {
-    url: `redis://127.0.0.1:${port}`,
-    port,
+    url: `redis://${server.address}`,
+    port: server.port,
     prefix: uniquePrefix(),
     stop: async () => {
-      shutdown();
-      rmSync(dir, { recursive: true, force: true });
+      server.shutdown();
+      server.remove();
     },
     restart: async () => {
-      shutdown();
-      await launch();
+      server.shutdown();
+      await server.launch();
     },
-    down: async () => shutdown(),
-    up: () => launch(),
+    down: async () => server.shutdown(),
+    up: () => server.launch(),
   };
 }
