@@ -1,27 +1,30 @@
 // Drives the queue side the way the api does (store batch record + one job per prompt), so worker tests need no
 // HTTP, and reads back what the workers recorded.
-import { Redis } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import type { GenerateJobData, ItemResult } from '@app/contracts';
 import { resolveGenerationParams, type GenerationParams } from '@app/engine';
 import { GenerateQueue } from '@app/queue';
-import { RedisResultsStore, type BatchRecord } from '@app/store';
+import { RedisResultsStore, createRedisClient, type BatchRecord, type RedisClient, type RedisConnectionConfig } from '@app/store';
 
 export class QueueHarness {
   private constructor(
     readonly store: RedisResultsStore,
     readonly queue: GenerateQueue,
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
   ) {}
 
-  static open(redisUrl: string, prefix: string, attempts = 3): QueueHarness {
-    const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  /** On a plain Redis (`redisUrl`), or on a Sentinel group or Cluster (`topology`). */
+  static open(redisUrl: string, prefix: string, attempts = 3, topology: RedisConnectionConfig = { url: redisUrl }): QueueHarness {
+    const redis = createRedisClient(topology, { maxRetriesPerRequest: null });
     redis.on('error', () => undefined);
     const store = new RedisResultsStore(redis, {
       prefix, retentionSeconds: 0, fileRetentionSeconds: 0, idempotencySeconds: 60,
-      createSubscriber: () => new Redis(redisUrl, { maxRetriesPerRequest: null }),
+      createSubscriber: () => createRedisClient(topology, { maxRetriesPerRequest: null }).on('error', () => undefined),
     });
-    return new QueueHarness(store, new GenerateQueue({ redisUrl, prefix, attempts }), redis);
+    const queue = new GenerateQueue({ redisUrl, redis: topology, prefix, attempts });
+    // Failover tests take Redis away under the harness too: its clients reconnect; the errors are expected.
+    queue.queue.on('error', () => undefined);
+    return new QueueHarness(store, queue, redis);
   }
 
   /** Creates a batch of prompts and enqueues one job per prompt; returns its id. */
