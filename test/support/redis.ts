@@ -1,7 +1,7 @@
 // A Redis for tests: its own redis-server on a free loopback port when the binary exists (so tests never touch a
 // shared instance's data), else REDIS_URL, else a clear failure saying how to get Redis. The Cluster and Sentinel
 // setups (redis-cluster.ts, redis-sentinel.ts) start their servers with the same launcher.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -69,6 +69,8 @@ export interface RedisServerProcess {
   shutdown(): void;
   /** SIGKILL: a crash, nothing flushed. */
   kill(): void;
+  /** DEBUG SLEEP: the server stops answering for `seconds` (a pause or a partition), then carries on. Resolves once it is silent. */
+  pause(seconds: number): Promise<void>;
   /** Removes its directory (after shutdown). */
   remove(): void;
 }
@@ -94,7 +96,7 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     argv = [config, '--sentinel', ...common];
   } else {
     argv = [...common, '--save', '', '--appendonly', options.appendOnly ? 'yes' : 'no', '--maxmemory-policy', 'noeviction',
-      ...(options.args ?? [])];
+      '--enable-debug-command', 'local', ...(options.args ?? [])];
   }
   const pid = () => {
     try {
@@ -127,6 +129,15 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
       kill();
     },
     kill,
+    pause: async (seconds) => {
+      // DEBUG SLEEP blocks the connection that sends it: fire it from a child that exits once the sleep is over.
+      spawn('redis-cli', ['-p', String(port), 'debug', 'sleep', String(seconds)], { stdio: 'ignore' }).unref();
+      for (;;) {
+        const ping = spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8', timeout: 300 });
+        if (ping.stdout?.trim() !== 'PONG') return;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
   await server.launch();

@@ -1,6 +1,6 @@
 // One Redis connection factory for both apps: plain, TLS (rediss://), ACL user/password in the URL, Sentinel or
 // Cluster. The apps read their environment in their own config module and pass the result here.
-import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { RedisClient } from './redis-results-store';
 
 export interface RedisHostPort {
@@ -80,17 +80,53 @@ export function redisConnectionOptions(config: RedisConnectionConfig, extra: Red
       sentinelPassword: auth.password,
       tls,
       enableTLSForSentinelMode: tls !== undefined,
+      reconnectOnError: reconnectOnReadOnly,
       ...extra,
     };
   }
-  return { ...auth, host: url.hostname, port: Number(url.port || 6379), tls, ...extra };
+  return { ...auth, host: url.hostname, port: Number(url.port || 6379), tls, reconnectOnError: reconnectOnReadOnly, ...extra };
+}
+
+/**
+ * A master that was replaced while it was unreachable (a pause, a partition) comes back as a replica and answers
+ * every write with READONLY; so does a managed Redis's old primary behind a DNS name that moved. Reconnecting (2:
+ * and resending the command) reaches the current master: through the sentinels, or through the name.
+ */
+function reconnectOnReadOnly(error: Error): 2 | false {
+  return error.message.startsWith('READONLY') ? 2 : false;
+}
+
+/**
+ * How long a command on a Redis Cluster waits for a replica to take over a failed master before it fails. A failover
+ * with the default cluster-node-timeout (15 s) took 20 s in the failover tests; ioredis' own default (16 retries 100
+ * ms apart) gave up after under 2 s, which cost prompts their attempts and api requests their answer.
+ */
+export const CLUSTER_FAILOVER_WAIT_MS = 60_000;
+const CLUSTER_RETRY_DELAY_MS = 200;
+
+function clusterOptions(config: RedisConnectionConfig, extra: RedisOptions, failoverWaitMs: number): ClusterOptions {
+  const { retryStrategy, enableOfflineQueue, ...rest } = extra;
+  const { host: _host, port: _port, db: _db, reconnectOnError: _reconnect, ...redisOptions } = redisConnectionOptions({ url: config.url }, rest);
+  return {
+    redisOptions,
+    enableOfflineQueue,
+    clusterRetryStrategy: retryStrategy ?? undefined,
+    retryDelayOnFailover: CLUSTER_RETRY_DELAY_MS,
+    retryDelayOnClusterDown: CLUSTER_RETRY_DELAY_MS,
+    retryDelayOnTryAgain: CLUSTER_RETRY_DELAY_MS,
+    maxRedirections: Math.max(1, Math.ceil(failoverWaitMs / CLUSTER_RETRY_DELAY_MS)),
+  };
+}
+
+export interface RedisClientOptions {
+  /** Cluster only: how long a command waits for a new master during a failover (default CLUSTER_FAILOVER_WAIT_MS). */
+  clusterFailoverWaitMs?: number;
 }
 
 /** A connected client for the configuration: a Cluster when cluster nodes are given, else a Redis. */
-export function createRedisClient(config: RedisConnectionConfig, extra: RedisOptions = {}): RedisClient {
+export function createRedisClient(config: RedisConnectionConfig, extra: RedisOptions = {}, options: RedisClientOptions = {}): RedisClient {
   if (config.clusterNodes && config.clusterNodes.length > 0) {
-    const { host: _host, port: _port, db: _db, ...redisOptions } = redisConnectionOptions({ url: config.url }, extra);
-    return new Cluster(config.clusterNodes as ClusterNode[], { redisOptions });
+    return new Cluster(config.clusterNodes as ClusterNode[], clusterOptions(config, extra, options.clusterFailoverWaitMs ?? CLUSTER_FAILOVER_WAIT_MS));
   }
   return new Redis(redisConnectionOptions(config, extra));
 }

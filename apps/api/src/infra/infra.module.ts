@@ -19,7 +19,8 @@ export const RATE_LIMITER = Symbol('RATE_LIMITER');
       useFactory: (config: ApiConfig) => {
         // A command sent as the connection drops fails after one reconnect attempt instead of waiting out several:
         // routes check the connection first (RedisAvailability) and answer 503 while it is down.
-        const client = createRedisClient(config.redis, { maxRetriesPerRequest: 1 });
+        // On a Cluster likewise: a command waits about one Retry-After for a replica to take over, then fails (503).
+        const client = createRedisClient(config.redis, { maxRetriesPerRequest: 1 }, { clusterFailoverWaitMs: 2_000 });
         const logger = new Logger('Redis');
         client.on('error', (error: Error) => logger.warn(`redis connection error: ${error.message}`));
         return client;

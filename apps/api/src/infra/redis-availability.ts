@@ -34,6 +34,7 @@ const UNAVAILABLE_MESSAGES = [
   /^MASTERDOWN /,
   /^CLUSTERDOWN /,
   /^TRYAGAIN /,
+  /^Too many Cluster redirections/,
 ];
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
 
