@@ -9,14 +9,10 @@
 //     node scripts/bench-service.js --local --prompts 1000 --new-tokens 8 --slots 16 [--repeat 3] [--model DIR]
 //
 // Every prompt generates exactly --new-tokens tokens (ignore_eos), so both sides do the same work. Needs `npm run build`.
-const { spawn, spawnSync } = require('node:child_process');
-const fs = require('node:fs');
 const os = require('node:os');
-const { freePort } = require('./free-port');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-
-const root = path.join(__dirname, '..');
+const { localModelDir, root, startLocalStack } = require('./local-stack');
 
 const { values: args } = parseArgs({
   options: {
@@ -43,7 +39,6 @@ const newTokens = positiveInt('new-tokens');
 const slots = positiveInt('slots');
 const repeat = positiveInt('repeat');
 const prompts = Array.from({ length: promptCount }, (_, i) => `Question ${i}: what is the next number after ${i}?\nAnswer:`);
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function request(api, method, route, body) {
   const headers = { 'content-type': 'application/json' };
@@ -87,60 +82,6 @@ async function benchEngine(modelDir) {
   }
 }
 
-async function waitUntil(check, what, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what} not ready after ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
-/** A private Redis, the api and one worker on this machine; returns the api URL and a stop function. */
-async function startLocalStack(modelDir) {
-  const processes = [];
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-bench-'));
-  const redisPort = await freePort();
-  const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'yes', '--maxmemory-policy', 'noeviction'], { stdio: 'ignore' });
-  processes.push(redis);
-  await waitUntil(() => spawnSync('redis-cli', ['-p', String(redisPort), 'ping'], { encoding: 'utf8' }).stdout?.trim() === 'PONG', 'redis', 10_000);
-  const apiPort = await freePort();
-  const env = { PATH: process.env.PATH, HOME: process.env.HOME, REDIS_URL: `redis://127.0.0.1:${redisPort}`, FALCONQ_REDIS_PREFIX: 'bench', MODEL_DIR: modelDir, NO_COLOR: '1' };
-  const start = (entry, extra) => {
-    const child = spawn(process.execPath, [path.join(root, 'dist', 'apps', entry, 'src', 'main.js')], { env: { ...env, ...extra }, stdio: ['ignore', 'ignore', 'inherit'] });
-    processes.push(child);
-    return child;
-  };
-  start('api', { PORT: String(apiPort), HOST: '127.0.0.1', FALCONQ_RATE_LIMIT_PER_MINUTE: '0' });
-  start('worker', { FALCONQ_EP: 'cpu', FALCONQ_SLOTS: String(slots), FALCONQ_WORKER_ID: 'bench-worker' });
-  const api = `http://127.0.0.1:${apiPort}`;
-  await waitUntil(async () => (await fetch(`${api}/health`).then((r) => r.ok, () => false)), 'api', 60_000);
-  // The worker is ready once it has sent a heartbeat (the api lists workers in /health).
-  await waitUntil(async () => {
-    const health = await fetch(`${api}/health`).then((r) => r.json(), () => ({}));
-    return JSON.stringify(health).includes('bench-worker');
-  }, 'worker', 60_000);
-  const stop = async () => {
-    for (const child of processes.reverse()) {
-      if (child.exitCode !== null) continue;
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await Promise.race([exited, sleep(15_000).then(() => child.kill('SIGKILL'))]);
-    }
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
-  return { api, stop };
-}
-
-function localModelDir() {
-  if (args.model) return args.model;
-  const dir = path.join(root, '.models', 'tiny');
-  if (!fs.existsSync(path.join(dir, 'falconq.json'))) {
-    const made = spawnSync(process.execPath, [path.join(root, 'bin', 'falconq.js'), 'model', 'tiny', '--out', dir], { stdio: 'inherit' });
-    if (made.status !== 0) throw new Error('could not make the tiny model');
-  }
-  return dir;
-}
-
 const fmt = (r) => `${r.itemsPerSecond.toFixed(1)} items/s, ${r.tokensPerSecond.toFixed(1)} tokens/s (${r.seconds.toFixed(2)} s)`;
 
 async function main() {
@@ -152,8 +93,8 @@ async function main() {
     return;
   }
   if (!args.local) throw new Error('give --api URL (a running stack) or --local (start one here)');
-  const modelDir = localModelDir();
-  const stack = await startLocalStack(modelDir);
+  const modelDir = localModelDir(args.model);
+  const stack = await startLocalStack({ modelDir, workerEnv: { FALCONQ_SLOTS: String(slots) } });
   // Interleaved runs, best of --repeat for each side: on a shared machine the slowest runs measure the neighbours.
   const services = [];
   const engines = [];

@@ -2,10 +2,16 @@ import { Logger } from '@nestjs/common';
 import { GenerationEngine } from '@app/engine';
 import type { WorkerConfig } from './config/worker-config';
 import type { WorkerEngine } from './ports';
+import { SimulatedEngine } from './simulated-engine';
 
 /** Starts the engine (its own worker_thread, so this process's event loop stays free to renew job locks). */
 export async function startWorkerEngine(config: WorkerConfig): Promise<WorkerEngine> {
   const logger = new Logger('Engine');
+  if (config.simulatedStepMs !== undefined) {
+    const tokensPerSecond = Math.round((config.slots * 1000) / config.simulatedStepMs);
+    logger.warn(`SIMULATED engine (FALCONQ_SIMULATED_STEP_MS=${config.simulatedStepMs}): no model runs; up to ${tokensPerSecond} filler tokens/s with ${config.slots} slots`);
+    return SimulatedEngine.start({ modelDir: config.modelDir, slots: config.slots, stepMs: config.simulatedStepMs });
+  }
   const engine = await GenerationEngine.start({
     modelDir: config.modelDir,
     executionProvider: config.executionProvider,

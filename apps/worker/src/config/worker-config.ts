@@ -43,6 +43,8 @@ const schema = z.object({
   FALCONQ_JOIN_GROUP: int(1).optional(),
   FALCONQ_JOIN_MAX_WAIT_STEPS: int(0).optional(),
   FALCONQ_INTRA_OP_THREADS: int(1).optional(),
+  /** Load tests of the queue path: no model session, a simulated device whose every decode step takes this many ms. */
+  FALCONQ_SIMULATED_STEP_MS: int(1).optional(),
 });
 
 export interface WorkerConfig {
@@ -69,6 +71,8 @@ export interface WorkerConfig {
   joinGroup?: number;
   joinMaxWaitSteps?: number;
   intraOpThreads?: number;
+  /** Set: run the simulated engine (one token per running prompt every this many ms) instead of the model. */
+  simulatedStepMs?: number;
 }
 
 export class WorkerConfigError extends Error {
@@ -105,6 +109,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     joinGroup: e.FALCONQ_JOIN_GROUP,
     joinMaxWaitSteps: e.FALCONQ_JOIN_MAX_WAIT_STEPS,
     intraOpThreads: e.FALCONQ_INTRA_OP_THREADS,
+    simulatedStepMs: e.FALCONQ_SIMULATED_STEP_MS,
   };
 }
 
