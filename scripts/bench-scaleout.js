@@ -23,6 +23,8 @@ const { values: args } = parseArgs({
     slots: { type: 'string', default: '64' },
     'new-tokens': { type: 'string', default: '64' },
     seconds: { type: 'string', default: '20' },
+    /** Prompts end at a simulated eos after half to all of --new-tokens (else all get exactly --new-tokens). */
+    'varied-lengths': { type: 'boolean', default: false },
     /** The workers' FALCONQ_PROGRESS_MS (one BullMQ progress update per running prompt per interval); a list compares. */
     'progress-ms': { type: 'string', default: '' },
     model: { type: 'string' },
@@ -90,16 +92,19 @@ function snapshot(stack) {
   };
 }
 
-async function batchCounts(api, id) {
+async function batchCounts(api, id, redisPort) {
   const view = await (await fetch(`${api}/batches/${id}`)).json();
-  return { status: view.status, done: view.request_counts.completed + view.request_counts.failed, failed: view.request_counts.failed, total: view.request_counts.total };
+  const tokens = Number(spawnSync('redis-cli', ['-p', String(redisPort), 'hget', `bench:batch:${id}`, 'completion_tokens'], { encoding: 'utf8' }).stdout?.trim() || 0);
+  return { status: view.status, done: view.request_counts.completed + view.request_counts.failed, failed: view.request_counts.failed, total: view.request_counts.total, tokens };
 }
 
 /** One setting: a fresh stack, one batch sized for about --seconds at the offered rate, measured between 20% and 80% done. */
 async function measure(modelDir, engines, engineTokensPerSecond, progressMs) {
   const stepMs = Math.max(1, Math.round((slots * 1000) / engineTokensPerSecond));
   const offeredTokens = (engines * slots * 1000) / stepMs;
-  const offeredItems = offeredTokens / newTokens;
+  // Simulated eos ends a prompt after newTokens/2 .. newTokens tokens: three quarters on average.
+  const meanTokens = args['varied-lengths'] ? (Math.ceil(newTokens / 2) + newTokens) / 2 : newTokens;
+  const offeredItems = offeredTokens / meanTokens;
   const prompts = Math.min(MAX_PROMPTS, Math.max(200, Math.round(offeredItems * seconds)));
   const stack = current = await startLocalStack({
     modelDir, workers: engines,
@@ -107,7 +112,7 @@ async function measure(modelDir, engines, engineTokensPerSecond, progressMs) {
     apiEnv: { FALCONQ_MAX_BATCHES_IN_FLIGHT: '0' },
   });
   try {
-    const body = { prompts: Array.from({ length: prompts }, (_, i) => `Question ${i}: what is the next number after ${i}?\nAnswer:`), max_new_tokens: newTokens, ignore_eos: true };
+    const body = { prompts: Array.from({ length: prompts }, (_, i) => `Question ${i}: what is the next number after ${i}?\nAnswer:`), max_new_tokens: newTokens, ignore_eos: !args['varied-lengths'] };
     const submitStarted = performance.now();
     const response = await fetch(`${stack.api}/batches`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     const batch = await response.json();
@@ -116,9 +121,9 @@ async function measure(modelDir, engines, engineTokensPerSecond, progressMs) {
     let from;
     let to;
     for (;;) {
-      const counts = await batchCounts(stack.api, batch.id);
-      if (!from && counts.done >= prompts * 0.2) from = { ...snapshot(stack), done: counts.done };
-      if (from && !to && counts.done >= prompts * 0.8) to = { ...snapshot(stack), done: counts.done, engine: engineLoad(stack.redisPort) };
+      const counts = await batchCounts(stack.api, batch.id, stack.redisPort);
+      if (!from && counts.done >= prompts * 0.2) from = { ...snapshot(stack), done: counts.done, tokens: counts.tokens };
+      if (from && !to && counts.done >= prompts * 0.8) to = { ...snapshot(stack), done: counts.done, tokens: counts.tokens, engine: engineLoad(stack.redisPort) };
       if (['completed', 'failed', 'cancelled', 'expired'].includes(counts.status)) {
         if (counts.status !== 'completed' || counts.failed > 0) throw new Error(`batch ended ${counts.status} with ${counts.failed} failed`);
         break;
@@ -134,7 +139,7 @@ async function measure(modelDir, engines, engineTokensPerSecond, progressMs) {
     const row = {
       engines, engineTokensPerSecond: (slots * 1000) / stepMs, stepMs, slots, newTokens, progressMs: progressMs ?? 'default', prompts, submitSeconds,
       offeredItemsPerSecond: offeredItems, offeredTokensPerSecond: offeredTokens,
-      itemsPerSecond: items, tokensPerSecond: items * newTokens, ofOffered: items / offeredItems,
+      itemsPerSecond: items, tokensPerSecond: (to.tokens - from.tokens) / span, ofOffered: (to.tokens - from.tokens) / span / offeredTokens,
       cpu: { redis: cpu('redis'), api: cpu('api'), workers: cpu('workers'), workerAverage: cpu('workers') / engines, hostBusy },
       redisOpsPerSecond: opsPerItem * items, redisOpsPerItem: opsPerItem,
       // Over the workers' last heartbeat window: rows per step below the slots = the queue did not keep the engines
@@ -197,14 +202,14 @@ async function main() {
   }
   const lines = [
     `date: ${new Date().toISOString()}  machine: ${machine}`,
-    `setting: ${slots} slots per engine, ${newTokens} new tokens per prompt, measured between 20% and 80% of one batch`,
+    `setting: ${slots} slots per engine, ${args['varied-lengths'] ? `${Math.ceil(newTokens / 2)}-${newTokens} (simulated eos)` : newTokens} new tokens per prompt, measured between 20% and 80% of one batch`,
     '',
     '| engines | tokens/s per engine | step ms (measured) | rows per step | progress ms | offered items/s | items/s | tokens/s | of offered | Redis CPU | Redis ops/s | ops per prompt | api CPU | workers CPU (avg) | host busy | first bottleneck |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows.map((r) => `| ${r.engines} | ${Math.round(r.engineTokensPerSecond)} | ${r.stepMs} (${r.msPerStep.toFixed(0)}) | ${r.rowsPerStep.toFixed(0)}/${r.slots} | ${r.progressMs} | ${r.offeredItemsPerSecond.toFixed(1)} | ${r.itemsPerSecond.toFixed(1)} | ${Math.round(r.tokensPerSecond)} | ${pct(r.ofOffered)} | ${pct(r.cpu.redis)} | ${Math.round(r.redisOpsPerSecond)} | ${r.redisOpsPerItem.toFixed(1)} | ${pct(r.cpu.api)} | ${pct(r.cpu.workers)} (${pct(r.cpu.workerAverage)}) | ${pct(r.cpu.hostBusy)} | ${r.bottleneck} |`),
     '',
     'CPU per prompt (ms) and the ceiling of one Redis core at that cost (1000 / Redis ms per prompt):',
-    ...rows.map((r) => `  ${r.engines} x ${Math.round(r.engineTokensPerSecond)}, progress ${r.progressMs}: Redis ${r.cpuMsPerItem.redis.toFixed(2)}, api ${r.cpuMsPerItem.api.toFixed(2)}, workers ${r.cpuMsPerItem.worker.toFixed(2)}; one Redis core: ${Math.round(1000 / r.cpuMsPerItem.redis)} prompts/s = ${Math.round((1000 / r.cpuMsPerItem.redis) * r.newTokens)} tokens/s at ${r.newTokens} tokens per prompt`),
+    ...rows.map((r) => `  ${r.engines} x ${Math.round(r.engineTokensPerSecond)}, progress ${r.progressMs}: Redis ${r.cpuMsPerItem.redis.toFixed(2)}, api ${r.cpuMsPerItem.api.toFixed(2)}, workers ${r.cpuMsPerItem.worker.toFixed(2)}; one Redis core: ${Math.round(1000 / r.cpuMsPerItem.redis)} prompts/s = ${Math.round((1000 / r.cpuMsPerItem.redis) * (r.tokensPerSecond / r.itemsPerSecond))} tokens/s at ${(r.tokensPerSecond / r.itemsPerSecond).toFixed(0)} tokens per prompt`),
     '',
     'Redis commands per prompt (top 6):',
     ...rows.map((r) => `  ${r.engines} x ${Math.round(r.engineTokensPerSecond)}, progress ${r.progressMs}: ${r.topCommandsPerItem.join(', ')}`),

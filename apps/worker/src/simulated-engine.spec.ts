@@ -13,7 +13,7 @@ describe('SimulatedEngine (the stand-in device of the scale-out benchmark)', () 
     const tokens = new Map<string, TokenEvent[]>();
     const busiest: number[] = [];
     const results = await Promise.all(['a', 'b', 'c'].map((id, i) =>
-      engine.submit({ id, prompt: `prompt ${id}`, params: { maxNewTokens: 3 + i } }, (event) => {
+      engine.submit({ id, prompt: `prompt ${id}`, params: { maxNewTokens: 3 + i, ignoreEos: true } }, (event) => {
         tokens.set(id, [...(tokens.get(id) ?? []), event]);
         busiest.push(engine.stats().activeSequences);
       })));
@@ -26,6 +26,16 @@ describe('SimulatedEngine (the stand-in device of the scale-out benchmark)', () 
     expect(stats).toMatchObject({ generatedTokens: 12, activeSequences: 0, waitingRequests: 0, finishedSequences: 3 });
     // c waited for a free slot; every row of every step gave one token.
     expect(stats.decodeRows).toBe(12);
+    await engine.close();
+  });
+
+  it('without ignore_eos ends each prompt at its own length, between half and all of max_new_tokens', async () => {
+    const engine = SimulatedEngine.start({ modelDir, slots: 8, stepMs: 1 });
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => engine.submit({ id: `r${i}`, prompt: 'p', params: { maxNewTokens: 20 } })));
+    const lengths = results.map((r) => r.sequences[0].tokens.length);
+    expect(lengths.every((n) => n >= 10 && n <= 20)).toBe(true);
+    expect(new Set(lengths).size).toBeGreaterThan(1);
+    results.forEach((r) => expect(r.sequences[0].finishReason).toBe(r.sequences[0].tokens.length < 20 ? 'eos' : 'length'));
     await engine.close();
   });
 

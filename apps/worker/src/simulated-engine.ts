@@ -19,6 +19,8 @@ import type { WorkerEngine } from './ports';
 // of `stepMs` gives each running prompt one token, with up to `slots` prompts running at once, like a GPU whose
 // decode step takes the same time for 1 or `slots` rows; a freed slot is taken at the next step (continuous
 // batching). Prompts are checked and tokenized with the model's tokenizer as the real engine does; the text is filler.
+// With ignore_eos a prompt gets exactly max_new_tokens tokens; without, it ends (eos) after between half and all of
+// them, fixed per request id, so prompts finish at different steps as real text does.
 
 export interface SimulatedEngineOptions {
   modelDir: string;
@@ -34,6 +36,8 @@ interface Running {
   submittedAt: number;
   firstTokenAt: number;
   tokens: number;
+  /** Tokens this prompt gets: max_new_tokens, or fewer when it ends at a simulated eos. */
+  length: number;
   cancelled: boolean;
   onToken?: (event: TokenEvent) => void;
   resolve(result: GenerationResult): void;
@@ -78,7 +82,8 @@ export class SimulatedEngine implements WorkerEngine {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      const entry: Running = { request, params, promptTokens, submittedAt: Date.now(), firstTokenAt: 0, tokens: 0, cancelled: false, onToken, resolve, reject };
+      const length = params.ignoreEos ? params.maxNewTokens : eosLength(request.id, params.maxNewTokens);
+      const entry: Running = { request, params, promptTokens, submittedAt: Date.now(), firstTokenAt: 0, tokens: 0, length, cancelled: false, onToken, resolve, reject };
       this.all.set(request.id, entry);
       this.waiting.push(entry);
       this.counters.promptTokens += promptTokens;
@@ -154,7 +159,7 @@ export class SimulatedEngine implements WorkerEngine {
       for (let sequence = 0; sequence < entry.params.numReturnSequences; sequence++) {
         entry.onToken?.({ id: entry.request.id, sequence, token: entry.tokens % 1000, text });
       }
-      if (entry.tokens >= entry.params.maxNewTokens) this.finish(entry);
+      if (entry.tokens >= entry.length) this.finish(entry);
     }
   }
 
@@ -164,7 +169,7 @@ export class SimulatedEngine implements WorkerEngine {
     if (entry.cancelled) this.counters.cancelledRequests += 1;
     this.counters.finishedSequences += entry.params.numReturnSequences;
     const text = Array.from({ length: entry.tokens }, (_, i) => FILLER[i % FILLER.length]).join('');
-    const finishReason = entry.cancelled ? 'cancelled' : 'length';
+    const finishReason = entry.cancelled ? 'cancelled' : entry.length < entry.params.maxNewTokens ? 'eos' : 'length';
     const now = Date.now();
     entry.resolve({
       id: entry.request.id,
@@ -178,4 +183,12 @@ export class SimulatedEngine implements WorkerEngine {
       totalMs: now - entry.submittedAt,
     });
   }
+}
+
+/** Where a prompt without ignore_eos ends: between half and all of max_new_tokens, from a hash of its id. */
+function eosLength(id: string, maxNewTokens: number): number {
+  let hash = 2166136261;
+  for (let i = 0; i < id.length; i++) hash = Math.imul(hash ^ id.charCodeAt(i), 16777619) >>> 0;
+  const shortest = Math.ceil(maxNewTokens / 2);
+  return shortest + (hash % (maxNewTokens - shortest + 1));
 }
