@@ -54,7 +54,8 @@ describe('idempotency', () => {
     expect(first.status).toBe(200);
     expect(again.status).toBe(200);
     expect(again.body.id).toBe(first.body.id);
-    const list = JSON.parse((await get(a.url, '/v1/batches', KEY_A)).text) as { data: { id: string }[] };
+    // Native batches are listed at /batches (/v1/batches lists OpenAI batches only).
+    const list = JSON.parse((await get(a.url, '/batches', KEY_A)).text) as { data: { id: string }[] };
     expect(list.data.map((b) => b.id)).toEqual([first.body.id]);
     // Enqueued once: 2 jobs in BullMQ for the 2 prompts.
     expect(await client.zcard(`${prefix}:generate:prioritized`)).toBe(2);

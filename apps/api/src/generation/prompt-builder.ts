@@ -67,6 +67,7 @@ export function checkPromptBytes(model: ServedModel, bytes: number, promptField:
 
 /** Checks the prompt's size in bytes, then its tokens: a prompt too large for any context is never tokenized. */
 export function checkPromptFits(model: ServedModel, prompt: string, params: GenerationParams, promptField: string, maxTokensField: string): number {
+  checkPromptBytes(model, Buffer.byteLength(prompt, 'utf8'), promptField);
   // Counting is enough when the prompt fits; the ids are needed only to refuse (or truncate) one that does not.
   const count = model.countTokens(prompt);
   if (count > 0 && count <= model.contextLength - params.maxNewTokens) return count;
