@@ -116,6 +116,13 @@ export interface EngineOptions {
    * the graph's top candidates (top_k 0 or above it) make the batch decode one step at a time while they run.
    */
   decodeChunkSteps?: number;
+  /**
+   * While requests wait for a free row, a decode-loop run stops when the first row reaches its max_new_tokens (its
+   * row frees for a newcomer sooner), but lasts at least this many steps. Default: decodeChunkSteps (always
+   * full-length runs; shorter runs move the KV cache through the host more often, and their net effect on a GPU is
+   * not measured yet).
+   */
+  decodeChunkMinSteps?: number;
   /** WebGPU storage buffer cache mode (onnxruntime's default is 'bucket'; it decides most of the GPU memory held). */
   webgpuBufferCacheMode?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
   /** Run the engine in the caller's thread (tests, bench): the same scheduler without a worker_thread. */

@@ -243,6 +243,30 @@ describe('GenerationEngine decode loop (decode-loop.onnx: several steps per run,
     });
   });
 
+  it('while requests wait for a row, runs can end at the first row\'s budget (decodeChunkMinSteps), with the same tokens', async () => {
+    const jobs: Job[] = [
+      { id: 'long', prompt: PROMPTS[0], params: { maxNewTokens: 20, ignoreEos: true } },
+      { id: 'short', prompt: PROMPTS[1], params: { maxNewTokens: 4, ignoreEos: true } },
+      { id: 'waiting', prompt: PROMPTS[2], params: { maxNewTokens: 6, ignoreEos: true } },
+    ];
+    const single = await alone(oneStep, jobs);
+    /** How many tokens 'long' had when 'waiting' got its first. */
+    const longTokensBeforeJoin = async (decodeChunkMinSteps: number) =>
+      withEngine({ ...looped, prefillChunkTokens: 512, slots: 2, decodeChunkSteps: 16, decodeChunkMinSteps }, async (engine) => {
+        let longTokens = 0;
+        let atJoin = -1;
+        const results = await Promise.all(jobs.map((job) => engine.submit(job, () => {
+          if (job.id === 'long') longTokens += 1;
+          if (job.id === 'waiting' && atJoin < 0) atJoin = longTokens;
+        })));
+        results.forEach((result) => expect(result.sequences).toEqual(single.get(result.id)?.sequences));
+        return atJoin;
+      });
+    // Full runs: 'waiting' gets a row only after a 16-step run; shortened: when 'short' ends, 3 steps in.
+    expect(await longTokensBeforeJoin(16)).toBe(17);
+    expect(await longTokensBeforeJoin(2)).toBe(4);
+  });
+
   it('seeded sampling gives the one-step tokens for the same seed, whatever the batch', async () => {
     const sampled: Job[] = [
       { id: 'topk', prompt: PROMPTS[0], params: { doSample: true, seed: 7, topK: 20, temperature: 1.3, maxNewTokens: 12, ignoreEos: true, numReturnSequences: 2 } },

@@ -20,6 +20,7 @@ interface BenchFlags {
   thread?: boolean;
   kv: 'auto' | 'host' | 'device' | 'device-merge';
   decodeChunk?: number;
+  decodeChunkMin?: number;
   prefillChunk?: number;
   joinGroup?: number;
   joinMaxWait?: number;
@@ -51,6 +52,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--thread', 'run the engine in its worker_thread (default: in-process, the bare engine)')
     .option('--kv <placement>', 'KV cache placement: auto (device-merge on webgpu, else host), host, device, device-merge', parseKv, 'auto')
     .option('--decode-chunk <n>', 'decode steps per model run (engine default: 32 on cuda, else 1; > 1 runs the decode-loop graph)', parseAtLeast('--decode-chunk', 1))
+    .option('--decode-chunk-min <n>', 'shortest decode-loop run while requests wait for a row (default: --decode-chunk, always full runs)', parseAtLeast('--decode-chunk-min', 1))
     .option('--prefill-chunk <n>', 'prompt tokens per prefill run (engine default depends on the KV placement)', parseInteger('--prefill-chunk'))
     .option('--join-group <n>', 'newcomers prefilled together while rows decode (engine default: slots / 8; 1 = each at once)', parseInteger('--join-group'))
     .option('--join-max-wait <steps>', 'most decode steps a newcomer waits for its join group (engine default 4)', parseInteger('--join-max-wait'))
@@ -188,6 +190,7 @@ async function bench(flags: BenchFlags): Promise<void> {
     forceFullLogits: flags.fullLogits,
     kvPlacement: flags.kv,
     decodeChunkSteps: flags.decodeChunk,
+    decodeChunkMinSteps: flags.decodeChunkMin,
     prefillChunkTokens: flags.prefillChunk,
     joinGroup: flags.joinGroup === undefined ? undefined : Math.min(flags.joinGroup, slots),
     joinMaxWaitSteps: flags.joinMaxWait,

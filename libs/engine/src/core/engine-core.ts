@@ -238,6 +238,7 @@ export class EngineCore {
       admission: this.options.admission ?? 'continuous',
       forceFullLogits: this.options.forceFullLogits ?? false,
       decodeChunkSteps: this.info.decodeChunkSteps,
+      decodeChunkMinSteps: Math.min(this.options.decodeChunkMinSteps ?? this.info.decodeChunkSteps, this.info.decodeChunkSteps),
       eosId: this.info.eosId,
       decoder: { decode: (ids) => this.tokenizer.decode(ids, { skipSpecialTokens: true }) },
       now: nowMs,
@@ -284,6 +285,9 @@ function validateEngineOptions(options: EngineCoreOptions): void {
     fail('maxSequenceLength', 'must be an integer >= 2');
   }
   if (options.deviceId !== undefined && (!Number.isInteger(options.deviceId) || options.deviceId < 0)) fail('deviceId', 'must be a non-negative integer');
+  if (options.decodeChunkMinSteps !== undefined && (!Number.isInteger(options.decodeChunkMinSteps) || options.decodeChunkMinSteps < 1)) {
+    fail('decodeChunkMinSteps', `must be a positive integer, got ${String(options.decodeChunkMinSteps)}`);
+  }
   if (options.decodeChunkSteps !== undefined) {
     if (!Number.isInteger(options.decodeChunkSteps) || options.decodeChunkSteps < 1 || options.decodeChunkSteps > 1024) {
       fail('decodeChunkSteps', `must be an integer in 1..1024, got ${String(options.decodeChunkSteps)}`);

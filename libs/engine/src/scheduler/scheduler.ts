@@ -24,6 +24,12 @@ export interface SchedulerOptions {
    * 1 (default) decodes one step per run.
    */
   decodeChunkSteps?: number;
+  /**
+   * While sequences wait for a row, a decode-loop run ends when the first live row reaches its token budget (so the
+   * row frees for a newcomer) but lasts at least this many steps (each run moves the KV cache through the host).
+   * Default: decodeChunkSteps (runs always as long as allowed).
+   */
+  decodeChunkMinSteps?: number;
   eosId: number;
   decoder: TextDecoder;
   now?: () => number;
@@ -324,15 +330,22 @@ export class Scheduler {
     const wanted = this.options.decodeChunkSteps ?? 1;
     if (wanted <= 1 || !this.runner.decodeChunk || this.options.forceFullLogits) return 1;
     let remaining = 0;
+    let firstToFinish = Infinity;
     let room = Infinity;
     for (const sequence of feeding) {
       if (sequence.phase !== 'decoding' || !sequence.fitsGraphSampler) return 1;
       const generated = sequence.stopper.tokens.length;
-      remaining = Math.max(remaining, sequence.request.spec.params.maxNewTokens - generated);
+      const left = sequence.request.spec.params.maxNewTokens - generated;
+      remaining = Math.max(remaining, left);
+      firstToFinish = Math.min(firstToFinish, left);
       // Positions in the cache: the prompt and every generated token but the pending one.
       room = Math.min(room, this.runner.contextLength - (promptOf(sequence).length + generated - 1));
     }
-    return Math.max(1, Math.min(wanted, remaining, room));
+    let steps = Math.min(wanted, remaining, room);
+    // Someone is waiting for a row, or for the rest of its prompt's prefill (one chunk per step).
+    const joining = this.waiting.length > 0 || feeding.length < this.live.size;
+    if (joining) steps = Math.min(steps, Math.max(this.options.decodeChunkMinSteps ?? wanted, firstToFinish));
+    return Math.max(1, steps);
   }
 
   /** Several decode steps in one run; each row's tokens are accepted in order until it finishes. */
