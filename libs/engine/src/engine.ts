@@ -117,6 +117,9 @@ export class GenerationEngine {
         this.statsWaiters.get(message.ticket)?.(message.stats);
         this.statsWaiters.delete(message.ticket);
         return;
+      case 'broken':
+        this.failPending(fromSerializedError(message.error));
+        return;
       case 'closed':
         this.closedResolve?.();
         return;
@@ -140,10 +143,11 @@ export class GenerationEngine {
 
   private async startInProcess(): Promise<EngineInfo> {
     // Loaded on demand: importing @app/engine must not load onnxruntime-node.
-    const [{ EngineCore }, { dispatchToCore }] = await Promise.all([import('./core/engine-core'), import('./core/dispatch')]);
+    const [{ EngineCore }, { dispatchToCore, reportBreakdown }] = await Promise.all([import('./core/engine-core'), import('./core/dispatch')]);
     const core = await EngineCore.open(this.coreOptions());
     // Deliver on a later tick, as a thread would: callers never see re-entrant callbacks inside submit().
     const post = (message: FromEngine) => setImmediate(() => this.deliver(message));
+    reportBreakdown(core, post);
     this.send = (message) => dispatchToCore(core, message, post);
     return core.info;
   }

@@ -5,6 +5,7 @@ import {
   GenerationEngine,
   type GenerationParams,
   type GenerationResult,
+  EngineClosedError,
   InvalidGenerationParamError,
   Tokenizer,
 } from '@app/engine';
@@ -351,5 +352,35 @@ describe('GenerationEngine decode loop (decode-loop.onnx: several steps per run,
 
   it('refuses a decode loop with a device KV placement, naming the option', async () => {
     await expect(withEngine({ kvPlacement: 'device', decodeChunkSteps: 4 }, async () => undefined)).rejects.toThrow(/decodeChunkSteps.*kvPlacement device/);
+  });
+});
+
+describe('GenerationEngine after a failed model run', () => {
+  // The failures are forced (a run that throws, then a recovery that throws): nothing real fails on demand.
+  afterEach(() => jest.restoreAllMocks());
+
+  it('fails the requests in flight and serves the next ones with a fresh runner', async () => {
+    const { HostKvRunner } = await import('../src/runtime/host-kv-runner');
+    const decode = jest.spyOn(HostKvRunner.prototype, 'decode').mockRejectedValueOnce(new Error('CUDA failure 2: out of memory'));
+    await withEngine({ kvPlacement: 'host', slots: 2 }, async (engine) => {
+      await expect(engine.submit({ id: 'a', prompt: PROMPTS[0], params: { maxNewTokens: 4 } })).rejects.toThrow(/out of memory/);
+      decode.mockRestore();
+      expect((await engine.submit({ id: 'b', prompt: PROMPTS[0], params: { maxNewTokens: 4, ignoreEos: true } })).sequences[0].tokens).toHaveLength(4);
+    });
+  });
+
+  it('says it is closed, to every later call, when it cannot start afresh', async () => {
+    const { HostKvRunner } = await import('../src/runtime/host-kv-runner');
+    jest.spyOn(HostKvRunner.prototype, 'decode').mockRejectedValueOnce(new Error('CUDA failure 700: illegal address'));
+    jest.spyOn(HostKvRunner.prototype, 'dispose').mockImplementationOnce(() => {
+      throw new Error('device lost');
+    });
+    await withEngine({ kvPlacement: 'host', slots: 2 }, async (engine) => {
+      await expect(engine.submit({ id: 'a', prompt: PROMPTS[0], params: { maxNewTokens: 4 } })).rejects.toThrow(/illegal address/);
+      const later = engine.submit({ id: 'b', prompt: PROMPTS[0], params: { maxNewTokens: 4 } });
+      await expect(later).rejects.toThrow(EngineClosedError);
+      await expect(later).rejects.toThrow(/could not recover from a failed model run \(CUDA failure 700: illegal address\): device lost/);
+      await expect(engine.stats()).rejects.toThrow(EngineClosedError);
+    });
   });
 });

@@ -4,6 +4,11 @@ import { toSerializedError } from '../errors';
 import type { FromEngine, ToEngine } from '../thread/messages';
 import type { EngineCore } from './engine-core';
 
+/** Forwards the core's breakdown to the owner (once), in both modes. */
+export function reportBreakdown(core: EngineCore, post: (message: FromEngine) => void): void {
+  core.onBroken = (error) => post({ type: 'broken', error: toSerializedError(error) });
+}
+
 export function dispatchToCore(core: EngineCore, message: ToEngine, post: (message: FromEngine) => void): void {
   switch (message.type) {
     case 'submit': {

@@ -105,6 +105,10 @@ export class EngineCore {
   private readonly sinks = new Map<string, CoreRequestSink>();
   private pumping = false;
   private closed = false;
+  /** Set when recovery after a failed run failed: the engine serves nothing more. */
+  private broken: EngineClosedError | undefined;
+  /** Told once when the engine breaks (the dispatcher forwards it to the owner). */
+  onBroken: (error: EngineClosedError) => void = () => undefined;
 
   private constructor(
     private readonly options: EngineCoreOptions,
@@ -151,7 +155,7 @@ export class EngineCore {
 
   /** Validates and enqueues; throws (InvalidGenerationParamError naming the field) for a bad request. */
   submit(request: GenerationRequest, sink: CoreRequestSink, submittedAt = nowMs()): void {
-    if (this.closed) throw new EngineClosedError('the engine is closed');
+    if (this.closed) throw this.broken ?? new EngineClosedError('the engine is closed');
     if (!request || typeof request !== 'object') throw new InvalidGenerationParamError('request', 'must be an object');
     if (typeof request.id !== 'string' || request.id.length === 0) throw new InvalidGenerationParamError('id', 'must be a non-empty string');
     if (typeof request.prompt !== 'string') throw new InvalidGenerationParamError('prompt', 'must be a string');
@@ -214,14 +218,31 @@ export class EngineCore {
       }
     } catch (error) {
       // A failed model run leaves the batch in an unknown state: fail what is in flight and start clean.
-      this.failAll(error instanceof Error ? error : new Error(String(error)));
-      this.runner.dispose();
-      this.runner = await createRunner(this.model, this.options.slots, this.info.contextLength);
-      this.scheduler = this.createScheduler();
+      const cause = error instanceof Error ? error : new Error(String(error));
+      this.failAll(cause);
+      await this.recover(cause);
     } finally {
       this.pumping = false;
     }
     if (!this.closed && !this.scheduler.idle) this.kick();
+  }
+
+  /**
+   * A fresh runner and scheduler after a failed run. If that fails too, the engine is broken for good: it says so to
+   * every later call (EngineClosedError), so its owner stops feeding it and replaces it, instead of the failure
+   * escaping the pump and killing the thread with nothing said.
+   */
+  private async recover(cause: Error): Promise<void> {
+    try {
+      this.runner.dispose();
+      this.runner = await createRunner(this.model, this.options.slots, this.info.contextLength);
+      this.scheduler = this.createScheduler();
+    } catch (error) {
+      this.broken = new EngineClosedError(`the engine could not recover from a failed model run (${cause.message}): ${(error as Error).message}`);
+      this.closed = true;
+      this.failAll(this.broken);
+      this.onBroken(this.broken);
+    }
   }
 
   private failAll(error: Error): void {

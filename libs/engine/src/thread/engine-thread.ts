@@ -2,7 +2,7 @@
 // so the owner's event loop stays free. Started by GenerationEngine from the compiled dist/ file.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import { dispatchToCore } from '../core/dispatch';
+import { dispatchToCore, reportBreakdown } from '../core/dispatch';
 import { EngineCore, type EngineCoreOptions } from '../core/engine-core';
 import { toSerializedError } from '../errors';
 import type { FromEngine, ToEngine } from './messages';
@@ -22,6 +22,7 @@ async function main(): Promise<void> {
     port.close();
     return;
   }
+  reportBreakdown(core, post);
   port.on('message', (message: ToEngine) => dispatchToCore(core, message, post));
   post({ type: 'ready', info: core.info });
 }

@@ -16,4 +16,6 @@ export type FromEngine =
   | { type: 'result'; result: GenerationResult }
   | { type: 'rejected'; id: string; error: SerializedError }
   | { type: 'stats'; ticket: number; stats: EngineStats }
+  /** The engine failed a run and could not start afresh: it serves nothing more. */
+  | { type: 'broken'; error: SerializedError }
   | { type: 'closed' };
