@@ -193,7 +193,8 @@ describe('auth matrix', () => {
     expect((await call({ method: 'GET', path: () => `/v1/files/file-${nativeBatchId}-errors/content` }, TENANT_A)).status).toBe(200);
     expect((await call({ method: 'GET', path: () => '/health' }, TENANT_B)).status).toBe(200);
     expect((await call({ method: 'GET', path: () => '/docs-json' }, TENANT_B)).status).toBe(200);
-    const adminList = (await (await call({ method: 'GET', path: () => '/v1/batches' }, ADMIN)).json()) as { data: { id: string }[] };
+    // GET /batches lists every kind (GET /v1/batches, OpenAI batches only).
+    const adminList = (await (await call({ method: 'GET', path: () => '/batches' }, ADMIN)).json()) as { data: { id: string }[] };
     expect(adminList.data.map((b) => b.id)).toEqual(expect.arrayContaining([batchId, nativeBatchId]));
   });
 

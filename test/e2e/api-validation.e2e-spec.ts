@@ -34,12 +34,14 @@ interface Observation {
   param: string | null;
   line: number | null;
   redisUnchanged: boolean;
+  /** A file with bad lines: the batch is stored as `failed` with its errors (and nothing enqueued). */
+  failedBatch?: boolean;
 }
 const observed: Observation[] = [];
 
-function record(group: string, input: string, status: number, body: unknown, redisUnchanged: boolean): void {
+function record(group: string, input: string, status: number, body: unknown, redisUnchanged: boolean, failedBatch = false): void {
   const error = (body as ErrorBody | null)?.error;
-  observed.push({ group, input, status, message: error?.message ?? null, param: error?.param ?? null, line: error?.line ?? null, redisUnchanged });
+  observed.push({ group, input, status, message: error?.message ?? null, param: error?.param ?? null, line: error?.line ?? null, redisUnchanged, ...(failedBatch ? { failedBatch } : {}) });
 }
 
 const sameKeys = (a: string[], b: string[]) => a.length === b.length && a.every((k, i) => k === b[i]);
@@ -49,7 +51,8 @@ afterAll(async () => {
   reportFigures('api-validation', {
     cases: observed.length,
     refused: refused.length,
-    accepted: observed.length - refused.length,
+    failedBatches: observed.filter((o) => o.failedBatch).length,
+    accepted: observed.length - refused.length - observed.filter((o) => o.failedBatch).length,
     refusedWithRedisChanged: refused.filter((o) => !o.redisUnchanged).length,
     observed,
   });
@@ -141,7 +144,7 @@ describe('api validation', () => {
     const batch = response.body as unknown as FailedBatch;
     const [first] = batch.errors?.data ?? [];
     const described = first ? `line ${first.line}${first.param ? `, field ${first.param}` : ''}: ${first.message}` : '';
-    record('JSONL file (POST /v1/batches)', name, response.status, { error: { message: described, param: first?.param ?? null, line: first?.line } }, sameKeys(before, after));
+    record('JSONL file (POST /v1/batches)', name, response.status, { error: { message: described, param: first?.param ?? null, line: first?.line } }, sameKeys(before, after), true);
     expect(response.status).toBe(200);
     expect(batch).toMatchObject({ object: 'batch', status: 'failed', failed_at: expect.any(Number), request_counts: { total: 0 }, output_file_id: null, error_file_id: null });
     for (const part of parts) expect(described).toContain(part);
