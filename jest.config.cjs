@@ -15,6 +15,9 @@ module.exports = {
   testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'],
   transform: { '^.+\\.(t|j|mj)s$': swc },
   transformIgnorePatterns: [`/node_modules/(?!(${esmOnly.join('|')})/)`],
-  moduleNameMapper: { '^@app/(contracts|queue|store|model|engine)$': '<rootDir>/libs/$1/src' },
+  moduleNameMapper: {
+    '^@app/(contracts|queue|store|model|engine)$': '<rootDir>/libs/$1/src',
+    '^onnxruntime-node$': '<rootDir>/test/support/onnxruntime-node.cjs',
+  },
   testTimeout: 60_000,
 };
