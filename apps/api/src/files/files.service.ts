@@ -11,6 +11,7 @@ import { errorFileIdOf, outputFileIdOf } from '../batches/batch-view';
 
 const OUTPUT_FILE = /^file-(batch_[0-9a-f]+)-(output|errors)$/;
 const PAGE = 1000;
+const MAX_REMEMBERED_SIZES = 10_000;
 
 export interface OpenAiFile {
   id: string;
@@ -41,6 +42,8 @@ type BatchFileKind = 'output' | 'errors';
 
 @Injectable()
 export class FilesService {
+  private readonly sizes = new Map<string, number>();
+
   constructor(@Inject(RESULTS_STORE) private readonly store: ResultsStore, @Inject(API_CONFIG) private readonly config: ApiConfig) {}
 
   async upload(principal: Principal, filename: string, purpose: string, content: string): Promise<DescribedFile> {
@@ -62,15 +65,29 @@ export class FilesService {
 
   /** A batch's output or error file: created when the batch finished, kept as long as the batch (its retention). */
   private async batchFile(batch: BatchRecord, which: BatchFileKind): Promise<DescribedFile> {
-    let bytes = 0;
-    for await (const chunk of this.batchFileChunks(batch, which)) bytes += Buffer.byteLength(chunk);
     const createdAt = finishedAtOf(batch) ?? batch.createdAt;
+    const bytes = await this.batchFileBytes(batch, which, createdAt);
     const seconds = batch.retentionSeconds ?? this.config.retention.batchSeconds;
     return {
       id: which === 'output' ? batch.outputFileId : batch.errorFileId, owner: batch.owner, bytes, createdAt,
       filename: `${batch.id}_${which === 'output' ? 'output' : 'error'}.jsonl`, purpose: 'batch_output',
       expiresAt: seconds > 0 ? createdAt + seconds * 1000 : null,
     };
+  }
+
+  /**
+   * A final batch's file never changes until retry-failed reopens it (which gives it a new finish time), so its size,
+   * counted by building it once, is remembered per batch, file and finish time.
+   */
+  private async batchFileBytes(batch: BatchRecord, which: BatchFileKind, finishedAt: number): Promise<number> {
+    const key = `${batch.id}:${which}:${finishedAt}`;
+    const known = this.sizes.get(key);
+    if (known !== undefined) return known;
+    let bytes = 0;
+    for await (const chunk of this.batchFileChunks(batch, which)) bytes += Buffer.byteLength(chunk);
+    if (this.sizes.size >= MAX_REMEMBERED_SIZES) this.sizes.delete(this.sizes.keys().next().value!);
+    this.sizes.set(key, bytes);
+    return bytes;
   }
 
   /** The file's content in chunks: an output file is built page by page from the results, never held whole. */
