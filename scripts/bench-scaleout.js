@@ -98,14 +98,20 @@ async function batchCounts(api, id, redisPort) {
   return { status: view.status, done: view.request_counts.completed + view.request_counts.failed, failed: view.request_counts.failed, total: view.request_counts.total, tokens };
 }
 
-/** One setting: a fresh stack, one batch sized for about --seconds at the offered rate, measured between 20% and 80% done. */
+/**
+ * One setting: a fresh stack and one batch sized for about --seconds at the offered rate (at least 6 rounds of
+ * slots), measured from 20% done until 1.5 rounds of slots are left, while every engine still has prompts waiting.
+ */
 async function measure(modelDir, engines, engineTokensPerSecond, progressMs) {
   const stepMs = Math.max(1, Math.round((slots * 1000) / engineTokensPerSecond));
   const offeredTokens = (engines * slots * 1000) / stepMs;
   // Simulated eos ends a prompt after newTokens/2 .. newTokens tokens: three quarters on average.
   const meanTokens = args['varied-lengths'] ? (Math.ceil(newTokens / 2) + newTokens) / 2 : newTokens;
   const offeredItems = offeredTokens / meanTokens;
-  const prompts = Math.min(MAX_PROMPTS, Math.max(200, Math.round(offeredItems * seconds)));
+  // Enough prompts that the engines stay full through the window: it ends while 1.5 rounds of slots are still queued.
+  const capacity = engines * slots;
+  const prompts = Math.min(MAX_PROMPTS, Math.max(6 * capacity, Math.round(offeredItems * seconds)));
+  const windowEnd = prompts - 1.5 * capacity;
   const stack = current = await startLocalStack({
     modelDir, workers: engines,
     workerEnv: { FALCONQ_SLOTS: String(slots), FALCONQ_SIMULATED_STEP_MS: String(stepMs), FALCONQ_HEARTBEAT_MS: '2000', ...(progressMs ? { FALCONQ_PROGRESS_MS: String(progressMs) } : {}) },
@@ -123,7 +129,7 @@ async function measure(modelDir, engines, engineTokensPerSecond, progressMs) {
     for (;;) {
       const counts = await batchCounts(stack.api, batch.id, stack.redisPort);
       if (!from && counts.done >= prompts * 0.2) from = { ...snapshot(stack), done: counts.done, tokens: counts.tokens };
-      if (from && !to && counts.done >= prompts * 0.8) to = { ...snapshot(stack), done: counts.done, tokens: counts.tokens, engine: engineLoad(stack.redisPort) };
+      if (from && !to && counts.done >= windowEnd) to = { ...snapshot(stack), done: counts.done, tokens: counts.tokens, engine: engineLoad(stack.redisPort) };
       if (['completed', 'failed', 'cancelled', 'expired'].includes(counts.status)) {
         if (counts.status !== 'completed' || counts.failed > 0) throw new Error(`batch ended ${counts.status} with ${counts.failed} failed`);
         break;
@@ -202,7 +208,7 @@ async function main() {
   }
   const lines = [
     `date: ${new Date().toISOString()}  machine: ${machine}`,
-    `setting: ${slots} slots per engine, ${args['varied-lengths'] ? `${Math.ceil(newTokens / 2)}-${newTokens} (simulated eos)` : newTokens} new tokens per prompt, measured between 20% and 80% of one batch`,
+    `setting: ${slots} slots per engine, ${args['varied-lengths'] ? `${Math.ceil(newTokens / 2)}-${newTokens} (simulated eos)` : newTokens} new tokens per prompt, measured from 20% of one batch until 1.5 rounds of slots are left`,
     '',
     '| engines | tokens/s per engine | step ms (measured) | rows per step | progress ms | offered items/s | items/s | tokens/s | of offered | Redis CPU | Redis ops/s | ops per prompt | api CPU | workers CPU (avg) | host busy | first bottleneck |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',

@@ -30,8 +30,12 @@ const schema = z.object({
   FALCONQ_HEARTBEAT_MS: int(100).default(5_000),
   /** How often in-flight batches are checked for cancellation or expiry. */
   FALCONQ_CANCEL_POLL_MS: int(50).default(1_000),
-  /** Minimum time between two progress updates of one job. */
-  FALCONQ_PROGRESS_MS: int(50).default(1_000),
+  /**
+   * Minimum time between two progress updates of one job (shown on the dashboard; batch progress events do not use
+   * them). Each update is a BullMQ script of about five Redis commands per running prompt: at 1 s they were the
+   * largest share of Redis's work per prompt for long generations (docs/benchmarks.md, scale-out).
+   */
+  FALCONQ_PROGRESS_MS: int(50).default(5_000),
   /** On SIGTERM, how long in-flight prompts may finish before they are handed back to the queue. */
   FALCONQ_SHUTDOWN_GRACE_MS: int(0).default(30_000),
   /** Seconds a finished batch's results are kept; must match the api's setting (0 = forever). */
