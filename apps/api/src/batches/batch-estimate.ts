@@ -1,5 +1,5 @@
 import type { WorkerHeartbeat } from '@app/store';
-import { CONTEXT_LENGTH_EXCEEDED } from '../generation/prompt-builder';
+import { CONTEXT_LENGTH_EXCEEDED } from '@app/requests';
 import type { LineProblem } from './batch-input';
 
 // A dry run's answer: what a batch would be, checked line by line, with a time estimate from the throughput the

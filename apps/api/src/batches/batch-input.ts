@@ -1,8 +1,8 @@
 import type { BatchEndpoint, BatchItemInput } from '@app/store';
 import { ApiError, lineError } from '../http/api-error';
-import { RequestParamError, paramsFromNative } from '../generation/generation-params';
-import { CONTEXT_LENGTH_EXCEEDED, UnknownModelError, checkPromptBytes, checkPromptFits, prepareOpenAiRequest } from '../generation/prompt-builder';
-import { LONE_SURROGATE_REASON, batchLineSchema, describeZodIssue, loneSurrogateAt, nativeBatchSchema, type NativeBatchRequest } from '../generation/request-schemas';
+import { RequestParamError, paramsFromNative } from '@app/requests';
+import { CONTEXT_LENGTH_EXCEEDED, UnknownModelError, checkPromptBytes, checkPromptFits, prepareOpenAiRequest } from '@app/requests';
+import { LONE_SURROGATE_REASON, batchLineSchema, describeZodIssue, loneSurrogateAt, nativeBatchSchema, type NativeBatchRequest } from '@app/requests';
 import type { ServedModel } from '../model/served-model';
 
 // Turns a batch's input (an OpenAI JSONL file, or a native JSON body) into the items to enqueue, checking everything

@@ -4,7 +4,7 @@ import type { ResultsStore } from '@app/store';
 import { CurrentPrincipal, canSee, type Principal } from '../auth/principal';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { ApiError } from '../http/api-error';
-import { LONE_SURROGATE_REASON, createBatchSchema, describeZodIssue, loneSurrogateAt } from '../generation/request-schemas';
+import { LONE_SURROGATE_REASON, createBatchSchema, describeZodIssue, loneSurrogateAt } from '@app/requests';
 import { RESULTS_STORE } from '../infra/infra.module';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { BatchLifecycleService } from './batch-lifecycle.service';

@@ -1,8 +1,8 @@
 import { HttpStatus } from '@nestjs/common';
 import type { BatchEndpoint } from '@app/store';
 import { checkJsonl, itemsFromNative, type CheckedJsonl, type InputLimits, type NativeBatchInput } from '../batches/batch-input';
-import { RequestParamError } from '../generation/generation-params';
-import { UnknownModelError, prepareOpenAiRequest, type PreparedRequest } from '../generation/prompt-builder';
+import { RequestParamError } from '@app/requests';
+import { UnknownModelError, prepareOpenAiRequest, type PreparedRequest } from '@app/requests';
 import { ApiError, type ApiErrorBody } from '../http/api-error';
 import type { ServedModel } from '../model/served-model';
 

@@ -6,7 +6,7 @@ import type { ItemResult } from '@app/contracts';
 import { chatLogprobs, completionBody, completionLogprobs, finishReasonOf, type BatchEndpoint, type StreamMessage } from '@app/store';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
 import { ApiError } from '../http/api-error';
-import type { PreparedRequest } from '../generation/prompt-builder';
+import type { PreparedRequest } from '@app/requests';
 import { RequestChecker } from '../checks/request-checker';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { MetricsService } from '../ops/metrics.service';

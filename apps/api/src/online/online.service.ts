@@ -9,7 +9,7 @@ import { JOB_QUEUE, type JobQueue } from '../infra/job-queue';
 import type { Principal } from '../auth/principal';
 import { jobsOf } from '../batches/batch-submission.service';
 import type { GenerationParams } from '@app/engine';
-import type { PreparedPrompt } from '../generation/prompt-builder';
+import type { PreparedPrompt } from '@app/requests';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 
 const POLL_MS = 1000;

@@ -1,11 +1,21 @@
 import { InvalidGenerationParamError, fitPromptToContext, type ChatMessage, type GenerationParams } from '@app/engine';
 import type { BatchEndpoint } from '@app/store';
-import type { ServedModel } from '../model/served-model';
 import { RequestParamError, isEchoOnly, paramsFromOpenAi } from './generation-params';
 import { LONE_SURROGATE_REASON, chatRequestSchema, completionRequestSchema, describeZodIssue, loneSurrogateAt, type ChatRequest, type CompletionRequest } from './request-schemas';
 
 // One OpenAI-shaped request body (a batch line's body, or an online request) -> the rendered prompts and params a
 // worker runs, after every check that can be made without the model's weights.
+
+/** What preparing a request needs of the model: its names, tokenizer, chat template and context length. */
+export interface PromptModel {
+  /** Every name a request's `model` may use. */
+  names: readonly string[];
+  contextLength: number;
+  vocabSize: number;
+  encode(text: string): number[];
+  decode(ids: readonly number[]): string;
+  renderChat(messages: ChatMessage[]): string;
+}
 
 export interface PreparedPrompt {
   /** The text a worker runs (for a prompt of token ids: their decoded text, returned by echo). */
@@ -37,7 +47,7 @@ function toChatMessages(messages: ChatRequest['messages']): ChatMessage[] {
 export const CONTEXT_LENGTH_EXCEEDED = 'context_length_exceeded';
 
 /** Throws RequestParamError naming the field when the prompt's tokens with max tokens do not fit the context. */
-export function checkIdsFit(model: ServedModel, ids: number[], params: GenerationParams, promptField: string, maxTokensField: string): number {
+export function checkIdsFit(model: PromptModel, ids: number[], params: GenerationParams, promptField: string, maxTokensField: string): number {
   try {
     fitPromptToContext(ids, params, model.contextLength);
   } catch (error) {
@@ -58,7 +68,7 @@ export function checkIdsFit(model: ServedModel, ids: number[], params: Generatio
 export const PROMPT_BYTES_PER_CONTEXT_TOKEN = 64;
 export const maxPromptBytes = (contextLength: number): number => contextLength * PROMPT_BYTES_PER_CONTEXT_TOKEN;
 
-export function checkPromptBytes(model: ServedModel, bytes: number, promptField: string, what = 'is'): void {
+export function checkPromptBytes(model: PromptModel, bytes: number, promptField: string, what = 'is'): void {
   const max = maxPromptBytes(model.contextLength);
   if (bytes > max) {
     throw new RequestParamError(promptField, `${what} ${bytes} bytes (UTF-8); a prompt may hold at most ${max} bytes (${PROMPT_BYTES_PER_CONTEXT_TOKEN} per token of the model's ${model.contextLength}-token context)`);
@@ -66,7 +76,7 @@ export function checkPromptBytes(model: ServedModel, bytes: number, promptField:
 }
 
 /** Checks the prompt's size in bytes, then its tokens: a prompt too large for any context is never tokenized. */
-export function checkPromptFits(model: ServedModel, prompt: string, params: GenerationParams, promptField: string, maxTokensField: string): number {
+export function checkPromptFits(model: PromptModel, prompt: string, params: GenerationParams, promptField: string, maxTokensField: string): number {
   checkPromptBytes(model, Buffer.byteLength(prompt, 'utf8'), promptField);
   // Counting is enough when the prompt fits; the ids are needed only to refuse (or truncate) one that does not.
   const count = model.countTokens(prompt);
@@ -81,7 +91,7 @@ export class UnknownModelError extends Error {
   }
 }
 
-function checkModel(requested: string | undefined, model: ServedModel): void {
+function checkModel(requested: string | undefined, model: PromptModel): void {
   if (requested !== undefined && !model.names.includes(requested)) throw new UnknownModelError(requested, model.names);
 }
 
@@ -101,14 +111,14 @@ function promptList(prompt: CompletionRequest['prompt']): (string | number[])[] 
   return prompt as (string | number[])[];
 }
 
-function preparePrompt(entry: string | number[], field: string, params: GenerationParams, model: ServedModel): PreparedPrompt {
+function preparePrompt(entry: string | number[], field: string, params: GenerationParams, model: PromptModel): PreparedPrompt {
   if (typeof entry === 'string') return { prompt: entry, promptTokens: checkPromptFits(model, entry, params, field, 'max_tokens') };
   const outOfRange = entry.findIndex((id) => id >= model.vocabSize);
   if (outOfRange >= 0) throw new RequestParamError(`${field}[${outOfRange}]`, `is not a token id of this model (0..${model.vocabSize - 1}), got ${entry[outOfRange]}`);
   return { prompt: model.decode(entry), promptIds: entry, promptTokens: checkIdsFit(model, entry, params, field, 'max_tokens') };
 }
 
-export function prepareOpenAiRequest(endpoint: BatchEndpoint, body: unknown, model: ServedModel): PreparedRequest {
+export function prepareOpenAiRequest(endpoint: BatchEndpoint, body: unknown, model: PromptModel): PreparedRequest {
   const illFormed = loneSurrogateAt(body);
   if (illFormed !== null) throw new RequestParamError(illFormed, LONE_SURROGATE_REASON);
   if (endpoint === '/v1/chat/completions') {
