@@ -6,6 +6,7 @@ import { registerGenerateCommand } from './commands/generate';
 import { registerBenchCommand } from './commands/bench';
 import { registerServiceCommands } from './commands/service';
 import { registerSetupCommands } from './commands/setup';
+import { registerRunBatchCommand } from './commands/run-batch';
 
 export function buildProgram(): Command {
   const program = new Command('falconq')
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   registerTokenizeCommand(program);
   registerGenerateCommand(program);
   registerBenchCommand(program);
+  registerRunBatchCommand(program);
   registerServiceCommands(program);
   registerSetupCommands(program);
   return program;
