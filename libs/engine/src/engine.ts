@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { assertModelIntact, readManifest } from '@app/model';
 import type { EngineInfo, EngineOptions, EngineStats, GenerationRequest, GenerationResult, TokenEvent } from './api';
 import { EngineClosedError, fromSerializedError, InvalidGenerationParamError } from './errors';
 import { resolveGenerationParams } from './params';
@@ -38,6 +39,8 @@ export class GenerationEngine {
 
   /** Loads the model and returns once the engine is ready (or rejects with why it could not start). */
   static async start(options: EngineOptions): Promise<GenerationEngine> {
+    // A truncated, missing or edited file says "re-convert" here instead of failing inside onnxruntime.
+    assertModelIntact(options.modelDir, readManifest(options.modelDir));
     const engine = new GenerationEngine(options);
     engine.info = options.inProcess ? await engine.startInProcess() : await engine.startThread();
     for (const warning of engine.info.warnings) options.onWarning?.(warning);

@@ -8,6 +8,7 @@ import { ExternalDataWriter } from './external-data';
 import { buildDecodeLoopGraph, DECODE_LOOP_FILE, DECODE_LOOP_IO } from './decode-loop-graph';
 import { buildFalconGraph, type FalconGraph, type GraphTuning, hfTensor, jobSources, type WeightJob } from './graph';
 import type { ExecutionProviderName, ModelManifest, ModelTarget, WeightDType } from './manifest';
+import { checksumModelFiles } from './verify';
 import { CheckpointMaterializer, jobBytes, materializeJob, type WeightMaterializer } from './materialize';
 import { encodeModel, type InitializerSpec } from './onnx/model';
 import { buildDirectoryAtomically, directorySize, MANIFEST_FILE } from './output-dir';
@@ -224,6 +225,7 @@ export async function writeModelDirectory(options: WriteModelDirectoryOptions): 
       decodeLoop: { candidates: loop.candidates, io: { ...DECODE_LOOP_IO } },
       source: options.source,
       sizeBytes: directorySize(dir),
+      checksums: checksumModelFiles(dir, [MANIFEST_FILE]),
       createdAt: new Date().toISOString(),
       converter: CONVERTER_NAME,
     };

@@ -16,3 +16,4 @@ export * from './hub';
 export * from './source';
 export * from './random-model';
 export * from './inspect';
+export * from './verify';

@@ -77,6 +77,8 @@ export interface ModelManifest {
   decodeLoop?: { candidates: number; io: DecodeLoopIoNames };
   source: { kind: 'local' | 'hub' | 'tiny' | 'random'; id: string; revision?: string };
   sizeBytes: number;
+  /** Size and sha256 of every file but the manifest, written at build time (absent in older models). */
+  checksums?: Record<string, { bytes: number; sha256: string }>;
   createdAt: string;
   converter: string;
 }

@@ -3,7 +3,7 @@ import { MultiBar, type SingleBar } from 'cli-progress';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import {
   convertModel, type ConvertResult, createRandomModel, createTinyModel, type GraphTuning, inspectModel, type ModelTarget,
-  parseGraphTuning, RANDOM_SHAPES, type WeightDType,
+  parseGraphTuning, RANDOM_SHAPES, readManifest, verifyModelDirectory, type WeightDType,
 } from '@app/model';
 import { readHubConfig } from '../config/hub.config';
 
@@ -188,5 +188,23 @@ export function registerModelCommands(program: Command): void {
         `  created ${manifest.createdAt} by ${manifest.converter}`,
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
+    });
+
+  model
+    .command('verify')
+    .description('Check every file of a model directory against the sizes and sha256 its manifest recorded at build time')
+    .argument('<dir>', 'model directory')
+    .option('--json', 'print JSON', false)
+    .action((dir: string, options: { json: boolean }) => {
+      const report = verifyModelDirectory(dir, readManifest(dir), { hash: 'all' });
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      } else {
+        const lines = report.files.map((f) => `  ${f.ok ? 'ok     ' : 'DAMAGED'} ${f.file}${f.problem ? ` ${f.problem}` : ''}`);
+        if (report.legacy) lines.push('  (this model was built before checksums were recorded: only the presence of its files was checked)');
+        lines.push(report.ok ? `${path.resolve(dir)}: intact` : `${path.resolve(dir)}: damaged; re-convert it (falconq model convert ... --force) or copy it again`);
+        process.stdout.write(`${lines.join('\n')}\n`);
+      }
+      if (!report.ok) process.exitCode = 1;
     });
 }
