@@ -2,8 +2,10 @@
 // `npm start`: the whole stack on this machine, from a fresh clone, with no step before it.
 //   1. installs and builds when needed (scripts/ensure-ready.js)
 //   2. MODEL_DIR, or the tiny demo model made once into .models/tiny
-//   3. REDIS_URL, or a local redis-server on a free port (appendonly, noeviction, data in .models/redis)
-//   4. the api and one worker as child processes; prints where everything is; Ctrl-C stops all of it
+//   3. REDIS_URL, or a local redis-server on a free port (appendonly, noeviction, data in .models/redis, which one
+//      `npm start` at a time holds: a second one is refused rather than sharing the append-only files)
+//   4. the api and one worker as child processes, once the api's port is known to be free; prints where everything
+//      is when the api it started (its pid in /health) answers; Ctrl-C stops all of it
 // Plain Node on purpose: it must run before anything is built.
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -14,7 +16,8 @@ const { ensureReady } = require('./ensure-ready');
 const { freePort } = require('./free-port');
 
 const root = path.join(__dirname, '..');
-const modelsDir = path.join(root, '.models');
+// FALCONQ_DATA_DIR: where the demo model and the local Redis's data live (default .models in the checkout).
+const modelsDir = path.resolve(process.env.FALCONQ_DATA_DIR || path.join(root, '.models'));
 const children = [];
 let stopping = false;
 
@@ -52,12 +55,47 @@ async function waitFor(check, what, timeoutMs) {
   }
 }
 
-function tcpOpen(port) {
+function tcpOpen(port, host = '127.0.0.1') {
   return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
+    const socket = net.connect(port, host);
     socket.once('connect', () => { socket.destroy(); resolve(true); });
     socket.once('error', () => resolve(false));
   });
+}
+
+function isRunning(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === 'EPERM';
+  }
+}
+
+/**
+ * Takes `dir` for this process: a lock file holds the pid of the `npm start` that uses it. A live holder means refuse
+ * (two redis-servers must not write one append-only file); a dead one's lock is taken over.
+ */
+function lockDirectory(dir) {
+  const lock = path.join(dir, 'falconq-start.lock');
+  for (;;) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      process.on('exit', () => {
+        try {
+          if (fs.readFileSync(lock, 'utf8') === String(process.pid)) fs.rmSync(lock);
+        } catch { /* already gone */ }
+      });
+      return;
+    } catch (error) {
+      if (error.code !== 'EEXIST') throw error;
+    }
+    const holder = Number(fs.readFileSync(lock, 'utf8'));
+    if (Number.isInteger(holder) && holder > 0 && isRunning(holder)) {
+      throw new Error(`${dir} is in use by another npm start (pid ${holder}): stop it first, or set REDIS_URL to share its Redis`);
+    }
+    fs.rmSync(lock, { force: true }); // left by a start that was killed
+  }
 }
 
 async function ensureRedis() {
@@ -67,6 +105,7 @@ async function ensureRedis() {
   }
   const dir = path.join(modelsDir, 'redis');
   fs.mkdirSync(dir, { recursive: true });
+  lockDirectory(dir);
   const port = await freePort();
   // appendonly: accepted batches and finished results survive a restart; noeviction: Redis never drops queued jobs.
   // Its own process group: a terminal's Ctrl-C must not stop Redis before the worker has handed back its prompts;
@@ -101,12 +140,31 @@ function start(name, command, args, env = process.env, options = {}) {
   return child;
 }
 
-function httpOk(url) {
+/** The pid in a 200 /health answer, or null (no answer, another status, or not a falconq api). */
+function healthPid(url) {
   return new Promise((resolve) => {
-    const request = http.get(url, (response) => { response.resume(); resolve(response.statusCode === 200); });
-    request.once('error', () => resolve(false));
-    request.setTimeout(2000, () => { request.destroy(); resolve(false); });
+    const request = http.get(url, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk) => { body += chunk; });
+      response.on('end', () => {
+        try {
+          resolve(response.statusCode === 200 ? JSON.parse(body).pid ?? null : null);
+        } catch {
+          resolve(null);
+        }
+      });
+    });
+    request.once('error', () => resolve(null));
+    request.setTimeout(2000, () => { request.destroy(); resolve(null); });
   });
+}
+
+async function refuseBusyPort(host, port) {
+  const probeHost = host === '0.0.0.0' ? '127.0.0.1' : host;
+  if (await tcpOpen(port, probeHost)) {
+    throw new Error(`port ${port} is in use on ${probeHost} (another npm start of falconq, or another program): stop it, or choose another port with PORT=${port + 1} npm start`);
+  }
 }
 
 async function shutdown(code) {
@@ -134,17 +192,22 @@ async function main() {
   process.on('exit', () => children.forEach((child) => child.exited || child.kill('SIGKILL')));
   process.on('SIGINT', () => void shutdown(0));
   process.on('SIGTERM', () => void shutdown(0));
+  const port = Number(process.env.PORT || 3000);
+  const host = process.env.HOST || '127.0.0.1';
+  await refuseBusyPort(host, port);
   ensureReady();
   const modelDir = ensureModel();
   const redisUrl = await ensureRedis();
-  const port = Number(process.env.PORT || 3000);
-  const host = process.env.HOST || '127.0.0.1';
   const env = { ...process.env, REDIS_URL: redisUrl, MODEL_DIR: modelDir, PORT: String(port), HOST: host, FALCONQ_OPEN_ROUTES: process.env.FALCONQ_OPEN_ROUTES || 'health,metrics,docs' };
-  start('api', process.execPath, [path.join(root, 'dist', 'apps', 'api', 'src', 'main.js')], env);
+  const api = start('api', process.execPath, [path.join(root, 'dist', 'apps', 'api', 'src', 'main.js')], env);
   start('worker', process.execPath, [path.join(root, 'dist', 'apps', 'worker', 'src', 'main.js')],
     { ...env, FALCONQ_EP: process.env.FALCONQ_EP || 'cpu', FALCONQ_SLOTS: process.env.FALCONQ_SLOTS || '8' });
   const base = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
-  await waitFor(() => httpOk(`${base}/health`), 'the api', 60_000);
+  await waitFor(async () => {
+    const pid = await healthPid(`${base}/health`);
+    if (pid !== null && pid !== api.pid) throw new Error(`${base} is answered by another process (pid ${pid}), not the api this started`);
+    return pid === api.pid;
+  }, 'the api', 60_000);
   const auth = process.env.FALCONQ_API_KEYS ? ' -H "Authorization: Bearer $FALCONQ_KEY"' : '';
   process.stdout.write([
     '',

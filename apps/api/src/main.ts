@@ -12,6 +12,7 @@ import { ApiConfigError, loadApiConfig, type ApiConfig } from './config/api-conf
 import { mountDashboard } from './dashboard';
 import { ApiExceptionFilter } from './http/api-exception.filter';
 import { jsonBodyForAuthenticated, refuseCrossSiteWrites, refuseOversizedBodies, requireJsonBodies } from './http/request-guards';
+import { ApiLogger } from './http/api-logger';
 import { REDIS } from './infra/infra.module';
 import { MetricsService } from './ops/metrics.service';
 
@@ -62,7 +63,7 @@ async function bootstrap(): Promise<void> {
   if (config.keys.size === 0) {
     logger.warn('!!! No API keys configured (FALCONQ_API_KEYS / FALCONQ_ADMIN_KEYS): every route, the dashboard included, is OPEN to anyone who can reach this port. Set keys before exposing the service. !!!');
   }
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forConfig(config), { bodyParser: false, bufferLogs: false });
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forConfig(config), { bodyParser: false, logger: new ApiLogger(config.logLevel) });
   app.set('trust proxy', 'loopback');
   // Before any body is read: cross-site writes, bodies that are not JSON, and (in the parser) callers without a key.
   app.use(refuseCrossSiteWrites());

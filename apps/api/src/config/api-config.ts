@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { redisTopologyOf, type RedisConnectionConfig } from '@app/store';
+import { LOG_LEVELS, type ApiLogLevel } from '../http/api-logger';
 import { parseKeyTable, type KeyTable } from './api-keys';
 
 // The api's whole configuration, read from the environment once at start and validated; the only place in the api
@@ -57,6 +58,8 @@ const schema = z.object({
   FALCONQ_WEBHOOK_RETRY_MS: int(10).default(5_000),
   FALCONQ_WEBHOOK_MAX_ATTEMPTS: int(1).default(12),
   FALCONQ_WEBHOOK_TIMEOUT_MS: int(100).default(10_000),
+  /** error, warn, log (default), debug (adds Nest's per-route start-up lines) or verbose. */
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('log'),
 });
 
 export interface ApiConfig {
@@ -83,6 +86,7 @@ export interface ApiConfig {
   shutdownGraceMs: number;
   checkThreads: number;
   sseKeepaliveMs: number;
+  logLevel: ApiLogLevel;
   /** null: no webhooks. */
   webhooks: WebhookConfig | null;
 }
@@ -151,6 +155,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     checkThreads: e.FALCONQ_CHECK_THREADS,
     sseKeepaliveMs: e.FALCONQ_SSE_KEEPALIVE_MS,
     webhooks: field('FALCONQ_WEBHOOK_SECRET', () => webhookConfig(e)),
+    logLevel: e.LOG_LEVEL,
   };
 }
 

@@ -55,6 +55,8 @@ export class OpsController {
       redis: { status: 'up' },
       workers: { alive: workers.length, ids: workers.map((w) => w.workerId), stale_after_ms: this.config.workerStaleMs },
       model: this.model.id,
+      // Lets a launcher tell its own api from another process answering on the same port.
+      pid: process.pid,
     });
   }
 
