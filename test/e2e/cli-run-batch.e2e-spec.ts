@@ -69,7 +69,7 @@ describe('falconq run-batch (built CLI, tiny model, CPU)', () => {
       expect(line.response?.status_code).toBe(200);
       expect(['length', 'stop']).toContain(line.response?.body.choices[0].finish_reason);
     }
-    expect(failed.map((line) => [indexOf(line), line.custom_id, line.error?.code])).toEqual([[5, null, 'invalid_request'], [700, 'zero', 'invalid_request']]);
+    expect(failed.map((line) => [indexOf(line), line.custom_id, line.error?.code])).toEqual([[5, null, 'invalid_batch_line'], [700, 'zero', 'invalid_batch_line']]);
     expect(failed[0].error?.message).toMatch(/^line 6: not valid JSON/);
     expect(failed[1].error?.message).toBe('line 701, body.max_tokens: must be between 1 and 2047, got 0');
     await expect(run(process.execPath, [cli, 'run-batch', '-i', path.join(work, 'in.jsonl'), '-o', out, '--model', model]))

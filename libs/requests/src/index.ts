@@ -3,3 +3,4 @@
 export * from './request-schemas';
 export * from './generation-params';
 export * from './prompt-builder';
+export * from './batch-line';

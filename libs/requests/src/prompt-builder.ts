@@ -7,6 +7,14 @@ import { LONE_SURROGATE_REASON, chatRequestSchema, completionRequestSchema, desc
 // worker runs, after every check that can be made without the model's weights.
 
 /** What preparing a request needs of the model: its names, tokenizer, chat template and context length. */
+/** The served id first, then the aliases a user of the README or of Hugging Face would write. */
+export function servedNames(id: string, checkpointId?: string): string[] {
+  const names = [id];
+  if (checkpointId) names.push(checkpointId, checkpointId.split('/').pop()!);
+  names.push('falcon');
+  return [...new Set(names)];
+}
+
 export interface PromptModel {
   /** Every name a request's `model` may use. */
   names: readonly string[];

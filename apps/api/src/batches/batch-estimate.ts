@@ -1,6 +1,6 @@
 import type { WorkerHeartbeat } from '@app/store';
 import { CONTEXT_LENGTH_EXCEEDED } from '@app/requests';
-import type { LineProblem } from './batch-input';
+import type { LineProblem } from '@app/requests';
 
 // A dry run's answer: what a batch would be, checked line by line, with a time estimate from the throughput the
 // workers report in their heartbeats. Nothing of it is stored or enqueued.

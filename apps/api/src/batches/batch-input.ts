@@ -1,14 +1,13 @@
 import type { BatchEndpoint, BatchItemInput } from '@app/store';
 import { ApiError, lineError } from '../http/api-error';
-import { RequestParamError, paramsFromNative } from '@app/requests';
-import { CONTEXT_LENGTH_EXCEEDED, UnknownModelError, checkPromptBytes, checkPromptFits, prepareOpenAiRequest } from '@app/requests';
-import { LONE_SURROGATE_REASON, batchLineSchema, describeZodIssue, loneSurrogateAt, nativeBatchSchema, type NativeBatchRequest } from '@app/requests';
+import {
+  LONE_SURROGATE_REASON, RequestParamError, SUPPORTED_ENDPOINTS, checkBatchLine, checkPromptBytes, checkPromptFits, describeZodIssue,
+  lineProblem, loneSurrogateAt, nativeBatchSchema, paramsFromNative, type LineProblem, type NativeBatchRequest,
+} from '@app/requests';
 import type { ServedModel } from '../model/served-model';
 
 // Turns a batch's input (an OpenAI JSONL file, or a native JSON body) into the items to enqueue, checking everything
 // first: a rejected batch stores and enqueues nothing.
-
-export const SUPPORTED_ENDPOINTS: readonly BatchEndpoint[] = ['/v1/completions', '/v1/chat/completions'];
 
 export function parseEndpoint(value: string): BatchEndpoint {
   if (!(SUPPORTED_ENDPOINTS as readonly string[]).includes(value)) {
@@ -23,14 +22,6 @@ export interface InputLimits {
   maxRenderedBytes: number;
 }
 
-/** One line of an input file that cannot run: OpenAI's errors.data entry (line 1-based, as an editor shows it). */
-export interface LineProblem {
-  code: string;
-  line: number;
-  param: string | null;
-  message: string;
-}
-
 /** Every line of an input file, checked: the items of the good lines and the problem of each bad one. */
 export interface CheckedJsonl {
   items: BatchItemInput[];
@@ -40,45 +31,6 @@ export interface CheckedJsonl {
   promptTokens: number;
   /** The most tokens the good lines may generate (max_tokens x n each): the ceiling of the batch's work. */
   maxCompletionTokens: number;
-}
-
-const problem = (line: number, param: string | null, message: string, code = 'invalid_batch_line'): LineProblem => ({ code, line, param, message });
-
-/** The checks of one line; returns its item, or throws a LineProblem-shaped error. */
-function checkLine(text: string, line: number, endpoint: BatchEndpoint, model: ServedModel, lineOfCustomId: Map<string, number>, index: number): { item: BatchItemInput; promptTokens: number } | LineProblem {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (error) {
-    return problem(line, null, `not valid JSON (${(error as Error).message})`);
-  }
-  const illFormed = loneSurrogateAt(parsed);
-  if (illFormed !== null) return problem(line, illFormed, LONE_SURROGATE_REASON);
-  const shape = batchLineSchema.safeParse(parsed);
-  if (!shape.success) {
-    const issue = describeZodIssue(shape.error);
-    return problem(line, issue.field, issue.message);
-  }
-  const { custom_id: customId, method, url, body } = shape.data;
-  if (method !== 'POST') return problem(line, 'method', `must be "POST", got "${method}"`);
-  if (url !== endpoint) return problem(line, 'url', `"${url}" does not match the batch's endpoint "${endpoint}"`);
-  const earlier = lineOfCustomId.get(customId);
-  if (earlier !== undefined) return problem(line, 'custom_id', `"${customId}" duplicates line ${earlier}; custom_id must be unique within a batch`, 'duplicate_custom_id');
-  lineOfCustomId.set(customId, line);
-  if (body.stream === true) return problem(line, 'body.stream', 'streaming is not available in a batch');
-  try {
-    const prepared = prepareOpenAiRequest(endpoint, body, model);
-    if (prepared.prompts.length > 1) return problem(line, 'body.prompt', `holds ${prepared.prompts.length} prompts; a batch line holds one (put each prompt on its own line)`);
-    if (prepared.echoOnly) return problem(line, 'body.max_tokens', 'is 0 (echo only): answered by POST /v1/completions, not in a batch');
-    const [prompt] = prepared.prompts;
-    const item: BatchItemInput = { index, customId, prompt: prompt.prompt, params: prepared.params };
-    if (prompt.promptIds) item.promptIds = prompt.promptIds;
-    return { item, promptTokens: prompt.promptTokens };
-  } catch (error) {
-    if (error instanceof RequestParamError) return problem(line, `body.${error.field}`, error.reason, error.code === CONTEXT_LENGTH_EXCEEDED ? error.code : 'invalid_batch_line');
-    if (error instanceof UnknownModelError) return problem(line, 'body.model', error.message, 'model_not_found');
-    throw error;
-  }
 }
 
 /**
@@ -97,7 +49,7 @@ export function checkJsonl(content: string, endpoint: BatchEndpoint, model: Serv
   lines.forEach((raw, i) => {
     const text = raw.trim();
     if (text === '') return;
-    const outcome = checkLine(text, i + 1, endpoint, model, lineOfCustomId, checked.items.length);
+    const outcome = checkBatchLine(text, i + 1, endpoint, model, lineOfCustomId, checked.items.length);
     if ('code' in outcome) {
       checked.problems.push(outcome);
       return;
@@ -215,7 +167,7 @@ export function itemsFromNative(body: unknown, model: ServedModel, limits: Input
         input.promptTokens += checkPromptFits(model, prompt, params, field, 'max_new_tokens');
       } catch (error) {
         if (!collectPromptProblems || !(error instanceof RequestParamError)) throw error;
-        input.problems.push(problem(index + 1, error.field, error.reason, error.code));
+        input.problems.push(lineProblem(index + 1, error.field, error.reason, error.code));
         return;
       }
       input.items.push({ index: input.items.length, customId: `item-${index}`, prompt, params });

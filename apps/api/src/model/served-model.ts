@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Tokenizer, type ChatMessage } from '@app/engine';
 import type { ModelManifest } from '@app/model';
 import { TokenCounter, countsByWord } from './token-counter';
+import { servedNames } from '@app/requests';
 
 // The model the workers serve, as the api needs it: its name, context length and tokenizer (to count prompt tokens
 // and render chat messages). The api never loads the model's weights.
@@ -44,14 +45,6 @@ export function loadServedModel(modelDir: string, nameOverride?: string): Served
     decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: false }),
     renderChat: (messages) => tokenizer.applyChatTemplate(messages),
   };
-}
-
-/** The served id first, then the aliases a user of the README or of Hugging Face would write. */
-export function servedNames(id: string, checkpointId?: string): string[] {
-  const names = [id];
-  if (checkpointId) names.push(checkpointId, checkpointId.split('/').pop()!);
-  names.push('falcon');
-  return [...new Set(names)];
 }
 
 export const SERVED_MODEL = Symbol('SERVED_MODEL');

@@ -5,9 +5,8 @@ import type { Command } from 'commander';
 import type { ItemResult } from '@app/contracts';
 import { GenerationEngine, Tokenizer, type GenerationResult } from '@app/engine';
 import { readManifest, type ExecutionProviderName } from '@app/model';
-import type { PromptModel } from '@app/requests';
-import { completionBody, requestIdOf } from '@app/store';
-import { checkBatchLine, type RunnableLine } from '../run-batch/batch-lines';
+import { checkBatchLine, servedNames, type PromptModel } from '@app/requests';
+import { completionBody, requestIdOf, type BatchEndpoint, type BatchItemInput } from '@app/store';
 import { OrderedOutput } from '../run-batch/ordered-output';
 import { readResumePoint, type ResumePoint } from '../run-batch/resume';
 import { parseInteger, parseProvider } from './generate';
@@ -67,21 +66,31 @@ async function countRequests(path: string): Promise<number | null> {
   return count;
 }
 
-function promptModel(dir: string): { model: PromptModel; name: string } {
+/** The model as request checks see it: the names a line's `model` may use, the tokenizer, the context. */
+function promptModel(dir: string): PromptModel {
   const manifest = readManifest(dir);
   const tokenizer = Tokenizer.fromModelDir(dir);
   return {
-    name: manifest.source?.id ?? 'falconq',
-    model: { contextLength: manifest.shape.contextLength, encode: (text) => tokenizer.encode(text), renderChat: (messages) => tokenizer.applyChatTemplate(messages) },
+    names: servedNames(manifest.source?.id ?? 'falconq', manifest.source?.id),
+    contextLength: manifest.shape.contextLength,
+    vocabSize: manifest.shape.vocabSize,
+    encode: (text) => tokenizer.encode(text),
+    decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: false }),
+    renderChat: (messages) => tokenizer.applyChatTemplate(messages),
   };
 }
 
-function succeededLine(index: number, line: RunnableLine, result: GenerationResult, modelName: string): string {
+interface RunnableLine {
+  item: BatchItemInput;
+  endpoint: BatchEndpoint;
+}
+
+function succeededLine(index: number, { item, endpoint }: RunnableLine, result: GenerationResult, modelName: string): string {
   const id = requestIdOf(RUN_ID, index);
-  const item: ItemResult = {
+  const result_: ItemResult = {
     batchId: RUN_ID,
     index,
-    customId: line.customId,
+    customId: item.customId,
     status: 'succeeded',
     output: {
       sequences: result.sequences.map((s) => ({ text: s.text, finishReason: s.finishReason, tokens: s.tokens.length })),
@@ -93,7 +102,7 @@ function succeededLine(index: number, line: RunnableLine, result: GenerationResu
     attempts: 1,
     finishedAt: Date.now(),
   };
-  return JSON.stringify({ id, custom_id: line.customId, response: { status_code: 200, request_id: id, body: completionBody(line.endpoint, modelName, id, item) }, error: null });
+  return JSON.stringify({ id, custom_id: item.customId, response: { status_code: 200, request_id: id, body: completionBody(endpoint, modelName, id, result_) }, error: null });
 }
 
 function errorLine(index: number, customId: string | null, code: string, message: string): string {
@@ -143,7 +152,8 @@ async function runBatch(flags: RunBatchFlags): Promise<number> {
   if (flags.input !== '-' && !fs.existsSync(flags.input)) throw new Error(`--input ${flags.input}: no such file`);
   if (flags.slots < 1) throw new Error(`--slots must be at least 1, got ${flags.slots}`);
   const resume = startPoint(flags);
-  const { model, name } = promptModel(flags.model);
+  const model = promptModel(flags.model);
+  const name = model.names[0];
   const total = await countRequests(flags.input);
   if (total !== null && resume.done > total) throw new Error(`--resume: the output holds ${resume.done} results but ${flags.input} has ${total} requests: not the same input`);
   const engine = await GenerationEngine.start({
@@ -173,22 +183,24 @@ async function runBatch(flags: RunBatchFlags): Promise<number> {
         if (customId !== null && !seen.has(customId)) seen.set(customId, lineNumber);
         continue;
       }
-      const checked = checkBatchLine(text, lineNumber, model, seen);
-      if (checked.kind === 'refused') {
+      const checked = checkBatchLine(text, lineNumber, null, model, seen, at);
+      if ('code' in checked) {
         failed++;
-        output.put(at, { file: 'errors', text: errorLine(at, checked.customId, checked.code, checked.message) });
+        const message = `line ${checked.line}${checked.param ? `, ${checked.param}` : ''}: ${checked.message}`;
+        output.put(at, { file: 'errors', text: errorLine(at, customIdOf(text), checked.code, message) });
         progress.update(output.written);
         continue;
       }
       while (inFlight.size + output.held >= window) await Promise.race(inFlight);
-      const run = engine.submit({ id: `line-${lineNumber}`, prompt: checked.prompt, params: checked.params }).then(
+      const { item } = checked;
+      const run = engine.submit({ id: `line-${lineNumber}`, prompt: item.prompt, promptIds: item.promptIds, params: item.params }).then(
         (result) => {
           output.put(at, { file: 'output', text: succeededLine(at, checked, result, name) });
           progress.update(output.written, result.sequences.reduce((sum, s) => sum + s.tokens.length, 0));
         },
         (error: unknown) => {
           failed++;
-          output.put(at, { file: 'errors', text: errorLine(at, checked.customId, 'generation_failed', error instanceof Error ? error.message : String(error)) });
+          output.put(at, { file: 'errors', text: errorLine(at, item.customId, 'generation_failed', error instanceof Error ? error.message : String(error)) });
           progress.update(output.written);
         },
       );
