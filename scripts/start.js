@@ -213,6 +213,7 @@ async function main() {
     '',
     'falconq is running:',
     `  API        ${base}/v1  (OpenAI-compatible files/batches/completions) and ${base}/batches (native)`,
+    `  Batches    ${base}/      (the batch page: progress, results, cancel)`,
     `  Docs       ${base}/docs`,
     `  Dashboard  ${base}/dashboard`,
     `  Health     ${base}/health`,

@@ -20,6 +20,7 @@ import { OnlineService } from './online/online.service';
 import { MetricsService } from './ops/metrics.service';
 import { OpsController } from './ops/ops.controller';
 import { WebhookDispatcher } from './webhooks/webhook-dispatcher.service';
+import { BatchPageController } from './ui/batch-page.controller';
 
 @Module({})
 export class AppModule {
@@ -38,7 +39,7 @@ export class AppModule {
         // Multer stops reading an upload as soon as it passes the limit (and answers 413).
         MulterModule.register({ limits: { fileSize: config.limits.maxFileBytes, files: 1, fields: 10 } }),
       ],
-      controllers: [FilesController, OpenAiBatchesController, NativeBatchesController, BatchEventsController, OnlineController, OpsController],
+      controllers: [FilesController, OpenAiBatchesController, NativeBatchesController, BatchEventsController, OnlineController, OpsController, BatchPageController],
       providers: [
         KeyAuthenticator,
         RedisAvailability,

@@ -14,6 +14,11 @@ const OPENABLE = 'falconq:openable-route';
 /** The route may be served without a key when FALCONQ_OPEN_ROUTES lists `name`. */
 export const Openable = (name: OpenableRoute) => SetMetadata(OPENABLE, name);
 
+const PUBLIC = 'falconq:public-route';
+
+/** The route holds no data (the batch page's shell and script): served without a key, and not rate limited. */
+export const Public = () => SetMetadata(PUBLIC, true);
+
 /**
  * Global guard: every route needs a valid key (bearer) unless opened by configuration; then the rate limit, per key,
  * or per client address for requests without a valid key (so guessing keys is limited too). While Redis is
@@ -31,6 +36,7 @@ export class ApiKeyGuard implements CanActivate {
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const targets = [context.getHandler(), context.getClass()];
+    if (this.reflector.getAllAndOverride<boolean | undefined>(PUBLIC, targets)) return true;
     const openable = this.reflector.getAllAndOverride<OpenableRoute | undefined>(OPENABLE, targets);
     if (openable && this.config.openRoutes.has(openable)) return true;
     const request = context.switchToHttp().getRequest<AuthenticatedRequest>();

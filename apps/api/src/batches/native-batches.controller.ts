@@ -84,13 +84,15 @@ export class NativeBatchesController {
     return toOpenAiBatch(batch);
   }
 
-  /** A tenant's batches (OpenAI and native), newest first; search with `status=` and `metadata[key]=value`. */
+  /** A tenant's batches (OpenAI and native), newest first (an admin: all, with `tenant`); search with `status=` and `metadata[key]=value`. */
   @Get()
   async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
     const filters = batchSearchOf(query);
     if (filters.after) await this.lifecycle.visibleBatch(principal, filters.after);
     const page = await this.store.listBatches({ owner: principal.admin ? undefined : principal.tenant, ...filters });
-    const data = page.data.filter((batch) => batch.kind !== 'online').map(toOpenAiBatch);
+    // An admin sees every tenant's batches, each with its tenant.
+    const data = page.data.filter((batch) => batch.kind !== 'online')
+      .map((batch) => (principal.admin ? { ...toOpenAiBatch(batch), tenant: batch.owner } : toOpenAiBatch(batch)));
     return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data[data.length - 1]?.id ?? null, has_more: page.hasMore };
   }
 
