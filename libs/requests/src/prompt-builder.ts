@@ -20,6 +20,8 @@ export interface PromptModel {
   names: readonly string[];
   contextLength: number;
   vocabSize: number;
+  /** The prompt's token count (may be cheaper than encode). */
+  countTokens(text: string): number;
   encode(text: string): number[];
   decode(ids: readonly number[]): string;
   renderChat(messages: ChatMessage[]): string;

@@ -74,6 +74,7 @@ function promptModel(dir: string): PromptModel {
     names: servedNames(manifest.source?.id ?? 'falconq', manifest.source?.id),
     contextLength: manifest.shape.contextLength,
     vocabSize: manifest.shape.vocabSize,
+    countTokens: (text) => tokenizer.encode(text).length,
     encode: (text) => tokenizer.encode(text),
     decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: false }),
     renderChat: (messages) => tokenizer.applyChatTemplate(messages),
