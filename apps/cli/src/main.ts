@@ -7,6 +7,7 @@ import { registerBenchCommand } from './commands/bench';
 import { registerServiceCommands } from './commands/service';
 import { registerSetupCommands } from './commands/setup';
 import { registerRunBatchCommand } from './commands/run-batch';
+import { registerBatchCommands } from './commands/batch';
 
 export function buildProgram(): Command {
   const program = new Command('falconq')
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerGenerateCommand(program);
   registerBenchCommand(program);
   registerRunBatchCommand(program);
+  registerBatchCommands(program);
   registerServiceCommands(program);
   registerSetupCommands(program);
   return program;
