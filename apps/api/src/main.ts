@@ -28,7 +28,8 @@ function mountDocs(app: INestApplication, config: ApiConfig): void {
     .setTitle('falconq')
     .setDescription('Batch and online text generation with Falcon: OpenAI-compatible files, batches and completions, plus native batches.')
     .setVersion('0.1.0')
-    .addBearerAuth()
+    // An opaque API key (FALCONQ_API_KEYS), sent as a bearer token: not a JWT.
+    .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'API key', description: 'Authorization: Bearer <key>, a key of FALCONQ_API_KEYS or FALCONQ_ADMIN_KEYS' })
     .build());
   SwaggerModule.setup('docs', app, document);
 }

@@ -1,5 +1,6 @@
-import { Body, Controller, Get, Headers, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiHeader, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { BATCH_LIST_SCHEMA, BATCH_SCHEMA, EXAMPLES, IDEMPOTENCY_HEADER, IdempotencyKey, NATIVE_RESULTS_SCHEMA } from '../http/openapi';
 import type { ItemResult } from '@app/contracts';
 import type { ResultsStore } from '@app/store';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
@@ -58,7 +59,8 @@ export class NativeBatchesController {
 
   @Post()
   @HttpCode(200)
-  @ApiHeader({ name: 'Idempotency-Key', required: false })
+  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiOkResponse({ description: 'the batch (with dry_run: the check and estimate)', schema: BATCH_SCHEMA })
   @ApiBody({ schema: { type: 'object', properties: {
     prompts: { type: 'array', items: { type: 'string' } },
     template: { type: 'string', example: "Question: {question}\nAnswer: Let's think step by step." },
@@ -66,8 +68,9 @@ export class NativeBatchesController {
     max_new_tokens: { type: 'integer' }, do_sample: { type: 'boolean' }, temperature: { type: 'number' }, top_k: { type: 'integer' },
     top_p: { type: 'number' }, repetition_penalty: { type: 'number' }, num_return_sequences: { type: 'integer' }, seed: { type: 'integer' },
     stop: { type: 'array', items: { type: 'string' } }, return_full_text: { type: 'boolean' }, metadata: { type: 'object' },
-    dry_run: { type: 'boolean', description: 'check every prompt and estimate the work; nothing is stored or enqueued' } } } })
-  async create(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Headers('idempotency-key') idempotencyKey?: string) {
+    dry_run: { type: 'boolean', description: 'check every prompt and estimate the work; nothing is stored or enqueued' } } },
+    examples: { prompts: EXAMPLES.nativePrompts, template: EXAMPLES.nativeTemplate } })
+  async create(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @IdempotencyKey() idempotencyKey?: string) {
     const dryRun = typeof body === 'object' && body !== null && (body as { dry_run?: unknown }).dry_run === true;
     const { items, request, problems, promptTokens, maxCompletionTokens } = await this.checker.check({ kind: 'native', body, collectPromptProblems: dryRun });
     if (dryRun) {
@@ -86,6 +89,7 @@ export class NativeBatchesController {
 
   /** A tenant's batches (OpenAI and native), newest first (an admin: all, with `tenant`); search with `status=` and `metadata[key]=value`. */
   @Get()
+  @ApiOkResponse({ schema: BATCH_LIST_SCHEMA })
   async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
     const filters = batchSearchOf(query);
     if (filters.after) await this.lifecycle.visibleBatch(principal, filters.after);
@@ -97,12 +101,14 @@ export class NativeBatchesController {
   }
 
   @Get(':id')
+  @ApiOkResponse({ schema: BATCH_SCHEMA })
   async get(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
     return toOpenAiBatch(await this.lifecycle.visibleBatch(principal, id));
   }
 
   /** Results by position (offset, limit), or the items whose custom_id starts with `custom_id_prefix`. */
   @Get(':id/results')
+  @ApiOkResponse({ schema: NATIVE_RESULTS_SCHEMA })
   async results(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Query('offset') offsetText?: string, @Query('limit') limitText?: string,
     @Query('custom_id_prefix') customIdPrefix?: string) {
     const offset = offsetText === undefined ? 0 : Number(offsetText);
@@ -136,12 +142,14 @@ export class NativeBatchesController {
 
   @Post(':id/cancel')
   @HttpCode(200)
+  @ApiOkResponse({ schema: BATCH_SCHEMA })
   async cancel(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
     return toOpenAiBatch(await this.lifecycle.cancel(principal, id));
   }
 
   @Post(':id/retry-failed')
   @HttpCode(200)
+  @ApiOkResponse({ schema: BATCH_SCHEMA })
   async retryFailed(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
     return toOpenAiBatch(await this.lifecycle.retryFailed(principal, id));
   }

@@ -1,5 +1,6 @@
-import { Body, Controller, Get, Headers, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiHeader, ApiTags } from '@nestjs/swagger';
+import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
+import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { BATCH_LIST_SCHEMA, BATCH_SCHEMA, EXAMPLES, IDEMPOTENCY_HEADER, IdempotencyKey } from '../http/openapi';
 import type { ResultsStore } from '@app/store';
 import { CurrentPrincipal, canSee, type Principal } from '../auth/principal';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
@@ -31,13 +32,15 @@ export class OpenAiBatchesController {
 
   @Post()
   @HttpCode(200)
-  @ApiHeader({ name: 'Idempotency-Key', required: false, description: 'A retried request with the same key returns the same batch.' })
+  @ApiHeader(IDEMPOTENCY_HEADER)
+  @ApiOkResponse({ description: 'the batch (with dry_run: the check and estimate)', schema: BATCH_SCHEMA })
   @ApiBody({ schema: { type: 'object', required: ['input_file_id', 'endpoint', 'completion_window'], properties: {
     input_file_id: { type: 'string' }, endpoint: { type: 'string', enum: ['/v1/completions', '/v1/chat/completions'] },
     completion_window: { type: 'string', enum: ['24h'] }, metadata: { type: 'object', additionalProperties: { type: 'string' } },
     output_expires_after: { type: 'object', properties: { anchor: { type: 'string', enum: ['created_at'] }, seconds: { type: 'integer', minimum: 3600, maximum: 2592000 } } },
-    dry_run: { type: 'boolean', description: 'falconq: check every line and estimate the work; nothing is stored or enqueued' } } } })
-  async create(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Headers('idempotency-key') idempotencyKey?: string) {
+    dry_run: { type: 'boolean', description: 'falconq: check every line and estimate the work; nothing is stored or enqueued' } } },
+    examples: { file: EXAMPLES.openAiBatch } })
+  async create(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @IdempotencyKey() idempotencyKey?: string) {
     const illFormed = loneSurrogateAt(body);
     if (illFormed !== null) throw ApiError.badRequest(`${illFormed}: ${LONE_SURROGATE_REASON}`, { param: illFormed });
     const parsed = createBatchSchema.safeParse(body);
@@ -81,6 +84,7 @@ export class OpenAiBatchesController {
    * `status=completed,failed` and `metadata[key]=value` (every pair must match).
    */
   @Get()
+  @ApiOkResponse({ schema: BATCH_LIST_SCHEMA })
   async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
     const filters = batchSearchOf(query);
     if (filters.after) await this.lifecycle.visibleBatch(principal, filters.after);
@@ -90,12 +94,14 @@ export class OpenAiBatchesController {
   }
 
   @Get(':id')
+  @ApiOkResponse({ schema: BATCH_SCHEMA })
   async get(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
     return toOpenAiBatch(await this.lifecycle.visibleBatch(principal, id));
   }
 
   @Post(':id/cancel')
   @HttpCode(200)
+  @ApiOkResponse({ schema: BATCH_SCHEMA })
   async cancel(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
     return toOpenAiBatch(await this.lifecycle.cancel(principal, id));
   }

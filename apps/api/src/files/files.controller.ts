@@ -1,6 +1,7 @@
 import { Controller, Delete, Get, HttpCode, Param, Post, Query, Res, UploadedFile, UseInterceptors, Body, Inject } from '@nestjs/common';
 import { FileInterceptor } from '@nestjs/platform-express';
-import { ApiBearerAuth, ApiBody, ApiConsumes, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiTags, ApiOkResponse } from '@nestjs/swagger';
+import { FILE_SCHEMA } from '../http/openapi';
 import type { Response } from 'express';
 import { ApiError } from '../http/api-error';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
@@ -26,6 +27,7 @@ export class FilesController {
   @Post()
   @HttpCode(200)
   @ApiConsumes('multipart/form-data')
+  @ApiOkResponse({ schema: FILE_SCHEMA })
   @ApiBody({ schema: { type: 'object', required: ['file', 'purpose'], properties: { file: { type: 'string', format: 'binary' }, purpose: { type: 'string', enum: ['batch'] } } } })
   @UseInterceptors(FileInterceptor('file'))
   async upload(@CurrentPrincipal() principal: Principal, @UploadedFile() file: UploadedBatchFile | undefined, @Body() body: { purpose?: string }) {
@@ -54,6 +56,7 @@ export class FilesController {
   }
 
   @Get(':id')
+  @ApiOkResponse({ schema: FILE_SCHEMA })
   async get(@CurrentPrincipal() principal: Principal, @Param('id') id: string) {
     return toOpenAiFile(await this.files.describe(principal, id));
   }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Body, Controller, HttpCode, HttpStatus, Inject, Post, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiBody, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiTags } from '@nestjs/swagger';
+import { CHAT_COMPLETION_SCHEMA, COMPLETION_SCHEMA, EXAMPLES } from '../http/openapi';
 import type { Response } from 'express';
 import type { ItemResult } from '@app/contracts';
 import { chatLogprobs, completionBody, completionLogprobs, finishReasonOf, type BatchEndpoint, type StreamMessage } from '@app/store';
@@ -41,14 +42,18 @@ export class OnlineController {
 
   @Post('completions')
   @HttpCode(200)
-  @ApiBody({ schema: { type: 'object', required: ['prompt'], properties: { model: { type: 'string' }, prompt: { type: 'string' }, max_tokens: { type: 'integer' }, temperature: { type: 'number' }, stream: { type: 'boolean' } } } })
+  @ApiBody({ schema: { type: 'object', required: ['prompt'], properties: { model: { type: 'string' }, prompt: { type: 'string' }, max_tokens: { type: 'integer', minimum: 1 }, temperature: { type: 'number' }, stream: { type: 'boolean' } } },
+    examples: { prompt: EXAMPLES.completion } })
+  @ApiOkResponse({ description: 'the completion (stream: true: server-sent chunks)', schema: COMPLETION_SCHEMA })
   completions(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Res() response: Response) {
     return this.handle('/v1/completions', principal, body, response);
   }
 
   @Post('chat/completions')
   @HttpCode(200)
-  @ApiBody({ schema: { type: 'object', required: ['messages'], properties: { model: { type: 'string' }, messages: { type: 'array', items: { type: 'object' } }, max_tokens: { type: 'integer' }, stream: { type: 'boolean' } } } })
+  @ApiBody({ schema: { type: 'object', required: ['messages'], properties: { model: { type: 'string' }, messages: { type: 'array', items: { type: 'object' } }, max_tokens: { type: 'integer', minimum: 1 }, stream: { type: 'boolean' } } },
+    examples: { chat: EXAMPLES.chat } })
+  @ApiOkResponse({ description: 'the chat completion (stream: true: server-sent chunks)', schema: CHAT_COMPLETION_SCHEMA })
   chat(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Res() response: Response) {
     return this.handle('/v1/chat/completions', principal, body, response);
   }
