@@ -3,6 +3,7 @@
 import OpenAI, { toFile } from 'openai';
 import { jsonl, type ApiProcess } from '../support/api-process';
 import { startServiceStack, type ServiceStack } from '../support/service-stack';
+import { readBatchEvents } from '../support/sse';
 
 const KEY = 'openai-client-key-1';
 let stack: ServiceStack;
@@ -28,14 +29,9 @@ async function waitForFinal(batchId: string): Promise<OpenAI.Batches.Batch> {
   throw new Error(`batch ${batchId} did not finish`);
 }
 
-/** Reads a batch's SSE stream to its end. */
+/** A batch's SSE stream to its end, as { event, data } (test/support/sse.ts reads the frames). */
 async function readEvents(batchId: string): Promise<{ event: string; data: Record<string, unknown> }[]> {
-  const response = await fetch(`${api.url}/batches/${batchId}/events`, { headers: { authorization: `Bearer ${KEY}` } });
-  const text = await response.text();
-  return text.split('\n\n').filter((block) => block.startsWith('event:')).map((block) => {
-    const [eventLine, dataLine] = block.split('\n');
-    return { event: eventLine.slice('event: '.length), data: JSON.parse(dataLine.slice('data: '.length)) as Record<string, unknown> };
-  });
+  return (await readBatchEvents(api.url, KEY, batchId)).map(({ type, data }) => ({ event: type, data }));
 }
 
 describe('OpenAI client against falconq', () => {
