@@ -72,6 +72,29 @@ describe('falconq batch (built CLI, running api and worker)', () => {
     expect(lines.every((line) => line.response.status_code === 200)).toBe(true);
   }, 300_000);
 
+  it('estimates a file with the api\'s dry run: counts, bad lines by number, tokens; no batch, no file left behind', async () => {
+    const good = inputFile('estimate', 3);
+    const valid = JSON.parse((await falconq('estimate', '-i', good, '--json')).stdout) as { valid: boolean; request_counts: { total: number; valid: number }; usage: { max_output_tokens: number; input_tokens: number } };
+    expect(valid).toMatchObject({ valid: true, request_counts: { total: 3, valid: 3 }, usage: { max_output_tokens: 24 } });
+    expect(valid.usage.input_tokens).toBeGreaterThan(0);
+
+    const bad = path.join(work, 'bad.jsonl');
+    const line = (customId: string, content: string, extra: Record<string, unknown> = {}) =>
+      JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/chat/completions', body: { messages: [{ role: 'user', content }], max_tokens: 8, ...extra } });
+    fs.writeFileSync(bad, `${[line('a', 'hi'), line('b', 'word '.repeat(3000)), line('c', 'hi', { temperature: 9 })].join('\n')}\n`);
+    const batchesBefore = (await fetch(`${api.url}/batches`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.json()) as { data: unknown[] }).data.length;
+    const filesBefore = (await fetch(`${api.url}/v1/files`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.json()) as { data: unknown[] }).data.length;
+    const refused = await falconq('estimate', bad).catch((error: Failure) => error);
+    expect((refused as Failure).code).toBe(1);
+    expect((refused as Failure).stdout).toContain(`${bad}: 3 requests, 1 valid, 2 invalid`);
+    expect((refused as Failure).stdout).toMatch(/line 2, body\.messages: .*context_length_exceeded/);
+    expect((refused as Failure).stdout).toMatch(/line 3, body\.temperature: .*invalid_batch_line/);
+    expect((refused as Failure).stdout).toContain('lines over the context: 2');
+    const batchesAfter = (await fetch(`${api.url}/batches`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.json()) as { data: unknown[] }).data.length;
+    const filesAfter = (await fetch(`${api.url}/v1/files`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.json()) as { data: unknown[] }).data.length;
+    expect([batchesAfter, filesAfter]).toEqual([batchesBefore, filesBefore]);
+  });
+
   it('names what is wrong: a missing key, an unknown batch, an unreachable server', async () => {
     const noKey = await run(process.execPath, [cli, 'batch', 'status', 'batch_x', '--url', api.url]).catch((error: Failure) => error);
     expect((noKey as Failure).code).toBe(1);

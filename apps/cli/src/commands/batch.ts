@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { isFinalStatus, type BatchStatus } from '@app/store';
 import { readServerConfig, type ServerConfig } from '../config/server.config';
 
-// `falconq batch submit|status|watch|results|cancel`: a running falconq's OpenAI batch routes from the terminal.
+// `falconq batch submit|estimate|status|watch|results|cancel`: a running falconq's OpenAI batch routes from the terminal.
 
 interface ServerFlags {
   url?: string;
@@ -86,6 +86,47 @@ function endpointOf(file: string, content: string): string {
   throw new Error(`${file} line 1 names no "url": pass --endpoint`);
 }
 
+async function upload(server: Server, file: string, content: string): Promise<{ id: string }> {
+  const form = new FormData();
+  form.append('purpose', 'batch');
+  form.append('file', new Blob([content], { type: 'application/jsonl' }), path.basename(file));
+  return (await (await server.request('POST', '/v1/files', form)).json()) as { id: string };
+}
+
+interface DryRunView {
+  valid: boolean;
+  request_counts: { total: number; valid: number; invalid: number };
+  errors: { total: number; data: { code: string; line: number; param: string | null; message: string }[] };
+  lines_over_context: number[];
+  usage: { input_tokens: number; max_output_tokens: number };
+  estimate: { workers: number; tokens_per_second: number | null; max_seconds: number | null; basis: string };
+}
+
+/** The api's dry run of a file (every line checked, an estimate, no batch); the uploaded copy is deleted after. */
+async function estimate(server: Server, file: string, flags: { endpoint?: string }): Promise<DryRunView> {
+  if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
+  const content = fs.readFileSync(file, 'utf8');
+  const endpoint = flags.endpoint ?? endpointOf(file, content);
+  const uploaded = await upload(server, file, content);
+  try {
+    return await server.json<DryRunView>('POST', '/v1/batches', { input_file_id: uploaded.id, endpoint, completion_window: '24h', dry_run: true });
+  } finally {
+    await server.request('DELETE', `/v1/files/${uploaded.id}`).catch(() => undefined);
+  }
+}
+
+function describeEstimate(file: string, dry: DryRunView): string {
+  const { total, valid, invalid } = dry.request_counts;
+  const lines = [`${file}: ${total} requests, ${valid} valid, ${invalid} invalid`];
+  for (const problem of dry.errors.data.slice(0, 10)) lines.push(`  line ${problem.line}${problem.param ? `, ${problem.param}` : ''}: ${problem.message} (${problem.code})`);
+  if (dry.errors.total > 10) lines.push(`  … and ${dry.errors.total - 10} more (--json lists up to 1000)`);
+  if (dry.lines_over_context.length > 0) lines.push(`lines over the context: ${dry.lines_over_context.slice(0, 20).join(', ')}${dry.lines_over_context.length > 20 ? ', …' : ''}`);
+  lines.push(`${dry.usage.input_tokens} prompt tokens; at most ${dry.usage.max_output_tokens} tokens to generate`);
+  const { max_seconds: seconds, tokens_per_second: rate, workers } = dry.estimate;
+  lines.push(seconds === null ? `time: unknown (${dry.estimate.basis})` : `time: at most ${seconds.toFixed(1)} s at ${rate!.toFixed(1)} tokens/s (${workers} worker${workers === 1 ? '' : 's'}; requests that stop early take less)`);
+  return `${lines.join('\n')}\n`;
+}
+
 async function submit(server: Server, file: string, flags: ServerFlags & { endpoint?: string; completionWindow: string; metadata: string[] }): Promise<BatchView> {
   if (!fs.existsSync(file)) throw new Error(`${file}: no such file`);
   const content = fs.readFileSync(file, 'utf8');
@@ -95,10 +136,7 @@ async function submit(server: Server, file: string, flags: ServerFlags & { endpo
     if (at <= 0) throw new Error(`--metadata must be key=value, got "${pair}"`);
     return [pair.slice(0, at), pair.slice(at + 1)];
   }));
-  const form = new FormData();
-  form.append('purpose', 'batch');
-  form.append('file', new Blob([content], { type: 'application/jsonl' }), path.basename(file));
-  const uploaded = (await (await server.request('POST', '/v1/files', form)).json()) as { id: string };
+  const uploaded = await upload(server, file, content);
   const batch = await server.json<BatchView>('POST', '/v1/batches', {
     input_file_id: uploaded.id, endpoint, completion_window: flags.completionWindow, ...(flags.metadata.length > 0 ? { metadata } : {}),
   });
@@ -172,6 +210,19 @@ export function registerBatchCommands(program: Command): void {
       const final = await watch(server, created.id);
       print(final, flags);
       if (final.status !== 'completed') process.exitCode = 1;
+    });
+
+  serverOptions(batch.command('estimate')
+    .description('Check every line of a batch input file and estimate its work and time on the running falconq (a dry run: no batch is created; exit 1 if a line is invalid)')
+    .argument('[file]', 'JSONL input (or -i)'))
+    .option('-i, --input <file>', 'JSONL input')
+    .option('--endpoint <path>', '/v1/completions or /v1/chat/completions (default: the first line\'s url)')
+    .action(async (positional: string | undefined, flags: ServerFlags & { input?: string; endpoint?: string }) => {
+      const file = flags.input ?? positional;
+      if (!file) throw new Error('name the input file: falconq batch estimate -i requests.jsonl');
+      const dry = await estimate(new Server(readServerConfig(flags)), file, flags);
+      process.stdout.write(flags.json ? `${JSON.stringify(dry, null, 2)}\n` : describeEstimate(file, dry));
+      if (!dry.valid) process.exitCode = 1;
     });
 
   serverOptions(batch.command('status').description('Print a batch\'s state and counts').argument('<id>', 'batch id'))
