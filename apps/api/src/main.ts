@@ -77,7 +77,7 @@ async function bootstrap(): Promise<void> {
       ? `Upload is larger than FALCONQ_MAX_FILE_BYTES (${config.limits.maxFileBytes} bytes)`
       : `Request body is larger than FALCONQ_MAX_BODY_BYTES (${config.limits.maxBodyBytes} bytes)`,
   }));
-  app.use(jsonBodyForAuthenticated(app.get(KeyAuthenticator), config.limits.maxBodyBytes));
+  app.use(jsonBodyForAuthenticated(app.get(KeyAuthenticator), config.limits.maxBodyBytes, { unparsedPaths: ['/batches', '/v1/completions', '/v1/chat/completions'] }));
   app.useGlobalFilters(new ApiExceptionFilter(config.limits));
   app.enableShutdownHooks();
   await refuseEvictingRedis(app);

@@ -71,9 +71,9 @@ export class NativeBatchesController {
     dry_run: { type: 'boolean', description: 'check every prompt and estimate the work; nothing is stored or enqueued' } } },
     examples: { prompts: EXAMPLES.nativePrompts, template: EXAMPLES.nativeTemplate } })
   async create(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @IdempotencyKey() idempotencyKey?: string) {
-    const dryRun = typeof body === 'object' && body !== null && (body as { dry_run?: unknown }).dry_run === true;
-    const { items, request, problems, promptTokens, maxCompletionTokens } = await this.checker.check({ kind: 'native', body, collectPromptProblems: dryRun });
-    if (dryRun) {
+    // The body arrives unparsed (bytes): the check thread parses it, off the event loop.
+    const { items, request, problems, promptTokens, maxCompletionTokens } = await this.checker.check({ kind: 'native', body });
+    if (request.dry_run === true) {
       return dryRunAnswer({
         endpoint: '/v1/completions', totalLines: items.length + problems.length, validLines: items.length, problems, promptTokens, maxCompletionTokens,
         workers: await this.store.listWorkers(this.config.workerStaleMs),

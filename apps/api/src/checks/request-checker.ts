@@ -22,6 +22,13 @@ interface Thread {
   running: Waiting | null;
 }
 
+/** A raw body that owns its whole ArrayBuffer moves to the thread without a copy (pooled small ones are copied). */
+function transferable(task: CheckTask): ArrayBuffer[] {
+  const body = 'body' in task ? task.body : undefined;
+  if (!(body instanceof Uint8Array) || body.byteOffset !== 0 || body.byteLength !== body.buffer.byteLength) return [];
+  return body.buffer instanceof ArrayBuffer ? [body.buffer] : [];
+}
+
 /**
  * Runs request checks (parsing, rendering, tokenizing) on FALCONQ_CHECK_THREADS worker threads, so a large batch or
  * a hostile template never stalls the event loop that answers every other request (/health included). Tasks wait
@@ -68,7 +75,7 @@ export class RequestChecker implements OnApplicationShutdown {
       if (thread.running || this.queue.length === 0) continue;
       const next = this.queue.shift()!;
       thread.running = next;
-      thread.worker.postMessage({ id: next.id, task: next.task });
+      thread.worker.postMessage({ id: next.id, task: next.task }, transferable(next.task));
     }
   }
 

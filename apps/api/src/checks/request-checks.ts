@@ -4,13 +4,14 @@ import { checkJsonl, itemsFromNative, type CheckedJsonl, type InputLimits, type 
 import { RequestParamError } from '@app/requests';
 import { UnknownModelError, prepareOpenAiRequest, type PreparedRequest } from '@app/requests';
 import { ApiError, type ApiErrorBody } from '../http/api-error';
+import { assertUtf8 } from '../http/request-guards';
 import type { ServedModel } from '../model/served-model';
 
 // The CPU-heavy part of accepting a request (JSON lines, schemas, template rendering, tokenizing every prompt), as
 // plain data in and out so it can run on a thread beside the event loop (request-checker.ts).
 
 export type CheckTask =
-  | { kind: 'native'; body: unknown; collectPromptProblems: boolean }
+  | { kind: 'native'; body: unknown }
   | { kind: 'jsonl'; content: string; endpoint: BatchEndpoint }
   | { kind: 'online'; endpoint: BatchEndpoint; body: unknown };
 
@@ -32,16 +33,38 @@ function prepareOnline(endpoint: BatchEndpoint, body: unknown, model: ServedMode
   }
 }
 
+/**
+ * A JSON body as the check receives it: raw bytes for the routes whose bodies can be large (the api hands them over
+ * unparsed, so neither decoding nor JSON.parse runs on its event loop), or a value parsed already.
+ */
+export function parsedBody(body: unknown): unknown {
+  if (!(body instanceof Uint8Array)) return body;
+  assertUtf8(body, 'Request body');
+  try {
+    return JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+  } catch (error) {
+    throw ApiError.badRequest(`Request body could not be parsed as JSON: ${(error as Error).message}`, { code: 'invalid_json' });
+  }
+}
+
 /** Runs one check; a refusal comes back as the ApiError's status and body (errors do not cross threads as classes). */
 export function runCheck(task: CheckTask, model: ServedModel, limits: InputLimits): CheckOutcome {
   try {
     switch (task.kind) {
-      case 'native': return { ok: true, value: itemsFromNative(task.body, model, limits, task.collectPromptProblems) };
+      case 'native': {
+        const body = parsedBody(task.body);
+        // A dry run lists every prompt that does not fit instead of refusing the batch at the first.
+        const dryRun = typeof body === 'object' && body !== null && (body as { dry_run?: unknown }).dry_run === true;
+        return { ok: true, value: itemsFromNative(body, model, limits, dryRun) };
+      }
       case 'jsonl': return { ok: true, value: checkJsonl(task.content, task.endpoint, model, limits) };
-      case 'online': return { ok: true, value: prepareOnline(task.endpoint, task.body, model) };
+      case 'online': return { ok: true, value: prepareOnline(task.endpoint, parsedBody(task.body), model) };
     }
   } catch (error) {
     if (error instanceof ApiError) return { ok: false, status: error.getStatus(), body: error.getResponse() as ApiErrorBody };
+    if (error instanceof Error && (error as { status?: number }).status === 400) {
+      return { ok: false, status: 400, body: { error: { message: error.message, type: 'invalid_request_error', param: null, code: 'invalid_utf8' } } };
+    }
     throw error;
   }
 }

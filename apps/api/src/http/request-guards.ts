@@ -1,4 +1,4 @@
-import { json, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { json, raw, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { KeyAuthenticator } from '../auth/key-authenticator';
 
 // Express middleware that runs before any body is read: what a request may carry, decided from its headers alone.
@@ -91,13 +91,16 @@ export function assertUtf8(bytes: Uint8Array, what: string): void {
 
 /**
  * The JSON body parser, run only for callers that passed authentication: a request without a valid key is answered
- * 401 by the guard without its body ever being read or parsed. Content-Length above the limit is refused before
+ * 401 by the guard without its body ever being read or parsed. On `unparsedPaths` the body is read as bytes only. Content-Length above the limit is refused before
  * reading (413), and a body that is not valid UTF-8 is refused (400), not decoded with replacement characters.
  */
-export function jsonBodyForAuthenticated(authenticator: KeyAuthenticator, limitBytes: number): RequestHandler {
+export function jsonBodyForAuthenticated(authenticator: KeyAuthenticator, limitBytes: number, options: { unparsedPaths: string[] }): RequestHandler {
   const parse = json({ limit: limitBytes, verify: (_request, _response, buffer) => assertUtf8(buffer, 'Request body') });
+  // The routes whose bodies may be megabytes get them as bytes: a check thread decodes and parses them.
+  const bytes = raw({ type: () => true, limit: limitBytes });
   return (request: Request, response: Response, next: NextFunction) => {
     if (!hasBody(request) || !authenticator.authenticate(request.headers).ok) return next();
+    if (request.method === 'POST' && options.unparsedPaths.includes(request.path)) return bytes(request, response, next);
     parse(request, response, next);
   };
 }
