@@ -12,6 +12,8 @@ export interface ReadOptions {
   onEvent?: (event: SseEvent) => void;
   /** Keep-alive comments seen are counted here. */
   comments?: { count: number };
+  /** Retry a 503 after its Retry-After (as a client reconnecting after an outage should), up to this many times. */
+  retriesOn503?: number;
 }
 
 /** Every event until the server ends the stream (or `signal` aborts it: then the events read so far). */
@@ -20,7 +22,11 @@ export async function readBatchEvents(base: string, key: string, batchId: string
   if (options.lastEventId !== undefined) headers['last-event-id'] = options.lastEventId;
   const events: SseEvent[] = [];
   try {
-    const response = await fetch(`${base}/batches/${batchId}/events`, { headers, signal: options.signal });
+    let response = await fetch(`${base}/batches/${batchId}/events`, { headers, signal: options.signal });
+    for (let retry = 0; response.status === 503 && retry < (options.retriesOn503 ?? 0); retry++) {
+      await new Promise((resolve) => setTimeout(resolve, Number(response.headers.get('retry-after') ?? 1) * 1000));
+      response = await fetch(`${base}/batches/${batchId}/events`, { headers, signal: options.signal });
+    }
     if (response.status !== 200) throw new Error(`events of ${batchId}: HTTP ${response.status} ${await response.text()}`);
     const decoder = new TextDecoder();
     let buffer = '';

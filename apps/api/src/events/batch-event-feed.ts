@@ -57,19 +57,27 @@ export class BatchEventFeed {
   }
 
   private async step(): Promise<void> {
+    await this.readItems();
+    if (this.ended) return;
+    const batch = await this.store.getBatch(this.batchId);
+    if (!batch) return this.finish();
+    if (isFinalStatus(batch.status)) {
+      // Items that finished between the two reads above are in the list now: a final batch gets no more.
+      await this.readItems();
+      if (this.ended) return;
+      this.progress(batch);
+      this.send({ type: 'status', batchId: batch.id, status: batch.status, counts: batch.requestCounts, at: Date.now() }, this.position);
+      return this.finish();
+    }
+    this.progress(batch);
+  }
+
+  private async readItems(): Promise<void> {
     for (;;) {
       if (this.ended) return;
       const events = await this.store.itemEventsSince(this.batchId, this.position, PAGE);
       for (const event of events) this.send(event, ++this.position);
-      if (events.length < PAGE) break;
-    }
-    if (this.ended) return;
-    const batch = await this.store.getBatch(this.batchId);
-    if (!batch) return this.finish();
-    this.progress(batch);
-    if (isFinalStatus(batch.status)) {
-      this.send({ type: 'status', batchId: batch.id, status: batch.status, counts: batch.requestCounts, at: Date.now() }, this.position);
-      this.finish();
+      if (events.length < PAGE) return;
     }
   }
 

@@ -1,0 +1,172 @@
+// Figures for docs/reliability.md ("Hostile requests and outages"): what one client's heavy or malicious requests do to
+// everyone else's, and what a Redis outage does to clients. Correctness is asserted; durations and sizes are printed
+// and kept in .tmp/reliability/hardening.json (they depend on the machine).
+// Run: npm run build && npx jest -c test/reliability/jest.config.cjs hardening
+import { Redis } from 'ioredis';
+import { startApi, type ApiProcess } from '../support/api-process';
+import { startTestRedis, type TestRedis } from '../support/redis';
+import { tinyModelDir } from '../support/tiny-model';
+import { startWorker, type WorkerProcess } from '../support/worker-process';
+import { readBatchEvents, type SseEvent } from '../support/sse';
+import { reportFigures } from '../support/figures';
+
+const KEY = 'hardening-bench-key-01';
+const OUTAGE_MS = Number(process.env.FALCONQ_OUTAGE_MS ?? 20_000);
+const OUTAGE_RUNS = Number(process.env.FALCONQ_OUTAGE_RUNS ?? 5);
+const figures: Record<string, unknown> = {};
+
+let redis: TestRedis;
+let client: Redis;
+let api: ApiProcess;
+let worker: WorkerProcess;
+
+const auth = { authorization: `Bearer ${KEY}` };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; ms: number; json: Record<string, any> }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const started = performance.now();
+  const response = await fetch(`${api.url}${path}`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const json = (await response.json().catch(() => ({}))) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  return { status: response.status, ms: performance.now() - started, json };
+}
+
+function percentiles(samples: number[]): { n: number; p50: number; p99: number; max: number } {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  const round = (ms: number) => Math.round(ms * 10) / 10;
+  return { n: sorted.length, p50: round(at(0.5)), p99: round(at(0.99)), max: round(sorted[sorted.length - 1]) };
+}
+
+/** /health answered one request at a time while `load` runs; the latencies of those answers. */
+async function healthDuring(load: () => Promise<unknown>): Promise<number[]> {
+  let done = false;
+  const running = load().finally(() => (done = true));
+  const samples: number[] = [];
+  while (!done) {
+    const started = performance.now();
+    const response = await fetch(`${api.url}/health`, { headers: auth });
+    await response.arrayBuffer();
+    samples.push(performance.now() - started);
+  }
+  await running;
+  return samples;
+}
+
+async function usedMemory(): Promise<number> {
+  const info = await client.info('memory');
+  return Number(/used_memory:(\d+)/.exec(info)![1]);
+}
+
+beforeAll(async () => {
+  redis = await startTestRedis({ appendOnly: true });
+  client = new Redis(redis.url);
+  const modelDir = await tinyModelDir();
+  [api, worker] = await Promise.all([
+    startApi({ redisUrl: redis.url, prefix: redis.prefix, modelDir, env: { FALCONQ_API_KEYS: `${KEY}:team`, FALCONQ_RATE_LIMIT_PER_MINUTE: '0' } }),
+    startWorker({ redisUrl: redis.url, prefix: redis.prefix, modelDir, slots: 8 }),
+  ]);
+});
+
+afterAll(async () => {
+  reportFigures('hardening', figures);
+  await worker?.stop();
+  await api?.stop();
+  client?.disconnect();
+  await redis?.stop();
+});
+
+it('/health stays fast while a 10 MiB prompt, the 24 KiB template bomb and a 2 MiB batch are checked', async () => {
+  figures.healthIdle = percentiles(await healthDuring(() => sleep(3000)));
+  const hugePrompt = JSON.stringify({ prompt: 'x'.repeat(10 * 1024 * 1024 - 200), max_tokens: 2 });
+  const bomb = { template: '{q}'.repeat(1000), rows: Array.from({ length: 200 }, () => ({ q: 'y'.repeat(220) })), truncate: true, max_new_tokens: 2 };
+  const refusals: { status: number; ms: number }[] = [];
+  const huge = await healthDuring(async () => {
+    for (let i = 0; i < 5; i++) refusals.push(await post('/v1/completions', hugePrompt));
+  });
+  const bombs = await healthDuring(async () => {
+    for (let i = 0; i < 5; i++) refusals.push(await post('/batches', bomb));
+  });
+  expect(refusals.every((r) => r.status === 400)).toBe(true);
+  const bigBatch = { prompts: Array.from({ length: 20 }, (_, i) => `${i} ${'lorem ipsum dolor sit amet '.repeat(3800)}`), truncate: true, max_new_tokens: 1, metadata: { run: 'big' } };
+  let accepted = { status: 0, ms: 0 };
+  const checked = await healthDuring(async () => {
+    accepted = await post('/batches', bigBatch);
+  });
+  expect(accepted.status).toBe(200);
+  figures.healthDuring10MiBPrompt = { ...percentiles(huge), refusalMs: percentiles(refusals.slice(0, 5).map((r) => r.ms)) };
+  figures.healthDuringTemplateBomb = { ...percentiles(bombs), refusalMs: percentiles(refusals.slice(5).map((r) => r.ms)) };
+  figures.healthDuring2MiBBatchCheck = { ...percentiles(checked), acceptMs: Math.round(accepted.ms) };
+});
+
+it('Redis growth: the 203 KiB stop-string request is refused; an accepted batch stores a bounded multiple of its size', async () => {
+  const stopBomb = { prompts: Array.from({ length: 500 }, (_, i) => `Q${i}: what is ${i} + ${i}?`), stop: Array.from({ length: 4 }, (_, i) => `${i}`.repeat(50 * 1024)), max_new_tokens: 1 };
+  const stopBombBytes = Buffer.byteLength(JSON.stringify(stopBomb));
+  const before = await usedMemory();
+  const refused = await post('/batches', stopBomb);
+  expect(refused.status).toBe(400);
+  const afterRefused = await usedMemory();
+  // The largest accepted shape of the same request: four stop strings at the 256-byte limit.
+  const largest = { ...stopBomb, stop: Array.from({ length: 4 }, (_, i) => `${i}`.repeat(256)), metadata: Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`.padEnd(64, 'k'), 'v'.repeat(512)])) };
+  const largestBytes = Buffer.byteLength(JSON.stringify(largest));
+  const accepted = await post('/batches', largest);
+  expect(accepted.status).toBe(200);
+  const afterAccepted = await usedMemory();
+  figures.redisGrowth = {
+    stopStringRequest: { requestBytes: stopBombBytes, status: refused.status, redisBytes: afterRefused - before },
+    largestAcceptedShape: { requestBytes: largestBytes, redisBytes: afterAccepted - afterRefused, ratio: Math.round(((afterAccepted - afterRefused) / largestBytes) * 10) / 10 },
+  };
+  await post(`/batches/${accepted.json.id}/cancel`, '');
+});
+
+it(`a ${OUTAGE_MS / 1000} s Redis outage with event streams open, ${OUTAGE_RUNS} runs: every stream ends with the final status, no item lost`, async () => {
+  const runs: Record<string, unknown>[] = [];
+  for (let run = 0; run < OUTAGE_RUNS; run++) {
+    const count = 300;
+    const created = await post('/batches', { prompts: Array.from({ length: count }, (_, i) => `Run ${run} item ${i}`), max_new_tokens: 16, ignore_eos: true });
+    expect(created.status).toBe(200);
+    const batchId = created.json.id as string;
+    let outage: Promise<{ during: { status: number; ms: number; retryAfter: string | null }[]; health: { status: number; ms: number } }> | undefined;
+    const resumer = new AbortController();
+    const connected = readBatchEvents(api.url, KEY, batchId, {
+      onEvent: (event) => {
+        if (event.type !== 'item' || outage) return;
+        resumer.abort();
+        outage = (async () => {
+          await redis.down();
+          const during: { status: number; ms: number; retryAfter: string | null }[] = [];
+          const started = performance.now();
+          const health = await fetch(`${api.url}/health`, { headers: auth }).then((r) => ({ status: r.status, ms: performance.now() - started }));
+          while (performance.now() - started < OUTAGE_MS) {
+            const t = performance.now();
+            const response = await fetch(`${api.url}/batches/${batchId}`, { headers: auth });
+            during.push({ status: response.status, ms: performance.now() - t, retryAfter: response.headers.get('retry-after') });
+            await sleep(1000);
+          }
+          await redis.up();
+          return { during, health };
+        })();
+      },
+    });
+    const interrupted = await readBatchEvents(api.url, KEY, batchId, { signal: resumer.signal });
+    while (!outage) await sleep(50);
+    const { during, health } = await outage;
+    const lastSeen = interrupted.filter((e) => e.id !== undefined).pop()?.id ?? '0';
+    const resumed = await readBatchEvents(api.url, KEY, batchId, { lastEventId: lastSeen, retriesOn503: 10 });
+    const stayed = await connected;
+    const items = (events: SseEvent[]) => events.filter((e) => e.type === 'item').map((e) => e.data.index as number);
+    const all = Array.from({ length: count }, (_, i) => i);
+    const resumedItems = [...items(interrupted), ...items(resumed)];
+    expect(stayed[stayed.length - 1]).toMatchObject({ type: 'status', data: { status: 'completed' } });
+    expect(resumed[resumed.length - 1]).toMatchObject({ type: 'status', data: { status: 'completed' } });
+    expect([...items(stayed)].sort((a, b) => a - b)).toEqual(all);
+    expect(resumedItems.sort((a, b) => a - b)).toEqual(all);
+    expect(during.every((d) => d.status === 503 && d.retryAfter !== null)).toBe(true);
+    runs.push({
+      run, items: count, streamConnectedThrough: { items: items(stayed).length, endedWith: stayed[stayed.length - 1].data.status },
+      streamResumed: { before: items(interrupted).length, after: items(resumed).length, lost: count - new Set(resumedItems).size, duplicated: resumedItems.length - new Set(resumedItems).size },
+      healthDuringOutage: { status: health.status, ms: Math.round(health.ms) }, routeDuringOutage: { status: [...new Set(during.map((d) => d.status))], ...percentiles(during.map((d) => d.ms)) },
+    });
+  }
+  figures.redisOutage = { outageMs: OUTAGE_MS, runs };
+  expect(api.output()).not.toMatch(/\n\s+at /);
+});
