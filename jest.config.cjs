@@ -16,7 +16,7 @@ module.exports = {
   transform: { '^.+\\.(t|j|mj)s$': swc },
   transformIgnorePatterns: [`/node_modules/(?!(${esmOnly.join('|')})/)`],
   moduleNameMapper: {
-    '^@app/(contracts|queue|store|model|engine|requests)$': '<rootDir>/libs/$1/src',
+    '^@app/(contracts|redis|queue|store|model|engine|requests)$': '<rootDir>/libs/$1/src',
     '^onnxruntime-node$': '<rootDir>/test/support/onnxruntime-node.cjs',
   },
   testTimeout: 60_000,

@@ -1,7 +1,8 @@
 // Idempotency, per-key rate limits shared by api replicas, batches in flight, expiry sweep, graceful shutdown.
 import { Redis } from 'ioredis';
+import { jobOf } from '@app/contracts';
 import { GenerateQueue } from '@app/queue';
-import { RedisResultsStore } from '@app/store';
+import { RedisStore } from '@app/store';
 import { startApi, jsonl, uploadFile, type ApiProcess } from '../support/api-process';
 import { startTestRedis, type TestRedis } from '../support/redis';
 import { tinyModelDir } from '../support/tiny-model';
@@ -126,8 +127,8 @@ describe('expiry', () => {
     const batchId = created.body.id as string;
     expect(await client.zcard(`${prefix}:generate:prioritized`)).toBe(3);
     // A worker finished item 1 before the deadline (recorded the way the worker records it).
-    const store = new RedisResultsStore(client, { prefix, retentionSeconds: 60, fileRetentionSeconds: 0, idempotencySeconds: 60, createSubscriber: () => new Redis(redis.url) });
-    await store.recordResult({ batchId, index: 1, customId: 'item-1', status: 'succeeded', attempts: 1, finishedAt: Date.now(),
+    const store = new RedisStore(client, { prefix, fileRetentionSeconds: 0, createSubscriber: () => new Redis(redis.url) });
+    await store.results.record({ batchId, index: 1, customId: 'item-1', outcome: 'succeeded', attempts: 1, finishedAt: Date.now(),
       output: { sequences: [{ text: 'done', finishReason: 'length', tokens: 2 }], promptTokens: 1, completionTokens: 2, timeToFirstTokenMs: 1, generationMs: 1 } });
     // Move its deadline into the past (the 24h window cannot be waited for in a test).
     await client.zadd(`${prefix}:deadlines`, String(Date.now() - 1000), batchId);
@@ -157,26 +158,29 @@ describe('expiry', () => {
 });
 
 describe('interrupted creation', () => {
-  it('fails a batch left in validating by a crashed api and takes back its enqueued half', async () => {
+  it('finishes a batch left in validating by a crashed api: the sweep enqueues the rest and starts it', async () => {
     const prefix = `${redis.prefix}-interrupted`;
-    const store = new RedisResultsStore(client, { prefix, retentionSeconds: 60, fileRetentionSeconds: 0, idempotencySeconds: 60, createSubscriber: () => new Redis(redis.url) });
+    const store = new RedisStore(client, { prefix, fileRetentionSeconds: 0, createSubscriber: () => new Redis(redis.url) });
     const params = { maxNewTokens: 2, doSample: false, temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, stop: [], numReturnSequences: 1, returnFullText: false, ignoreEos: false, truncate: false };
     const items = [0, 1].map((index) => ({ index, customId: `item-${index}`, prompt: 'x', params }));
+    const batchId = 'batch_0000000000000000000000aa';
     // What a crash leaves: the batch stored 11 minutes ago, half of its jobs enqueued, never marked in_progress.
-    await store.createBatch({ id: 'batch_0000000000000000000000aa', kind: 'native', owner: 'tenant-a', endpoint: '/v1/completions', model: 'tiny',
-      completionWindow: '24h', completionWindowMs: 86_400_000, metadata: null, inputFileId: null, items, createdAt: Date.now() - 11 * 60_000 });
+    await store.batches.create({ id: batchId, kind: 'native', owner: 'tenant-a', endpoint: '/v1/completions', model: 'tiny',
+      completionWindow: '24h', completionWindowMs: 86_400_000, metadata: null, inputFileId: null, items, retentionSeconds: 60, createdAt: Date.now() - 11 * 60_000 });
     const queue = new GenerateQueue({ redisUrl: redis.url, prefix });
-    await queue.enqueueItems([{ kind: 'batch', batchId: 'batch_0000000000000000000000aa', index: 0, customId: 'item-0', prompt: 'x', params, owner: 'tenant-a', enqueuedAt: Date.now() }]);
-    expect(await queue.queue.getJobState('batch_0000000000000000000000aa-0')).not.toBe('unknown');
+    await queue.enqueue([jobOf(batchId, 'tenant-a', items[0])]);
+    expect(await queue.queue.getJobState(`${batchId}-1`)).toBe('unknown');
 
     const a = await api({ FALCONQ_RATE_LIMIT_PER_MINUTE: '0', FALCONQ_EXPIRY_SWEEP_MS: '200' }, prefix);
     let batch: Json = {};
-    for (let i = 0; i < 50 && batch.status !== 'failed'; i++) {
+    for (let i = 0; i < 50 && batch.status !== 'in_progress'; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      batch = JSON.parse((await get(a.url, '/batches/batch_0000000000000000000000aa', KEY_A)).text) as Json;
+      batch = JSON.parse((await get(a.url, `/batches/${batchId}`, KEY_A)).text) as Json;
     }
-    expect(batch).toMatchObject({ status: 'failed', errors: { data: [expect.objectContaining({ code: 'creation_interrupted' })] } });
-    expect(await queue.queue.getJobState('batch_0000000000000000000000aa-0')).toBe('unknown');
+    expect(batch).toMatchObject({ status: 'in_progress', request_counts: { total: 2, completed: 0, failed: 0 } });
+    expect(await queue.queue.getJobState(`${batchId}-0`)).not.toBe('unknown');
+    expect(await queue.queue.getJobState(`${batchId}-1`)).not.toBe('unknown');
+    expect(await client.zcard(`${prefix}:validating`)).toBe(0);
     await queue.close();
     await store.close();
   });
@@ -187,11 +191,11 @@ describe('retry-failed', () => {
     const prefix = `${redis.prefix}-retry`;
     const a = await api({ FALCONQ_RATE_LIMIT_PER_MINUTE: '0' }, prefix);
     const batchId = (await post(a.url, '/batches', KEY_A, { prompts: ['a', 'b', 'c'], max_new_tokens: 2 })).body.id as string;
-    const store = new RedisResultsStore(client, { prefix, retentionSeconds: 60, fileRetentionSeconds: 0, idempotencySeconds: 60, createSubscriber: () => new Redis(redis.url) });
+    const store = new RedisStore(client, { prefix, fileRetentionSeconds: 0, createSubscriber: () => new Redis(redis.url) });
     const output = { sequences: [{ text: 'ok', finishReason: 'length' as const, tokens: 2 }], promptTokens: 1, completionTokens: 2, timeToFirstTokenMs: 1, generationMs: 1 };
     // What a worker does: succeed 0 and 2, fail 1 after its last attempt (its job stays in BullMQ's failed set).
-    for (const index of [0, 2]) await store.recordResult({ batchId, index, customId: `item-${index}`, status: 'succeeded', attempts: 1, finishedAt: Date.now(), output });
-    await store.recordResult({ batchId, index: 1, customId: 'item-1', status: 'failed', attempts: 3, finishedAt: Date.now(), error: { code: 'worker_failed', message: 'boom' } });
+    for (const index of [0, 2]) await store.results.record({ batchId, index, customId: `item-${index}`, outcome: 'succeeded', attempts: 1, finishedAt: Date.now(), output });
+    await store.results.record({ batchId, index: 1, customId: 'item-1', outcome: 'failed', attempts: 3, finishedAt: Date.now(), error: { code: 'worker_failed', message: 'boom' } });
     await client.zrem(`${prefix}:generate:prioritized`, `${batchId}-0`, `${batchId}-1`, `${batchId}-2`);
     await client.zadd(`${prefix}:generate:failed`, String(Date.now()), `${batchId}-1`);
     expect(JSON.parse((await get(a.url, `/batches/${batchId}`, KEY_A)).text)).toMatchObject({ status: 'completed', request_counts: { completed: 2, failed: 1 } });
@@ -202,7 +206,7 @@ describe('retry-failed', () => {
     expect(await client.zrange(`${prefix}:generate:prioritized`, '0', '-1')).toEqual([`${batchId}-1`]);
     expect(JSON.parse((await get(a.url, `/batches/${batchId}/results/item-1`, KEY_A)).text)).toMatchObject({ status: 'pending' });
 
-    await store.recordResult({ batchId, index: 1, customId: 'item-1', status: 'succeeded', attempts: 1, finishedAt: Date.now(), output: { ...output, sequences: [{ ...output.sequences[0], text: 'second try' }] } });
+    await store.results.record({ batchId, index: 1, customId: 'item-1', outcome: 'succeeded', attempts: 1, finishedAt: Date.now(), output: { ...output, sequences: [{ ...output.sequences[0], text: 'second try' }] } });
     const results = JSON.parse((await get(a.url, `/batches/${batchId}/results`, KEY_A)).text);
     expect(results).toMatchObject({ status: 'completed', request_counts: { completed: 3, failed: 0 } });
     expect(results.data.map((r: Json) => [r.custom_id, r.text])).toEqual([['item-0', 'ok'], ['item-1', 'second try'], ['item-2', 'ok']]);

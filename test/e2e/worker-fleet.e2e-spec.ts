@@ -46,8 +46,8 @@ describe('falconq worker (fleet supervisor)', () => {
     const exited = new Promise<number | null>((resolve) => fleet!.once('exit', (code) => resolve(code)));
 
     await until(() => readyCount() === 2, 'two workers ready');
-    await until(async () => (await harness.store.listWorkers(5_000)).length === 2, 'two heartbeats');
-    const heartbeats = await harness.store.listWorkers(5_000);
+    await until(async () => (await harness.store.workers.list(5_000)).length === 2, 'two heartbeats');
+    const heartbeats = await harness.store.workers.list(5_000);
     expect(heartbeats.map((h) => [h.workerId, h.deviceId, h.executionProvider, h.slots]).sort()).toEqual([
       ['fleet-gpu0-0', 0, 'cpu', 2],
       ['fleet-gpu1-0', 1, 'cpu', 2],
@@ -63,9 +63,9 @@ describe('falconq worker (fleet supervisor)', () => {
     process.kill(victim.pid!, 'SIGKILL');
     await until(() => readyCount() === 3, 'the killed worker restarted');
     expect(output).toContain('fleet-gpu1-0 died unexpectedly (signal SIGKILL)');
-    await until(async () => (await harness.store.listWorkers(60_000)).some((h) => h.workerId === 'fleet-gpu1-0' && h.pid !== victim.pid), 'a heartbeat from the new process');
+    await until(async () => (await harness.store.workers.list(60_000)).some((h) => h.workerId === 'fleet-gpu1-0' && h.pid !== victim.pid), 'a heartbeat from the new process');
 
-    const pids = (await harness.store.listWorkers(60_000)).map((h) => h.pid!);
+    const pids = (await harness.store.workers.list(60_000)).map((h) => h.pid!);
     fleet.kill('SIGTERM');
     expect(await exited).toBe(0);
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();

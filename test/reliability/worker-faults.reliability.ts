@@ -151,7 +151,7 @@ describe('worker faults', () => {
       let killedStart = 0; // attemptsStarted of the run last killed: a dead worker's job stays 'active' until the stall check
       for (;;) {
         const state = await harness.queue.queue.getJobState(poisonJobId);
-        if (state === 'failed' || state === 'unknown' || (await harness.store.getResult(batchId, poisonIndex))) break;
+        if (state === 'failed' || state === 'unknown' || (await harness.store.results.get(batchId, poisonIndex))) break;
         const job = await harness.queue.queue.getJob(poisonJobId);
         // Past the limit the job only waits for a worker to fail it (BullMQ's deferred failure): do not kill that one.
         if (state === 'active' && job && job.attemptsStarted > killedStart && job.stalledCounter <= maxStalled) {

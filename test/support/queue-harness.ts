@@ -1,15 +1,24 @@
-// Drives the queue side the way the api does (store batch record + one job per prompt), so worker tests need no
-// HTTP, and reads back what the workers recorded.
-import { randomUUID } from 'node:crypto';
-import type { GenerateJobData, ItemResult } from '@app/contracts';
-import { resolveGenerationParams, type GenerationParams } from '@app/engine';
+// Drives the queue side through the api's own submission and cancel code (BatchSubmissionService,
+// BatchLifecycleService), so worker tests need no HTTP, and reads back what the workers recorded.
+import { isFinalStatus, type ItemResult, type JobParams } from '@app/contracts';
+import { resolveGenerationParams } from '@app/engine';
 import { GenerateQueue } from '@app/queue';
-import { RedisResultsStore, createRedisClient, type BatchRecord, type RedisClient, type RedisConnectionConfig } from '@app/store';
+import { createRedisClient, type RedisClient, type RedisConnectionConfig } from '@app/redis';
+import { RedisStore, type BatchRecord } from '@app/store';
+import { BatchLifecycleService } from '../../apps/api/src/batches/batch-lifecycle.service';
+import { BatchSubmissionService, COMPLETION_WINDOWS } from '../../apps/api/src/batches/batch-submission.service';
+import type { ApiConfig } from '../../apps/api/src/config/api-config';
+import type { Principal } from '../../apps/api/src/auth/principal';
+import type { ServedModel } from '../../apps/api/src/model/served-model';
+
+const PRINCIPAL: Principal = { tenant: 'test', admin: true, keyId: 'test' };
 
 export class QueueHarness {
   private constructor(
-    readonly store: RedisResultsStore,
+    readonly store: RedisStore,
     readonly queue: GenerateQueue,
+    readonly submissions: BatchSubmissionService,
+    readonly lifecycle: BatchLifecycleService,
     private readonly redis: RedisClient,
   ) {}
 
@@ -17,39 +26,42 @@ export class QueueHarness {
   static open(redisUrl: string, prefix: string, attempts = 3, topology: RedisConnectionConfig = { url: redisUrl }): QueueHarness {
     const redis = createRedisClient(topology, { maxRetriesPerRequest: null });
     redis.on('error', () => undefined);
-    const store = new RedisResultsStore(redis, {
-      prefix, retentionSeconds: 0, fileRetentionSeconds: 0, idempotencySeconds: 60,
+    const store = new RedisStore(redis, {
+      prefix, fileRetentionSeconds: 0,
       createSubscriber: () => createRedisClient(topology, { maxRetriesPerRequest: null }).on('error', () => undefined),
     });
     const queue = new GenerateQueue({ redisUrl, redis: topology, prefix, attempts });
     // Failover tests take Redis away under the harness too: its clients reconnect; the errors are expected.
     queue.queue.on('error', () => undefined);
-    return new QueueHarness(store, queue, redis);
+    // The settings the submission and lifecycle services read; their sweep timer is not started here.
+    const config = { limits: { maxBatchesInFlight: 0 }, retention: { batchSeconds: 0, idempotencySeconds: 600 } } as ApiConfig;
+    const submissions = new BatchSubmissionService(config, store, queue, { id: 'tiny' } as ServedModel);
+    return new QueueHarness(store, queue, submissions, new BatchLifecycleService(config, store, queue, submissions), redis);
   }
 
-  /** Creates a batch of prompts and enqueues one job per prompt; returns its id. */
-  async submitBatch(prompts: Array<string | { prompt: unknown; params?: Partial<GenerationParams> }>, params: Partial<GenerationParams> = {}, completionWindowMs = 3_600_000): Promise<string> {
-    const id = `batch_${randomUUID().replace(/-/g, '')}`;
+  /** Creates a batch of prompts the way the api does (stored, enqueued, in_progress); returns its id. */
+  async submitBatch(prompts: Array<string | { prompt: unknown; params?: Partial<JobParams> }>, params: Partial<JobParams> = {}, completionWindowMs = 3_600_000): Promise<string> {
     const items = prompts.map((entry, index) => {
       const p = typeof entry === 'string' ? { prompt: entry } : entry;
       return { index, customId: `req-${index}`, prompt: p.prompt as string, params: { ...resolveGenerationParams(params), ...p.params } };
     });
-    await this.store.createBatch({
-      id, kind: 'native', owner: 'test', endpoint: '/v1/completions', model: 'tiny', completionWindowMs, completionWindow: '24h',
-      metadata: null, inputFileId: null, items,
-    });
-    const jobs: GenerateJobData[] = items.map((item) => ({ kind: 'batch', batchId: id, owner: 'test', enqueuedAt: Date.now(), ...item }));
-    await this.queue.enqueueItems(jobs);
-    await this.store.markBatchInProgress(id);
-    return id;
+    const completionWindow = `${completionWindowMs}ms`;
+    COMPLETION_WINDOWS[completionWindow] = completionWindowMs;
+    const batch = await this.submissions.submit(PRINCIPAL, { kind: 'native', endpoint: '/v1/completions', items, completionWindow, metadata: null, inputFileId: null }, null);
+    return batch.id;
+  }
+
+  /** Cancels through the api's cancel code: takes back what no worker holds, workers stop the rest. */
+  async cancel(batchId: string): Promise<BatchRecord> {
+    return this.lifecycle.cancel(PRINCIPAL, batchId);
   }
 
   /** Polls until the batch reaches a final status; returns it. */
   async waitForFinal(batchId: string, timeoutMs: number): Promise<BatchRecord> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const batch = await this.store.getBatch(batchId);
-      if (batch && ['completed', 'failed', 'expired', 'cancelled'].includes(batch.status)) return batch;
+      const batch = await this.store.batches.get(batchId);
+      if (batch && isFinalStatus(batch.status)) return batch;
       if (Date.now() > deadline) throw new Error(`batch ${batchId} not final after ${timeoutMs} ms: ${JSON.stringify(batch?.requestCounts)} ${batch?.status}`);
       await sleep(100);
     }
@@ -58,7 +70,7 @@ export class QueueHarness {
   async waitForCounts(batchId: string, done: number, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const batch = await this.store.getBatch(batchId);
+      const batch = await this.store.batches.get(batchId);
       const counts = batch?.requestCounts;
       if (counts && counts.completed + counts.failed >= done) return;
       if (Date.now() > deadline) throw new Error(`batch ${batchId}: fewer than ${done} results after ${timeoutMs} ms (${JSON.stringify(counts)})`);
@@ -67,12 +79,12 @@ export class QueueHarness {
   }
 
   async results(batchId: string, total: number): Promise<(ItemResult | null)[]> {
-    return this.store.listResults(batchId, 0, total);
+    return this.store.results.list(batchId, 0, total);
   }
 
   /** Results held for the batch in Redis (one hash field per item: a duplicate cannot add one). */
   async storedResultCount(batchId: string): Promise<number> {
-    return this.redis.hlen(this.store.keys.results(batchId));
+    return this.redis.hlen(this.store.batches.keys.results(batchId));
   }
 
   /** Redis INFO used_memory_human. */

@@ -4,7 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { NextFunction, Request, Response } from 'express';
-import { checkMaxmemoryPolicy, type RedisClient } from '@app/store';
+import { checkMaxmemoryPolicy, type RedisClient } from '@app/redis';
 import { AppModule } from './app.module';
 import { requireKeyMiddleware } from './auth/express-key-middleware';
 import { KeyAuthenticator } from './auth/key-authenticator';

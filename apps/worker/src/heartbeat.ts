@@ -5,6 +5,7 @@ import type { WorkerHeartbeatInfo } from '@app/store';
 import type { WorkerConfig } from './config/worker-config';
 import type { WorkerEngine, WorkerStore } from './ports';
 import type { InFlightRegistry } from './processing/in-flight';
+import { isEngineGone } from './processing/error-kinds';
 
 /** Tells the store every few seconds that this worker lives, what it runs on and how fast it goes. */
 export class Heartbeat {
@@ -18,6 +19,8 @@ export class Heartbeat {
     private readonly engine: WorkerEngine,
     private readonly store: WorkerStore,
     private readonly inFlight: InFlightRegistry,
+    /** Told when the engine is found gone while idle (no request of it failed to tell the processor). */
+    private readonly onEngineGone: (error: Error) => void = () => undefined,
   ) {}
 
   start(): void {
@@ -36,7 +39,7 @@ export class Heartbeat {
       const now = Date.now();
       const window = engineWindow(this.last, stats, now);
       this.last = { at: now, ...pick(stats, 'generatedTokens', 'decodeSteps', 'decodeRows', 'decodeMsTotal', 'prefillMsTotal') };
-      await this.store.recordWorkerHeartbeat(this.config.workerId, {
+      await this.store.workers.recordHeartbeat(this.config.workerId, {
         host: hostname(),
         pid: process.pid,
         executionProvider: this.config.executionProvider,
@@ -48,6 +51,7 @@ export class Heartbeat {
         itemsProcessed: this.itemsProcessed,
       });
     } catch (error) {
+      if (isEngineGone(error)) return this.onEngineGone(error);
       this.logger.warn(`heartbeat failed (will retry): ${error instanceof Error ? error.message : String(error)}`);
     }
   }

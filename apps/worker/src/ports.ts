@@ -1,4 +1,4 @@
-import type { ResultsStore } from '@app/store';
+import type { BatchEvents, BatchLedger, ItemResults, WorkerRegistry } from '@app/store';
 import type { EngineStats, GenerationRequest, GenerationResult, TokenEvent } from '@app/engine';
 
 // What the worker needs from its two collaborators, narrowed to the calls it makes (tests substitute neither: they
@@ -11,7 +11,14 @@ export interface WorkerEngine {
   close(): Promise<void>;
 }
 
-export type WorkerStore = Pick<ResultsStore, 'recordResult' | 'getResult' | 'getBatch' | 'publishStream' | 'recordWorkerHeartbeat' | 'close'>;
+/** The parts of the store a worker uses: it reads batches, reports item outcomes, streams deltas, beats. */
+export interface WorkerStore {
+  batches: Pick<BatchLedger, 'get'>;
+  results: Pick<ItemResults, 'record' | 'get'>;
+  events: Pick<BatchEvents, 'publishStream'>;
+  workers: Pick<WorkerRegistry, 'recordHeartbeat'>;
+  close(): Promise<void>;
+}
 
 export const WORKER_ENGINE = Symbol('WORKER_ENGINE');
 export const WORKER_STORE = Symbol('WORKER_STORE');

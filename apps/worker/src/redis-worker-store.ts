@@ -1,49 +1,44 @@
-import type { ItemResult, RecordOutcome } from '@app/contracts';
-import { RedisResultsStore, createRedisClient, type BatchRecord, type RedisClient, type StreamMessage, type WorkerHeartbeatInfo } from '@app/store';
+import { Logger } from '@nestjs/common';
+import { createRedisClient, type RedisClient } from '@app/redis';
+import { BatchEvents, BatchLedger, ItemResults, WorkerRegistry } from '@app/store';
 import type { WorkerConfig } from './config/worker-config';
 import type { WorkerStore } from './ports';
 
-/** The worker's view of the Redis results store; owns its connections and closes them. */
+/** How often one and the same Redis error is logged while it repeats (a reconnect loop repeats it every retry). */
+const REPEATED_ERROR_LOG_MS = 10_000;
+
+/** The worker's parts of the Redis store over one connection it owns and closes. */
 export class RedisWorkerStore implements WorkerStore {
+  readonly batches: BatchLedger;
+  readonly results: ItemResults;
+  readonly events: BatchEvents;
+  readonly workers: WorkerRegistry;
   private readonly redis: RedisClient;
-  private readonly store: RedisResultsStore;
 
   constructor(config: WorkerConfig) {
     // Unlike the queue's connections, store calls fail after a few retries while Redis is away; the job then
     // fails its attempt and BullMQ retries it once Redis is back.
     this.redis = createRedisClient(config.redis, { maxRetriesPerRequest: 20 });
-    this.redis.on('error', () => undefined);
-    this.store = new RedisResultsStore(this.redis, {
-      prefix: config.prefix,
-      retentionSeconds: config.batchRetentionSeconds,
-      fileRetentionSeconds: 0,
-      idempotencySeconds: 24 * 3600,
-      createSubscriber: () => createRedisClient(config.redis),
-    });
-  }
-
-  recordResult(result: ItemResult): Promise<RecordOutcome> {
-    return this.store.recordResult(result);
-  }
-
-  getResult(batchId: string, index: number): Promise<ItemResult | null> {
-    return this.store.getResult(batchId, index);
-  }
-
-  getBatch(batchId: string): Promise<BatchRecord | null> {
-    return this.store.getBatch(batchId);
-  }
-
-  publishStream(requestId: string, message: StreamMessage): Promise<void> {
-    return this.store.publishStream(requestId, message);
-  }
-
-  recordWorkerHeartbeat(workerId: string, info: WorkerHeartbeatInfo): Promise<void> {
-    return this.store.recordWorkerHeartbeat(workerId, info);
+    logRedisErrors(this.redis, new Logger('Redis'));
+    this.batches = new BatchLedger(this.redis, { prefix: config.prefix });
+    this.results = new ItemResults(this.redis, { prefix: config.prefix });
+    this.events = new BatchEvents(this.redis, { prefix: config.prefix, createSubscriber: () => createRedisClient(config.redis) });
+    this.workers = new WorkerRegistry(this.redis, config.prefix);
   }
 
   async close(): Promise<void> {
-    await this.store.close();
+    await this.events.close();
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
+}
+
+/** Logs a connection's errors, once per distinct message per interval, so an outage is visible but not a flood. */
+export function logRedisErrors(redis: RedisClient, logger: Logger): void {
+  const lastLogged = new Map<string, number>();
+  redis.on('error', (error: Error) => {
+    const now = Date.now();
+    if (now - (lastLogged.get(error.message) ?? 0) < REPEATED_ERROR_LOG_MS) return;
+    lastLogged.set(error.message, now);
+    logger.warn(`redis connection error: ${error.message}`);
+  });
 }

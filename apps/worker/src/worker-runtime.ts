@@ -12,10 +12,14 @@ import { InFlightRegistry } from './processing/in-flight';
 /** Printed once the worker takes jobs; process supervisors and tests wait for it. */
 export const WORKER_READY_LINE = 'falconq worker ready';
 
+/** Exit status of a worker whose engine is gone: the fleet (or any process supervisor) starts a fresh one. */
+export const ENGINE_GONE_EXIT_CODE = 70;
+
 /**
  * The worker's lifecycle in one place, so the order is explicit: start the consumer once the engine is up; on
  * shutdown stop taking jobs, let in-flight prompts finish for a grace period, hand the rest back to the queue, and
- * only then close the engine and the store.
+ * only then close the engine and the store. The engine is supervised: once it is gone (its thread died), the worker
+ * stops taking jobs, hands the ones it holds back without spending their attempts, and exits non-zero.
  */
 @Injectable()
 export class WorkerRuntime implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -25,6 +29,9 @@ export class WorkerRuntime implements OnApplicationBootstrap, BeforeApplicationS
   private processor!: GenerateJobProcessor;
   private watcher!: CancellationWatcher;
   private heartbeat!: Heartbeat;
+  private engineGone?: Promise<void>;
+  /** How the process ends once the engine is gone; main.ts may replace it (tests observe it). */
+  exit: (code: number) => void = (code) => process.exit(code);
 
   constructor(
     @Inject(WORKER_CONFIG) private readonly config: WorkerConfig,
@@ -34,9 +41,11 @@ export class WorkerRuntime implements OnApplicationBootstrap, BeforeApplicationS
 
   async onApplicationBootstrap(): Promise<void> {
     const c = this.config;
-    this.processor = new GenerateJobProcessor(this.engine, this.store, this.inFlight, { workerId: c.workerId, progressMs: c.progressMs });
+    this.processor = new GenerateJobProcessor(this.engine, this.store, this.inFlight, {
+      workerId: c.workerId, progressMs: c.progressMs, onEngineGone: (error) => void this.onEngineGone(error),
+    });
     this.watcher = new CancellationWatcher(this.engine, this.store, this.inFlight, c.cancelPollMs);
-    this.heartbeat = new Heartbeat(c, this.engine, this.store, this.inFlight);
+    this.heartbeat = new Heartbeat(c, this.engine, this.store, this.inFlight, (error) => void this.onEngineGone(error));
     this.consumer = createGenerateConsumer(
       {
         redisUrl: c.redisUrl,
@@ -61,6 +70,23 @@ export class WorkerRuntime implements OnApplicationBootstrap, BeforeApplicationS
     this.logger.log(
       `${WORKER_READY_LINE}: id=${c.workerId} ep=${c.executionProvider} device=${c.deviceId} slots=${c.slots} queue=${c.prefix}`,
     );
+  }
+
+  /**
+   * The engine closed without being asked (its thread died): nothing this worker takes can run. Stop consuming, let
+   * the held jobs hand themselves back (each one's engine request failed), close, and exit for a fresh process.
+   */
+  onEngineGone(error: Error): Promise<void> {
+    this.engineGone ??= (async () => {
+      this.logger.error(`engine gone (${error.message}): no new jobs; handing ${this.inFlight.size} back; exiting with ${ENGINE_GONE_EXIT_CODE}`);
+      this.watcher.stop();
+      this.heartbeat.stop();
+      await this.consumer?.close().catch((closeError: Error) => this.logger.error(`closing the consumer: ${closeError.message}`));
+      this.consumer = undefined;
+      await this.store.close().catch(() => undefined);
+      this.exit(ENGINE_GONE_EXIT_CODE);
+    })();
+    return this.engineGone;
   }
 
   async beforeApplicationShutdown(signal?: string): Promise<void> {
@@ -89,7 +115,7 @@ export class WorkerRuntime implements OnApplicationBootstrap, BeforeApplicationS
   private async onFailed(job: GenerateJob | undefined, error: Error): Promise<void> {
     if (!job) return;
     try {
-      await this.processor.recordGivenUp(job, error);
+      await this.processor.reportGivenUp(job, error);
     } catch (recordError) {
       this.logger.error(`could not record the failure of ${job.id}: ${(recordError as Error).message}`);
     }

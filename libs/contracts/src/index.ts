@@ -1,3 +1,4 @@
+export * from './lifecycle';
 export * from './job';
 export * from './result';
 export * from './events';

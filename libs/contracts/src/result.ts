@@ -1,6 +1,6 @@
-// One finished prompt, as the worker records it and the api serves it.
+// One finished prompt, as the worker reports it and the api serves it.
+import type { ItemErrorCode, ItemStatus } from './lifecycle';
 
-export type ItemStatus = 'succeeded' | 'failed' | 'expired' | 'cancelled';
 export type ItemFinishReason = 'eos' | 'stop' | 'length' | 'cancelled';
 
 /** A generated token's log-probability and the most likely alternatives (when the request asked for logprobs). */
@@ -27,7 +27,7 @@ export interface ItemOutput {
 }
 
 export interface ItemError {
-  code: string; // e.g. 'invalid_prompt', 'worker_failed', 'expired', 'cancelled'
+  code: ItemErrorCode;
   message: string;
 }
 
@@ -42,6 +42,25 @@ export interface ItemResult {
   workerId?: string;
   finishedAt: number; // epoch ms
 }
+
+interface ItemReportBase {
+  batchId: string;
+  index: number;
+  customId: string;
+  attempts: number;
+  workerId?: string;
+  finishedAt: number; // epoch ms
+}
+
+/**
+ * What a worker (or the api, for items it took back) reports about one item: it succeeded, it failed with a code, or
+ * it was stopped because its batch must no longer run. The store decides what a stop means (cancelled, expired, or
+ * failed with its batch) and what becomes of the batch; no reporter decides a batch's fate.
+ */
+export type ItemReport =
+  | (ItemReportBase & { outcome: 'succeeded'; output: ItemOutput })
+  | (ItemReportBase & { outcome: 'failed'; error: ItemError })
+  | (ItemReportBase & { outcome: 'stopped' });
 
 /** What recording a result did: exactly one result per item; a later duplicate is ignored. */
 export type RecordOutcome = 'recorded' | 'duplicate';

@@ -1,5 +1,5 @@
 import type { ConnectionOptions } from 'bullmq';
-import { createRedisClient, redisConnectionOptions, type RedisConnectionConfig } from '@app/store';
+import { createRedisClient, hasHashTag, redisConnectionOptions, type RedisConnectionConfig } from '@app/redis';
 
 /** Where the queue lives: one Redis and a key prefix shared by the api and every worker. */
 export interface QueueLocation {
@@ -37,7 +37,7 @@ export interface OwnedConnection {
 export function queueConnectionFor(location: QueueLocation): OwnedConnection {
   const redis = location.redis;
   if (redis?.clusterNodes && redis.clusterNodes.length > 0) {
-    if (!/^\{[^}]+\}/.test(location.prefix)) {
+    if (!hasHashTag(location.prefix)) {
       throw new Error(`queue prefix "${location.prefix}": on Redis Cluster it must start with a hash tag such as {falconq}`);
     }
     const client = createRedisClient(redis, RESILIENT);

@@ -9,7 +9,7 @@ const params = {
 };
 
 function item(batchId: string, index: number, kind: GenerateJobData['kind'] = 'batch'): GenerateJobData {
-  return { kind, batchId, index, customId: `c-${index}`, prompt: `p${index}`, params, owner: 't', enqueuedAt: Date.now() };
+  return { v: 1, kind, batchId, index, customId: `c-${index}`, prompt: `p${index}`, params, owner: 't', enqueuedAt: Date.now() };
 }
 
 describe('GenerateQueue', () => {
@@ -31,8 +31,8 @@ describe('GenerateQueue', () => {
 
   it('enqueues one job per item and ignores a second enqueue of the same items', async () => {
     const items = Array.from({ length: 5 }, (_, i) => item('b1', i));
-    await queue.enqueueItems(items);
-    await queue.enqueueItems(items);
+    await queue.enqueue(items);
+    await queue.enqueue(items);
     const counts = await queue.counts();
     expect(counts.waiting + counts.prioritized).toBe(5);
     const job = await queue.queue.getJob(generateJobId('b1', 3));
@@ -41,8 +41,8 @@ describe('GenerateQueue', () => {
   });
 
   it('hands online requests out before batch items', async () => {
-    await queue.enqueueItems([item('batch', 0), item('batch', 1)]);
-    await queue.enqueueItems([item('online', 0, 'online')]);
+    await queue.enqueue([item('batch', 0), item('batch', 1)]);
+    await queue.enqueue([item('online', 0, 'online')]);
     const order: string[] = [];
     const worker = new Worker<GenerateJobData>(GENERATE_QUEUE, async (job) => void order.push(job.id!), {
       connection: queueConnection(redis.url), prefix: queue.queue.opts.prefix, concurrency: 1,
@@ -53,9 +53,9 @@ describe('GenerateQueue', () => {
   });
 
   it('removes the pending items of a batch and leaves other batches alone', async () => {
-    await queue.enqueueItems(Array.from({ length: 4 }, (_, i) => item('cancel-me', i)));
-    await queue.enqueueItems([item('keep', 0)]);
-    expect(await queue.removePendingItems('cancel-me', 4)).toBe(4);
+    await queue.enqueue(Array.from({ length: 4 }, (_, i) => item('cancel-me', i)));
+    await queue.enqueue([item('keep', 0)]);
+    expect(await queue.takeBackNotStarted('cancel-me', [0, 1, 2, 3])).toEqual([0, 1, 2, 3]);
     expect(await queue.queue.getJob(generateJobId('cancel-me', 0))).toBeUndefined();
     expect(await queue.queue.getJob(generateJobId('keep', 0))).toBeDefined();
   });

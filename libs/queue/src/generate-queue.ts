@@ -1,6 +1,8 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import { GENERATE_QUEUE, PRIORITY, generateJobId, type GenerateJobData } from '@app/contracts';
 import { queueConnectionFor, type OwnedConnection, type QueueLocation } from './connection';
+import type { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { bullBoardAdapters } from './dashboard';
 import { DEFAULT_ATTEMPTS, defaultGenerateJobOptions } from './job-options';
 
 export interface GenerateQueueOptions extends QueueLocation {
@@ -20,7 +22,8 @@ export interface GenerateQueueCounts {
 
 /** addBulk in chunks: one huge MULTI for a 50k-line batch would block Redis for too long. */
 const ENQUEUE_CHUNK = 1000;
-const REMOVE_CONCURRENCY = 200;
+/** Job-state reads and removals in flight at once. */
+const CONCURRENCY = 200;
 
 export type GenerateQueueBackend = Queue<GenerateJobData>;
 
@@ -42,30 +45,44 @@ export class GenerateQueue {
 
   /**
    * One job per prompt, id `<batchId>-<index>`: BullMQ ignores a job whose id already exists, so enqueueing the same
-   * items twice (an api retry after a timeout) never runs a prompt twice.
+   * items twice (an api retry after a timeout, the recovery of an interrupted creation) never runs a prompt twice.
    */
-  async enqueueItems(items: GenerateJobData[]): Promise<void> {
-    for (let start = 0; start < items.length; start += ENQUEUE_CHUNK) {
-      const chunk = items.slice(start, start + ENQUEUE_CHUNK);
+  async enqueue(jobs: GenerateJobData[]): Promise<void> {
+    for (let start = 0; start < jobs.length; start += ENQUEUE_CHUNK) {
+      const chunk = jobs.slice(start, start + ENQUEUE_CHUNK);
       await this.queue.addBulk(chunk.map((data) => ({ name: data.kind, data, opts: jobOptionsFor(data) })));
     }
   }
 
   /**
-   * Removes the batch's jobs that no worker holds (waiting, prioritized, delayed for a retry). Active jobs are
-   * locked and stay: their worker sees the batch's cancelled/expired state and stops them. Returns how many were
-   * removed.
+   * Enqueues items again (retry-failed): their earlier jobs still sit in BullMQ's failed set under the same job id,
+   * which would make addBulk ignore the new ones, so those are removed first.
    */
-  async removePendingItems(batchId: string, itemCount: number): Promise<number> {
-    let removed = 0;
-    for (let start = 0; start < itemCount; start += REMOVE_CONCURRENCY) {
-      const end = Math.min(itemCount, start + REMOVE_CONCURRENCY);
-      const codes = await Promise.all(
-        Array.from({ length: end - start }, (_, i) => this.removeIfNotActive(generateJobId(batchId, start + i))),
-      );
-      removed += codes.filter(Boolean).length;
-    }
-    return removed;
+  async requeue(jobs: GenerateJobData[]): Promise<void> {
+    await forEachChunk(jobs, async (job) => {
+      await this.queue.remove(generateJobId(job.batchId, job.index));
+    });
+    await this.enqueue(jobs);
+  }
+
+  /**
+   * Removes the jobs of these items that no worker holds (waiting, prioritized, delayed for a retry). Returns the
+   * indices that will not run (removed, or with no job at all); items whose job is active are left to their worker,
+   * which reports them itself.
+   */
+  async takeBackNotStarted(batchId: string, indices: number[]): Promise<number[]> {
+    const takenBack: number[] = [];
+    await forEachChunk(indices, async (index) => {
+      const jobId = generateJobId(batchId, index);
+      const state = await this.queue.getJobState(jobId);
+      if (state === 'active') return;
+      if (state === 'unknown' || (await this.queue.remove(jobId)) === 1) takenBack.push(index);
+    });
+    return takenBack.sort((a, b) => a - b);
+  }
+
+  dashboardAdapters(): BullMQAdapter[] {
+    return bullBoardAdapters(this);
   }
 
   async counts(): Promise<GenerateQueueCounts> {
@@ -89,11 +106,11 @@ export class GenerateQueue {
     await this.queue.close();
     await this.owned.close();
   }
+}
 
-  private async removeIfNotActive(jobId: string): Promise<boolean> {
-    const state = await this.queue.getJobState(jobId);
-    if (state === 'active' || state === 'completed' || state === 'failed' || state === 'unknown') return false;
-    return (await this.queue.remove(jobId)) === 1;
+async function forEachChunk<T>(values: T[], run: (value: T) => Promise<void>): Promise<void> {
+  for (let start = 0; start < values.length; start += CONCURRENCY) {
+    await Promise.all(values.slice(start, start + CONCURRENCY).map(run));
   }
 }
 

@@ -1,6 +1,6 @@
 // OpenAI batch output/error file lines, built from stored results.
-import type { ItemResult, ItemSequence, ItemTokenLogprob } from '@app/contracts';
-import { isFinalStatus, type BatchEndpoint, type BatchRecord } from './results-store';
+import { isFinalStatus, missingItemError, type ItemResult, type ItemSequence, type ItemTokenLogprob } from '@app/contracts';
+import type { BatchEndpoint, BatchRecord } from './types';
 
 export function finishReasonOf(sequence: ItemSequence): 'stop' | 'length' {
   return sequence.finishReason === 'length' ? 'length' : 'stop';
@@ -85,13 +85,6 @@ export interface OutputLines {
   errors: string[];
 }
 
-/** Which items of a finished batch had no result, and why (cancelled or expired before they ran). */
-function missingError(batch: BatchRecord): { code: string; message: string } {
-  if (batch.status === 'expired') return { code: 'batch_expired', message: 'This request could not be executed before the completion window expired.' };
-  if (batch.status === 'cancelled' || batch.status === 'cancelling') return { code: 'batch_cancelled', message: 'This request was cancelled before it ran.' };
-  return { code: 'batch_failed', message: 'This request was not executed.' };
-}
-
 /**
  * One line per request: succeeded ones to the output file, the others to the error file, in input order.
  * `results[i]` is the result of index `offset + i` (null = none yet).
@@ -113,7 +106,7 @@ export function batchOutputLines(batch: BatchRecord, results: (ItemResult | null
     }
     // While a batch runs, an item without a result is simply not done yet.
     if (!result && !isFinalStatus(batch.status)) return;
-    const error = result?.error ?? missingError(batch);
+    const error = result?.error ?? missingItemError(batch.status);
     lines.errors.push(JSON.stringify({ id, custom_id: customId, response: null, error: { code: error.code, message: error.message } }));
   });
   return lines;

@@ -20,7 +20,10 @@ export class StoreKeys {
   ownerBatches(owner: string): string { return `${this.prefix}:batches:owner:${owner}`; }
   deadlines(): string { return `${this.prefix}:deadlines`; }
   /** Batches still being created (validating), by creation time: finds creations an api crash interrupted. */
-  validating(): string { return `${this.prefix}:validating`; }
+  creating(): string { return `${this.prefix}:validating`; }
+  /** Item inputs written before the batch exists; creation renames them into place in its atomic step. */
+  stagedItems(id: string): string { return `${this.prefix}:staging:${id}:items`; }
+  stagedCustomIds(id: string): string { return `${this.prefix}:staging:${id}:custom-ids`; }
   file(id: string): string { return `${this.prefix}:file:${id}`; }
   allFiles(): string { return `${this.prefix}:files`; }
   ownerFiles(owner: string): string { return `${this.prefix}:files:owner:${owner}`; }

@@ -1,9 +1,9 @@
 // The webhook outbox: events of batches that reached a final status, written by the store's Lua scripts in the same
 // atomic step as the status change (so none is lost, whoever finished the batch and whatever restarts), and sent by
 // the api's dispatcher. Delivery is at least once: an event leaves the outbox only after its endpoint answered 2xx.
-import { CLAIM_WEBHOOKS } from './redis-scripts';
+import type { RedisClient } from '@app/redis';
 import { StoreKeys } from './redis-keys';
-import type { RedisClient } from './redis-results-store';
+import { withStoreCommands } from './scripts';
 
 export type WebhookEventType = 'batch.completed' | 'batch.failed' | 'batch.expired' | 'batch.cancelled';
 
@@ -46,7 +46,7 @@ export class RedisWebhookOutbox implements WebhookOutbox {
   }
 
   async claimDue(now: number, leaseMs: number, limit: number): Promise<WebhookEvent[]> {
-    const raw = (await this.redis.eval(CLAIM_WEBHOOKS, 2, this.keys.webhookEvents(), this.keys.webhookDue(), now, leaseMs, limit)) as string[];
+    const raw = (await withStoreCommands(this.redis).falconqClaimWebhooks(this.keys.webhookEvents(), this.keys.webhookDue(), now, leaseMs, limit)) as string[];
     return raw.map((json) => JSON.parse(json) as WebhookEvent);
   }
 

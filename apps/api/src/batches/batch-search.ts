@@ -1,4 +1,5 @@
-import type { BatchStatus, ListBatchesQuery } from '@app/store';
+import type { BatchStatus } from '@app/contracts';
+import type { ListBatchesQuery } from '@app/store';
 import { ApiError } from '../http/api-error';
 
 // The query of a batch listing: paging (after, limit) and the search filters, status and metadata[key]=value.

@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { HttpStatus, Inject, Injectable, Logger } from '@nestjs/common';
-import type { GenerateJobData } from '@app/contracts';
-import type { BatchEndpoint, BatchError, BatchItemInput, BatchKind, BatchRecord, ResultsStore } from '@app/store';
+import { BATCH_ERRORS, jobOf } from '@app/contracts';
+import type { BatchEndpoint, BatchError, BatchItemInput, BatchKind, BatchRecord, NewBatch, RedisStore } from '@app/store';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { ApiError } from '../http/api-error';
 import { JOB_QUEUE, type JobQueue } from '../infra/job-queue';
-import { RESULTS_STORE } from '../infra/infra.module';
+import { STORE } from '../infra/infra.module';
 import type { Principal } from '../auth/principal';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 
@@ -18,7 +18,7 @@ export interface BatchSubmission {
   completionWindow: string;
   metadata: Record<string, string> | null;
   inputFileId: string | null;
-  /** Seconds the batch and its output files are kept once final (output_expires_after); default: the store's. */
+  /** Seconds the batch and its output files are kept once final (output_expires_after); default: FALCONQ_BATCH_RETENTION_S. */
   retentionSeconds?: number;
   /**
    * Lines that cannot run: the batch is created `failed` with them as its errors (OpenAI's behaviour for an input
@@ -35,18 +35,14 @@ export interface IdempotencyRequest {
 
 export const newBatchId = (): string => `batch_${randomBytes(12).toString('hex')}`;
 
-export function jobsOf(batchId: string, owner: string, items: BatchItemInput[], kind: GenerateJobData['kind'] = 'batch'): GenerateJobData[] {
-  const enqueuedAt = Date.now();
-  return items.map((item) => ({
-    kind, batchId, index: item.index, customId: item.customId, prompt: item.prompt, params: item.params, owner, enqueuedAt,
-    ...(item.promptIds ? { promptIds: item.promptIds } : {}),
-  }));
-}
+/** One items-page of a batch's jobs at a time: a 50k-line batch is never held as jobs all at once. */
+const ENQUEUE_PAGE = 1000;
 
 /**
- * Creates a batch from items that were fully validated already: checks the tenant's limits and the idempotency key,
- * stores the batch, enqueues all its jobs, and marks it in_progress. If enqueueing fails the batch is marked failed
- * and its enqueued jobs are taken back, so no half batch runs.
+ * Creation as one story: (1) the batch, its items, the in-flight check and the Idempotency-Key claim in one atomic
+ * step; (2) every job enqueued (their workers hold them while the batch is `validating`); (3) in_progress. A crash
+ * after (1) leaves a `validating` batch that a retry with the same key, or the recovery sweep, finishes by running
+ * (2) and (3) again, idempotently; nothing of it runs before (3). If enqueueing fails the batch fails as a whole.
  */
 @Injectable()
 export class BatchSubmissionService {
@@ -54,58 +50,68 @@ export class BatchSubmissionService {
 
   constructor(
     @Inject(API_CONFIG) private readonly config: ApiConfig,
-    @Inject(RESULTS_STORE) private readonly store: ResultsStore,
+    @Inject(STORE) private readonly store: RedisStore,
     @Inject(JOB_QUEUE) private readonly queue: JobQueue,
     @Inject(SERVED_MODEL) private readonly model: ServedModel,
   ) {}
 
   async submit(principal: Principal, submission: BatchSubmission, idempotency: IdempotencyRequest | null): Promise<BatchRecord> {
-    const batchId = newBatchId();
-    if (idempotency) {
-      const fingerprint = createHash('sha256').update(JSON.stringify(idempotency.body)).digest('hex');
-      const claim = await this.store.claimIdempotencyKey(principal.tenant, idempotency.key, batchId, fingerprint);
-      if (!claim.claimed) return this.replay(claim.batchId, claim.fingerprint === fingerprint);
-    }
-    try {
-      if (submission.invalidLines && submission.invalidLines.length > 0) return await this.createFailed(principal, batchId, submission, submission.invalidLines);
-      await this.checkBatchesInFlight(principal);
-      return await this.createAndEnqueue(principal, batchId, submission);
-    } catch (error) {
-      if (idempotency) await this.store.releaseIdempotencyKey(principal.tenant, idempotency.key, batchId);
-      throw error;
-    }
-  }
-
-  private async replay(batchId: string, sameRequest: boolean): Promise<BatchRecord> {
-    if (!sameRequest) {
-      throw new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, 'invalid_request_error',
-        'This Idempotency-Key was already used with a different request body; use a new key for a new batch.', { code: 'idempotency_key_reused' });
-    }
-    const existing = await this.store.getBatch(batchId);
-    if (!existing) throw ApiError.conflict('A request with this Idempotency-Key is still being processed; retry shortly.', 'idempotency_in_progress');
-    return existing;
-  }
-
-  private async checkBatchesInFlight(principal: Principal): Promise<void> {
-    const limit = this.config.limits.maxBatchesInFlight;
-    if (limit === 0) return;
-    const active = await this.store.countActiveBatches(principal.tenant);
-    if (active >= limit) {
+    const fingerprint = idempotency ? createHash('sha256').update(JSON.stringify(idempotency.body)).digest('hex') : '';
+    const invalid = submission.invalidLines !== undefined && submission.invalidLines.length > 0;
+    const batch = this.newBatch(principal, invalid ? { ...submission, items: [] } : submission);
+    // A batch created failed never runs: it does not count against the in-flight limit.
+    const limit = invalid ? 0 : this.config.limits.maxBatchesInFlight;
+    const claim = idempotency
+      ? { owner: principal.tenant, key: idempotency.key, fingerprint, ttlSeconds: this.config.retention.idempotencySeconds }
+      : undefined;
+    const outcome = await this.store.batches.create(batch, { maxInFlight: limit, idempotency: claim });
+    if ('atInFlightLimit' in outcome) {
       throw new ApiError(HttpStatus.TOO_MANY_REQUESTS, 'rate_limit_error',
-        `This tenant already has ${active} unfinished batches (FALCONQ_MAX_BATCHES_IN_FLIGHT is ${limit}); wait for one to finish or cancel one.`,
+        `This tenant already has ${outcome.atInFlightLimit} unfinished batches (FALCONQ_MAX_BATCHES_IN_FLIGHT is ${limit}); wait for one to finish or cancel one.`,
         { code: 'too_many_batches_in_flight' });
     }
+    if ('keyHeldBy' in outcome) {
+      const replayed = await this.replay(outcome.keyHeldBy.batchId, outcome.keyHeldBy.fingerprint === fingerprint);
+      if (replayed) return replayed;
+      // The key outlived its batch (retention): forget it and create the batch afresh.
+      await this.store.idempotency.release(principal.tenant, idempotency!.key, outcome.keyHeldBy);
+      return this.submit(principal, submission, idempotency);
+    }
+    if (invalid) return (await this.store.batches.fail(batch.id, submission.invalidLines!))!;
+    return this.finishCreation(outcome.created, submission.items);
   }
 
-  /** A batch whose input failed validation: stored with no items and moved straight to `failed` with the errors. */
-  private async createFailed(principal: Principal, batchId: string, submission: BatchSubmission, errors: BatchError[]): Promise<BatchRecord> {
-    await this.store.createBatch(this.newBatch(principal, batchId, { ...submission, items: [] }));
-    return (await this.store.markBatchFailed(batchId, errors))!;
+  /**
+   * Steps (2) and (3) of a `validating` batch, from its stored items: safe to run again (job ids are stable, the
+   * transition happens once). Returns the batch as it stands after.
+   */
+  async finishCreation(batch: BatchRecord, items?: BatchItemInput[]): Promise<BatchRecord> {
+    try {
+      if (items) await this.queue.enqueue(items.map((item) => jobOf(batch.id, batch.owner, item)));
+      else await this.enqueueStored(batch);
+    } catch (error) {
+      this.logger.error(`enqueueing batch ${batch.id} failed: ${(error as Error).message}`);
+      await this.store.batches.fail(batch.id, [{ code: 'enqueue_failed', message: BATCH_ERRORS.enqueue_failed }]);
+      await this.queue.takeBackNotStarted(batch.id, range(batch.requestCounts.total)).catch(() => undefined);
+      throw new ApiError(HttpStatus.SERVICE_UNAVAILABLE, 'server_error', `Batch ${batch.id} could not be queued and was marked failed; retry the request.`, { code: 'enqueue_failed' });
+    }
+    return (await this.store.batches.markInProgress(batch.id))!;
   }
 
-  private newBatch(principal: Principal, batchId: string, submission: BatchSubmission) {
+  /** Enqueues every item of a stored batch, page by page from its item inputs. */
+  private async enqueueStored(batch: BatchRecord): Promise<void> {
+    const total = batch.requestCounts.total;
+    for (let start = 0; start < total; start += ENQUEUE_PAGE) {
+      const inputs = await this.store.batches.itemInputs(batch.id, range(Math.min(ENQUEUE_PAGE, total - start), start));
+      const missing = inputs.findIndex((item) => item === null);
+      if (missing >= 0) throw new Error(`batch ${batch.id}: item ${start + missing} has no stored input`);
+      await this.queue.enqueue(inputs.map((item) => jobOf(batch.id, batch.owner, item!)));
+    }
+  }
+
+  private newBatch(principal: Principal, submission: BatchSubmission): NewBatch {
     return {
-      id: batchId,
+      id: newBatchId(),
       kind: submission.kind,
       owner: principal.tenant,
       endpoint: submission.endpoint,
@@ -115,21 +121,25 @@ export class BatchSubmissionService {
       metadata: submission.metadata,
       inputFileId: submission.inputFileId,
       items: submission.items,
-      ...(submission.retentionSeconds !== undefined ? { retentionSeconds: submission.retentionSeconds } : {}),
+      retentionSeconds: submission.retentionSeconds ?? this.config.retention.batchSeconds,
     };
   }
 
-  private async createAndEnqueue(principal: Principal, batchId: string, submission: BatchSubmission): Promise<BatchRecord> {
-    await this.store.createBatch(this.newBatch(principal, batchId, submission));
-    try {
-      await this.queue.enqueue(jobsOf(batchId, principal.tenant, submission.items));
-    } catch (error) {
-      this.logger.error(`enqueueing batch ${batchId} failed: ${(error as Error).message}`);
-      await this.queue.takeBackNotStarted(batchId, submission.items.map((i) => i.index)).catch(() => undefined);
-      await this.store.markBatchFailed(batchId, [{ code: 'enqueue_failed', message: 'The batch could not be queued; nothing of it runs. Retry the request.' }]);
-      throw new ApiError(HttpStatus.SERVICE_UNAVAILABLE, 'server_error', `Batch ${batchId} could not be queued and was marked failed; retry the request.`, { code: 'enqueue_failed' });
+  /**
+   * The batch an earlier request with this key created; a creation that request did not finish is finished now (never
+   * answered as a success while its jobs are not all queued). Null when the batch is gone.
+   */
+  private async replay(batchId: string, sameRequest: boolean): Promise<BatchRecord | null> {
+    if (!sameRequest) {
+      throw new ApiError(HttpStatus.UNPROCESSABLE_ENTITY, 'invalid_request_error',
+        'This Idempotency-Key was already used with a different request body; use a new key for a new batch.', { code: 'idempotency_key_reused' });
     }
-    const started = await this.store.markBatchInProgress(batchId);
-    return started!;
+    const existing = await this.store.batches.get(batchId);
+    if (existing?.status === 'validating') return this.finishCreation(existing);
+    return existing;
   }
+}
+
+export function range(count: number, start = 0): number[] {
+  return Array.from({ length: count }, (_, i) => start + i);
 }

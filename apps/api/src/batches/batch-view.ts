@@ -1,4 +1,5 @@
-import { isFinalStatus, type BatchRecord } from '@app/store';
+import { isFinalStatus } from '@app/contracts';
+import type { BatchRecord } from '@app/store';
 
 // A stored batch as OpenAI's Batch object (timestamps in seconds). Native batches get the same object.
 

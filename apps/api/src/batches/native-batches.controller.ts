@@ -2,11 +2,11 @@ import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query } from '@ne
 import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { BATCH_LIST_SCHEMA, BATCH_SCHEMA, EXAMPLES, IDEMPOTENCY_HEADER, IdempotencyKey, NATIVE_RESULTS_SCHEMA } from '../http/openapi';
 import type { ItemResult } from '@app/contracts';
-import type { ResultsStore } from '@app/store';
+import type { RedisStore } from '@app/store';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { ApiError } from '../http/api-error';
-import { RESULTS_STORE } from '../infra/infra.module';
+import { STORE } from '../infra/infra.module';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { BatchLifecycleService } from './batch-lifecycle.service';
 import { RequestChecker } from '../checks/request-checker';
@@ -50,7 +50,7 @@ const MAX_PAGE = 1000;
 export class NativeBatchesController {
   constructor(
     @Inject(API_CONFIG) private readonly config: ApiConfig,
-    @Inject(RESULTS_STORE) private readonly store: ResultsStore,
+    @Inject(STORE) private readonly store: RedisStore,
     @Inject(SERVED_MODEL) private readonly model: ServedModel,
     private readonly submissions: BatchSubmissionService,
     private readonly lifecycle: BatchLifecycleService,
@@ -76,7 +76,7 @@ export class NativeBatchesController {
     if (request.dry_run === true) {
       return dryRunAnswer({
         endpoint: '/v1/completions', totalLines: items.length + problems.length, validLines: items.length, problems, promptTokens, maxCompletionTokens,
-        workers: await this.store.listWorkers(this.config.workerStaleMs),
+        workers: await this.store.workers.list(this.config.workerStaleMs),
       });
     }
     const batch = await this.submissions.submit(
@@ -93,7 +93,7 @@ export class NativeBatchesController {
   async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
     const filters = batchSearchOf(query);
     if (filters.after) await this.lifecycle.visibleBatch(principal, filters.after);
-    const page = await this.store.listBatches({ owner: principal.admin ? undefined : principal.tenant, ...filters });
+    const page = await this.store.batches.list({ owner: principal.admin ? undefined : principal.tenant, ...filters });
     // An admin sees every tenant's batches, each with its tenant.
     const data = page.data.filter((batch) => batch.kind !== 'online')
       .map((batch) => (principal.admin ? { ...toOpenAiBatch(batch), tenant: batch.owner } : toOpenAiBatch(batch)));
@@ -118,12 +118,12 @@ export class NativeBatchesController {
     const batch = await this.lifecycle.visibleBatch(principal, id);
     if (customIdPrefix !== undefined) {
       if (typeof customIdPrefix !== 'string' || offsetText !== undefined) throw ApiError.badRequest('custom_id_prefix: give it once, without offset', { param: 'custom_id_prefix' });
-      const found = await this.store.findCustomIdsByPrefix(id, customIdPrefix, limit);
-      const data = await Promise.all(found.items.map(async (item) => toNativeResult(item.index, item.customId, await this.store.getResult(id, item.index))));
+      const found = await this.store.results.findCustomIdsByPrefix(id, customIdPrefix, limit);
+      const data = await Promise.all(found.items.map(async (item) => toNativeResult(item.index, item.customId, await this.store.results.get(id, item.index))));
       return { object: 'list', batch_id: id, status: batch.status, request_counts: batch.requestCounts, custom_id_prefix: customIdPrefix, limit, data, has_more: found.hasMore };
     }
-    const results = await this.store.listResults(id, offset, limit);
-    const inputs = await this.store.getItemInputs(id, results.map((_, i) => offset + i));
+    const results = await this.store.results.list(id, offset, limit);
+    const inputs = await this.store.batches.itemInputs(id, results.map((_, i) => offset + i));
     const data = results.map((result, i) => toNativeResult(offset + i, inputs[i]?.customId ?? `item-${offset + i}`, result));
     const next = offset + data.length;
     return {
@@ -135,9 +135,9 @@ export class NativeBatchesController {
   @Get(':id/results/:customId')
   async result(@CurrentPrincipal() principal: Principal, @Param('id') id: string, @Param('customId') customId: string) {
     await this.lifecycle.visibleBatch(principal, id);
-    const index = await this.store.indexOfCustomId(id, customId);
+    const index = await this.store.results.indexOfCustomId(id, customId);
     if (index === null) throw ApiError.notFound(`item in batch ${id}`, customId);
-    return toNativeResult(index, customId, await this.store.getResult(id, index));
+    return toNativeResult(index, customId, await this.store.results.get(id, index));
   }
 
   @Post(':id/cancel')

@@ -1,12 +1,12 @@
 import { Body, Controller, Get, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiHeader, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { BATCH_LIST_SCHEMA, BATCH_SCHEMA, EXAMPLES, IDEMPOTENCY_HEADER, IdempotencyKey } from '../http/openapi';
-import type { ResultsStore } from '@app/store';
+import type { RedisStore } from '@app/store';
 import { CurrentPrincipal, canSee, type Principal } from '../auth/principal';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { ApiError } from '../http/api-error';
 import { LONE_SURROGATE_REASON, createBatchSchema, describeZodIssue, loneSurrogateAt } from '@app/requests';
-import { RESULTS_STORE } from '../infra/infra.module';
+import { STORE } from '../infra/infra.module';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { BatchLifecycleService } from './batch-lifecycle.service';
 import { RequestChecker } from '../checks/request-checker';
@@ -23,7 +23,7 @@ import { toOpenAiBatch } from './batch-view';
 export class OpenAiBatchesController {
   constructor(
     @Inject(API_CONFIG) private readonly config: ApiConfig,
-    @Inject(RESULTS_STORE) private readonly store: ResultsStore,
+    @Inject(STORE) private readonly store: RedisStore,
     @Inject(SERVED_MODEL) private readonly model: ServedModel,
     private readonly submissions: BatchSubmissionService,
     private readonly lifecycle: BatchLifecycleService,
@@ -56,15 +56,15 @@ export class OpenAiBatchesController {
     if (request.metadata && Object.keys(request.metadata).length > 16) {
       throw ApiError.badRequest('metadata: at most 16 keys', { param: 'metadata' });
     }
-    const file = await this.store.getFile(request.input_file_id);
+    const file = await this.store.files.get(request.input_file_id);
     if (!file || !canSee(principal, file.owner)) throw ApiError.notFound('file', request.input_file_id);
     if (file.purpose !== 'batch') throw ApiError.badRequest(`input_file_id: file ${file.id} has purpose "${file.purpose}", not "batch"`, { param: 'input_file_id' });
-    const content = (await this.store.getFileContent(file.id)) ?? '';
+    const content = (await this.store.files.content(file.id)) ?? '';
     const checked = await this.checker.check({ kind: 'jsonl', content, endpoint });
     if (request.dry_run) {
       return dryRunAnswer({
         endpoint, totalLines: checked.items.length + checked.problems.length, validLines: checked.items.length, problems: checked.problems,
-        promptTokens: checked.promptTokens, maxCompletionTokens: checked.maxCompletionTokens, workers: await this.store.listWorkers(this.config.workerStaleMs),
+        promptTokens: checked.promptTokens, maxCompletionTokens: checked.maxCompletionTokens, workers: await this.store.workers.list(this.config.workerStaleMs),
       });
     }
     const batch = await this.submissions.submit(
@@ -88,7 +88,7 @@ export class OpenAiBatchesController {
   async list(@CurrentPrincipal() principal: Principal, @Query() query: Record<string, unknown>) {
     const filters = batchSearchOf(query);
     if (filters.after) await this.lifecycle.visibleBatch(principal, filters.after);
-    const page = await this.store.listBatches({ owner: principal.admin ? undefined : principal.tenant, kind: 'openai', ...filters });
+    const page = await this.store.batches.list({ owner: principal.admin ? undefined : principal.tenant, kind: 'openai', ...filters });
     const data = page.data.map(toOpenAiBatch);
     return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data[data.length - 1]?.id ?? null, has_more: page.hasMore };
   }

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { redisTopologyOf, type RedisConnectionConfig } from '@app/store';
+import { redisEnvSchema, redisTopologyOf, type RedisConnectionConfig } from '@app/redis';
 import { LOG_LEVELS, type ApiLogLevel } from '../http/api-logger';
 import { parseKeyTable, type KeyTable } from './api-keys';
 
@@ -13,12 +13,7 @@ const MiB = 1024 * 1024;
 export const OPENABLE_ROUTES = ['health', 'metrics', 'docs'] as const;
 export type OpenableRoute = (typeof OPENABLE_ROUTES)[number];
 
-const schema = z.object({
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
-  FALCONQ_REDIS_PREFIX: z.string().min(1).regex(/^[^\s:]+$/, 'must not contain spaces or ":"').default('falconq'),
-  FALCONQ_REDIS_SENTINELS: z.string().optional(),
-  FALCONQ_REDIS_SENTINEL_NAME: z.string().min(1).optional(),
-  FALCONQ_REDIS_CLUSTER_NODES: z.string().optional(),
+const schema = redisEnvSchema.extend({
   PORT: int(0).max(65535).default(3000),
   HOST: z.string().min(1).default('0.0.0.0'),
   MODEL_DIR: z.string().min(1, 'must name a model directory (falconq model tiny --out <dir> makes one)'),
@@ -33,7 +28,7 @@ const schema = z.object({
   FALCONQ_RATE_LIMIT_PER_MINUTE: int(0).default(600),
   /** Unfinished batches per tenant; 0 = no limit. */
   FALCONQ_MAX_BATCHES_IN_FLIGHT: int(0).default(20),
-  /** Seconds a finished batch's results are kept (0 = forever); the worker has the same setting. */
+  /** Seconds a finished batch's results are kept (0 = forever); each batch keeps the value it was created with. */
   FALCONQ_BATCH_RETENTION_S: int(0).default(30 * 24 * 3600),
   FALCONQ_FILE_RETENTION_S: int(0).default(30 * 24 * 3600),
   FALCONQ_IDEMPOTENCY_TTL_S: int(1).default(24 * 3600),

@@ -1,5 +1,6 @@
 import type { BatchEvent } from '@app/contracts';
-import { isFinalStatus, type BatchRecord, type ResultsStore } from '@app/store';
+import { isFinalStatus } from '@app/contracts';
+import type { BatchEvents, BatchLedger, BatchRecord } from '@app/store';
 import { snapshotEvent } from './batch-snapshot';
 
 /** How often the feed re-reads the batch without a wake-up (pub/sub messages are lost while Redis restarts). */
@@ -24,7 +25,7 @@ export class BatchEventFeed {
   private throttled: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly store: Pick<ResultsStore, 'itemEventsSince' | 'getBatch'>,
+    private readonly store: { events: Pick<BatchEvents, 'itemEventsSince'>; batches: Pick<BatchLedger, 'get'> },
     private readonly batchId: string,
     /** Item events the client already has (its Last-Event-ID). */
     private position: number,
@@ -59,7 +60,7 @@ export class BatchEventFeed {
   private async step(): Promise<void> {
     await this.readItems();
     if (this.ended) return;
-    const batch = await this.store.getBatch(this.batchId);
+    const batch = await this.store.batches.get(this.batchId);
     if (!batch) return this.finish();
     if (isFinalStatus(batch.status)) {
       // Items that finished between the two reads above are in the list now: a final batch gets no more.
@@ -75,7 +76,7 @@ export class BatchEventFeed {
   private async readItems(): Promise<void> {
     for (;;) {
       if (this.ended) return;
-      const events = await this.store.itemEventsSince(this.batchId, this.position, PAGE);
+      const events = await this.store.events.itemEventsSince(this.batchId, this.position, PAGE);
       for (const event of events) this.send(event, ++this.position);
       if (events.length < PAGE) return;
     }

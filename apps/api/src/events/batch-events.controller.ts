@@ -1,11 +1,11 @@
 import { Controller, Get, Inject, Param, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiHeader, ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import type { ResultsStore, Unsubscribe } from '@app/store';
+import type { RedisStore, Unsubscribe } from '@app/store';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
 import { BatchLifecycleService } from '../batches/batch-lifecycle.service';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
-import { RESULTS_STORE } from '../infra/infra.module';
+import { STORE } from '../infra/infra.module';
 import { InFlightRequests } from '../http/in-flight-requests';
 import { ApiError } from '../http/api-error';
 import { BatchEventFeed, FEED_POLL_MS } from './batch-event-feed';
@@ -30,7 +30,7 @@ function resumePosition(header: string | undefined): number {
 @Controller()
 export class BatchEventsController {
   constructor(
-    @Inject(RESULTS_STORE) private readonly store: ResultsStore,
+    @Inject(STORE) private readonly store: RedisStore,
     @Inject(API_CONFIG) private readonly config: ApiConfig,
     private readonly lifecycle: BatchLifecycleService,
     private readonly inFlight: InFlightRequests,
@@ -72,7 +72,7 @@ export class BatchEventsController {
     if (response.destroyed || request.destroyed) return finish();
 
     // Pub/sub only wakes the feed early; the first read does not wait for it (Redis may be restarting).
-    void this.store.subscribe(id, () => void feed.wake()).then(
+    void this.store.events.subscribe(id, () => void feed.wake()).then(
       (release) => (closed ? void release().catch(() => undefined) : (unsubscribe = release)),
       () => undefined,
     );

@@ -1,9 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { batchOutputLines, finishedAtOf, type BatchRecord, type ResultsStore, type StoredFile } from '@app/store';
+import { batchOutputLines, finishedAtOf, type BatchRecord, type RedisStore, type StoredFile } from '@app/store';
 import { ApiError } from '../http/api-error';
 import { canSee, type Principal } from '../auth/principal';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
-import { RESULTS_STORE } from '../infra/infra.module';
+import { STORE } from '../infra/infra.module';
 import { errorFileIdOf, outputFileIdOf } from '../batches/batch-view';
 
 // Uploaded files live in the store; a batch's output and error files are built from its results when asked for
@@ -44,10 +44,10 @@ type BatchFileKind = 'output' | 'errors';
 export class FilesService {
   private readonly sizes = new Map<string, number>();
 
-  constructor(@Inject(RESULTS_STORE) private readonly store: ResultsStore, @Inject(API_CONFIG) private readonly config: ApiConfig) {}
+  constructor(@Inject(STORE) private readonly store: RedisStore, @Inject(API_CONFIG) private readonly config: ApiConfig) {}
 
   async upload(principal: Principal, filename: string, purpose: string, content: string): Promise<DescribedFile> {
-    return this.uploaded(await this.store.createFile({ owner: principal.tenant, filename, purpose, content }));
+    return this.uploaded(await this.store.files.create({ owner: principal.tenant, filename, purpose, content }));
   }
 
   private uploaded(file: StoredFile): DescribedFile {
@@ -58,7 +58,7 @@ export class FilesService {
   async describe(principal: Principal, fileId: string): Promise<DescribedFile> {
     const output = OUTPUT_FILE.exec(fileId);
     if (output) return this.batchFile(await this.finishedBatch(principal, output[1], fileId), output[2] as BatchFileKind);
-    const file = await this.store.getFile(fileId);
+    const file = await this.store.files.get(fileId);
     if (!file || !canSee(principal, file.owner)) throw ApiError.notFound('file', fileId);
     return this.uploaded(file);
   }
@@ -95,7 +95,7 @@ export class FilesService {
     const output = OUTPUT_FILE.exec(fileId);
     if (output) return this.batchFileChunks(await this.finishedBatch(principal, output[1], fileId), output[2] as BatchFileKind);
     await this.describe(principal, fileId);
-    const content = await this.store.getFileContent(fileId);
+    const content = await this.store.files.content(fileId);
     if (content === null) throw ApiError.notFound('file', fileId);
     return (async function* () {
       yield content;
@@ -107,7 +107,7 @@ export class FilesService {
       throw ApiError.badRequest('Batch output files are deleted with their batch (retention); they cannot be deleted alone.', { param: 'file_id' });
     }
     await this.describe(principal, fileId);
-    await this.store.deleteFile(fileId);
+    await this.store.files.delete(fileId);
   }
 
   /**
@@ -118,10 +118,10 @@ export class FilesService {
     const owner = principal.admin ? undefined : principal.tenant;
     const files: DescribedFile[] = [];
     if (purpose === undefined || purpose !== 'batch_output') {
-      for (const file of await this.store.listFiles(owner, limit)) if (purpose === undefined || file.purpose === purpose) files.push(this.uploaded(file));
+      for (const file of await this.store.files.list(owner, limit)) if (purpose === undefined || file.purpose === purpose) files.push(this.uploaded(file));
     }
     if (purpose === undefined || purpose === 'batch_output') {
-      const finished = await this.store.listBatches({ owner, kind: 'openai', statuses: ['completed', 'failed', 'expired', 'cancelled'], limit });
+      const finished = await this.store.batches.list({ owner, kind: 'openai', statuses: ['completed', 'failed', 'expired', 'cancelled'], limit });
       for (const batch of finished.data) {
         if (outputFileIdOf(batch)) files.push(await this.batchFile(batch, 'output'));
         if (errorFileIdOf(batch)) files.push(await this.batchFile(batch, 'errors'));
@@ -132,15 +132,15 @@ export class FilesService {
 
   /** The batch behind an output/error file id, if the caller may see it and the batch has that file (else 404). */
   private async finishedBatch(principal: Principal, batchId: string, fileId: string): Promise<BatchRecord> {
-    const batch = await this.store.getBatch(batchId);
+    const batch = await this.store.batches.get(batchId);
     if (!batch || !canSee(principal, batch.owner) || (outputFileIdOf(batch) !== fileId && errorFileIdOf(batch) !== fileId)) throw ApiError.notFound('file', fileId);
     return batch;
   }
 
   async *batchFileChunks(batch: BatchRecord, which: BatchFileKind): AsyncGenerator<string> {
     for (let offset = 0; offset < batch.requestCounts.total; offset += PAGE) {
-      const results = await this.store.listResults(batch.id, offset, PAGE);
-      const customIds = (await this.store.getItemInputs(batch.id, results.map((_, i) => offset + i))).map((item) => item.customId);
+      const results = await this.store.results.list(batch.id, offset, PAGE);
+      const customIds = (await this.store.batches.itemInputs(batch.id, results.map((_, i) => offset + i))).map((item, i) => item?.customId ?? `item-${offset + i}`);
       const page = batchOutputLines(batch, results, customIds, offset);
       const lines = which === 'output' ? page.output : page.errors;
       if (lines.length > 0) yield `${lines.join('\n')}\n`;

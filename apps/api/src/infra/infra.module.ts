@@ -1,12 +1,13 @@
 import { Global, Inject, Logger, Module, type OnApplicationShutdown } from '@nestjs/common';
 import { GenerateQueue } from '@app/queue';
-import { RedisRateLimiter, RedisResultsStore, createRedisClient, type RedisClient } from '@app/store';
+import { createRedisClient, type RedisClient } from '@app/redis';
+import { RedisStore } from '@app/store';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { SERVED_MODEL, loadServedModel } from '../model/served-model';
-import { JOB_QUEUE, JobQueue } from './job-queue';
+import { JOB_QUEUE, type JobQueue } from './job-queue';
 
 export const REDIS = Symbol('REDIS');
-export const RESULTS_STORE = Symbol('RESULTS_STORE');
+export const STORE = Symbol('STORE');
 export const RATE_LIMITER = Symbol('RATE_LIMITER');
 
 /** Redis connections, the store, the queue and the served model: created once, closed on shutdown. */
@@ -27,14 +28,12 @@ export const RATE_LIMITER = Symbol('RATE_LIMITER');
       },
     },
     {
-      provide: RESULTS_STORE,
+      provide: STORE,
       inject: [API_CONFIG, REDIS],
       useFactory: (config: ApiConfig, redis: RedisClient) =>
-        new RedisResultsStore(redis, {
+        new RedisStore(redis, {
           prefix: config.prefix,
-          retentionSeconds: config.retention.batchSeconds,
           fileRetentionSeconds: config.retention.fileSeconds,
-          idempotencySeconds: config.retention.idempotencySeconds,
           createSubscriber: () => {
             const subscriber = createRedisClient(config.redis);
             subscriber.on('error', () => undefined);
@@ -44,17 +43,17 @@ export const RATE_LIMITER = Symbol('RATE_LIMITER');
     },
     {
       provide: RATE_LIMITER,
-      inject: [API_CONFIG, REDIS],
-      useFactory: (config: ApiConfig, redis: RedisClient) => new RedisRateLimiter(redis, config.prefix),
+      inject: [STORE],
+      useFactory: (store: RedisStore) => store.rateLimiter,
     },
     {
       provide: JOB_QUEUE,
       inject: [API_CONFIG],
       useFactory: (config: ApiConfig) =>
-        new JobQueue(new GenerateQueue({
+        new GenerateQueue({
           redisUrl: config.redis.url, redis: config.redis, prefix: config.prefix, attempts: config.jobAttempts,
           onError: () => undefined, // the api's own Redis client logs the outage once per reconnect attempt
-        })),
+        }),
     },
     {
       provide: SERVED_MODEL,
@@ -62,12 +61,12 @@ export const RATE_LIMITER = Symbol('RATE_LIMITER');
       useFactory: (config: ApiConfig) => loadServedModel(config.modelDir, config.modelName),
     },
   ],
-  exports: [REDIS, RESULTS_STORE, RATE_LIMITER, JOB_QUEUE, SERVED_MODEL],
+  exports: [REDIS, STORE, RATE_LIMITER, JOB_QUEUE, SERVED_MODEL],
 })
 export class InfraModule implements OnApplicationShutdown {
   constructor(
     @Inject(REDIS) private readonly redis: RedisClient,
-    @Inject(RESULTS_STORE) private readonly store: RedisResultsStore,
+    @Inject(STORE) private readonly store: RedisStore,
     @Inject(JOB_QUEUE) private readonly queue: JobQueue,
   ) {}
 

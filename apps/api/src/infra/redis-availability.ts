@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { RedisClient } from '@app/store';
+import type { RedisClient } from '@app/redis';
 import { ApiError } from '../http/api-error';
 import { REDIS } from './infra.module';
 

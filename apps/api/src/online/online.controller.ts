@@ -18,7 +18,7 @@ import { API_CONFIG, type ApiConfig } from '../config/api-config';
 
 function resultError(result: ItemResult): ApiError {
   const error = result.error ?? { code: 'generation_failed', message: 'generation failed' };
-  if (error.code === 'invalid_prompt' || error.code === 'invalid_params') return ApiError.badRequest(error.message, { code: error.code });
+  if (error.code === 'invalid_request') return ApiError.badRequest(error.message, { code: error.code });
   if (result.status === 'cancelled' || result.status === 'expired') return new ApiError(HttpStatus.GATEWAY_TIMEOUT, 'server_error', error.message, { code: error.code });
   return new ApiError(HttpStatus.BAD_GATEWAY, 'server_error', `Generation failed: ${error.message}`, { code: error.code });
 }

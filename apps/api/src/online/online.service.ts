@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { HttpStatus, Inject, Injectable } from '@nestjs/common';
-import type { ItemResult } from '@app/contracts';
-import type { BatchEndpoint, ResultsStore, StreamMessage, Unsubscribe } from '@app/store';
+import { BATCH_ERRORS, jobOf, type ItemResult } from '@app/contracts';
+import type { BatchEndpoint, RedisStore, StreamMessage, Unsubscribe } from '@app/store';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { ApiError } from '../http/api-error';
-import { RESULTS_STORE } from '../infra/infra.module';
+import { STORE } from '../infra/infra.module';
 import { JOB_QUEUE, type JobQueue } from '../infra/job-queue';
 import type { Principal } from '../auth/principal';
-import { jobsOf } from '../batches/batch-submission.service';
 import type { GenerationParams } from '@app/engine';
 import type { PreparedPrompt } from '@app/requests';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
@@ -38,7 +37,7 @@ export interface OnlineRun {
 export class OnlineService {
   constructor(
     @Inject(API_CONFIG) private readonly config: ApiConfig,
-    @Inject(RESULTS_STORE) private readonly store: ResultsStore,
+    @Inject(STORE) private readonly store: RedisStore,
     @Inject(JOB_QUEUE) private readonly queue: JobQueue,
     @Inject(SERVED_MODEL) private readonly model: ServedModel,
   ) {}
@@ -46,12 +45,13 @@ export class OnlineService {
   async start(principal: Principal, endpoint: BatchEndpoint, prompt: PreparedPrompt, params: GenerationParams, onDelta?: (message: StreamMessage) => void): Promise<OnlineRun> {
     const requestId = `online_${randomBytes(12).toString('hex')}`;
     const item = { index: 0, customId: requestId, prompt: prompt.prompt, params, ...(prompt.promptIds ? { promptIds: prompt.promptIds } : {}) };
-    await this.store.createBatch({
+    const created = await this.store.batches.create({
       id: requestId, kind: 'online', owner: principal.tenant, endpoint, model: this.model.id, completionWindow: 'online',
       completionWindowMs: this.config.onlineTimeoutMs, metadata: null, inputFileId: null, items: [item], retentionSeconds: ONLINE_RETENTION_S,
     });
+    if (!('created' in created)) throw new Error(`online request ${requestId} could not be created: ${JSON.stringify(created)}`);
     const unsubscribers: Unsubscribe[] = [];
-    if (onDelta) unsubscribers.push(await this.store.subscribeStream(requestId, onDelta));
+    if (onDelta) unsubscribers.push(await this.store.events.subscribeStream(requestId, onDelta));
 
     let settle: ((result: ItemResult) => void) | undefined;
     let fail: ((error: Error) => void) | undefined;
@@ -62,13 +62,13 @@ export class OnlineService {
     let done = false;
     const check = async () => {
       if (done) return;
-      const recorded = await this.store.getResult(requestId, 0).catch(() => null);
+      const recorded = await this.store.results.get(requestId, 0).catch(() => null);
       if (recorded && !done) {
         done = true;
         settle!(recorded);
       }
     };
-    unsubscribers.push(await this.store.subscribe(requestId, (event) => void (event.type === 'item' && check())));
+    unsubscribers.push(await this.store.events.subscribe(requestId, (event) => void (event.type === 'item' && check())));
     const poll = setInterval(() => void check(), POLL_MS);
     const timeout = setTimeout(() => {
       if (done) return;
@@ -84,12 +84,12 @@ export class OnlineService {
     void result.then(cleanup, cleanup);
 
     try {
-      await this.queue.enqueue(jobsOf(requestId, principal.tenant, [item], 'online'));
-      await this.store.markBatchInProgress(requestId);
+      await this.queue.enqueue([jobOf(requestId, principal.tenant, item, 'online')]);
+      await this.store.batches.markInProgress(requestId);
     } catch (error) {
       done = true;
       await cleanup();
-      await this.store.markBatchFailed(requestId, [{ code: 'enqueue_failed', message: (error as Error).message }]);
+      await this.store.batches.fail(requestId, [{ code: 'enqueue_failed', message: `${BATCH_ERRORS.enqueue_failed} (${(error as Error).message})` }]);
       throw new ApiError(HttpStatus.SERVICE_UNAVAILABLE, 'server_error', 'The request could not be queued; retry.', { code: 'enqueue_failed' });
     }
     return {
@@ -106,7 +106,7 @@ export class OnlineService {
 
   /** Cancels the request: a waiting job is taken back, a running one is stopped by its worker. */
   private async giveUp(requestId: string): Promise<void> {
-    await this.store.requestCancel(requestId).catch(() => undefined);
+    await this.store.batches.requestCancel(requestId).catch(() => undefined);
     await this.queue.takeBackNotStarted(requestId, [0]).catch(() => undefined);
   }
 }

@@ -1,8 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ResultsStore } from '@app/store';
+import type { RedisStore } from '@app/store';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
-import { RESULTS_STORE } from '../infra/infra.module';
+import { STORE } from '../infra/infra.module';
 import { JOB_QUEUE, type JobQueue } from '../infra/job-queue';
 
 /**
@@ -17,7 +17,7 @@ export class MetricsService {
 
   constructor(
     @Inject(API_CONFIG) private readonly config: ApiConfig,
-    @Inject(RESULTS_STORE) private readonly store: ResultsStore,
+    @Inject(STORE) private readonly store: RedisStore,
     @Inject(JOB_QUEUE) private readonly queue: JobQueue,
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'falconq_api_' });
@@ -44,7 +44,7 @@ export class MetricsService {
     new Counter({
       name: 'falconq_items_total', help: 'Items finished, by outcome (succeeded, failed, cancelled, expired)', labelNames: ['outcome'], registers,
       async collect() {
-        const stats = await resultsStore.stats();
+        const stats = await resultsStore.results.stats();
         const now = { succeeded: stats.itemsSucceeded, failed: stats.itemsFailed, cancelled: stats.itemsCancelled, expired: stats.itemsExpired };
         for (const outcome of ['succeeded', 'failed', 'cancelled', 'expired'] as const) {
           this.inc({ outcome }, Math.max(now[outcome] - itemTotals[outcome], 0));
@@ -55,18 +55,18 @@ export class MetricsService {
     new Counter({
       name: 'falconq_completion_tokens_total', help: 'Tokens generated for finished items', registers,
       async collect() {
-        const stats = await resultsStore.stats();
+        const stats = await resultsStore.results.stats();
         this.inc(Math.max(stats.completionTokens - itemTotals.tokens, 0));
         itemTotals.tokens = Math.max(stats.completionTokens, itemTotals.tokens);
       },
     });
     const staleMs = this.config.workerStaleMs;
-    const workerGauge = (name: string, help: string, pick: (w: Awaited<ReturnType<ResultsStore['listWorkers']>>[number]) => number | undefined) =>
+    const workerGauge = (name: string, help: string, pick: (w: Awaited<ReturnType<RedisStore['workers']['list']>>[number]) => number | undefined) =>
       new Gauge({
         name, help, labelNames: ['worker'], registers,
         async collect() {
           this.reset();
-          for (const worker of await resultsStore.listWorkers(staleMs)) {
+          for (const worker of await resultsStore.workers.list(staleMs)) {
             const value = pick(worker);
             if (value !== undefined) this.set({ worker: worker.workerId }, value);
           }
@@ -82,7 +82,7 @@ export class MetricsService {
     new Gauge({
       name: 'falconq_workers_alive', help: 'Workers with a recent heartbeat', registers,
       async collect() {
-        this.set((await resultsStore.listWorkers(staleMs)).length);
+        this.set((await resultsStore.workers.list(staleMs)).length);
       },
     });
   }

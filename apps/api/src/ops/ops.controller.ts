@@ -2,10 +2,10 @@ import { Controller, Get, HttpStatus, Inject, Param, Res } from '@nestjs/common'
 import { ApiError } from '../http/api-error';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { Response } from 'express';
-import type { ResultsStore } from '@app/store';
+import type { RedisStore } from '@app/store';
 import { Openable } from '../auth/api-key.guard';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
-import { RESULTS_STORE } from '../infra/infra.module';
+import { STORE } from '../infra/infra.module';
 import { REDIS_RETRY_AFTER_S, RedisAvailability } from '../infra/redis-availability';
 import { SERVED_MODEL, type ServedModel } from '../model/served-model';
 import { MetricsService } from './metrics.service';
@@ -26,7 +26,7 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
 export class OpsController {
   constructor(
     @Inject(API_CONFIG) private readonly config: ApiConfig,
-    @Inject(RESULTS_STORE) private readonly store: ResultsStore,
+    @Inject(STORE) private readonly store: RedisStore,
     @Inject(SERVED_MODEL) private readonly model: ServedModel,
     private readonly metrics: MetricsService,
     private readonly redis: RedisAvailability,
@@ -44,9 +44,9 @@ export class OpsController {
       response.status(HttpStatus.SERVICE_UNAVAILABLE).json({ status: 'down', redis: { status: 'down', error: reason }, workers: null });
     };
     if (!this.redis.isUp()) return down('not connected');
-    let workers: Awaited<ReturnType<ResultsStore['listWorkers']>>;
+    let workers: Awaited<ReturnType<RedisStore['workers']['list']>>;
     try {
-      workers = await withTimeout(this.store.listWorkers(this.config.workerStaleMs), HEALTH_REDIS_TIMEOUT_MS);
+      workers = await withTimeout(this.store.workers.list(this.config.workerStaleMs), HEALTH_REDIS_TIMEOUT_MS);
     } catch (error) {
       return down((error as Error).message);
     }

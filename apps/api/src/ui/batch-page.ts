@@ -1,4 +1,4 @@
-import { FINAL_BATCH_STATUSES } from '@app/store';
+import { FINAL_BATCH_STATUSES } from '@app/contracts';
 
 // The batch page's HTML: a shell with no data (the browser code fetches everything with the user's key), so it is
 // served without a key. Light on purpose: one HTML answer, one script (/ui/page.js), no build step for the user.

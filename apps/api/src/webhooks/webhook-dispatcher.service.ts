@@ -1,5 +1,6 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { RedisWebhookOutbox, type RedisClient, type WebhookEvent, type WebhookOutbox } from '@app/store';
+import type { RedisClient } from '@app/redis';
+import { RedisWebhookOutbox, type WebhookEvent, type WebhookOutbox } from '@app/store';
 import { API_CONFIG, type ApiConfig, type WebhookConfig } from '../config/api-config';
 import { REDIS } from '../infra/infra.module';
 import { signWebhook } from './webhook-signature';

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
-import { RedisResultsStore, type WebhookEvent } from '@app/store';
+import { RedisStore, type WebhookEvent } from '@app/store';
 import { startTestRedis, type TestRedis } from '../../../../test/support/redis';
 import type { ApiConfig } from '../config/api-config';
 import { WebhookDispatcher, backoffMs } from './webhook-dispatcher.service';
@@ -47,12 +47,12 @@ test('an event its endpoint keeps refusing is retried, then moved to the dead le
   await dispatcher.onModuleInit();
   try {
     // A batch failing is the status change that writes the event, in the store's own Lua step.
-    const store = new RedisResultsStore(client, { prefix, retentionSeconds: 0, fileRetentionSeconds: 0, idempotencySeconds: 60, createSubscriber: () => new Redis(redis.url) });
-    await store.createBatch({
+    const store = new RedisStore(client, { prefix, fileRetentionSeconds: 0, createSubscriber: () => new Redis(redis.url) });
+    await store.batches.create({
       id: 'batch_0000000000000000000000d1', kind: 'openai', owner: 't', endpoint: '/v1/completions', model: 'm', completionWindowMs: 86_400_000,
-      completionWindow: '24h', metadata: null, inputFileId: null, items: [],
+      completionWindow: '24h', metadata: null, inputFileId: null, items: [], retentionSeconds: 0,
     });
-    await store.markBatchFailed('batch_0000000000000000000000d1', [{ code: 'invalid_batch_line', message: 'bad', line: 1, param: 'body' }]);
+    await store.batches.fail('batch_0000000000000000000000d1', [{ code: 'invalid_batch_line', message: 'bad', line: 1, param: 'body' }]);
     const deadline = Date.now() + 30_000;
     while ((await client.hlen(`${prefix}:webhooks:dead`)) === 0) {
       if (Date.now() > deadline) throw new Error('the event never reached the dead letters');

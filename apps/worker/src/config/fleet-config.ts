@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '@app/engine';
+import { redisEnvSchema } from '@app/redis';
 
 // The fleet supervisor's configuration: which devices get worker processes and how many per device. Flags win
 // over the environment (FALCONQ_GPUS, FALCONQ_PER_GPU, FALCONQ_EP, FALCONQ_SLOTS). The only place of the fleet
@@ -45,7 +46,7 @@ const schema = z.object({
   FALCONQ_EP: z.enum(EXECUTION_PROVIDER_CHOICES).default('cpu'),
   FALCONQ_SLOTS: z.coerce.number().int().min(1).max(1024).optional(),
   MODEL_DIR: z.string().min(1).optional(),
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  REDIS_URL: redisEnvSchema.shape.REDIS_URL.unwrap().optional(),
   FALCONQ_WORKER_ID: z.string().min(1).optional(),
   FALCONQ_RESTART_BASE_MS: z.coerce.number().int().min(10).default(1000),
   FALCONQ_RESTART_MAX_MS: z.coerce.number().int().min(10).default(30_000),

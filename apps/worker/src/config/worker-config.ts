@@ -1,26 +1,19 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '@app/engine';
-import { redisTopologyOf, type RedisConnectionConfig } from '@app/store';
+import { redisEnvSchema, redisTopologyOf, type RedisConnectionConfig } from '@app/redis';
 
 // The worker's whole configuration, read from the environment once at start and validated; the only place in the
 // worker that reads process.env. A bad value stops the process with a message naming the variable.
 
 const int = (min: number) => z.coerce.number().int().min(min);
 
-const schema = z.object({
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
+const schema = redisEnvSchema.extend({
   MODEL_DIR: z.string().min(1, 'must name a model directory (falconq model tiny --out <dir> makes one)'),
   FALCONQ_EP: z.enum(EXECUTION_PROVIDER_CHOICES).default('cpu'),
   FALCONQ_DEVICE_ID: int(0).default(0),
   FALCONQ_SLOTS: int(1).max(1024).default(16),
   FALCONQ_WORKER_ID: z.string().min(1).optional(),
-  FALCONQ_REDIS_PREFIX: z.string().min(1).regex(/^[^\s:]+$/, 'must not contain spaces or ":"').default('falconq'),
-  /** Sentinel: comma-separated host:port of the sentinels, and the master's name. */
-  FALCONQ_REDIS_SENTINELS: z.string().optional(),
-  FALCONQ_REDIS_SENTINEL_NAME: z.string().min(1).optional(),
-  /** Cluster: comma-separated host:port seed nodes (the prefix must then start with a hash tag, e.g. {falconq}). */
-  FALCONQ_REDIS_CLUSTER_NODES: z.string().optional(),
   /** A job's lock; a worker that dies gives its jobs back after this. */
   FALCONQ_LOCK_MS: int(500).default(30_000),
   /** How often each worker looks for jobs whose lock expired. */
@@ -38,8 +31,6 @@ const schema = z.object({
   FALCONQ_PROGRESS_MS: int(50).default(5_000),
   /** On SIGTERM, how long in-flight prompts may finish before they are handed back to the queue. */
   FALCONQ_SHUTDOWN_GRACE_MS: int(0).default(30_000),
-  /** Seconds a finished batch's results are kept; must match the api's setting (0 = forever). */
-  FALCONQ_BATCH_RETENTION_S: int(0).default(30 * 24 * 3600),
   FALCONQ_KV_PLACEMENT: z.enum(['auto', 'host', 'device', 'device-merge']).default('auto'),
   FALCONQ_PREFILL_CHUNK_TOKENS: int(1).optional(),
   /** Decode steps per model run (engine default: 32 on cuda, else 1). */
@@ -68,7 +59,6 @@ export interface WorkerConfig {
   cancelPollMs: number;
   progressMs: number;
   shutdownGraceMs: number;
-  batchRetentionSeconds: number;
   kvPlacement: 'auto' | 'host' | 'device' | 'device-merge';
   prefillChunkTokens?: number;
   decodeChunkSteps?: number;
@@ -106,7 +96,6 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     cancelPollMs: e.FALCONQ_CANCEL_POLL_MS,
     progressMs: e.FALCONQ_PROGRESS_MS,
     shutdownGraceMs: e.FALCONQ_SHUTDOWN_GRACE_MS,
-    batchRetentionSeconds: e.FALCONQ_BATCH_RETENTION_S,
     kvPlacement: e.FALCONQ_KV_PLACEMENT,
     prefillChunkTokens: e.FALCONQ_PREFILL_CHUNK_TOKENS,
     decodeChunkSteps: e.FALCONQ_DECODE_CHUNK,

@@ -1,12 +1,12 @@
 import { Logger } from '@nestjs/common';
 import type { WorkerEngine, WorkerStore } from '../ports';
 import type { InFlightRegistry } from './in-flight';
-import { stopReasonOf } from './generate-processor';
+import { runDecisionOf } from '@app/contracts';
 
 /**
- * Polls the state of the batches this worker is generating for and stops the generations of a batch that was
- * cancelled or expired: the engine frees their slots at its next step and the processor records them as
- * cancelled/expired. One small read per in-flight batch per interval, whatever the number of prompts.
+ * Polls the state of the batches this worker is generating for and stops the generations of a batch that must no
+ * longer run (cancelled, expired, failed): the engine frees their slots at its next step and the processor reports
+ * them stopped. One small read per in-flight batch per interval, whatever the number of prompts.
  */
 export class CancellationWatcher {
   private readonly logger = new Logger('CancellationWatcher');
@@ -34,12 +34,12 @@ export class CancellationWatcher {
     this.checking = true;
     try {
       for (const batchId of this.inFlight.batchIds()) {
-        const batch = await this.store.getBatch(batchId);
-        const reason = batch ? stopReasonOf(batch) : 'cancelled';
-        if (!reason) continue;
+        const batch = await this.store.batches.get(batchId);
+        // Whatever ended it (cancelled, expired, failed, gone past its retention), a batch that must not run stops.
+        if (batch && runDecisionOf(batch) !== 'stop') continue;
         for (const entry of this.inFlight.ofBatch(batchId)) {
           if (entry.stopReason) continue;
-          entry.stopReason = reason;
+          entry.stopReason = 'batch';
           await this.engine.cancel(entry.requestId);
         }
       }

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { GenerateJobData } from '@app/contracts';
 
-/** Why a running generation was stopped before its end. */
-export type StopReason = 'cancelled' | 'expired' | 'shutdown';
+/** Why a running generation was stopped before its end: its batch must no longer run, or this worker stops. */
+export type StopReason = 'batch' | 'shutdown';
 
 export interface InFlightRequest {
   readonly requestId: string;

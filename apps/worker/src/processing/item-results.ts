@@ -1,15 +1,20 @@
-import type { GenerateJobData, ItemError, ItemResult } from '@app/contracts';
+import type { GenerateJobData, ItemError, ItemReport } from '@app/contracts';
 import type { GenerationResult } from '@app/engine';
 
-// Builders of the one result each prompt gets, whatever way it ended.
+// The reports a worker makes about one prompt: it succeeded, it failed with a code, or it was stopped because its
+// batch must no longer run (the store decides what that stop means for the item and the batch).
 
-export function succeededResult(data: GenerateJobData, result: GenerationResult, attempts: number, workerId: string): ItemResult {
+type Reporter = { attempts: number; workerId: string };
+
+function about(data: GenerateJobData, by: Reporter) {
+  return { batchId: data.batchId, index: data.index, customId: data.customId, attempts: by.attempts, workerId: by.workerId, finishedAt: Date.now() };
+}
+
+export function succeededReport(data: GenerateJobData, result: GenerationResult, by: Reporter): ItemReport {
   const completionTokens = result.sequences.reduce((sum, sequence) => sum + sequence.tokens.length, 0);
   return {
-    batchId: data.batchId,
-    index: data.index,
-    customId: data.customId,
-    status: 'succeeded',
+    ...about(data, by),
+    outcome: 'succeeded',
     output: {
       sequences: result.sequences.map((sequence) => ({
         text: sequence.text, finishReason: sequence.finishReason, tokens: sequence.tokens.length,
@@ -20,21 +25,13 @@ export function succeededResult(data: GenerateJobData, result: GenerationResult,
       timeToFirstTokenMs: result.timeToFirstTokenMs,
       generationMs: result.totalMs,
     },
-    attempts,
-    workerId,
-    finishedAt: Date.now(),
   };
 }
 
-export function unfinishedResult(
-  data: GenerateJobData,
-  status: 'failed' | 'cancelled' | 'expired',
-  error: ItemError,
-  attempts: number,
-  workerId: string,
-): ItemResult {
-  return { batchId: data.batchId, index: data.index, customId: data.customId, status, error, attempts, workerId, finishedAt: Date.now() };
+export function failedReport(data: GenerateJobData, error: ItemError, by: Reporter): ItemReport {
+  return { ...about(data, by), outcome: 'failed', error };
 }
 
-export const CANCELLED_ERROR: ItemError = { code: 'batch_cancelled', message: 'The batch was cancelled before this request finished.' };
-export const EXPIRED_ERROR: ItemError = { code: 'batch_expired', message: 'This request could not be executed before the completion window expired.' };
+export function stoppedReport(data: GenerateJobData, by: Reporter): ItemReport {
+  return { ...about(data, by), outcome: 'stopped' };
+}

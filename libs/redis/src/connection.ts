@@ -1,7 +1,9 @@
-// One Redis connection factory for both apps: plain, TLS (rediss://), ACL user/password in the URL, Sentinel or
-// Cluster. The apps read their environment in their own config module and pass the result here.
+// One Redis connection factory for the queue, the store and both apps: plain, TLS (rediss://), ACL user/password in
+// the URL, Sentinel or Cluster. The apps read their environment in their own config module and pass the result here.
 import { Cluster, Redis, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis';
-import type { RedisClient } from './redis-results-store';
+
+/** A connected client: one Redis or a Cluster. */
+export type RedisClient = Redis | Cluster;
 
 export interface RedisHostPort {
   host: string;
@@ -25,34 +27,6 @@ export function parseHostPortList(value: string, what: string): RedisHostPort[] 
     if (!match) throw new Error(`${what}: "${entry}" is not host:port`);
     return { host: match[1], port: Number(match[2]) };
   });
-}
-
-/** The Redis variables both apps read from their environment (after their own schema checks), by name. */
-export interface RedisVariables {
-  REDIS_URL: string;
-  FALCONQ_REDIS_PREFIX: string;
-  /** Sentinel: comma-separated host:port of the sentinels, and the master's name. */
-  FALCONQ_REDIS_SENTINELS?: string;
-  FALCONQ_REDIS_SENTINEL_NAME?: string;
-  /** Cluster: comma-separated host:port seed nodes. */
-  FALCONQ_REDIS_CLUSTER_NODES?: string;
-}
-
-/**
- * The connection config of the apps' Redis variables, checked together: Sentinel needs the master's name, Cluster
- * a prefix that starts with a hash tag. Throws an Error whose message starts with the variable at fault.
- */
-export function redisTopologyOf(variables: RedisVariables): RedisConnectionConfig {
-  const { REDIS_URL: url, FALCONQ_REDIS_PREFIX: prefix, FALCONQ_REDIS_SENTINEL_NAME: sentinelName } = variables;
-  const sentinels = variables.FALCONQ_REDIS_SENTINELS ? parseHostPortList(variables.FALCONQ_REDIS_SENTINELS, 'FALCONQ_REDIS_SENTINELS') : undefined;
-  if (sentinels && !sentinelName) {
-    throw new Error('FALCONQ_REDIS_SENTINEL_NAME: required with FALCONQ_REDIS_SENTINELS (the master name)');
-  }
-  const clusterNodes = variables.FALCONQ_REDIS_CLUSTER_NODES ? parseHostPortList(variables.FALCONQ_REDIS_CLUSTER_NODES, 'FALCONQ_REDIS_CLUSTER_NODES') : undefined;
-  if (clusterNodes && !/^\{[^}]+\}/.test(prefix)) {
-    throw new Error('FALCONQ_REDIS_PREFIX: with FALCONQ_REDIS_CLUSTER_NODES the prefix must start with a hash tag such as {falconq}');
-  }
-  return { url, sentinels, sentinelName, clusterNodes };
 }
 
 /**
