@@ -100,6 +100,9 @@ export function paramsFromOpenAi(body: CompletionRequest | ChatRequest, contextL
   refuseUnsupported(body);
   const temperature = body.temperature ?? 1;
   if (temperature < 0 || temperature > 2) throw new RequestParamError('temperature', `must be between 0 and 2, got ${temperature}`);
+  if (temperature === 0 && body.do_sample === true) {
+    throw new RequestParamError('temperature', 'is 0, which means greedy decoding, but do_sample is true: set temperature above 0 to sample, or leave do_sample out');
+  }
   const n = body.n ?? 1;
   const greedyCopies = temperature === 0 && n > 1 && (body.do_sample === undefined || body.do_sample === null);
   const doSample = greedyCopies || (body.do_sample ?? temperature > 0);

@@ -1,4 +1,4 @@
-import type { BatchErrorCode, BatchStatus } from '@app/contracts';
+import type { BatchStatus } from '@app/contracts';
 import type { RedisClient } from '@app/redis';
 import { IdempotencyKeys, type IdempotencyClaim, type IdempotencyHolder } from './idempotency-keys';
 import { StoreKeys } from './redis-keys';
