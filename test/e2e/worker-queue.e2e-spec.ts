@@ -63,7 +63,7 @@ describe('worker process (real Redis, tiny model)', () => {
     const total = 60;
     const batchId = await harness.submitBatch(promptsOf(total, 'Long'), { maxNewTokens: 1000, ignoreEos: true });
     await harness.waitForCounts(batchId, 4, 120_000);
-    expect((await harness.cancel(batchId)).status).toBe('cancelling');
+    expect(['cancelling', 'cancelled']).toContain((await harness.cancel(batchId)).status);
     const batch = await harness.waitForFinal(batchId, 30_000);
     expect(batch.status).toBe('cancelled');
     const after = await harness.results(batchId, total);
