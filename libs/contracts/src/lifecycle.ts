@@ -39,6 +39,13 @@ export const SETTLEMENT = {
   pastExpiry: Partial<Record<FinalBatchStatus, FinalBatchStatus>>;
 };
 
+/** Statuses in which `retry-failed` may reopen a batch's failed items (a completed batch goes back to in_progress). */
+export const RETRYABLE_STATUSES = ['completed', 'in_progress', 'finalizing'] as const satisfies readonly BatchStatus[];
+
+export function isRetryable(status: BatchStatus): boolean {
+  return (RETRYABLE_STATUSES as readonly BatchStatus[]).includes(status);
+}
+
 /** What a worker does with a job of a batch in this state: generate, wait until creation ends, or stop. */
 export type RunDecision = 'run' | 'hold' | 'stop';
 

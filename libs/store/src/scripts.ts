@@ -2,12 +2,13 @@
 // They apply the lifecycle of libs/contracts (embedded below as data, never restated); events are built with cjson
 // and published from inside the script, in the same step as the change they describe. Each script is loaded once
 // per connection (defineCommand: EVALSHA, falling back to EVAL after a Redis restart).
-import { BATCH_TRANSITIONS, FINAL_BATCH_STATUSES, ITEM_ERRORS, SETTLEMENT, STOPPED_ITEM } from '@app/contracts';
+import { BATCH_TRANSITIONS, FINAL_BATCH_STATUSES, ITEM_ERRORS, RETRYABLE_STATUSES, SETTLEMENT, STOPPED_ITEM } from '@app/contracts';
 import type { RedisClient } from '@app/redis';
 
 const LIFECYCLE_JSON = JSON.stringify({
   transitions: BATCH_TRANSITIONS,
   final: Object.fromEntries(FINAL_BATCH_STATUSES.map((status) => [status, true])),
+  retryable: Object.fromEntries(RETRYABLE_STATUSES.map((status) => [status, true])),
   settlement: SETTLEMENT,
   stopped: STOPPED_ITEM,
   itemErrors: ITEM_ERRORS,
@@ -218,7 +219,7 @@ const REOPEN_FAILED = `${HELPERS}
 local b = redis.call('HMGET', KEYS[1], 'status', 'owner', 'id', 'window_ms')
 local status = b[1]
 if not status then return {} end
-if status ~= 'completed' and status ~= 'in_progress' and status ~= 'finalizing' then return {} end
+if not LIFECYCLE.retryable[status] then return {} end
 local all = redis.call('HGETALL', KEYS[2])
 local reopened = {}
 for i = 1, #all, 2 do

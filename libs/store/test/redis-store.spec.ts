@@ -70,9 +70,10 @@ function makeStore(prefix = `${redis.prefix}-${counter++}`) {
 
 describe('RedisStore', () => {
   let store: RedisStore;
+  let connection: Redis;
 
   beforeEach(() => {
-    store = makeStore().store;
+    ({ store, connection } = makeStore());
   });
   afterEach(async () => {
     await store.close();
@@ -330,30 +331,6 @@ describe('RedisStore', () => {
     expect(after.itemsFailed - before.itemsFailed).toBe(1);
     expect(after.completionTokens - before.completionTokens).toBe(3);
   });
-});
-
-describe('RedisStore: the lifecycle applied atomically', () => {
-  let store: RedisStore;
-  let connection: Redis;
-
-  beforeEach(() => {
-    ({ store, connection } = makeStore());
-  });
-  afterEach(async () => {
-    await store.close();
-  });
-
-  async function create(batch: NewBatch, options?: CreateBatchOptions): Promise<BatchRecord> {
-    const outcome = await store.batches.create(batch, options);
-    if (!('created' in outcome)) throw new Error(`not created: ${JSON.stringify(outcome)}`);
-    return outcome.created;
-  }
-
-  async function startedBatch(overrides: Partial<NewBatch> = {}, size = 3) {
-    const created = await create(newBatch(overrides, size));
-    await store.batches.markInProgress(created.id);
-    return created;
-  }
 
   it('settles a batch whose last item comes in past its completion window as expired, not completed', async () => {
     const batch = await startedBatch({ completionWindowMs: 1000, createdAt: Date.now() - 5000 });

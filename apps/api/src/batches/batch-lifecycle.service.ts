@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { BATCH_ERRORS, jobOf } from '@app/contracts';
+import { BATCH_ERRORS, isRetryable, jobOf } from '@app/contracts';
 import type { BatchRecord, RedisStore } from '@app/store';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { ApiError } from '../http/api-error';
@@ -59,7 +59,7 @@ export class BatchLifecycleService implements OnModuleInit, OnApplicationShutdow
   /** Re-enqueues the failed items only; their new results land under the same indices and custom_ids. */
   async retryFailed(principal: Principal, batchId: string): Promise<BatchRecord> {
     const batch = await this.visibleBatch(principal, batchId);
-    if (!['completed', 'in_progress', 'finalizing'].includes(batch.status)) {
+    if (!isRetryable(batch.status)) {
       throw ApiError.conflict(`Batch ${batchId} is ${batch.status}; only completed or running batches can retry failed items.`, 'batch_not_retryable');
     }
     const indices = await this.store.batches.reopenFailedItems(batchId);

@@ -134,8 +134,12 @@ export class GenerateJobProcessor {
     throw error instanceof Error ? error : new Error(message);
   }
 
+  /**
+   * Tries of this prompt so far, this one included: failed attempts and runs lost with a dead worker (stalls). Hand-backs
+   * (a batch still being created, a shutdown, an engine gone) are not tries, though BullMQ counts them as starts.
+   */
   private reporter(job: GenerateJob) {
-    return { attempts: Math.max(1, job.attemptsStarted ?? job.attemptsMade + 1), workerId: this.options.workerId };
+    return { attempts: job.attemptsMade + (job.stalledCounter ?? 0) + 1, workerId: this.options.workerId };
   }
 
   private async report(data: GenerateJobData, report: ItemReport): Promise<void> {
