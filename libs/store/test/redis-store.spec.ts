@@ -256,6 +256,30 @@ describe('RedisStore', () => {
     expect(await store.idempotency.holder('tenant-a', 'k1')).toBeNull();
   });
 
+  it('filters a listing by kind, status and metadata pairs (every pair must match)', async () => {
+    const now = Date.now();
+    const nightly = await startedBatch({ createdAt: now, metadata: { job: 'nightly', team: 'x' } });
+    const hourly = await create(newBatch({ createdAt: now + 1, metadata: { job: 'hourly', team: 'x' } }));
+    const native = await startedBatch({ createdAt: now + 2, kind: 'native', metadata: { job: 'nightly', team: 'x' } });
+    const ids = async (query: Omit<Parameters<RedisStore['batches']['list']>[0], 'limit'>) => (await store.batches.list({ limit: 10, ...query })).data.map((b) => b.id);
+    expect(await ids({ owner: 'tenant-a', kind: 'openai', metadata: { job: 'nightly' } })).toEqual([nightly.id]);
+    expect(await ids({ owner: 'tenant-a', metadata: { job: 'nightly', team: 'x' } })).toEqual([native.id, nightly.id]);
+    expect(await ids({ owner: 'tenant-a', metadata: { job: 'nightly', team: 'y' } })).toEqual([]);
+    expect(await ids({ owner: 'tenant-a', statuses: ['validating'] })).toEqual([hourly.id]);
+    expect(await ids({ owner: 'tenant-a', kind: 'native', statuses: ['in_progress', 'completed'] })).toEqual([native.id]);
+  });
+
+  it('finds items by custom_id prefix, in input order, glob characters taken literally', async () => {
+    const items: BatchItemInput[] = ['user-2', 'user-10', 'admin-1', 'user*x', 'user-3'].map((customId, index) => ({ index, customId, prompt: 'p', params }));
+    const batch = await create({ ...newBatch(), items });
+    expect(await store.results.findCustomIdsByPrefix(batch.id, 'user-', 10)).toEqual({
+      items: [{ index: 0, customId: 'user-2' }, { index: 1, customId: 'user-10' }, { index: 4, customId: 'user-3' }], hasMore: false,
+    });
+    expect(await store.results.findCustomIdsByPrefix(batch.id, 'user-', 2)).toMatchObject({ items: [{ index: 0 }, { index: 1 }], hasMore: true });
+    expect(await store.results.findCustomIdsByPrefix(batch.id, 'user*', 10)).toEqual({ items: [{ index: 3, customId: 'user*x' }], hasMore: false });
+    expect(await store.results.findCustomIdsByPrefix(batch.id, 'nobody', 10)).toEqual({ items: [], hasMore: false });
+  });
+
   it('stores, lists and deletes files', async () => {
     const content = '{"a":1}\n{"b":"é"}\n';
     const file = await store.files.create({ owner: 'tenant-a', filename: 'in.jsonl', purpose: 'batch', content });
@@ -323,13 +347,18 @@ describe('RedisStore', () => {
     const workers = await store.workers.list(60_000);
     expect(workers).toEqual([expect.objectContaining({ workerId: 'w1', slots: 4, tokensPerSecond: 12.5, seenAt: expect.any(Number) })]);
     const before = await store.results.stats();
-    const batch = await startedBatch({}, 2);
+    const batch = await startedBatch({}, 3);
     await store.results.record(succeeded(batch.id, 0));
     await store.results.record(failed(batch.id, 1));
+    await store.batches.requestCancel(batch.id);
+    await store.results.record(stopped(batch.id, 2));
     const after = await store.results.stats();
     expect(after.itemsSucceeded - before.itemsSucceeded).toBe(1);
     expect(after.itemsFailed - before.itemsFailed).toBe(1);
     expect(after.completionTokens - before.completionTokens).toBe(3);
+    expect(after.itemsCancelled - before.itemsCancelled).toBe(1);
+    // The batch's own token counts: prompt tokens of what succeeded, for usage.input_tokens.
+    expect(await store.batches.get(batch.id)).toMatchObject({ promptTokens: 2, completionTokens: 3 });
   });
 
   it('settles a batch whose last item comes in past its completion window as expired, not completed', async () => {
