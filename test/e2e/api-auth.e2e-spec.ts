@@ -186,6 +186,19 @@ describe('auth matrix', () => {
     expect(challenge.headers.get('www-authenticate')).toContain('Basic');
   });
 
+  it('keeps the dashboard read-only even for admins: emptying, cleaning or obliterating the queue would strand batches', async () => {
+    const destructive = ['empty', 'clean/completed', 'clean/waiting', 'obliterate', 'retry/failed'];
+    const answered: Record<string, number> = {};
+    for (const action of destructive) {
+      answered[action] = (await call({ method: 'PUT', path: () => `/dashboard/api/queues/generate/${action}` }, ADMIN)).status;
+    }
+    expect(answered).toEqual(Object.fromEntries(destructive.map((action) => [action, 405])));
+    const queues = (await (await call({ method: 'GET', path: () => '/dashboard/api/queues' }, ADMIN)).json()) as { queues: { name: string; readOnlyMode: boolean }[] };
+    expect(queues.queues.find((queue) => queue.name === 'generate')?.readOnlyMode).toBe(true);
+    // The batch whose jobs an "Empty queue" click would have taken is still running, its jobs still queued.
+    expect(((await (await call({ method: 'GET', path: () => `/v1/batches/${batchId}` }, ADMIN)).json()) as { status: string }).status).toBe('in_progress');
+  });
+
   it("lets the owner and admins use the routes (positive control)", async () => {
     expect((await call({ method: 'GET', path: () => `/v1/batches/${batchId}` }, TENANT_A)).status).toBe(200);
     expect((await call({ method: 'GET', path: () => `/v1/batches/${batchId}` }, ADMIN)).status).toBe(200);

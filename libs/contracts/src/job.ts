@@ -22,6 +22,8 @@ export interface JobParamsV1 {
   ignoreEos: boolean;
   truncate: boolean;
   seed?: number;
+  /** Report each generated token's log-probability with this many alternatives (0-20); absent: none. */
+  logprobs?: number;
 }
 
 export type JobKind = 'batch' | 'online';

@@ -35,6 +35,11 @@ export interface IdempotencyRequest {
 
 export const newBatchId = (): string => `batch_${randomBytes(12).toString('hex')}`;
 
+/** The fingerprint an Idempotency-Key remembers: a reused key with another request body is refused. */
+export function requestFingerprint(body: unknown): string {
+  return createHash('sha256').update(JSON.stringify(body)).digest('hex');
+}
+
 /** One items-page of a batch's jobs at a time: a 50k-line batch is never held as jobs all at once. */
 const ENQUEUE_PAGE = 1000;
 
@@ -56,7 +61,7 @@ export class BatchSubmissionService {
   ) {}
 
   async submit(principal: Principal, submission: BatchSubmission, idempotency: IdempotencyRequest | null): Promise<BatchRecord> {
-    const fingerprint = idempotency ? createHash('sha256').update(JSON.stringify(idempotency.body)).digest('hex') : '';
+    const fingerprint = idempotency ? requestFingerprint(idempotency.body) : '';
     const invalid = submission.invalidLines !== undefined && submission.invalidLines.length > 0;
     const batch = this.newBatch(principal, invalid ? { ...submission, items: [] } : submission);
     // A batch created failed never runs: it does not count against the in-flight limit.

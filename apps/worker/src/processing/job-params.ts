@@ -19,5 +19,6 @@ export function toEngineParams(params: JobParams): GenerationParams {
     ignoreEos: params.ignoreEos,
     truncate: params.truncate,
     ...(params.seed === undefined ? {} : { seed: params.seed }),
+    ...(params.logprobs === undefined ? {} : { logprobs: params.logprobs }),
   };
 }
