@@ -15,13 +15,7 @@ import { InFlightRequests } from '../http/in-flight-requests';
 import { ClientGoneError, OnlineService, type OnlineRun } from './online.service';
 import { StreamedText } from './streamed-text';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
-
-function resultError(result: ItemResult): ApiError {
-  const error = result.error ?? { code: 'generation_failed', message: 'generation failed' };
-  if (error.code === 'invalid_request') return ApiError.badRequest(error.message, { code: error.code });
-  if (result.status === 'cancelled' || result.status === 'expired') return new ApiError(HttpStatus.GATEWAY_TIMEOUT, 'server_error', error.message, { code: error.code });
-  return new ApiError(HttpStatus.BAD_GATEWAY, 'server_error', `Generation failed: ${error.message}`, { code: error.code });
-}
+import { resultError } from './result-error';
 
 /** OpenAI online endpoints, carried by the queue at PRIORITY.online; `stream: true` answers with SSE chunks. */
 const STREAM_DIVERGED = 'The worker generating this completion stopped after part of it was streamed, and the retry generated different '
