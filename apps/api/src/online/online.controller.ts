@@ -3,7 +3,6 @@ import { Body, Controller, HttpCode, HttpStatus, Inject, Post, Res } from '@nest
 import { ApiBearerAuth, ApiBody, ApiOkResponse, ApiTags } from '@nestjs/swagger';
 import { CHAT_COMPLETION_SCHEMA, COMPLETION_SCHEMA, EXAMPLES } from '../http/openapi';
 import type { Response } from 'express';
-import type { ItemResult } from '@app/contracts';
 import { chatLogprobs, completionBody, completionLogprobs, finishReasonOf, type BatchEndpoint, type StreamMessage } from '@app/store';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
 import { ApiError } from '../http/api-error';
