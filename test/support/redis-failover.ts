@@ -2,7 +2,7 @@
 // a batch through the api and two workers on a Redis Cluster (3 masters, 3 replicas) or a Sentinel group (1 master,
 // 2 replicas, 3 sentinels) while the master holding falconq's keys fails and a replica takes over.
 import { Redis } from 'ioredis';
-import type { RedisConnectionConfig } from '@app/store';
+import type { RedisConnectionConfig } from '@app/redis';
 import { startApi, type ApiProcess } from './api-process';
 import { reportFigures } from './figures';
 import { QueueHarness, promptsOf, sleep } from './queue-harness';
@@ -103,14 +103,14 @@ export async function runMasterFailover(start: () => Promise<FailoverTopology>, 
     await harness.waitForCounts(batchId, Math.round(PROMPTS * 0.3), 120_000);
 
     const master = await topology.masterOfQueue();
-    const before = await harness.store.getBatch(batchId);
+    const before = await harness.store.batches.get(batchId);
     const doneBeforeKill = before!.requestCounts.completed + before!.requestCounts.failed;
     const killedAt = Date.now();
     if (fault === 'SIGKILL') master.kill();
     else await master.pause(pauseSecondsFor(topology.detectMs));
 
     let apiErrors = 0;
-    const batchKey = harness.store.keys.batch(batchId);
+    const batchKey = harness.store.batches.keys.batch(batchId);
     const [{ promoted, promotedMs, doneOnNewMaster, workersMs }, apiMs] = await Promise.all([
       (async () => {
         const promotedNode = await topology.waitForNewMaster(master);

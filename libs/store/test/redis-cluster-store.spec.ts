@@ -1,8 +1,9 @@
 // The store's contract on a Redis Cluster (3 masters, 3 replicas): with a hash-tag prefix every key, every MULTI
 // and every Lua script of the store lands in one slot, so all of it runs on a cluster exactly as on one Redis.
 import { startTestRedisCluster, type TestRedisCluster } from '../../../test/support/redis-cluster';
-import { RedisResultsStore, createRedisClient, type RedisClient } from '../src';
-import { describeResultsStoreContract } from './results-store.contract';
+import { createRedisClient, redisTopologyOf, type RedisClient } from '@app/redis';
+import { RedisStore } from '../src';
+import { describeRedisStoreContract } from './redis-store.contract';
 
 let cluster: TestRedisCluster;
 const clients: RedisClient[] = [];
@@ -22,16 +23,15 @@ function client(): RedisClient {
   return c;
 }
 
-describeResultsStoreContract('Redis Cluster', async () => {
-  const store = new RedisResultsStore(client(), {
-    prefix: `{${cluster.prefix.slice(1, -1)}-${counter++}}`, retentionSeconds: 3600, fileRetentionSeconds: 0, idempotencySeconds: 600,
-    createSubscriber: () => client(),
+describeRedisStoreContract('Redis Cluster', () => {
+  const connection = client();
+  const store = new RedisStore(connection, {
+    prefix: `{${cluster.prefix.slice(1, -1)}-${counter++}}`, fileRetentionSeconds: 0, createSubscriber: () => client(),
   });
-  return { store, cleanup: () => store.close() };
+  return { store, connection, client };
 });
 
 it('refuses a cluster prefix without a hash tag', async () => {
-  const { redisTopologyOf } = await import('../src');
   expect(() => redisTopologyOf({ REDIS_URL: cluster.url, FALCONQ_REDIS_PREFIX: 'falconq', FALCONQ_REDIS_CLUSTER_NODES: cluster.env.FALCONQ_REDIS_CLUSTER_NODES }))
     .toThrow('FALCONQ_REDIS_PREFIX: with FALCONQ_REDIS_CLUSTER_NODES the prefix must start with a hash tag');
 });
