@@ -63,7 +63,10 @@ export class FilesService {
     return this.uploaded(file);
   }
 
-  /** A batch's output or error file: created when the batch finished, kept as long as the batch (its retention). */
+  /**
+   * A batch's output or error file: created when the batch finished, kept as long as the batch (its retention). Its
+   * size is measured once per state of the results (building the file is a read of every result), then remembered.
+   */
   private async batchFile(batch: BatchRecord, which: BatchFileKind): Promise<DescribedFile> {
     const createdAt = finishedAtOf(batch) ?? batch.createdAt;
     const bytes = await this.batchFileBytes(batch, which, createdAt);
