@@ -1,6 +1,7 @@
 import { createBullBoard } from '@bull-board/api';
 import { ExpressAdapter } from '@bull-board/express';
 import type { INestApplication } from '@nestjs/common';
+import { bullBoardAdapters } from '@app/queue';
 import { requireKeyMiddleware } from './auth/express-key-middleware';
 import { KeyAuthenticator } from './auth/key-authenticator';
 import { JOB_QUEUE, type JobQueue } from './infra/job-queue';
@@ -14,6 +15,6 @@ export const DASHBOARD_PATH = '/dashboard';
 export function mountDashboard(app: INestApplication): void {
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(DASHBOARD_PATH);
-  createBullBoard({ queues: app.get<JobQueue>(JOB_QUEUE).dashboardAdapters(), serverAdapter, options: { uiConfig: { boardTitle: 'falconq' } } });
+  createBullBoard({ queues: bullBoardAdapters(app.get<JobQueue>(JOB_QUEUE)), serverAdapter, options: { uiConfig: { boardTitle: 'falconq' } } });
   app.use(DASHBOARD_PATH, requireKeyMiddleware(app.get(KeyAuthenticator), { adminOnly: true, realm: 'falconq dashboard' }), serverAdapter.getRouter());
 }

@@ -1,8 +1,6 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import { GENERATE_QUEUE, PRIORITY, generateJobId, type GenerateJobData } from '@app/contracts';
 import { queueConnectionFor, type OwnedConnection, type QueueLocation } from './connection';
-import type { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
-import { bullBoardAdapters } from './dashboard';
 import { DEFAULT_ATTEMPTS, defaultGenerateJobOptions } from './job-options';
 
 export interface GenerateQueueOptions extends QueueLocation {
@@ -79,10 +77,6 @@ export class GenerateQueue {
       if (state === 'unknown' || (await this.queue.remove(jobId)) === 1) takenBack.push(index);
     });
     return takenBack.sort((a, b) => a - b);
-  }
-
-  dashboardAdapters(): BullMQAdapter[] {
-    return bullBoardAdapters(this);
   }
 
   async counts(): Promise<GenerateQueueCounts> {

@@ -1,5 +1,6 @@
 // What the store does on any Redis topology (one Redis, a Cluster with a hash-tag prefix): every class over one
 // connection, as the api uses them, plus the workers' view. Run it with describeRedisStoreContract(name, open).
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import type { BatchEvent, ItemErrorCode, ItemReport } from '@app/contracts';
 import type { RedisClient } from '@app/redis';
 import { ItemResults, RedisStore, type BatchItemInput, type BatchRecord, type CreateBatchOptions, type NewBatch } from '../src';
