@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { FINAL_BATCH_STATUSES } from '@app/contracts';
 import { batchOutputLines, finishedAtOf, type BatchRecord, type RedisStore, type StoredFile } from '@app/store';
 import { ApiError } from '../http/api-error';
 import { canSee, type Principal } from '../auth/principal';
@@ -124,7 +125,7 @@ export class FilesService {
       for (const file of await this.store.files.list(owner, limit)) if (purpose === undefined || file.purpose === purpose) files.push(this.uploaded(file));
     }
     if (purpose === undefined || purpose === 'batch_output') {
-      const finished = await this.store.batches.list({ owner, kind: 'openai', statuses: ['completed', 'failed', 'expired', 'cancelled'], limit });
+      const finished = await this.store.batches.list({ owner, kind: 'openai', statuses: [...FINAL_BATCH_STATUSES], limit });
       for (const batch of finished.data) {
         if (outputFileIdOf(batch)) files.push(await this.batchFile(batch, 'output'));
         if (errorFileIdOf(batch)) files.push(await this.batchFile(batch, 'errors'));
