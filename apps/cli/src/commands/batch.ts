@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { isFinalStatus, type BatchStatus } from '@app/store';
+import { isFinalStatus, type BatchStatus } from '@app/contracts';
 import { readServerConfig, type ServerConfig } from '../config/server.config';
 
 // `falconq batch submit|estimate|status|watch|results|cancel`: a running falconq's OpenAI batch routes from the terminal.
