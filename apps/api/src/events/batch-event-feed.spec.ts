@@ -12,8 +12,8 @@ function batch(status: BatchRecord['status'], completed: number): BatchRecord {
 function racingStore(script: { items: BatchEvent[]; batch: BatchRecord }[]) {
   let step = 0;
   return {
-    itemEventsSince: async (_: string, position: number) => script[Math.min(step, script.length - 1)].items.slice(position),
-    getBatch: async () => script[Math.min(step++, script.length - 1)].batch,
+    events: { itemEventsSince: async (_: string, position: number) => script[Math.min(step, script.length - 1)].items.slice(position) },
+    batches: { get: async () => script[Math.min(step++, script.length - 1)].batch },
   };
 }
 
@@ -41,11 +41,13 @@ describe('BatchEventFeed', () => {
   it('keeps the stream open when Redis fails, and reads on at the next wake-up', async () => {
     let down = true;
     const store = {
-      itemEventsSince: async (_: string, position: number) => {
-        if (down) throw new Error('Connection is closed.');
-        return [item(0), item(1)].slice(position);
+      events: {
+        itemEventsSince: async (_: string, position: number) => {
+          if (down) throw new Error('Connection is closed.');
+          return [item(0), item(1)].slice(position);
+        },
       },
-      getBatch: async () => batch('completed', 2),
+      batches: { get: async () => batch('completed', 2) },
     };
     const sent: BatchEvent[] = [];
     let ended = false;
