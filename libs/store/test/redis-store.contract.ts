@@ -45,6 +45,20 @@ async function waitFor<T>(probe: () => T | undefined, timeoutMs = 2000): Promise
   }
 }
 
+/** Creates the batch and returns it; throws when the store refused it. */
+export async function createdBatch(store: RedisStore, batch: NewBatch, options?: CreateBatchOptions): Promise<BatchRecord> {
+  const outcome = await store.batches.create(batch, options);
+  if (!('created' in outcome)) throw new Error(`not created: ${JSON.stringify(outcome)}`);
+  return outcome.created;
+}
+
+/** A batch created and moved to in_progress, as the api leaves it once its jobs are queued. */
+export async function runningBatch(store: RedisStore, overrides: Partial<NewBatch> = {}, size = 3): Promise<BatchRecord> {
+  const created = await createdBatch(store, newBatch(overrides, size));
+  await store.batches.markInProgress(created.id);
+  return created;
+}
+
 export interface StoreUnderTest {
   store: RedisStore;
   /** The store's own connection (for TTLs and index sizes). */
@@ -66,17 +80,8 @@ export function describeRedisStoreContract(name: string, open: () => StoreUnderT
       await store.close();
     });
 
-    async function create(batch: NewBatch, options?: CreateBatchOptions): Promise<BatchRecord> {
-      const outcome = await store.batches.create(batch, options);
-      if (!('created' in outcome)) throw new Error(`not created: ${JSON.stringify(outcome)}`);
-      return outcome.created;
-    }
-
-    async function startedBatch(overrides: Partial<NewBatch> = {}, size = 3) {
-      const created = await create(newBatch(overrides, size));
-      await store.batches.markInProgress(created.id);
-      return created;
-    }
+    const create = (batch: NewBatch, options?: CreateBatchOptions) => createdBatch(store, batch, options);
+    const startedBatch = (overrides: Partial<NewBatch> = {}, size = 3) => runningBatch(store, overrides, size);
 
     it('creates a batch in validating, then moves it to in_progress', async () => {
       const created = await create(newBatch());

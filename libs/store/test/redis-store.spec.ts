@@ -2,8 +2,8 @@
 // its prefix, script reloads after SCRIPT FLUSH, staging keys, the rate limiter).
 import { Redis } from 'ioredis';
 import { startTestRedis, type TestRedis } from '../../../test/support/redis';
-import { RedisRateLimiter, RedisStore, type BatchRecord, type CreateBatchOptions, type NewBatch } from '../src';
-import { describeRedisStoreContract, newBatch, succeeded } from './redis-store.contract';
+import { RedisRateLimiter, RedisStore, type CreateBatchOptions, type NewBatch } from '../src';
+import { createdBatch, describeRedisStoreContract, newBatch, runningBatch, succeeded } from './redis-store.contract';
 
 let redis: TestRedis;
 const clients: Redis[] = [];
@@ -42,17 +42,8 @@ describe('RedisStore on one Redis', () => {
     await store.close();
   });
 
-  async function create(batch: NewBatch, options?: CreateBatchOptions): Promise<BatchRecord> {
-    const outcome = await store.batches.create(batch, options);
-    if (!('created' in outcome)) throw new Error(`not created: ${JSON.stringify(outcome)}`);
-    return outcome.created;
-  }
-
-  async function startedBatch(overrides: Partial<NewBatch> = {}, size = 3) {
-    const created = await create(newBatch(overrides, size));
-    await store.batches.markInProgress(created.id);
-    return created;
-  }
+  const create = (batch: NewBatch, options?: CreateBatchOptions) => createdBatch(store, batch, options);
+  const startedBatch = (overrides: Partial<NewBatch> = {}, size = 3) => runningBatch(store, overrides, size);
 
   it('claims an Idempotency-Key only with a created batch: a refused creation leaves the key free', async () => {
     await create(newBatch({ owner: 'tenant-full' }, 1), { maxInFlight: 1 });
