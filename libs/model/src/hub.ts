@@ -91,11 +91,25 @@ export class HubDownloader {
     return body.siblings;
   }
 
-  private async request(url: string, extraHeaders: Record<string, string>): Promise<Response> {
-    try {
-      return await fetch(url, { headers: this.headers(extraHeaders), redirect: 'manual', signal: this.options.signal });
-    } catch (error) {
-      throw new Error(`${url}: ${(error as Error).message}${(error as { cause?: Error }).cause ? ` (${(error as { cause: Error }).cause.message})` : ''}`);
+  private request(url: string, extraHeaders: Record<string, string>): Promise<Response> {
+    return this.send(url, this.headers(extraHeaders));
+  }
+
+  /**
+   * One GET, tried again (twice, after 0.2 s and 1 s) when the connection itself fails, e.g. a reset keep-alive
+   * socket: every request here is an idempotent GET. HTTP errors are answers, not retried.
+   */
+  private async send(url: string | URL, headers: Record<string, string>): Promise<Response> {
+    const delays = [200, 1000];
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fetch(url, { headers, redirect: 'manual', signal: this.options.signal });
+      } catch (error) {
+        if (this.options.signal?.aborted || attempt >= delays.length) {
+          throw new Error(`${String(url)}: ${(error as Error).message}${(error as { cause?: Error }).cause ? ` (${(error as { cause: Error }).cause.message})` : ''}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
+      }
     }
   }
 
@@ -120,7 +134,7 @@ export class HubDownloader {
       if (!location || hops > 5) throw new Error(`${url}: bad redirect (HTTP ${response.status})`);
       const next = new URL(location, url);
       const sameHost = next.host === new URL(this.endpoint).host;
-      response = await fetch(next, { headers: { ...(sameHost ? this.headers() : {}), ...(offset > 0 ? { range: `bytes=${offset}-` } : {}) }, redirect: 'manual', signal: this.options.signal });
+      response = await this.send(next, { ...(sameHost ? this.headers() : {}), ...(offset > 0 ? { range: `bytes=${offset}-` } : {}) });
       linkedEtag ??= response.headers.get('x-linked-etag') ?? undefined;
     }
     if (response.status === 416 && expectedSize !== undefined && offset === expectedSize) {
