@@ -9,7 +9,7 @@
 // prefills and decodes single steps through it too, so one session (one copy of the weights) serves everything.
 import type { DecodeLoopIoNames, FalconShape, ModelIoNames } from './manifest';
 import type { FalconGraph } from './graph';
-import { graphAttribute, int, type InitializerSpec, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
+import { floatTensor, graphAttribute, int, int32Tensor, int64Tensor, type InitializerSpec, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
 
 export const DECODE_LOOP_FILE = 'decode-loop.onnx';
 
@@ -43,24 +43,6 @@ export interface DecodeLoopGraph {
   inlineInitializers: InitializerSpec[];
   /** How many top candidates the in-graph sampler draws from (rows with a larger top_k decode one step at a time). */
   candidates: number;
-}
-
-function int64Tensor(name: string, values: number[], dims: number[]): InitializerSpec {
-  const raw = Buffer.alloc(values.length * 8);
-  values.forEach((v, i) => raw.writeBigInt64LE(BigInt(v), i * 8));
-  return { name, dataType: TensorDataType.INT64, dims, raw };
-}
-
-function int32Tensor(name: string, values: number[], dims: number[]): InitializerSpec {
-  const raw = Buffer.alloc(values.length * 4);
-  values.forEach((v, i) => raw.writeInt32LE(v, i * 4));
-  return { name, dataType: TensorDataType.INT32, dims, raw };
-}
-
-function floatTensor(name: string, values: number[], dims: number[]): InitializerSpec {
-  const raw = Buffer.alloc(values.length * 4);
-  values.forEach((v, i) => raw.writeFloatLE(v, i * 4));
-  return { name, dataType: TensorDataType.FLOAT, dims, raw };
 }
 
 const BODY_PREFIX = 'body.';

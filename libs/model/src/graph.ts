@@ -2,7 +2,7 @@
 // LayerNormalization/SkipLayerNormalization, exact Gelu, MatMulNBits (int4) or MatMul (fp), in-graph gather of each
 // row's last real token (§6.4, right padding) and a TopK per vocabulary group over its logits.
 import type { ActivationDType, FalconShape, ModelIoNames, WeightDType } from './manifest';
-import { float, int, type InitializerSpec, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
+import { float, int, type InitializerSpec, int64Tensor, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
 
 export const DEFAULT_TOP_K = 64;
 
@@ -126,12 +126,6 @@ export interface FalconGraph {
   inlineInitializers: InitializerSpec[];
   jobs: WeightJob[];
   io: ModelIoNames;
-}
-
-function int64Tensor(name: string, values: number[], dims: number[]): InitializerSpec {
-  const raw = Buffer.alloc(values.length * 8);
-  values.forEach((v, i) => raw.writeBigInt64LE(BigInt(v), i * 8));
-  return { name, dataType: TensorDataType.INT64, dims, raw };
 }
 
 export function buildFalconGraph(options: GraphOptions): FalconGraph {

@@ -134,3 +134,16 @@ export const int = (value: number): AttributeValue => ({ int: value });
 export const float = (value: number): AttributeValue => ({ float: value });
 export const ints = (value: number[]): AttributeValue => ({ ints: value });
 export const graphAttribute = (value: GraphSpec): AttributeValue => ({ graph: value });
+
+/** Inline initializers of small constants (little-endian raw data). */
+function inlineTensor(name: string, dataType: TensorDataType, bytesPer: number, write: (raw: Buffer, value: number, offset: number) => void, values: number[], dims: number[]): InitializerSpec {
+  const raw = Buffer.alloc(values.length * bytesPer);
+  values.forEach((value, i) => write(raw, value, i * bytesPer));
+  return { name, dataType, dims, raw };
+}
+export const int64Tensor = (name: string, values: number[], dims: number[]): InitializerSpec =>
+  inlineTensor(name, TensorDataType.INT64, 8, (raw, value, offset) => raw.writeBigInt64LE(BigInt(value), offset), values, dims);
+export const int32Tensor = (name: string, values: number[], dims: number[]): InitializerSpec =>
+  inlineTensor(name, TensorDataType.INT32, 4, (raw, value, offset) => raw.writeInt32LE(value, offset), values, dims);
+export const floatTensor = (name: string, values: number[], dims: number[]): InitializerSpec =>
+  inlineTensor(name, TensorDataType.FLOAT, 4, (raw, value, offset) => raw.writeFloatLE(value, offset), values, dims);
