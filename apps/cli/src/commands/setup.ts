@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { readCudaHostConfig } from '../config/cuda.config';
 import { CUDA_13_PROVIDER_PACKAGE, CudaSetupError, cudaReadiness, detectCudaMajor, hostLibraryFacts, installCuda12Provider, installCuda13Provider } from '@app/engine';
 
 interface SetupCudaFlags {
@@ -26,7 +27,7 @@ export function registerSetupCommands(program: Command): void {
 /** Returns the exit code: 0 when the CUDA EP should load, 1 otherwise (every problem printed with its fix). */
 export function setupCuda(flags: SetupCudaFlags, print: (line: string) => void): number {
   if (!['auto', '12', '13', undefined].includes(flags.cuda)) throw new Error(`--cuda ${String(flags.cuda)}: expected auto, 12 or 13`);
-  const facts = hostLibraryFacts();
+  const facts = hostLibraryFacts(readCudaHostConfig().ldLibraryPath);
   const major = flags.cuda && flags.cuda !== 'auto' ? (Number(flags.cuda) as 12 | 13) : detectCudaMajor(facts) ?? (flags.from ? 13 : undefined);
   if (!flags.check) {
     if (major === 12) {

@@ -53,8 +53,9 @@ export interface LibraryFacts {
   exists(file: string): boolean;
 }
 
-export function hostLibraryFacts(env: NodeJS.ProcessEnv = process.env): LibraryFacts {
-  const loaderDirs = (env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
+/** `ldLibraryPath`: the LD_LIBRARY_PATH the caller's config read. */
+export function hostLibraryFacts(ldLibraryPath: string | undefined): LibraryFacts {
+  const loaderDirs = (ldLibraryPath ?? '').split(':').filter(Boolean);
   const cached = new Set<string>();
   try {
     const listing = execFileSync('ldconfig', ['-p'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
@@ -183,7 +184,7 @@ export interface CudaReadiness {
 }
 
 /** What stands between this host and a CUDA session, with the fix for each. */
-export function cudaReadiness(facts: LibraryFacts = hostLibraryFacts(), bindingDir = onnxruntimeBindingDir(), ortVersion = installedOnnxruntimeVersion()): CudaReadiness {
+export function cudaReadiness(facts: LibraryFacts, bindingDir = onnxruntimeBindingDir(), ortVersion = installedOnnxruntimeVersion()): CudaReadiness {
   const problems: string[] = [];
   const versionMatches = ortVersion === CUDA_PROVIDER_ORT_VERSION;
   if (!versionMatches) {
