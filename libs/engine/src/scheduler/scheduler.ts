@@ -1,13 +1,21 @@
-// Continuous batching over a fixed number of rows (slots). Each step: at most one bounded prefill run (newcomers,
-// or one chunk of a long prompt), then one decode run for every live row. Finished rows leave at once and waiting
-// sequences take their rows on the next step. Pure: the model is a ForwardRunner.
+// Continuous batching over a fixed number of rows (slots), in three parts glued here, one step at a time:
+// - the planner (step-plan.ts, pure) decides each model run from the batch's state: at most one bounded prefill run
+//   (newcomers, or one chunk of a long prompt), then one decode run for every live row (one step, or several in a
+//   decode-loop run);
+// - the runner executes a plan (execute-plan.ts over a ForwardRunner) and returns raw per-row results;
+// - the output processor (output-processor.ts) turns each row's result into accepted tokens: token choice, stops,
+//   streaming, results.
+// This class owns the state between them: waiting sequences, rows, prompt progress, cancels and counters. Finished
+// rows leave at once and waiting sequences take their rows on the next step.
 
-import type { EngineStats, GenerationParams, GenerationResult, TokenEvent, TokenLogprob } from '../api';
-import { fitsInGraphSampler, needsFullLogits, TokenSampler } from '../sampling/sampler';
-import { tokenLogprob } from '../sampling/logprobs';
-import type { RowScores } from '../sampling/candidates';
-import { SequenceStopper, type TextDecoder } from '../stopping';
-import type { ChunkEntry, ForwardRunner, RowOutput, RowToken, RowTokens } from './forward-runner';
+import type { EngineStats } from '../api';
+import type { TextDecoder } from '../stopping';
+import { executePlan, type RunResult } from './execute-plan';
+import type { ForwardRunner } from './forward-runner';
+import { OutputProcessor, type RequestOutput, type RequestSink, type RowUpdate, type ScheduledRequest, type SequenceOutput } from './output-processor';
+import { planDecode, planPrefill, type BatchView, type DecodePlan, type PlannerConfig, type PrefillPlan, type SlotState } from './step-plan';
+
+export type { RequestSink, ScheduledRequest } from './output-processor';
 
 export interface SchedulerOptions {
   /** Upper bound of prompt tokens (padding included) in one prefill run. */
@@ -35,52 +43,18 @@ export interface SchedulerOptions {
   now?: () => number;
 }
 
-export interface ScheduledRequest {
-  id: string;
-  /** Token ids to prefill (already fitted to the context). */
-  promptIds: number[];
-  /** Prepended to each text when params.returnFullText. */
-  promptText: string;
-  params: GenerationParams;
-  /** Seed used when params.seed is absent. */
-  fallbackSeed: number;
-  submittedAt: number;
-}
-
-export interface RequestSink {
-  onToken?(event: TokenEvent): void;
-  onDone(result: GenerationResult): void;
-}
-
 type Phase = 'waiting' | 'prefilling' | 'decoding' | 'done';
 
-interface Sequence {
+/** A sequence's place in the batch (what the planner reads), and its output state (the output processor's). */
+interface Sequence extends Omit<SlotState, 'phase'> {
   request: RequestState;
-  index: number;
   phase: Phase;
-  row: number;
-  /** Prompt tokens already in this row's KV cache. */
-  prefilled: number;
-  /** Scheduler step at which the sequence took its row. */
-  admittedAtStep: number;
-  /** The token to feed on the next decode step. */
-  pending: number;
-  needsFull: boolean;
-  /** The decode-loop graph can choose this sequence's tokens (fitsInGraphSampler). */
-  fitsGraphSampler: boolean;
-  sampler: TokenSampler;
-  stopper: SequenceStopper;
-  seen: Set<number>;
-  /** With params.logprobs: one entry per accepted token. */
-  logprobs?: TokenLogprob[];
+  output: SequenceOutput;
 }
 
 interface RequestState {
-  spec: ScheduledRequest;
-  sink: RequestSink;
+  output: RequestOutput;
   sequences: Sequence[];
-  firstTokenAt?: number;
-  cancelled: boolean;
 }
 
 export class Scheduler {
@@ -89,6 +63,8 @@ export class Scheduler {
   private readonly freeRows: number[];
   private readonly requests = new Map<string, RequestState>();
   private readonly pendingCancels: RequestState[] = [];
+  private readonly planner: PlannerConfig;
+  private readonly processor: OutputProcessor;
   private stepping = false;
   private readonly now: () => number;
   private readonly counters = {
@@ -112,9 +88,27 @@ export class Scheduler {
   ) {
     this.freeRows = Array.from({ length: runner.rows }, (_, row) => runner.rows - 1 - row);
     this.now = options.now ?? (() => performance.now());
+    this.planner = {
+      joinMode: runner.joinMode,
+      rows: runner.rows,
+      contextLength: runner.contextLength,
+      decodeLoop: runner.decodeChunk !== undefined,
+      prefillChunkTokens: options.prefillChunkTokens,
+      joinGroup: options.joinGroup,
+      joinMaxWaitSteps: options.joinMaxWaitSteps,
+      forceFullLogits: options.forceFullLogits,
+      decodeChunkSteps: options.decodeChunkSteps,
+      decodeChunkMinSteps: options.decodeChunkMinSteps,
+    };
+    this.processor = new OutputProcessor({
+      eosId: options.eosId,
+      decoder: options.decoder,
+      graphTopK: runner.graphTopK,
+      graphCandidates: runner.chunkCandidates ?? 0,
+      forceFullLogits: options.forceFullLogits,
+      now: this.now,
+    });
   }
-
-  private readonly textOfToken = (token: number): string => this.options.decoder.decode([token]);
 
   has(id: string): boolean {
     return this.requests.has(id);
@@ -126,24 +120,21 @@ export class Scheduler {
 
   enqueue(spec: ScheduledRequest, sink: RequestSink): void {
     if (this.requests.has(spec.id)) throw new Error(`request ${spec.id} is already in flight`);
-    const { params } = spec;
-    const seed = params.seed ?? spec.fallbackSeed;
-    const request: RequestState = { spec, sink, sequences: [], cancelled: false };
-    for (let index = 0; index < params.numReturnSequences; index++) {
+    const request: RequestState = { output: this.processor.open(spec, sink), sequences: [] };
+    for (const output of request.output.sequences) {
       const sequence: Sequence = {
         request,
-        index,
+        output,
         phase: 'waiting',
         row: -1,
+        prompt: spec.promptIds,
         prefilled: 0,
         admittedAtStep: 0,
+        generated: 0,
+        maxNewTokens: spec.params.maxNewTokens,
         pending: -1,
-        needsFull: this.options.forceFullLogits || needsFullLogits(params, this.runner.graphTopK),
-        fitsGraphSampler: fitsInGraphSampler(params, this.runner.chunkCandidates ?? 0),
-        sampler: new TokenSampler(params, seed, index),
-        stopper: new SequenceStopper(this.options.decoder, params, this.options.eosId),
-        seen: new Set(spec.promptIds),
-        logprobs: params.logprobs === undefined ? undefined : [],
+        needsFullLogits: output.needsFullLogits,
+        fitsGraphSampler: output.fitsGraphSampler,
       };
       request.sequences.push(sequence);
       this.waiting.push(sequence);
@@ -157,8 +148,8 @@ export class Scheduler {
    */
   cancel(id: string): boolean {
     const request = this.requests.get(id);
-    if (!request || request.cancelled) return request !== undefined;
-    request.cancelled = true;
+    if (!request || request.output.cancelled) return request !== undefined;
+    request.output.cancelled = true;
     this.counters.cancelledRequests += 1;
     if (this.stepping) this.pendingCancels.push(request);
     else this.applyCancel(request);
@@ -168,7 +159,7 @@ export class Scheduler {
   private applyCancel(request: RequestState): void {
     for (const sequence of request.sequences) {
       if (sequence.phase === 'done') continue;
-      sequence.stopper.finish('cancelled');
+      this.processor.cancel(sequence.output);
       this.finishSequence(sequence);
     }
   }
@@ -176,28 +167,28 @@ export class Scheduler {
   stats(): EngineStats {
     return {
       activeSequences: this.live.size,
-      waitingRequests: new Set(this.waiting.map((sequence) => sequence.request.spec.id)).size,
+      waitingRequests: new Set(this.waiting.map((sequence) => sequence.request.output.spec.id)).size,
       slots: this.runner.rows,
       ...this.counters,
     };
   }
 
-  /** One scheduling step. Returns false when there was nothing to do. Steps must not overlap. */
+  /** One scheduling step: admit, plan -> execute -> process each run, update. Returns false when there was nothing to do. Steps must not overlap. */
   async step(): Promise<boolean> {
     if (this.idle) return false;
     if (this.stepping) throw new Error('scheduler: step() called while a step is running');
     this.stepping = true;
     try {
       this.counters.steps += 1;
-      if (this.runner.joinMode === 'prefill') {
-        this.admit();
-        await this.prefillOnce();
-      } else {
-        await this.startDeviceBatchIfEmpty();
-        this.admit();
-      }
+      // joinMode decode: a prefill run only starts a batch, so newcomers take rows then only if the batch is empty;
+      // the others join after it (fed their prompts through decode).
+      if (this.runner.joinMode === 'prefill' || this.live.size === 0) this.admit();
+      const prefill = planPrefill(this.view(), this.planner);
+      if (prefill) await this.prefill(prefill);
+      if (this.runner.joinMode === 'decode') this.admit();
       this.applyPendingCancels();
-      await this.decodeOnce();
+      const decode = planDecode(this.view(), this.planner);
+      if (decode) await this.decode(decode);
     } finally {
       this.stepping = false;
       this.applyPendingCancels();
@@ -209,7 +200,9 @@ export class Scheduler {
     for (const request of this.pendingCancels.splice(0)) this.applyCancel(request);
   }
 
-  // --- admission and prefill ---
+  private view(): BatchView {
+    return { step: this.counters.steps, live: [...this.live.values()] as SlotState[], waiting: this.waiting.length };
+  }
 
   private admit(): void {
     if (this.options.admission === 'static' && this.live.size > 0) return;
@@ -222,179 +215,69 @@ export class Scheduler {
     }
   }
 
-  /** joinMode prefill: one bounded prefill run: the next chunk of a long prompt, or a group of fresh short prompts. */
-  private async prefillOnce(): Promise<void> {
-    const budget = this.options.prefillChunkTokens;
-    const prefilling = [...this.live.values()].filter((sequence) => sequence.phase === 'prefilling');
-    const midway = prefilling.find((sequence) => sequence.prefilled > 0);
-    if (midway) {
-      const chunk = promptOf(midway).slice(midway.prefilled, midway.prefilled + budget);
-      const output = await this.timedPrefill(() => this.runner.extend({ row: midway.row, tokens: chunk }, this.wantsFull([midway])));
-      this.afterPrefill(midway, chunk.length, output);
+  // --- runs: execute a plan, hand each row's result to the output processor, update the batch ---
+
+  private async prefill(plan: PrefillPlan): Promise<void> {
+    const sequences = this.sequencesOf(plan);
+    const result = await this.timed(plan, () => executePlan(this.runner, plan));
+    const { rows } = scoresOf(result);
+    plan.rows.forEach((entry, i) => {
+      const sequence = sequences[i];
+      if (sequence.phase === 'done' || sequence.request.output.cancelled) return;
+      this.advancePrompt(sequence, entry.tokens.length);
+      if (entry.completesPrompt) this.update(sequence, this.processor.fromScores(sequence.output, rows[i]));
+    });
+  }
+
+  private async decode(plan: DecodePlan): Promise<void> {
+    const sequences = this.sequencesOf(plan);
+    const graphSampling = plan.steps > 1 ? sequences.map((sequence) => this.processor.graphSampling(sequence.output, plan.steps)) : [];
+    const result = await this.timed(plan, () => executePlan(this.runner, plan, graphSampling));
+    if (result.kind === 'tokens') {
+      sequences.forEach((sequence, i) => this.update(sequence, this.processor.fromGraph(sequence.output, result.rows[i])));
       return;
     }
-    const group: Sequence[] = [];
-    let longest = 0;
-    for (const sequence of prefilling) {
-      const length = promptOf(sequence).length;
-      if (group.length === 0 && length > budget) {
-        const chunk = promptOf(sequence).slice(0, budget);
-        const [output] = await this.timedPrefill(() => this.runner.prefill([prefillEntry(sequence, chunk)], this.wantsFull([sequence])));
-        this.afterPrefill(sequence, chunk.length, output);
-        return;
-      }
-      if ((group.length + 1) * Math.max(longest, length) > budget) break;
-      group.push(sequence);
-      longest = Math.max(longest, length);
-    }
-    if (group.length === 0 || this.deferJoin(group, prefilling.length)) return;
-    const entries: RowTokens[] = group.map((sequence) => prefillEntry(sequence));
-    const outputs = await this.timedPrefill(() => this.runner.prefill(entries, this.wantsFull(group)));
-    group.forEach((sequence, i) => this.afterPrefill(sequence, entries[i].tokens.length, outputs[i]));
+    plan.rows.forEach((entry, i) => {
+      const sequence = sequences[i];
+      if (sequence.request.output.cancelled) return;
+      if (entry.promptToken) this.advancePrompt(sequence, 1);
+      if (entry.choice === 'host') this.update(sequence, this.processor.fromScores(sequence.output, result.rows[i]));
+    });
   }
 
-  /** Whether `group` (all of the `candidates` newcomers, or as many as the budget allows) should wait for more. */
-  private deferJoin(group: Sequence[], candidates: number): boolean {
-    const decoding = [...this.live.values()].some((sequence) => sequence.phase === 'decoding');
-    if (!decoding || group.length < candidates) return false;
-    const oldest = Math.min(...group.map((sequence) => sequence.admittedAtStep));
-    return group.length < (this.options.joinGroup ?? 1) && this.counters.steps - oldest < (this.options.joinMaxWaitSteps ?? 0);
+  private sequencesOf(plan: PrefillPlan | DecodePlan): Sequence[] {
+    return plan.rows.map(({ row }) => this.live.get(row) as Sequence);
   }
 
-  /**
-   * joinMode decode: a batch starts only when no row is live: every waiting sequence whose prompt fits the token budget
-   * (rows x longest prompt, padding included) is prefilled in one run; the others join through decode.
-   */
-  private async startDeviceBatchIfEmpty(): Promise<void> {
-    if (this.live.size > 0 || this.waiting.length === 0) return;
-    this.admit();
-    const perRowBudget = Math.floor(this.options.prefillChunkTokens / this.runner.rows);
-    const group = [...this.live.values()].filter((sequence) => promptOf(sequence).length <= perRowBudget);
-    if (group.length === 0) return;
-    const entries = group.map((sequence) => prefillEntry(sequence));
-    const outputs = await this.timedPrefill(() => this.runner.prefill(entries, this.wantsFull(group)));
-    group.forEach((sequence, i) => this.afterPrefill(sequence, entries[i].tokens.length, outputs[i]));
-  }
-
-  private afterPrefill(sequence: Sequence, tokens: number, output: RowOutput): void {
-    if (sequence.phase === 'done' || sequence.request.cancelled) return;
+  /** `tokens` more of the sequence's prompt are in its row's cache; with the last of them it starts decoding. */
+  private advancePrompt(sequence: Sequence, tokens: number): void {
     this.counters.promptTokens += tokens;
     sequence.prefilled += tokens;
-    if (sequence.prefilled < promptOf(sequence).length) return;
-    sequence.phase = 'decoding';
-    this.sampleAndAccept(sequence, output);
+    if (sequence.prefilled === sequence.prompt.length) sequence.phase = 'decoding';
   }
 
-  // --- decode ---
+  private update(sequence: Sequence, update: RowUpdate): void {
+    this.counters.generatedTokens += update.accepted;
+    sequence.generated += update.accepted;
+    if (update.finished) this.finishSequence(sequence);
+    else if (update.accepted > 0) sequence.pending = update.token;
+  }
 
-  private async decodeOnce(): Promise<void> {
-    const feeding: Sequence[] = [];
-    const entries: RowToken[] = [];
-    for (const sequence of this.live.values()) {
-      if (sequence.phase === 'decoding') {
-        feeding.push(sequence);
-        entries.push({ row: sequence.row, token: sequence.pending });
-      } else if (sequence.phase === 'prefilling' && this.runner.joinMode === 'decode') {
-        // Prefill through decode: one prompt token per step at the row's own position.
-        feeding.push(sequence);
-        entries.push({ row: sequence.row, token: promptOf(sequence)[sequence.prefilled] });
-      }
-    }
-    if (entries.length === 0) return;
-    const chunkSteps = this.chunkStepsFor(feeding);
-    if (chunkSteps > 1) {
-      await this.decodeChunk(feeding, chunkSteps);
-      return;
-    }
-    const sampling = feeding.filter((sequence) => sequence.phase === 'decoding' || this.isLastPromptToken(sequence));
-    const fullLogits = this.wantsFull(sampling);
+  private async timed(plan: PrefillPlan | DecodePlan, run: () => Promise<RunResult>): Promise<RunResult> {
     const started = this.now();
-    const outputs = await this.runner.decode(entries, fullLogits);
-    this.counters.decodeMsTotal += this.now() - started;
-    this.counters.decodeSteps += 1;
-    this.counters.decodeRuns += 1;
-    this.counters.decodeRows += entries.length;
-    if (fullLogits) this.counters.fullLogitsSteps += 1;
-    feeding.forEach((sequence, i) => {
-      if (sequence.request.cancelled) return;
-      if (sequence.phase === 'decoding') this.sampleAndAccept(sequence, outputs[i]);
-      else this.afterPrefill(sequence, 1, outputs[i]);
-    });
-  }
-
-  /**
-   * How many steps the next decode run may take in one go: 1 unless the runner has a decode loop and every row fits
-   * its sampler; never more than the longest remaining budget, nor past any row's context.
-   */
-  private chunkStepsFor(feeding: Sequence[]): number {
-    const wanted = this.options.decodeChunkSteps ?? 1;
-    if (wanted <= 1 || !this.runner.decodeChunk || this.options.forceFullLogits) return 1;
-    let remaining = 0;
-    let firstToFinish = Infinity;
-    let room = Infinity;
-    for (const sequence of feeding) {
-      if (sequence.phase !== 'decoding' || !sequence.fitsGraphSampler) return 1;
-      const generated = sequence.stopper.tokens.length;
-      const left = sequence.request.spec.params.maxNewTokens - generated;
-      remaining = Math.max(remaining, left);
-      firstToFinish = Math.min(firstToFinish, left);
-      // Positions in the cache: the prompt and every generated token but the pending one.
-      room = Math.min(room, this.runner.contextLength - (promptOf(sequence).length + generated - 1));
+    const result = await run();
+    const ms = this.now() - started;
+    if (plan.kind === 'decode') {
+      this.counters.decodeMsTotal += ms;
+      this.counters.decodeSteps += plan.steps;
+      this.counters.decodeRuns += 1;
+      this.counters.decodeRows += plan.rows.length * plan.steps;
+      if (plan.fullLogits) this.counters.fullLogitsSteps += 1;
+    } else {
+      this.counters.prefillMsTotal += ms;
+      this.counters.prefillRuns += 1;
     }
-    let steps = Math.min(wanted, remaining, room);
-    // Someone is waiting for a row, or for the rest of its prompt's prefill (one chunk per step).
-    const joining = this.waiting.length > 0 || feeding.length < this.live.size;
-    if (joining) steps = Math.min(steps, Math.max(this.options.decodeChunkMinSteps ?? wanted, firstToFinish));
-    return Math.max(1, steps);
-  }
-
-  /** Several decode steps in one run; each row's tokens are accepted in order until it finishes. */
-  private async decodeChunk(feeding: Sequence[], steps: number): Promise<void> {
-    const entries: ChunkEntry[] = feeding.map((sequence) => ({
-      row: sequence.row,
-      token: sequence.pending,
-      sampling: sequence.sampler.loopSampling(steps, sequence.seen),
-    }));
-    const started = this.now();
-    const tokens = await (this.runner.decodeChunk as NonNullable<ForwardRunner['decodeChunk']>)(entries, steps);
-    this.counters.decodeMsTotal += this.now() - started;
-    this.counters.decodeSteps += steps;
-    this.counters.decodeRuns += 1;
-    this.counters.decodeRows += entries.length * steps;
-    feeding.forEach((sequence, i) => {
-      for (const token of tokens[i]) {
-        if (sequence.request.cancelled || sequence.phase === 'done') break;
-        this.accept(sequence, token);
-      }
-    });
-  }
-
-  private isLastPromptToken(sequence: Sequence): boolean {
-    return sequence.phase === 'prefilling' && sequence.prefilled === promptOf(sequence).length - 1;
-  }
-
-  private wantsFull(sequences: Sequence[]): boolean {
-    return this.options.forceFullLogits || sequences.some((sequence) => sequence.needsFull);
-  }
-
-  private sampleAndAccept(sequence: Sequence, output: RowOutput): void {
-    if (sequence.needsFull && !output.full) throw new Error('scheduler bug: a row needing full logits got only top-K');
-    const token = sequence.sampler.greedy && output.best !== undefined ? output.best : sequence.sampler.next(scoresOf(sequence, output), sequence.seen);
-    // Rows asking for logprobs never take the decode loop (fitsInGraphSampler): every token of theirs comes here.
-    if (sequence.logprobs) sequence.logprobs.push(tokenLogprob(output.full!, token, sequence.request.spec.params.logprobs!, this.textOfToken));
-    this.accept(sequence, token);
-  }
-
-  private accept(sequence: Sequence, token: number): void {
-    const request = sequence.request;
-    request.firstTokenAt ??= this.now();
-    this.counters.generatedTokens += 1;
-    sequence.seen.add(token);
-    const outcome = sequence.stopper.accept(token);
-    request.sink.onToken?.({ id: request.spec.id, sequence: sequence.index, token, text: outcome.text });
-    // The context bound needs no check of its own: prompt + maxNewTokens <= context is enforced on submit.
-    if (outcome.finishReason) this.finishSequence(sequence);
-    else sequence.pending = token;
+    return result;
   }
 
   // --- retirement ---
@@ -410,46 +293,14 @@ export class Scheduler {
     }
     sequence.phase = 'done';
     this.counters.finishedSequences += 1;
-    if (request.sequences.every((each) => each.phase === 'done')) this.completeRequest(request);
-  }
-
-  private completeRequest(request: RequestState): void {
-    this.requests.delete(request.spec.id);
-    const { spec } = request;
-    const end = this.now();
-    request.sink.onDone({
-      id: spec.id,
-      promptTokens: spec.promptIds.length,
-      sequences: request.sequences.map((sequence) => ({
-        text: spec.params.returnFullText ? spec.promptText + sequence.stopper.text : sequence.stopper.text,
-        tokens: [...sequence.stopper.tokens],
-        finishReason: sequence.stopper.finishReason ?? 'cancelled',
-        ...(sequence.logprobs ? { logprobs: sequence.logprobs } : {}),
-      })),
-      timeToFirstTokenMs: request.firstTokenAt === undefined ? -1 : request.firstTokenAt - spec.submittedAt,
-      totalMs: end - spec.submittedAt,
-    });
-  }
-
-  private async timedPrefill<T>(run: () => Promise<T>): Promise<T> {
-    const started = this.now();
-    const result = await run();
-    this.counters.prefillMsTotal += this.now() - started;
-    this.counters.prefillRuns += 1;
-    return result;
+    if (request.sequences.every((each) => each.phase === 'done')) {
+      this.requests.delete(request.output.spec.id);
+      this.processor.complete(request.output);
+    }
   }
 }
 
-function promptOf(sequence: Sequence): number[] {
-  return sequence.request.spec.promptIds;
-}
-
-/** A prefill of the sequence's row with `tokens` (its whole prompt, or a first chunk of it). */
-function prefillEntry(sequence: Sequence, tokens = promptOf(sequence)): RowTokens {
-  // The most tokens the row will hold: the prompt and every token the sequence may generate.
-  return { row: sequence.row, tokens, maxLength: promptOf(sequence).length + sequence.request.spec.params.maxNewTokens };
-}
-
-function scoresOf(sequence: Sequence, output: RowOutput): RowScores {
-  return sequence.needsFull && output.full ? { kind: 'full', logits: output.full } : { kind: 'top', ids: output.top.ids, logits: output.top.logits };
+function scoresOf(result: RunResult): Extract<RunResult, { kind: 'scores' }> {
+  if (result.kind !== 'scores') throw new Error('scheduler bug: a prefill run returned tokens');
+  return result;
 }

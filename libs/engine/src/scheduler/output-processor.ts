@@ -1,0 +1,173 @@
+// The output processor: what becomes of a row's raw run result. Per sequence it chooses the next token from the
+// run's scores (host sampler), or takes the tokens the decode-loop graph chose; applies the stop criteria (eos, stop
+// strings, max tokens); streams each token's text and hands the finished request its result. It never calls the
+// runner: rows, slots and the cache are the scheduler's.
+
+import type { GenerationParams, GenerationResult, TokenEvent, TokenLogprob } from '../api';
+import type { RowScores } from '../sampling/candidates';
+import { tokenLogprob } from '../sampling/logprobs';
+import { fitsInGraphSampler, needsFullLogits, TokenSampler } from '../sampling/sampler';
+import { SequenceStopper, type TextDecoder } from '../stopping';
+import type { RowOutput, RowSampling } from './forward-runner';
+
+export interface ScheduledRequest {
+  id: string;
+  /** Token ids to prefill (already fitted to the context). */
+  promptIds: number[];
+  /** Prepended to each text when params.returnFullText. */
+  promptText: string;
+  params: GenerationParams;
+  /** Seed used when params.seed is absent. */
+  fallbackSeed: number;
+  submittedAt: number;
+}
+
+export interface RequestSink {
+  onToken?(event: TokenEvent): void;
+  onDone(result: GenerationResult): void;
+}
+
+export interface OutputProcessorOptions {
+  eosId: number;
+  decoder: TextDecoder;
+  /** K of the runner's top_ids/top_logits outputs. */
+  graphTopK: number;
+  /** The most candidates the runner's in-graph sampler draws from; 0 without a decode loop. */
+  graphCandidates: number;
+  forceFullLogits: boolean;
+  now: () => number;
+}
+
+/** One request's output: its sequences and when its first token came. */
+export interface RequestOutput {
+  readonly spec: ScheduledRequest;
+  readonly sink: RequestSink;
+  readonly sequences: SequenceOutput[];
+  firstTokenAt?: number;
+  /** Set by a cancel: no further token of the request is accepted. */
+  cancelled: boolean;
+}
+
+/** One sequence's output state: its random stream, seen ids (repetition penalty), stops and text, logprobs. */
+export interface SequenceOutput {
+  readonly request: RequestOutput;
+  readonly index: number;
+  readonly sampler: TokenSampler;
+  readonly stopper: SequenceStopper;
+  readonly seen: Set<number>;
+  /** With params.logprobs: one entry per accepted token. */
+  readonly logprobs?: TokenLogprob[];
+  /** Its token choice needs the full logits row (needsFullLogits, or the engine forces full logits). */
+  readonly needsFullLogits: boolean;
+  /** The decode-loop graph can choose its tokens exactly as the host sampler would. */
+  readonly fitsGraphSampler: boolean;
+}
+
+/** What one row's run result did to its sequence. */
+export interface RowUpdate {
+  /** Tokens accepted (0 when the sequence was already cancelled). */
+  accepted: number;
+  /** The last token accepted (the next decode step's input), -1 if none. */
+  token: number;
+  /** The sequence has ended (eos, stop string, max tokens). */
+  finished: boolean;
+}
+
+export class OutputProcessor {
+  constructor(private readonly options: OutputProcessorOptions) {}
+
+  private readonly textOfToken = (token: number): string => this.options.decoder.decode([token]);
+
+  /** The output state of a new request: params.numReturnSequences sequences, each with its own random stream. */
+  open(spec: ScheduledRequest, sink: RequestSink): RequestOutput {
+    const { params } = spec;
+    const seed = params.seed ?? spec.fallbackSeed;
+    const request: RequestOutput = { spec, sink, sequences: [], cancelled: false };
+    for (let index = 0; index < params.numReturnSequences; index++) {
+      request.sequences.push({
+        request,
+        index,
+        sampler: new TokenSampler(params, seed, index),
+        stopper: new SequenceStopper(this.options.decoder, params, this.options.eosId),
+        seen: new Set(spec.promptIds),
+        logprobs: params.logprobs === undefined ? undefined : [],
+        needsFullLogits: this.options.forceFullLogits || needsFullLogits(params, this.options.graphTopK),
+        fitsGraphSampler: fitsInGraphSampler(params, this.options.graphCandidates),
+      });
+    }
+    return request;
+  }
+
+  /**
+   * How the next token of a sequence is chosen from one run's scores (the one place): greedy rows take the runner's
+   * top token; the others go through the host sampler, on the full logits when they need them, else on the top-K.
+   */
+  chooseToken(sequence: SequenceOutput, output: RowOutput): number {
+    if (sequence.needsFullLogits && !output.full) throw new Error('scheduler bug: a row needing full logits got only top-K');
+    if (sequence.sampler.greedy && output.best !== undefined) return output.best;
+    const scores: RowScores = sequence.needsFullLogits && output.full
+      ? { kind: 'full', logits: output.full }
+      : { kind: 'top', ids: output.top.ids, logits: output.top.logits };
+    return sequence.sampler.next(scores, sequence.seen);
+  }
+
+  /** The same choice for the next `steps` tokens, made inside a decode-loop run (draws the uniforms now, in order). */
+  graphSampling(sequence: SequenceOutput, steps: number): RowSampling {
+    return sequence.sampler.loopSampling(steps, sequence.seen);
+  }
+
+  /** A one-step run's scores for this sequence: chooses its next token and accepts it. */
+  fromScores(sequence: SequenceOutput, output: RowOutput): RowUpdate {
+    const token = this.chooseToken(sequence, output);
+    // Rows asking for logprobs never take the decode loop (fitsInGraphSampler): every token of theirs comes here.
+    if (sequence.logprobs) sequence.logprobs.push(tokenLogprob(output.full!, token, sequence.request.spec.params.logprobs!, this.textOfToken));
+    return this.accept(sequence, [token]);
+  }
+
+  /** The tokens a decode-loop run chose for this sequence: accepted in order until it finishes or is cancelled. */
+  fromGraph(sequence: SequenceOutput, tokens: readonly number[]): RowUpdate {
+    return this.accept(sequence, tokens);
+  }
+
+  /** Ends the sequence from outside (cancel): its text so far, nothing more streamed. */
+  cancel(sequence: SequenceOutput): void {
+    sequence.stopper.finish('cancelled');
+  }
+
+  /** Every sequence of the request has ended: hands it its result. */
+  complete(request: RequestOutput): void {
+    const { spec } = request;
+    const end = this.options.now();
+    request.sink.onDone({
+      id: spec.id,
+      promptTokens: spec.promptIds.length,
+      sequences: request.sequences.map((sequence) => ({
+        text: spec.params.returnFullText ? spec.promptText + sequence.stopper.text : sequence.stopper.text,
+        tokens: [...sequence.stopper.tokens],
+        finishReason: sequence.stopper.finishReason ?? 'cancelled',
+        ...(sequence.logprobs ? { logprobs: sequence.logprobs } : {}),
+      })),
+      timeToFirstTokenMs: request.firstTokenAt === undefined ? -1 : request.firstTokenAt - spec.submittedAt,
+      totalMs: end - spec.submittedAt,
+    });
+  }
+
+  /** Stop criteria and streaming, token by token. */
+  private accept(sequence: SequenceOutput, tokens: readonly number[]): RowUpdate {
+    const { request } = sequence;
+    const update: RowUpdate = { accepted: 0, token: -1, finished: false };
+    for (const token of tokens) {
+      // A cancel can come from a sink's callback, between two tokens of the same row.
+      if (request.cancelled || update.finished) break;
+      request.firstTokenAt ??= this.options.now();
+      sequence.seen.add(token);
+      const outcome = sequence.stopper.accept(token);
+      request.sink.onToken?.({ id: request.spec.id, sequence: sequence.index, token, text: outcome.text });
+      // The context bound needs no check of its own: prompt + maxNewTokens <= context is enforced on submit.
+      update.accepted += 1;
+      update.token = token;
+      update.finished = outcome.finishReason !== undefined;
+    }
+    return update;
+  }
+}
