@@ -1,0 +1,171 @@
+import { decodeRunSteps, planDecode, planPrefill, type BatchView, type PlannerConfig, type SlotState } from './step-plan';
+
+const range = (from: number, length: number) => Array.from({ length }, (_, i) => from + i);
+
+/** A live row: fresh (nothing in the cache yet) unless told otherwise. */
+function slot(row: number, prompt: number[], overrides: Partial<SlotState> = {}): SlotState {
+  return {
+    row,
+    phase: 'prefilling',
+    prompt,
+    prefilled: 0,
+    admittedAtStep: 1,
+    generated: 0,
+    maxNewTokens: 10,
+    pending: -1,
+    needsFullLogits: false,
+    fitsGraphSampler: true,
+    ...overrides,
+  };
+}
+
+/** A row that has its prompt in the cache and `generated` tokens out, the last of them pending. */
+function decoding(row: number, prompt: number[], generated: number, overrides: Partial<SlotState> = {}): SlotState {
+  return slot(row, prompt, { phase: 'decoding', prefilled: prompt.length, generated, pending: 100 + row, ...overrides });
+}
+
+const hostJoins: PlannerConfig = { joinMode: 'prefill', rows: 4, contextLength: 64, decodeLoop: false, prefillChunkTokens: 16, forceFullLogits: false };
+const deviceJoins: PlannerConfig = { ...hostJoins, joinMode: 'decode' };
+const looped: PlannerConfig = { ...hostJoins, decodeLoop: true, decodeChunkSteps: 8 };
+
+const batch = (live: SlotState[], overrides: Partial<BatchView> = {}): BatchView => ({ step: 1, live, waiting: 0, ...overrides });
+
+describe('planPrefill, joins by prefill', () => {
+  it('prefills fresh prompts together while rows x longest fits the budget; the rest wait for the next step', () => {
+    const plan = planPrefill(batch([slot(3, range(0, 5)), slot(2, range(0, 3)), slot(1, range(0, 6))]), hostJoins);
+    // 2 rows x 5 = 10 fit 16; a third (3 x 6 = 18) does not.
+    expect(plan).toEqual({
+      kind: 'prefill',
+      rows: [
+        { row: 3, tokens: range(0, 5), maxLength: 15, completesPrompt: true },
+        { row: 2, tokens: range(0, 3), maxLength: 13, completesPrompt: true },
+      ],
+      fullLogits: false,
+    });
+  });
+
+  it('starts a prompt longer than the budget with its first chunk, then extends it chunk by chunk before anything else', () => {
+    const long = range(0, 40);
+    expect(planPrefill(batch([slot(0, long), slot(1, [1, 2])]), hostJoins)).toEqual({
+      kind: 'prefill',
+      rows: [{ row: 0, tokens: range(0, 16), maxLength: 50, completesPrompt: false }],
+      fullLogits: false,
+    });
+    const midway = planPrefill(batch([slot(1, [1, 2]), slot(0, long, { prefilled: 32 })]), hostJoins);
+    expect(midway).toEqual({ kind: 'extend', rows: [{ row: 0, tokens: range(32, 8), completesPrompt: true }], fullLogits: false });
+  });
+
+  it('asks for the full logits when a row of the run needs them (or the engine forces them)', () => {
+    const rows = [slot(0, [1, 2]), slot(1, [3, 4], { needsFullLogits: true })];
+    expect(planPrefill(batch(rows), hostJoins)?.fullLogits).toBe(true);
+    expect(planPrefill(batch([rows[0]]), hostJoins)?.fullLogits).toBe(false);
+    expect(planPrefill(batch([rows[0]]), { ...hostJoins, forceFullLogits: true })?.fullLogits).toBe(true);
+  });
+
+  it('while rows decode, holds newcomers back until joinGroup of them wait or the oldest waited joinMaxWaitSteps', () => {
+    const grouped = { ...hostJoins, joinGroup: 3, joinMaxWaitSteps: 4 };
+    const running = decoding(0, [1, 2, 3], 2);
+    const two = [slot(1, [4, 5], { admittedAtStep: 5 }), slot(2, [6, 7], { admittedAtStep: 6 })];
+    expect(planPrefill(batch([running, ...two], { step: 8 }), grouped)).toBeUndefined();
+    expect(planPrefill(batch([running, ...two], { step: 9 }), grouped)?.rows.map((row) => row.row)).toEqual([1, 2]);
+    const three = [...two, slot(3, [8, 9], { admittedAtStep: 7 })];
+    expect(planPrefill(batch([running, ...three], { step: 7 }), grouped)?.rows.map((row) => row.row)).toEqual([1, 2, 3]);
+    // Nothing decodes: nobody to make wait.
+    expect(planPrefill(batch(two, { step: 6 }), grouped)?.rows.map((row) => row.row)).toEqual([1, 2]);
+  });
+
+  it('plans nothing without fresh rows', () => {
+    expect(planPrefill(batch([decoding(0, [1], 1)]), hostJoins)).toBeUndefined();
+    expect(planPrefill(batch([]), hostJoins)).toBeUndefined();
+  });
+});
+
+describe('planPrefill, joins through decode (device KV)', () => {
+  it('starts a batch with every fresh prompt that fits its per-row share of the budget (16 / 4 rows = 4 tokens)', () => {
+    const plan = planPrefill(batch([slot(3, [1, 2, 3, 4]), slot(2, range(0, 5)), slot(1, [7])]), deviceJoins);
+    expect(plan?.kind).toBe('prefill');
+    expect(plan?.rows.map((row) => row.row)).toEqual([3, 1]);
+  });
+
+  it('never prefills into a running batch', () => {
+    expect(planPrefill(batch([decoding(0, [1, 2], 1), slot(1, [3])]), deviceJoins)).toBeUndefined();
+    expect(planPrefill(batch([slot(0, range(0, 6), { prefilled: 2 }), slot(1, [3])]), deviceJoins)).toBeUndefined();
+  });
+});
+
+describe('planDecode', () => {
+  it('one step for every decoding row, each choosing its token on the host, with the full logits only if one of them needs them', () => {
+    const plan = planDecode(batch([decoding(2, [1], 1), slot(1, [5, 6]), decoding(0, [2, 3], 4, { needsFullLogits: true })]), hostJoins);
+    expect(plan).toEqual({
+      kind: 'decode',
+      rows: [
+        { row: 2, token: 102, promptToken: false, choice: 'host' },
+        { row: 0, token: 100, promptToken: false, choice: 'host' },
+      ],
+      steps: 1,
+      fullLogits: true,
+    });
+  });
+
+  it('joins through decode: feeds prefilling rows their next prompt token; only the last one chooses a token', () => {
+    const live = [decoding(0, [1], 1), slot(1, [5, 6, 7], { prefilled: 1, needsFullLogits: true }), slot(2, [8, 9], { prefilled: 1 })];
+    const plan = planDecode(batch(live), deviceJoins);
+    expect(plan?.rows).toEqual([
+      { row: 0, token: 100, promptToken: false, choice: 'host' },
+      { row: 1, token: 6, promptToken: true, choice: 'none' },
+      { row: 2, token: 9, promptToken: true, choice: 'host' },
+    ]);
+    // Row 1 needs full logits, but its output this step chooses nothing.
+    expect(plan?.fullLogits).toBe(false);
+  });
+
+  it('plans nothing when no row decodes', () => {
+    expect(planDecode(batch([slot(0, [1, 2])]), hostJoins)).toBeUndefined();
+  });
+
+  it('with a decode loop: one run of several steps, tokens chosen in the graph', () => {
+    const plan = planDecode(batch([decoding(0, [1, 2], 1, { maxNewTokens: 30 }), decoding(1, [3], 2, { maxNewTokens: 30 })]), looped);
+    expect(plan).toEqual({
+      kind: 'decode',
+      rows: [
+        { row: 0, token: 100, promptToken: false, choice: 'graph' },
+        { row: 1, token: 101, promptToken: false, choice: 'graph' },
+      ],
+      steps: 8,
+      fullLogits: false,
+    });
+  });
+});
+
+describe('decodeRunSteps', () => {
+  const rows = [decoding(0, range(0, 10), 3, { maxNewTokens: 20 }), decoding(1, range(0, 4), 1, { maxNewTokens: 6 })];
+
+  it('is 1 without a decode loop, with forced full logits, or when any row cannot be sampled in the graph or still prefills', () => {
+    expect(decodeRunSteps(batch(rows), { ...looped, decodeLoop: false }, rows)).toBe(1);
+    expect(decodeRunSteps(batch(rows), { ...looped, decodeChunkSteps: 1 }, rows)).toBe(1);
+    expect(decodeRunSteps(batch(rows), { ...looped, forceFullLogits: true }, rows)).toBe(1);
+    const wide = [rows[0], { ...rows[1], fitsGraphSampler: false }];
+    expect(decodeRunSteps(batch(wide), looped, wide)).toBe(1);
+    const prefilling = [rows[0], slot(1, [1, 2], { prefilled: 1 })];
+    expect(decodeRunSteps(batch(prefilling), { ...looped, joinMode: 'decode' }, prefilling)).toBe(1);
+  });
+
+  it('runs decodeChunkSteps, but no longer than the longest budget left nor past a row\'s context', () => {
+    expect(decodeRunSteps(batch(rows), looped, rows)).toBe(8);
+    // Budgets left: 20 - 18 = 2 and 6 - 5 = 1.
+    const ending = [{ ...rows[0], generated: 18 }, { ...rows[1], generated: 5 }];
+    expect(decodeRunSteps(batch(ending), looped, ending)).toBe(2);
+    // Row 0 holds 10 + 3 - 1 = 12 positions of a 16-token context: room for 4.
+    expect(decodeRunSteps(batch(rows), { ...looped, contextLength: 16 }, rows)).toBe(4);
+  });
+
+  it('while someone waits for a row, ends at the first row\'s budget, but runs at least decodeChunkMinSteps', () => {
+    // Row 1 has 5 tokens left.
+    expect(decodeRunSteps(batch(rows, { waiting: 1 }), looped, rows)).toBe(8);
+    expect(decodeRunSteps(batch(rows, { waiting: 1 }), { ...looped, decodeChunkMinSteps: 2 }, rows)).toBe(5);
+    expect(decodeRunSteps(batch(rows, { waiting: 1 }), { ...looped, decodeChunkMinSteps: 7 }, rows)).toBe(7);
+    // A live row still prefilling (it waits for the rest of its prompt) counts as waiting.
+    const withNewcomer = [...rows, slot(2, range(0, 40), { prefilled: 16 })];
+    expect(decodeRunSteps(batch(withNewcomer), { ...looped, decodeChunkMinSteps: 2 }, rows)).toBe(5);
+  });
+});
