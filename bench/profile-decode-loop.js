@@ -56,11 +56,16 @@ function feeds(steps) {
   const inRun = events.filter((event) => event.cat === 'Node' && event.name.endsWith('_kernel_time') && event.ts >= last.ts && event.ts <= last.ts + last.dur);
   const byOp = new Map();
   const byNode = new Map();
+  const byProvider = new Map();
+  const offDevice = new Map();
   for (const event of inRun) {
     const op = event.args?.op_name ?? '?';
     byOp.set(op, (byOp.get(op) ?? 0) + event.dur);
     const node = event.name.replace(/_kernel_time$/, '');
     byNode.set(node, (byNode.get(node) ?? 0) + event.dur);
+    const provider = event.args?.provider ?? '?';
+    byProvider.set(provider, (byProvider.get(provider) ?? 0) + event.dur);
+    if (ep !== 'cpu' && provider === 'CPUExecutionProvider') offDevice.set(`${node} (${op})`, (offDevice.get(`${node} (${op})`) ?? 0) + event.dur);
   }
   // Loop and If are containers: their time is their nodes' time (plus their own overhead, shown, not summed).
   const total = [...byOp.entries()].filter(([op]) => op !== 'Loop' && op !== 'If').reduce((sum, [, us]) => sum + us, 0);
@@ -68,6 +73,10 @@ function feeds(steps) {
   const top = (map, n) => [...map.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([name, us]) => `${(us / 1000 / K).toFixed(3).padStart(8)} ms/step  ${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`);
   console.log('per operator type:\n' + top(byOp, 20).join('\n'));
   console.log('slowest nodes:\n' + top(byNode, 15).join('\n'));
+  console.log('per provider:\n' + top(byProvider, 5).join('\n'));
+  console.log(`nodes on the CPU (${offDevice.size}):\n` + top(offDevice, 40).join('\n'));
+  // With CUDA_LAUNCH_BLOCKING=1 every kernel finishes before its node returns, so these host times are GPU times.
+  if (process.env.OUT) fs.writeFileSync(path.join(process.env.OUT, `profile-b${B}-k${K}${process.env.CUDA_LAUNCH_BLOCKING === '1' ? '-blocking' : ''}.json`), JSON.stringify({ byOp: Object.fromEntries(byOp), byNode: Object.fromEntries(byNode), byProvider: Object.fromEntries(byProvider) }));
   fs.rmSync(file, { force: true });
 })().catch((error) => {
   console.error('profile-decode-loop:', error.message);
