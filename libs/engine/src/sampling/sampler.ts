@@ -1,5 +1,4 @@
 import type { GenerationParams } from '../api';
-import type { RowSampling } from '../scheduler/forward-runner';
 import {
   applyRepetitionPenalty,
   applyTemperature,
@@ -36,6 +35,23 @@ export function needsFullLogits(params: GenerationParams, graphTopK: number): bo
 export function fitsInGraphSampler(params: GenerationParams, candidates: number): boolean {
   if (params.logprobs !== undefined) return false;
   return !params.doSample || (params.topK >= 1 && params.topK <= candidates);
+}
+
+/**
+ * How the decode-loop graph picks one row's tokens (libs/model's in-graph sampler, mirroring TokenSampler); made by
+ * TokenSampler.loopSampling.
+ */
+export interface RowSampling {
+  doSample: boolean;
+  temperature: number;
+  /** 1..chunkCandidates (greedy rows: 1). */
+  topK: number;
+  topP: number;
+  repetitionPenalty: number;
+  /** One uniform per step, in order (greedy rows: ignored). */
+  uniforms: ArrayLike<number>;
+  /** Prompt and generated ids (read only when repetitionPenalty is not 1). */
+  seen: ReadonlySet<number>;
 }
 
 /** Picks the next token of one sequence. Stateless apart from its random stream. */

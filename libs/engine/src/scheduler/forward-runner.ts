@@ -2,6 +2,11 @@
 // runtime/host-kv-runner.ts (KV in host memory) and runtime/device-kv-runner.ts (KV in GPU buffers), and by a fake
 // in the scheduler's unit tests.
 
+import type { RowSampling } from '../sampling/sampler';
+
+/** How the decode-loop graph picks one row's tokens (its owner is the sampler, whose choice it mirrors). */
+export type { RowSampling };
+
 export interface TopScores {
   ids: ArrayLike<number>;
   logits: ArrayLike<number>;
@@ -27,19 +32,6 @@ export interface RowToken {
   token: number;
 }
 
-/** How the decode-loop graph picks one row's tokens (libs/model's in-graph sampler, mirroring TokenSampler). */
-export interface RowSampling {
-  doSample: boolean;
-  temperature: number;
-  /** 1..chunkCandidates (greedy rows: 1). */
-  topK: number;
-  topP: number;
-  repetitionPenalty: number;
-  /** One uniform per step, in order (greedy rows: ignored). */
-  uniforms: ArrayLike<number>;
-  /** Prompt and generated ids (read only when repetitionPenalty is not 1). */
-  seen: ReadonlySet<number>;
-}
 
 export interface ChunkEntry extends RowToken {
   sampling: RowSampling;
