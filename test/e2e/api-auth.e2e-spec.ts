@@ -26,7 +26,7 @@ interface Route {
 
 async function call(route: Route, key: string | null): Promise<Response> {
   const headers: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
-  if (route.multipart) return uploadFile(api.url, key, jsonl([{ custom_id: 'x', method: 'POST', url: '/v1/completions', body: { prompt: 'x' } }]));
+  if (route.multipart) return uploadFile(api.url, key, jsonl([{ custom_id: 'x', method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: 'x' } }]));
   let body: string | undefined;
   if (route.body) {
     headers['content-type'] = 'application/json';
@@ -66,7 +66,7 @@ beforeAll(async () => {
     redisUrl: redis.url, prefix: redis.prefix, modelDir: await tinyModelDir(),
     env: { FALCONQ_API_KEYS: `${TENANT_A}:tenant-a,${TENANT_B}:tenant-b`, FALCONQ_ADMIN_KEYS: `${ADMIN}:ops`, FALCONQ_RATE_LIMIT_PER_MINUTE: '0', FALCONQ_OPEN_ROUTES: '' },
   });
-  const upload = await uploadFile(api.url, TENANT_A, jsonl([{ custom_id: 'a', method: 'POST', url: '/v1/completions', body: { prompt: 'Hi', max_tokens: 2 } }]));
+  const upload = await uploadFile(api.url, TENANT_A, jsonl([{ custom_id: 'a', method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: 'Hi', max_tokens: 2 } }]));
   fileId = ((await upload.json()) as { id: string }).id;
   const created = await call({ method: 'POST', path: () => '/v1/batches', body: () => ({ input_file_id: fileId, endpoint: '/v1/completions', completion_window: '24h' }) }, TENANT_A);
   batchId = ((await created.json()) as { id: string }).id;
@@ -111,8 +111,8 @@ const tenantRoutes: Route[] = [
   { method: 'GET', path: () => `/batches/${nativeBatchId}/events` },
   { method: 'POST', path: () => `/batches/${nativeBatchId}/cancel` },
   { method: 'POST', path: () => `/batches/${nativeBatchId}/retry-failed` },
-  { method: 'POST', path: () => '/v1/completions', body: () => ({ prompt: 'x', max_tokens: 1 }) },
-  { method: 'POST', path: () => '/v1/chat/completions', body: () => ({ messages: [{ role: 'user', content: 'x' }], max_tokens: 1 }) },
+  { method: 'POST', path: () => '/v1/completions', body: () => ({ model: 'falcon', prompt: 'x', max_tokens: 1 }) },
+  { method: 'POST', path: () => '/v1/chat/completions', body: () => ({ model: 'falcon', messages: [{ role: 'user', content: 'x' }], max_tokens: 1 }) },
   { method: 'GET', path: () => '/v1/models' },
   { method: 'GET', path: () => '/health' },
   { method: 'GET', path: () => '/metrics' },

@@ -88,7 +88,7 @@ describe('heavy requests stay off the event loop', () => {
 
   it('refuses a 10 MiB prompt and a template bomb by their size, before tokenizing or rendering them', async () => {
     const before = await keysUnderPrefix();
-    const huge = await postJson('/v1/completions', { prompt: 'x'.repeat(10 * 1024 * 1024 - 100), max_tokens: 2 }, bearer, defaults.url);
+    const huge = await postJson('/v1/completions', { model: 'falcon', prompt: 'x'.repeat(10 * 1024 * 1024 - 100), max_tokens: 2 }, bearer, defaults.url);
     expect(huge.status).toBe(400);
     expect(huge.json?.error.message).toContain('a prompt may hold at most 131072 bytes');
     // 24 KiB that rendered to 44 MiB: each row's prompt is over the per-prompt limit.
@@ -175,7 +175,7 @@ describe('text is UTF-8, and stays what was sent', () => {
   });
 
   it('accepts a valid UTF-8 file holding U+FFFD (models produce it) and refuses invalid bytes', async () => {
-    const content = jsonl([{ custom_id: 'r\uFFFD', method: 'POST', url: '/v1/completions', body: { prompt: 'caf\uFFFD', max_tokens: 2 } }]);
+    const content = jsonl([{ custom_id: 'r\uFFFD', method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: 'caf\uFFFD', max_tokens: 2 } }]);
     const accepted = await uploadFile(api.url, KEY, content);
     expect(accepted.status).toBe(200);
     const file = (await accepted.json()) as { id: string; bytes: number };
@@ -206,14 +206,14 @@ describe('byte limits on every string field', () => {
   });
 
   it('refuses oversized metadata and custom_id on OpenAI batches too', async () => {
-    const upload = await uploadFile(api.url, KEY, jsonl([{ custom_id: 'a', method: 'POST', url: '/v1/completions', body: { prompt: 'x', max_tokens: 2 } }]));
+    const upload = await uploadFile(api.url, KEY, jsonl([{ custom_id: 'a', method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: 'x', max_tokens: 2 } }]));
     const fileId = ((await upload.json()) as { id: string }).id;
     const tooMany = await postJson('/v1/batches', { input_file_id: fileId, endpoint: '/v1/completions', completion_window: '24h',
       metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) });
     expect(tooMany.status).toBe(400);
     expect(tooMany.json?.error.param).toBe('metadata');
 
-    const longId = await uploadFile(api.url, KEY, jsonl([{ custom_id: '\u20ac'.repeat(171), method: 'POST', url: '/v1/completions', body: { prompt: 'x' } }]));
+    const longId = await uploadFile(api.url, KEY, jsonl([{ custom_id: '\u20ac'.repeat(171), method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: 'x' } }]));
     const longIdFile = ((await longId.json()) as { id: string }).id;
     const refused = await postJson('/v1/batches', { input_file_id: longIdFile, endpoint: '/v1/completions', completion_window: '24h' });
     // OpenAI's way: a batch whose lines are bad is created failed, each bad line in errors.data.
@@ -282,7 +282,7 @@ describe('clients that hang up', () => {
     const controller = new AbortController();
     const pending = fetch(`${api.url}/v1/completions`, {
       method: 'POST', headers: { ...bearer, 'content-type': 'application/json' }, signal: controller.signal,
-      body: JSON.stringify({ prompt: 'nobody runs this', max_tokens: 2 }),
+      body: JSON.stringify({ model: 'falcon', prompt: 'nobody runs this', max_tokens: 2 }),
     }).catch(() => undefined);
     // No worker runs: the request waits until the client gives up.
     await waitFor(async () => (await client.keys(`${redis.prefix}:batch:online_*`)).length > 0);

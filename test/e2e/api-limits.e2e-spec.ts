@@ -76,7 +76,7 @@ describe('idempotency', () => {
 
   it('works for OpenAI batch creation too', async () => {
     const a = await api({ FALCONQ_RATE_LIMIT_PER_MINUTE: '0' }, `${redis.prefix}-idem2`);
-    const upload = await uploadFile(a.url, KEY_A, jsonl([{ custom_id: 'a', method: 'POST', url: '/v1/completions', body: { prompt: 'x', max_tokens: 2 } }]));
+    const upload = await uploadFile(a.url, KEY_A, jsonl([{ custom_id: 'a', method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: 'x', max_tokens: 2 } }]));
     const fileId = ((await upload.json()) as { id: string }).id;
     const body = { input_file_id: fileId, endpoint: '/v1/completions', completion_window: '24h' };
     const first = await post(a.url, '/v1/batches', KEY_A, body, { 'Idempotency-Key': 'k' });
@@ -221,7 +221,7 @@ describe('online requests', () => {
     const prefix = `${redis.prefix}-online`;
     const a = await api({ FALCONQ_RATE_LIMIT_PER_MINUTE: '0' }, prefix);
     const controller = new AbortController();
-    const pending = fetch(`${a.url}/v1/completions`, { method: 'POST', signal: controller.signal, headers: { authorization: `Bearer ${KEY_A}`, 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'x', max_tokens: 2 }) });
+    const pending = fetch(`${a.url}/v1/completions`, { method: 'POST', signal: controller.signal, headers: { authorization: `Bearer ${KEY_A}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'falcon', prompt: 'x', max_tokens: 2 }) });
     let queued: string[] = [];
     for (let i = 0; i < 50 && queued.length === 0; i++) {
       await new Promise((r) => setTimeout(r, 50));
@@ -242,7 +242,7 @@ describe('graceful shutdown', () => {
   it('finishes an in-flight request on SIGTERM, then exits 0', async () => {
     const a = await api({ FALCONQ_RATE_LIMIT_PER_MINUTE: '0', FALCONQ_ONLINE_TIMEOUT_MS: '1500' }, `${redis.prefix}-shutdown`);
     // No worker: the online request waits for its timeout (1.5 s) while the process is told to stop.
-    const pending = fetch(`${a.url}/v1/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEY_A}`, 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'x', max_tokens: 2 }) });
+    const pending = fetch(`${a.url}/v1/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEY_A}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'falcon', prompt: 'x', max_tokens: 2 }) });
     await new Promise((r) => setTimeout(r, 300));
     const stoppedAt = Date.now();
     const exit = a.stop();

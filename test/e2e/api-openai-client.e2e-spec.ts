@@ -91,7 +91,7 @@ describe('OpenAI client against falconq', () => {
   });
 
   it('cancels a batch', async () => {
-    const lines = Array.from({ length: 40 }, (_, i) => ({ custom_id: `c${i}`, method: 'POST', url: '/v1/completions', body: { prompt: `n${i}`, max_tokens: 64, ignore_eos: true, temperature: 0 } }));
+    const lines = Array.from({ length: 40 }, (_, i) => ({ custom_id: `c${i}`, method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: `n${i}`, max_tokens: 64, ignore_eos: true, temperature: 0 } }));
     const file = await client.files.create({ file: await toFile(Buffer.from(jsonl(lines)), 'many.jsonl'), purpose: 'batch' });
     const batch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/completions', completion_window: '24h' });
     const cancelled = await client.batches.cancel(batch.id);

@@ -68,7 +68,7 @@ describe('OpenAPI document', () => {
       }
     }
     // /v1/batches names an uploaded file: upload one, then send the example with its id.
-    const upload = await uploadFile(stack.api.url, KEY, jsonl([{ custom_id: 'a', method: 'POST', url: '/v1/chat/completions', body: { messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4 } }]));
+    const upload = await uploadFile(stack.api.url, KEY, jsonl([{ custom_id: 'a', method: 'POST', url: '/v1/chat/completions', body: { model: 'falcon', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4 } }]));
     const fileId = ((await upload.json()) as { id: string }).id;
     for (const [, example] of examplesOf('/v1/batches')) {
       const response = await send('POST', '/v1/batches', { ...(example.value as object), input_file_id: fileId });

@@ -12,7 +12,10 @@ let redis: TestRedis;
 let client: Redis;
 let api: ApiProcess;
 
-const line = (customId: string, body: Record<string, unknown>, url = '/v1/completions') => ({ custom_id: customId, method: 'POST', url, body });
+/** A batch line naming the model by an alias, as OpenAI requires every body to name one. */
+const line = (customId: string, body: Record<string, unknown>, url = '/v1/completions') => ({ custom_id: customId, method: 'POST', url, body: { model: 'falcon', ...body } });
+/** A batch line whose body is exactly `body` (no model added). */
+const bareLine = (customId: string, body: Record<string, unknown>, url = '/v1/completions') => ({ custom_id: customId, method: 'POST', url, body });
 const ok = (customId: string) => line(customId, { prompt: 'Hello', max_tokens: 4 });
 
 beforeAll(async () => {
@@ -78,7 +81,7 @@ const longPrompt = 'word '.repeat(3000);
 
 /** A JSONL line written by hand (for escapes JSON.stringify would not write, and raw bytes). */
 const rawLine = (customId: string, promptJson: string, extra = '') =>
-  `{"custom_id": "${customId}", "method": "POST", "url": "/v1/completions", "body": {"prompt": ${promptJson}${extra}}}`;
+  `{"custom_id": "${customId}", "method": "POST", "url": "/v1/completions", "body": {"model": "falcon", "prompt": ${promptJson}${extra}}}`;
 const nested = (depth: number): unknown => (depth === 0 ? 'x' : { a: nested(depth - 1) });
 
 // [name, JSONL lines (or the whole file as a string), batch endpoint, expected outcome, expected message parts].
@@ -88,7 +91,7 @@ const fileCases: [string, unknown[] | string, string, 400 | 'failed', string[]][
   ['malformed JSON line', [ok('a'), '{"custom_id": "b", "method": "POST",'], '/v1/completions', 'failed', ['line 2', 'not valid JSON']],
   ['line url not the batch endpoint', [line('a', { prompt: 'x' }, '/v1/embeddings')], '/v1/completions', 'failed', ['line 1, field url', '/v1/embeddings']],
   ['method not POST', [{ ...ok('a'), method: 'GET' }], '/v1/completions', 'failed', ['line 1, field method']],
-  ['missing custom_id', [{ method: 'POST', url: '/v1/completions', body: { prompt: 'x' } }], '/v1/completions', 'failed', ['line 1, field custom_id']],
+  ['missing custom_id', [{ method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: 'x' } }], '/v1/completions', 'failed', ['line 1, field custom_id']],
   ['duplicate custom_id', [ok('a'), ok('b'), ok('a')], '/v1/completions', 'failed', ['line 3, field custom_id', 'duplicates line 1']],
   ['temperature out of range', [ok('a'), line('b', { prompt: 'x', temperature: 5 })], '/v1/completions', 'failed', ['line 2, field body.temperature']],
   ['top_p out of range (engine rule)', [line('a', { prompt: 'x', top_p: 0 })], '/v1/completions', 'failed', ['line 1, field body.top_p']],
@@ -104,6 +107,9 @@ const fileCases: [string, unknown[] | string, string, 400 | 'failed', string[]][
   ['unknown parameter', [line('a', { prompt: 'x', min_length: 3 })], '/v1/completions', 'failed', ['line 1, field body.min_length', 'unrecognized']],
   ['unsupported tools', [line('a', { messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function' }] }, '/v1/chat/completions')], '/v1/chat/completions', 'failed', ['line 1, field body.tools', 'tool calling']],
   ['unknown model', [line('a', { model: 'gpt-4', prompt: 'x' })], '/v1/completions', 'failed', ['line 1, field body.model', "'gpt-4' does not exist"]],
+  ['missing model (completions)', [ok('a'), bareLine('b', { prompt: 'x' })], '/v1/completions', 'failed', ['line 2, field body.model', 'is required']],
+  ['missing model (chat)', [bareLine('a', { messages: [{ role: 'user', content: 'x' }] }, '/v1/chat/completions')], '/v1/chat/completions', 'failed', ['line 1, field body.model', 'is required']],
+  ['model of the wrong type', [line('a', { model: 7, prompt: 'x' })], '/v1/completions', 'failed', ['line 1, field body.model', 'must be a string']],
   ['two prompts in one line', [line('a', { prompt: ['x', 'y'] })], '/v1/completions', 'failed', ['line 1, field body.prompt', 'holds 2 prompts']],
   ['token id out of the vocabulary', [line('a', { prompt: [1, 2, 99_999_999] })], '/v1/completions', 'failed', ['line 1, field body.prompt[2]', 'not a token id']],
   ['too many lines', [ok('a'), ok('b'), ok('c'), ok('d'), ok('e'), ok('f')], '/v1/completions', 400, ['6 requests', 'at most 5', 'FALCONQ_MAX_LINES']],
@@ -125,7 +131,7 @@ const fileCases: [string, unknown[] | string, string, 400 | 'failed', string[]][
   ['lone surrogate \\udc00 escaped in a custom_id', [rawLine('a\\udc00', '"x"')], '/v1/completions', 'failed', ['line 1, field custom_id', 'surrogate']],
   ['raw NUL byte inside a JSON string', [rawLine('a', '"a\u0000b"')], '/v1/completions', 'failed', ['line 1', 'not valid JSON']],
   ['CRLF line endings, bad line 2', `${JSON.stringify(ok('a'))}\r\n{"custom_id": "b",\r\n`, '/v1/completions', 'failed', ['line 2', 'not valid JSON']],
-  ['BOM in the middle of a line', [`{"custom_id": "a",\uFEFF "method": "POST", "url": "/v1/completions", "body": {"prompt": "x"}}`], '/v1/completions', 'failed', ['line 1', 'not valid JSON']],
+  ['BOM in the middle of a line', [`{"custom_id": "a",\uFEFF "method": "POST", "url": "/v1/completions", "body": {"model": "falcon", "prompt": "x"}}`], '/v1/completions', 'failed', ['line 1', 'not valid JSON']],
 ];
 
 describe('api validation', () => {
@@ -211,9 +217,11 @@ describe('api validation', () => {
     ['native: too many prompts', '/batches', { prompts: ['a', 'b', 'c', 'd', 'e', 'f'] }, 400, ['at most 5']],
     ['native: body over FALCONQ_MAX_BODY_BYTES', '/batches', { prompts: ['x'.repeat(9000)] }, 413, ['FALCONQ_MAX_BODY_BYTES']],
     ['native: malformed JSON body', '/batches', '{"prompts": [', 400, ['could not be parsed']],
-    ['online: bad temperature', '/v1/completions', { prompt: 'x', temperature: -1 }, 400, ['temperature']],
-    ['online: chat without messages', '/v1/chat/completions', { messages: [] }, 400, ['messages']],
-    ['online: prompt too long', '/v1/completions', { prompt: longPrompt.slice(0, 7000), max_tokens: 2000 }, 400, ['prompt']],
+    ['online: bad temperature', '/v1/completions', { model: 'falcon', prompt: 'x', temperature: -1 }, 400, ['temperature']],
+    ['online: chat without messages', '/v1/chat/completions', { model: 'falcon', messages: [] }, 400, ['messages']],
+    ['online: prompt too long', '/v1/completions', { model: 'falcon', prompt: longPrompt.slice(0, 7000), max_tokens: 2000 }, 400, ['prompt']],
+    ['online: completion without model', '/v1/completions', { prompt: 'x', max_tokens: 1 }, 400, ['model: is required']],
+    ['online: chat without model', '/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }], max_tokens: 1 }, 400, ['model: is required']],
     // wrong types, one per top-level field of the native body
     ['native: prompts a string, not a list', '/batches', { prompts: 'a' }, 400, ['prompts']],
     ['native: template a number', '/batches', { template: 7, rows: [{ q: 1 }] }, 400, ['template']],
@@ -242,12 +250,12 @@ describe('api validation', () => {
     ['openai: metadata nested 1,000 levels deep', '/v1/batches', { input_file_id: 'file-x', endpoint: '/v1/completions', completion_window: '24h', metadata: nested(1000) }, 400, ['metadata.a']],
     ['openai: metadata value over 512 characters', '/v1/batches', { input_file_id: 'file-x', endpoint: '/v1/completions', completion_window: '24h', metadata: { k: 'v'.repeat(513) } }, 400, ['metadata.k']],
     ['openai: input_file_id a number', '/v1/batches', { input_file_id: 42, endpoint: '/v1/completions', completion_window: '24h' }, 400, ['input_file_id']],
-    ['online: max_tokens 1e12', '/v1/completions', { prompt: 'x', max_tokens: 1e12 }, 400, ['max_tokens']],
+    ['online: max_tokens 1e12', '/v1/completions', { model: 'falcon', prompt: 'x', max_tokens: 1e12 }, 400, ['max_tokens']],
     // unicode edge cases
     ['native: lone surrogate \\ud800 escaped in a prompt', '/batches', '{"prompts": ["ok", "bad \\ud800"]}', 400, ['prompts[1]', 'surrogate']],
     ['native: lone surrogate in a template row', '/batches', '{"template": "Q: {q}", "rows": [{"q": "\\udfff"}]}', 400, ['rows[0].q', 'surrogate']],
     ['native: lone surrogate in a metadata value', '/batches', '{"prompts": ["a"], "metadata": {"k": "\\ud800"}}', 400, ['metadata.k', 'surrogate']],
-    ['online: lone surrogate in a prompt', '/v1/completions', '{"prompt": "\\ud83d", "max_tokens": 1}', 400, ['prompt', 'surrogate']],
+    ['online: lone surrogate in a prompt', '/v1/completions', '{"model": "falcon", "prompt": "\\ud83d", "max_tokens": 1}', 400, ['prompt', 'surrogate']],
     ['native: raw NUL byte in the JSON body', '/batches', '{"prompts": ["a\u0000b"]}', 400, ['could not be parsed']],
   ];
 
@@ -290,7 +298,7 @@ describe('api validation', () => {
   });
 
   it('refuses an upload that is not valid UTF-8, naming the file, and stores nothing', async () => {
-    const bytes = Buffer.concat([Buffer.from('{"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"prompt": "'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}}\n')]);
+    const bytes = Buffer.concat([Buffer.from('{"custom_id": "a", "method": "POST", "url": "/v1/completions", "body": {"model": "falcon", "prompt": "'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}}\n')]);
     const form = new FormData();
     form.set('purpose', 'batch');
     form.set('file', new Blob([bytes], { type: 'application/jsonl' }), 'input.jsonl');

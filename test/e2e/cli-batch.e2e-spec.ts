@@ -28,7 +28,7 @@ describe('falconq batch (built CLI, running api and worker)', () => {
   function inputFile(name: string, count: number): string {
     const file = path.join(work, name);
     fs.writeFileSync(file, `${Array.from({ length: count }, (_, i) => JSON.stringify({
-      custom_id: `${name}-${i}`, method: 'POST', url: '/v1/chat/completions', body: { messages: [{ role: 'user', content: `Question ${i}` }], max_tokens: 8, temperature: 0 },
+      custom_id: `${name}-${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'falcon', messages: [{ role: 'user', content: `Question ${i}` }], max_tokens: 8, temperature: 0 },
     })).join('\n')}\n`);
     return file;
   }
@@ -80,7 +80,7 @@ describe('falconq batch (built CLI, running api and worker)', () => {
 
     const bad = path.join(work, 'bad.jsonl');
     const line = (customId: string, content: string, extra: Record<string, unknown> = {}) =>
-      JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/chat/completions', body: { messages: [{ role: 'user', content }], max_tokens: 8, ...extra } });
+      JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/chat/completions', body: { model: 'falcon', messages: [{ role: 'user', content }], max_tokens: 8, ...extra } });
     fs.writeFileSync(bad, `${[line('a', 'hi'), line('b', 'word '.repeat(3000)), line('c', 'hi', { temperature: 9 })].join('\n')}\n`);
     const batchesBefore = (await fetch(`${api.url}/batches`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.json()) as { data: unknown[] }).data.length;
     const filesBefore = (await fetch(`${api.url}/v1/files`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.json()) as { data: unknown[] }).data.length;

@@ -22,10 +22,10 @@ interface ResultLine {
 /** 1,000 requests, completions and chat mixed, greedy, plus two bad lines (bad JSON, max_tokens 0). */
 function inputLines(): string[] {
   const lines = Array.from({ length: LINES - 2 }, (_, i) => JSON.stringify(i % 3 === 0
-    ? { custom_id: `req-${i}`, method: 'POST', url: '/v1/chat/completions', body: { messages: [{ role: 'user', content: `Question ${i}` }], max_tokens: 6, temperature: 0 } }
-    : { custom_id: `req-${i}`, method: 'POST', url: '/v1/completions', body: { prompt: `Prompt number ${i}`, max_tokens: 6, temperature: 0 } }));
+    ? { custom_id: `req-${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'falcon', messages: [{ role: 'user', content: `Question ${i}` }], max_tokens: 6, temperature: 0 } }
+    : { custom_id: `req-${i}`, method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: `Prompt number ${i}`, max_tokens: 6, temperature: 0 } }));
   lines.splice(5, 0, '{not json');
-  lines.splice(700, 0, JSON.stringify({ custom_id: 'zero', method: 'POST', url: '/v1/completions', body: { prompt: 'x', max_tokens: 0 } }));
+  lines.splice(700, 0, JSON.stringify({ custom_id: 'zero', method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: 'x', max_tokens: 0 } }));
   return lines;
 }
 
@@ -112,7 +112,7 @@ describe('falconq run-batch (built CLI, tiny model, CPU)', () => {
 
   it('refuses to resume into the output of another input', async () => {
     const other = path.join(work, 'other.jsonl');
-    fs.writeFileSync(other, `${JSON.stringify({ custom_id: 'different', method: 'POST', url: '/v1/completions', body: { prompt: 'x', max_tokens: 2 } })}\n`);
+    fs.writeFileSync(other, `${JSON.stringify({ custom_id: 'different', method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: 'x', max_tokens: 2 } })}\n`);
     await expect(run(process.execPath, [cli, 'run-batch', '-i', other, '-o', path.join(work, 'killed.jsonl'), '--errors', path.join(work, 'killed-errors.jsonl'), '--model', model, '--resume']))
       .rejects.toThrow(/--resume: the output holds 1000 results but .*other\.jsonl has 1 requests: not the same input/);
   });

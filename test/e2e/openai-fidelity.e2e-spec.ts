@@ -54,6 +54,20 @@ describe('OpenAI fidelity: model', () => {
       .rejects.toMatchObject({ status: 404, code: 'model_not_found', param: 'model' });
     await expect(client.models.retrieve('gpt-4')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
+
+  it('requires model, as OpenAI does: a request without it is a 400 naming model, a batch line without it fails the batch naming body.model', async () => {
+    // The client's types require model; a caller that leaves it out (plain JavaScript, a cast) reaches the server.
+    const withoutModel = <T>(body: Record<string, unknown>) => body as unknown as T;
+    const completion = client.completions.create(withoutModel<OpenAI.CompletionCreateParamsNonStreaming>({ prompt: 'Hi', max_tokens: 2 }));
+    await expect(completion).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    await expect(completion).rejects.toMatchObject({ status: 400, param: 'model', type: 'invalid_request_error', message: expect.stringContaining('model: is required') });
+    const chat = client.chat.completions.create(withoutModel<OpenAI.Chat.ChatCompletionCreateParamsNonStreaming>({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 }));
+    await expect(chat).rejects.toMatchObject({ status: 400, param: 'model', type: 'invalid_request_error' });
+    const fileId = await uploadLines([completionLine('named', { prompt: 'x', max_tokens: 2 }), { custom_id: 'unnamed', method: 'POST', url: '/v1/completions', body: { prompt: 'x', max_tokens: 2 } }]);
+    const batch = await client.batches.create({ input_file_id: fileId, endpoint: '/v1/completions', completion_window: '24h' });
+    expect(batch.status).toBe('failed');
+    expect(batch.errors?.data).toEqual([{ code: 'invalid_batch_line', line: 2, param: 'body.model', message: expect.stringContaining('is required') }]);
+  });
 });
 
 describe('OpenAI fidelity: parameters', () => {

@@ -96,7 +96,7 @@ describe('worker SIGKILL during a streamed completion', () => {
   it('resumes a greedy completion exactly: the client gets the unstreamed answer once, with keep-alives while it waited', async () => {
     const first = (current ??= await worker());
     let replacement: Promise<WorkerProcess> | undefined;
-    const streamed = await streamCompletion({ prompt, max_tokens: 1500, temperature: 0, ignore_eos: true }, () => {
+    const streamed = await streamCompletion({ model: 'falcon', prompt, max_tokens: 1500, temperature: 0, ignore_eos: true }, () => {
       replacement = first.kill().then(worker);
     });
     current = await replacement;
@@ -108,7 +108,7 @@ describe('worker SIGKILL during a streamed completion', () => {
 
     const unstreamed = await fetch(`${api.url}/v1/completions`, {
       method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ prompt, max_tokens: 1500, temperature: 0, ignore_eos: true }),
+      body: JSON.stringify({ model: 'falcon', prompt, max_tokens: 1500, temperature: 0, ignore_eos: true }),
     });
     const answer = ((await unstreamed.json()) as { choices: { text: string }[] }).choices[0].text;
     expect(streamed.text.length).toBe(answer.length);
@@ -118,7 +118,7 @@ describe('worker SIGKILL during a streamed completion', () => {
   it('ends a sampled completion whose retry generates other text with an error event and [DONE], not a spliced text', async () => {
     const first = (current ??= await worker());
     let replacement: Promise<WorkerProcess> | undefined;
-    const streamed = await streamCompletion({ prompt, max_tokens: 1500, temperature: 1, ignore_eos: true }, () => {
+    const streamed = await streamCompletion({ model: 'falcon', prompt, max_tokens: 1500, temperature: 1, ignore_eos: true }, () => {
       replacement = first.kill().then(worker);
     });
     current = await replacement;

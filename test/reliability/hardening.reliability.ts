@@ -77,7 +77,7 @@ afterAll(async () => {
 
 it('/health stays fast while a 10 MiB prompt, the 24 KiB template bomb and a 2 MiB batch are checked', async () => {
   figures.healthIdle = percentiles(await healthDuring(() => sleep(3000)));
-  const hugePrompt = JSON.stringify({ prompt: 'x'.repeat(10 * 1024 * 1024 - 200), max_tokens: 2 });
+  const hugePrompt = JSON.stringify({ model: 'falcon', prompt: 'x'.repeat(10 * 1024 * 1024 - 200), max_tokens: 2 });
   const bomb = { template: '{q}'.repeat(1000), rows: Array.from({ length: 200 }, () => ({ q: 'y'.repeat(220) })), truncate: true, max_new_tokens: 2 };
   const refusals: { status: number; ms: number }[] = [];
   const huge = await healthDuring(async () => {

@@ -94,15 +94,15 @@ export function checkPromptFits(model: PromptModel, prompt: string, params: Gene
   return checkIdsFit(model, model.encode(prompt), params, promptField, maxTokensField);
 }
 
-/** A request's `model`, if given, must name the served model (or one of its aliases), as OpenAI answers 404 otherwise. */
+/** A request's `model` (required) must name the served model (or one of its aliases), as OpenAI answers 404 otherwise. */
 export class UnknownModelError extends Error {
   constructor(readonly requested: string, readonly served: readonly string[]) {
     super(`The model '${requested}' does not exist; this server serves ${served.map((n) => `'${n}'`).join(', ')}`);
   }
 }
 
-function checkModel(requested: string | undefined, model: PromptModel): void {
-  if (requested !== undefined && !model.names.includes(requested)) throw new UnknownModelError(requested, model.names);
+function checkModel(requested: string, model: PromptModel): void {
+  if (!model.names.includes(requested)) throw new UnknownModelError(requested, model.names);
 }
 
 function parseOrThrow<T>(schema: { safeParse(body: unknown): { success: true; data: T } | { success: false; error: Parameters<typeof describeZodIssue>[0] } }, body: unknown): T {

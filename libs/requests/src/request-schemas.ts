@@ -28,7 +28,8 @@ export const MAX_TOP_LOGPROBS = 20;
  * here is refused with a 400 naming it rather than ignored.
  */
 const openAiSampling = {
-  model: z.string().optional(),
+  // Required, as OpenAI requires it: the served id or an alias (checked against them in prompt-builder.ts).
+  model: z.string({ error: (issue) => (issue.input === undefined ? 'is required: name the served model (GET /v1/models lists it) or an alias such as "falcon"' : 'must be a string') }),
   max_tokens: z.number().int().nullish(),
   max_completion_tokens: z.number().int().nullish(),
   temperature: z.number().nullish(),

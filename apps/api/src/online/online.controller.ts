@@ -35,7 +35,7 @@ export class OnlineController {
 
   @Post('completions')
   @HttpCode(200)
-  @ApiBody({ schema: { type: 'object', required: ['prompt'], properties: { model: { type: 'string' }, prompt: { type: 'string' }, max_tokens: { type: 'integer', minimum: 1 }, temperature: { type: 'number' }, stream: { type: 'boolean' } } },
+  @ApiBody({ schema: { type: 'object', required: ['model', 'prompt'], properties: { model: { type: 'string' }, prompt: { type: 'string' }, max_tokens: { type: 'integer', minimum: 1 }, temperature: { type: 'number' }, stream: { type: 'boolean' } } },
     examples: { prompt: EXAMPLES.completion } })
   @ApiOkResponse({ description: 'the completion (stream: true: server-sent chunks)', schema: COMPLETION_SCHEMA })
   completions(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Res() response: Response) {
@@ -44,7 +44,7 @@ export class OnlineController {
 
   @Post('chat/completions')
   @HttpCode(200)
-  @ApiBody({ schema: { type: 'object', required: ['messages'], properties: { model: { type: 'string' }, messages: { type: 'array', items: { type: 'object' } }, max_tokens: { type: 'integer', minimum: 1 }, stream: { type: 'boolean' } } },
+  @ApiBody({ schema: { type: 'object', required: ['model', 'messages'], properties: { model: { type: 'string' }, messages: { type: 'array', items: { type: 'object' } }, max_tokens: { type: 'integer', minimum: 1 }, stream: { type: 'boolean' } } },
     examples: { chat: EXAMPLES.chat } })
   @ApiOkResponse({ description: 'the chat completion (stream: true: server-sent chunks)', schema: CHAT_COMPLETION_SCHEMA })
   chat(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Res() response: Response) {
