@@ -1,6 +1,7 @@
 // The batch lifecycle end to end with a real worker process: creation that never runs half a batch, interrupted
 // creations finished by a retry or the recovery sweep, batches that fail while their prompts run.
-import { jobOf } from '@app/contracts';
+import { Redis } from 'ioredis';
+import { PRIORITY, generateJobId, jobOf, type GenerateJobData, type GenerateJobDataV1 } from '@app/contracts';
 import { INTERRUPTED_CREATION_MS } from '../../apps/api/src/batches/batch-lifecycle.service';
 import { requestFingerprint } from '../../apps/api/src/batches/batch-submission.service';
 import { startTestRedis, type TestRedis } from '../support/redis';
@@ -51,6 +52,30 @@ describe('batch lifecycle (real Redis, worker process, tiny model)', () => {
       await sleep(100);
     }
   }
+
+  it('runs a batch stored by the previous version (items with their parameters inline, version-1 jobs) as it runs a current one', async () => {
+    const prompts = promptsOf(6, 'Legacy');
+    const items = prompts.map((prompt, index) => ({ index, customId: `req-${index}`, prompt, params }));
+    const id = `batch_${Math.random().toString(16).slice(2).padEnd(24, '0')}`;
+    const outcome = await harness.store.batches.create({ id, kind: 'native', owner: 'test', endpoint: '/v1/completions', model: 'tiny', completionWindow: '24h', completionWindowMs: 86_400_000, metadata: null, inputFileId: null, items, retentionSeconds: 0 });
+    if (!('created' in outcome)) throw new Error('not created');
+    // What the previous version wrote: each item whole, no parameter sets, and jobs that carry prompt and parameters.
+    const itemsKey = harness.store.batches.keys.items(id);
+    const client = new Redis(redis.url);
+    await client.del(itemsKey);
+    await client.hset(itemsKey, Object.fromEntries(items.map((item) => [String(item.index), JSON.stringify(item)])));
+    client.disconnect();
+    const v1Jobs: GenerateJobDataV1[] = items.map((item) => ({ v: 1, kind: 'batch', batchId: id, index: item.index, customId: item.customId, prompt: item.prompt, params, owner: 'test', enqueuedAt: Date.now() }));
+    await harness.queue.queue.addBulk(v1Jobs.map((data) => ({ name: 'batch', data: data as unknown as GenerateJobData, opts: { jobId: generateJobId(id, data.index), priority: PRIORITY.batch } })));
+    await harness.store.batches.markInProgress(id);
+    const legacy = await harness.waitForFinal(id, 120_000);
+    expect(legacy).toMatchObject({ status: 'completed', requestCounts: { total: 6, completed: 6, failed: 0 } });
+    const current = await harness.waitForFinal(await harness.submitBatch(prompts, params), 120_000);
+    expect(current.status).toBe('completed');
+    const texts = async (batchId: string) => (await harness.results(batchId, 6)).map((r) => r?.output?.sequences[0].text);
+    expect(await texts(id)).toEqual(await texts(current.id));
+    expect((await texts(id)).every((text) => typeof text === 'string')).toBe(true);
+  });
 
   it('holds the jobs of a batch still being created; the recovery sweep finishes it, and nothing ran before', async () => {
     const batchId = await interruptedCreation(12, 6);

@@ -98,24 +98,109 @@ it('/health stays fast while a 10 MiB prompt, the 24 KiB template bomb and a 2 M
   figures.healthDuring2MiBBatchCheck = { ...percentiles(checked), acceptMs: Math.round(accepted.ms) };
 });
 
-it('Redis growth: the 203 KiB stop-string request is refused; an accepted batch stores a bounded multiple of its size', async () => {
-  const stopBomb = { prompts: Array.from({ length: 500 }, (_, i) => `Q${i}: what is ${i} + ${i}?`), stop: Array.from({ length: 4 }, (_, i) => `${i}`.repeat(50 * 1024)), max_new_tokens: 1 };
-  const stopBombBytes = Buffer.byteLength(JSON.stringify(stopBomb));
+/** Bytes Redis holds in the keys whose name contains this batch id (its store keys and its jobs), by MEMORY USAGE. */
+async function batchKeyBytes(batchId: string): Promise<{ keys: number; bytes: number }> {
+  let cursor = '0';
+  let keys = 0;
+  let bytes = 0;
+  do {
+    const [next, found] = await client.scan(cursor, 'MATCH', `*${batchId}*`, 'COUNT', 1000);
+    for (const key of found) {
+      keys += 1;
+      bytes += Number(await client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0'));
+    }
+    cursor = next;
+  } while (cursor !== '0');
+  return { keys, bytes };
+}
+
+/**
+ * Redis growth of one request, with no worker consuming (what creating the batch stored, not its results):
+ * INFO used_memory before and after, and MEMORY USAGE over the batch's own keys.
+ */
+async function growthOf(send: () => Promise<{ status: number; json: Record<string, any> }>, requestBytes: number) { // eslint-disable-line @typescript-eslint/no-explicit-any
   const before = await usedMemory();
-  const refused = await post('/batches', stopBomb);
-  expect(refused.status).toBe(400);
-  const afterRefused = await usedMemory();
-  // The largest accepted shape of the same request: four stop strings at the 256-byte limit.
-  const largest = { ...stopBomb, stop: Array.from({ length: 4 }, (_, i) => `${i}`.repeat(256)), metadata: Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`.padEnd(64, 'k'), 'v'.repeat(512)])) };
-  const largestBytes = Buffer.byteLength(JSON.stringify(largest));
-  const accepted = await post('/batches', largest);
-  expect(accepted.status).toBe(200);
-  const afterAccepted = await usedMemory();
-  figures.redisGrowth = {
-    stopStringRequest: { requestBytes: stopBombBytes, status: refused.status, redisBytes: afterRefused - before },
-    largestAcceptedShape: { requestBytes: largestBytes, redisBytes: afterAccepted - afterRefused, ratio: Math.round(((afterAccepted - afterRefused) / largestBytes) * 10) / 10 },
+  const queueBefore = await queueBytes();
+  const response = await send();
+  const usedMemoryGrowth = (await usedMemory()) - before;
+  const queueGrowth = (await queueBytes()) - queueBefore;
+  const ratio = (bytes: number) => Math.round((bytes / requestBytes) * 10) / 10;
+  const own = response.status === 200 ? await batchKeyBytes(response.json.id as string) : { keys: 0, bytes: 0 };
+  const stored = own.bytes + queueGrowth;
+  return {
+    response,
+    figures: {
+      requestBytes, status: response.status, batchStatus: response.json.status, total: response.json.request_counts?.total,
+      batchKeys: own.keys, batchKeyBytes: own.bytes, queueGrowth, stored, ratio: ratio(stored), usedMemoryGrowth,
+    },
   };
-  await post(`/batches/${accepted.json.id}/cancel`, '');
+}
+
+/** The queue's shared structures a job adds to: the prioritized set and BullMQ's event stream (capped by BullMQ). */
+async function queueBytes(): Promise<number> {
+  const keys = ['prioritized', 'wait', 'events'].map((name) => `${redis.prefix}:generate:${name}`);
+  const sizes = await Promise.all(keys.map((key) => client.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')));
+  return sizes.reduce<number>((sum, size) => sum + Number(size ?? 0), 0);
+}
+
+async function uploadJsonl(content: string): Promise<string> {
+  const form = new FormData();
+  form.append('purpose', 'batch');
+  form.append('file', new Blob([content]), 'input.jsonl');
+  const response = await fetch(`${api.url}/v1/files`, { method: 'POST', headers: auth, body: form });
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { id: string }).id;
+}
+
+it('Redis growth per accepted request: a 500-prompt template batch, a 500-line JSONL batch, the 203 KiB stop-string request', async () => {
+  // Nothing consumes while this is measured: the growth is what creating the batch stored, not its results.
+  await worker.stop();
+  const created: string[] = [];
+  // One small batch first: Redis loads BullMQ's and the store's scripts once, which is not a cost of any one request.
+  const warm = await post('/batches', { prompts: ['warm-up'], max_new_tokens: 1 });
+  expect(warm.status).toBe(200);
+  created.push(warm.json.id);
+  const stopBomb = { prompts: Array.from({ length: 500 }, (_, i) => `Q${i}: what is ${i} + ${i}?`), stop: Array.from({ length: 4 }, (_, i) => `${i}`.repeat(50 * 1024)), max_new_tokens: 1 };
+  const refused = await growthOf(() => post('/batches', stopBomb), Buffer.byteLength(JSON.stringify(stopBomb)));
+  expect(refused.response.status).toBe(400);
+  // The largest accepted shape of the same request: four stop strings at the 256-byte limit, metadata at its limits.
+  const largest = { ...stopBomb, stop: Array.from({ length: 4 }, (_, i) => `${i}`.repeat(256)), metadata: Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`.padEnd(64, 'k'), 'v'.repeat(512)])) };
+  const accepted = await growthOf(() => post('/batches', largest), Buffer.byteLength(JSON.stringify(largest)));
+  expect(accepted.response.status).toBe(200);
+  created.push(accepted.response.json.id);
+  const template = {
+    template: 'Question: {question}\nAnswer:', rows: Array.from({ length: 500 }, (_, i) => ({ question: `what is ${i} + ${i}?` })),
+    max_new_tokens: 16, temperature: 0.7, do_sample: true, stop: Array.from({ length: 4 }, (_, i) => `${i}`.repeat(256)),
+  };
+  const templateBatch = await growthOf(() => post('/batches', template), Buffer.byteLength(JSON.stringify(template)));
+  expect(templateBatch.response.status).toBe(200);
+  created.push(templateBatch.response.json.id);
+  // Two parameter sets among the 500 lines, as a client that varies max_tokens by line would send.
+  const jsonl = Array.from({ length: 500 }, (_, i) => JSON.stringify({
+    custom_id: `line-${i}`, method: 'POST', url: '/v1/completions',
+    body: { model: 'falcon', prompt: `Q${i}: what is ${i} + ${i}?`, max_tokens: i % 2 === 0 ? 16 : 32, temperature: 0.7, stop: Array.from({ length: 4 }, (_, s) => `${s}`.repeat(256)) },
+  })).join('\n');
+  const fileId = await uploadJsonl(jsonl);
+  const jsonlBatch = await growthOf(() => post('/v1/batches', { input_file_id: fileId, endpoint: '/v1/completions', completion_window: '24h' }), Buffer.byteLength(jsonl));
+  expect(jsonlBatch.response.status).toBe(200);
+  created.push(jsonlBatch.response.json.id);
+  // The same 500 lines with only their own prompt and two numbers each: the shape of most JSONL files.
+  const shortJsonl = Array.from({ length: 500 }, (_, i) => JSON.stringify({
+    custom_id: `line-${i}`, method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: `Q${i}: what is ${i} + ${i}?`, max_tokens: 16, temperature: 0.7 },
+  })).join('\n');
+  const shortFileId = await uploadJsonl(shortJsonl);
+  const shortJsonlBatch = await growthOf(() => post('/v1/batches', { input_file_id: shortFileId, endpoint: '/v1/completions', completion_window: '24h' }), Buffer.byteLength(shortJsonl));
+  expect(shortJsonlBatch.response.status).toBe(200);
+  created.push(shortJsonlBatch.response.json.id);
+  figures.redisGrowth = {
+    shortJsonlBatch500: shortJsonlBatch.figures,
+    stopStringRequest: refused.figures,
+    largestAcceptedShape: accepted.figures,
+    templateBatch500: templateBatch.figures,
+    jsonlBatch500: jsonlBatch.figures,
+  };
+  for (const id of created) await post(`/batches/${id}/cancel`, '');
+  worker = await startWorker({ redisUrl: redis.url, prefix: redis.prefix, modelDir: await tinyModelDir(), slots: 8 });
 });
 
 it(`a ${OUTAGE_MS / 1000} s Redis outage with event streams open, ${OUTAGE_RUNS} runs: every stream ends with the final status, no item lost`, async () => {

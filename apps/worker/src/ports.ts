@@ -11,9 +11,9 @@ export interface WorkerEngine {
   close(): Promise<void>;
 }
 
-/** The parts of the store a worker uses: it reads batches, reports item outcomes, streams deltas, beats. */
+/** The parts of the store a worker uses: it reads batches and their items, reports item outcomes, streams deltas, beats. */
 export interface WorkerStore {
-  batches: Pick<BatchLedger, 'get'>;
+  batches: Pick<BatchLedger, 'get' | 'storedItems' | 'batchParams'>;
   results: Pick<ItemResults, 'record' | 'get'>;
   events: Pick<BatchEvents, 'publishStream'>;
   workers: Pick<WorkerRegistry, 'recordHeartbeat'>;

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import type { Worker } from 'bullmq';
-import type { GenerateJobData } from '@app/contracts';
+import type { StoredJobData } from '@app/contracts';
 import { createGenerateConsumer, type GenerateJob } from '@app/queue';
 import { WORKER_CONFIG, type WorkerConfig } from './config/worker-config';
 import { Heartbeat } from './heartbeat';
@@ -25,7 +25,7 @@ export const ENGINE_GONE_EXIT_CODE = 70;
 export class WorkerRuntime implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('Worker');
   private readonly inFlight = new InFlightRegistry();
-  private consumer?: Worker<GenerateJobData>;
+  private consumer?: Worker<StoredJobData>;
   private processor!: GenerateJobProcessor;
   private watcher!: CancellationWatcher;
   private heartbeat!: Heartbeat;

@@ -1,9 +1,11 @@
 import { DelayedError, Worker, UnrecoverableError, type Job } from 'bullmq';
-import { GENERATE_QUEUE, type GenerateJobData } from '@app/contracts';
+import { GENERATE_QUEUE, type StoredJobData } from '@app/contracts';
 import { queueConnectionFor, type QueueLocation } from './connection';
+import { FINISHED_JOBS_KEPT } from './job-options';
 
 export { DelayedError, UnrecoverableError };
-export type GenerateJob = Job<GenerateJobData>;
+/** A job as a worker finds it: any version still stored (readJobData tells them apart). */
+export type GenerateJob = Job<StoredJobData>;
 
 export interface ConsumerOptions extends QueueLocation {
   /** Jobs processed at once: the engine's slots, so every slot has a prompt to decode. */
@@ -24,9 +26,9 @@ export type GenerateProcessor = (job: GenerateJob, token: string | undefined, si
  * The BullMQ worker of the `generate` queue; `autorun: false` so the caller wires its events before jobs flow.
  * Closing the worker also closes the connection made for it.
  */
-export function createGenerateConsumer(options: ConsumerOptions, processor: GenerateProcessor): Worker<GenerateJobData> {
+export function createGenerateConsumer(options: ConsumerOptions, processor: GenerateProcessor): Worker<StoredJobData> {
   const owned = queueConnectionFor(options);
-  const worker = new Worker<GenerateJobData>(GENERATE_QUEUE, processor, {
+  const worker = new Worker<StoredJobData>(GENERATE_QUEUE, processor, {
     connection: owned.connection,
     prefix: options.prefix,
     name: options.name,
@@ -35,6 +37,7 @@ export function createGenerateConsumer(options: ConsumerOptions, processor: Gene
     stalledInterval: options.stalledIntervalMs,
     maxStalledCount: options.maxStalledCount,
     autorun: false,
+    ...FINISHED_JOBS_KEPT,
   });
   worker.once('closed', () => void owned.close());
   return worker;

@@ -1,5 +1,5 @@
 import { Worker } from 'bullmq';
-import { GENERATE_QUEUE, generateJobId, type GenerateJobData } from '@app/contracts';
+import { GENERATE_QUEUE, generateJobId, jobOf, type GenerateJobData } from '@app/contracts';
 import { startTestRedis, type TestRedis } from '../../../test/support/redis';
 import { GenerateQueue, queueConnection, queueConnectionFor } from './index';
 
@@ -9,7 +9,7 @@ const params = {
 };
 
 function item(batchId: string, index: number, kind: GenerateJobData['kind'] = 'batch'): GenerateJobData {
-  return { v: 1, kind, batchId, index, customId: `c-${index}`, prompt: `p${index}`, params, owner: 't', enqueuedAt: Date.now() };
+  return jobOf(batchId, 't', { index, customId: `c-${index}`, params }, kind);
 }
 
 describe('GenerateQueue', () => {

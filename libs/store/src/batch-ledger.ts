@@ -1,9 +1,9 @@
-import type { BatchStatus } from '@app/contracts';
+import { paramsIdOf, type BatchStatus, type JobParams } from '@app/contracts';
 import type { RedisClient } from '@app/redis';
 import { IdempotencyKeys, type IdempotencyClaim, type IdempotencyHolder } from './idempotency-keys';
 import { StoreKeys } from './redis-keys';
 import { withStoreCommands } from './scripts';
-import { matchesBatchQuery, type BatchError, type BatchItemInput, type BatchPage, type BatchRecord, type ListBatchesQuery, type NewBatch } from './types';
+import { matchesBatchQuery, type BatchError, type BatchItemInput, type BatchPage, type BatchRecord, type ListBatchesQuery, type NewBatch, type StoredItem } from './types';
 
 export interface BatchLedgerOptions {
   prefix: string;
@@ -29,6 +29,11 @@ const STAGE_CHUNK = 1000;
 /** Staged items of a creation that never happened expire on their own. */
 const STAGED_TTL_S = 24 * 3600;
 const PAGE = 500;
+/**
+ * A batch's parameter sets share its items hash (its retention, its staging and its atomic creation) under fields of
+ * their own: `params:<paramsIdOf>` beside the items' numeric indices.
+ */
+const paramsField = (paramsId: string): string => `params:${paramsId}`;
 
 const num = (v: string | undefined): number | null => (v === undefined || v === '' ? null : Number(v));
 
@@ -112,15 +117,23 @@ export class BatchLedger {
     return { created };
   }
 
+  /** Each item without its parameters, and each distinct parameter set once, in chunks of items. */
   private async stageItems(batch: NewBatch): Promise<void> {
     if (batch.items.length === 0) return;
     const k = this.keys;
+    const staged = new Set<string>();
     for (let start = 0; start < batch.items.length; start += STAGE_CHUNK) {
       const items: Record<string, string> = {};
       const customIds: Record<string, string> = {};
-      for (const item of batch.items.slice(start, start + STAGE_CHUNK)) {
-        items[item.index] = JSON.stringify(item);
-        customIds[item.customId] = String(item.index);
+      for (const { params, ...own } of batch.items.slice(start, start + STAGE_CHUNK)) {
+        const paramsId = paramsIdOf(params);
+        if (!staged.has(paramsId)) {
+          staged.add(paramsId);
+          items[paramsField(paramsId)] = JSON.stringify(params);
+        }
+        const stored: StoredItem = { ...own, paramsId };
+        items[own.index] = JSON.stringify(stored);
+        customIds[own.customId] = String(own.index);
       }
       const tx = this.redis.multi();
       tx.hset(k.stagedItems(batch.id), items);
@@ -164,11 +177,36 @@ export class BatchLedger {
     return this.redis.scard(this.keys.active(owner));
   }
 
-  /** The inputs of these items, in the order asked; null where the batch has no such item. */
+  /** The inputs of these items (their parameters included), in the order asked; null where the batch has no such item. */
   async itemInputs(batchId: string, indices: number[]): Promise<(BatchItemInput | null)[]> {
+    const stored = await this.storedItems(batchId, indices);
+    const ids = [...new Set(stored.flatMap((item) => (item?.paramsId === undefined ? [] : [item.paramsId])))];
+    const sets = new Map<string, JobParams | null>();
+    if (ids.length > 0) {
+      const raw = await this.redis.hmget(this.keys.items(batchId), ...ids.map(paramsField));
+      ids.forEach((id, i) => sets.set(id, raw[i] === null ? null : (JSON.parse(raw[i]!) as JobParams)));
+    }
+    return stored.map((item) => {
+      if (item === null) return null;
+      if (item.paramsId === undefined) return item;
+      const { paramsId, ...own } = item;
+      const params = sets.get(paramsId);
+      if (!params) throw new Error(`batch ${batchId}: item ${item.index} names parameter set ${paramsId}, which is not stored`);
+      return { ...own, params };
+    });
+  }
+
+  /** These items as stored (their parameter set by id), in the order asked; null where the batch has no such item. */
+  async storedItems(batchId: string, indices: number[]): Promise<(StoredItem | null)[]> {
     if (indices.length === 0) return [];
     const raw = await this.redis.hmget(this.keys.items(batchId), ...indices.map(String));
-    return raw.map((r) => (r === null ? null : (JSON.parse(r) as BatchItemInput)));
+    return raw.map((r) => (r === null ? null : (JSON.parse(r) as StoredItem)));
+  }
+
+  /** One of the batch's parameter sets by its id (paramsIdOf); null when the batch has no such set (or is gone). */
+  async batchParams(batchId: string, paramsId: string): Promise<JobParams | null> {
+    const raw = await this.redis.hget(this.keys.items(batchId), paramsField(paramsId));
+    return raw === null ? null : (JSON.parse(raw) as JobParams);
   }
 
   /** validating -> in_progress once every job is enqueued. */

@@ -56,6 +56,12 @@ export interface BatchItemInput {
   params: JobParams;
 }
 
+/**
+ * An item as the store keeps it: its own fields, and the id of its parameter set, stored once per batch however many
+ * items share it (paramsIdOf in libs/contracts). Items stored before parameter sets existed hold `params` inline.
+ */
+export type StoredItem = Omit<BatchItemInput, 'params'> & ({ paramsId: string; params?: undefined } | { params: JobParams; paramsId?: undefined });
+
 export interface NewBatch {
   id: string;
   kind: BatchKind;

@@ -1,7 +1,7 @@
 // What the store does on any Redis topology (one Redis, a Cluster with a hash-tag prefix): every class over one
 // connection, as the api uses them, plus the workers' view. Run it with describeRedisStoreContract(name, open).
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
-import type { BatchEvent, ItemErrorCode, ItemReport } from '@app/contracts';
+import { paramsIdOf, type BatchEvent, type ItemErrorCode, type ItemReport } from '@app/contracts';
 import type { RedisClient } from '@app/redis';
 import { ItemResults, RedisStore, type BatchItemInput, type BatchRecord, type CreateBatchOptions, type NewBatch } from '../src';
 
@@ -402,6 +402,30 @@ export function describeRedisStoreContract(name: string, open: () => StoreUnderT
       const batch = await create(newBatch({}, 3));
       const inputs = await store.batches.itemInputs(batch.id, [2, 7, 0]);
       expect(inputs.map((item) => item?.customId ?? null)).toEqual(['req-2', null, 'req-0']);
+    });
+
+    it('stores each distinct parameter set once per batch; items hold only their own fields and name their set', async () => {
+      const longer = { ...params, maxNewTokens: 32, stop: ['x'.repeat(256)] };
+      const items: BatchItemInput[] = Array.from({ length: 300 }, (_, index) => ({ index, customId: `line-${index}`, prompt: `p${index}`, params: index % 3 === 0 ? longer : { ...params } }));
+      const batch = await create(newBatch({ items }));
+      const stored = await connection.hgetall(store.batches.keys.items(batch.id));
+      const sets = Object.keys(stored).filter((field) => field.startsWith('params:'));
+      expect(sets.map((field) => field.slice('params:'.length)).sort()).toEqual([paramsIdOf(params), paramsIdOf(longer)].sort());
+      expect(Object.keys(stored)).toHaveLength(300 + 2);
+      expect(JSON.parse(stored['3'])).toEqual({ index: 3, customId: 'line-3', prompt: 'p3', paramsId: paramsIdOf(longer) });
+      expect(await store.batches.storedItems(batch.id, [4, 999])).toEqual([{ index: 4, customId: 'line-4', prompt: 'p4', paramsId: paramsIdOf(params) }, null]);
+      expect(await store.batches.batchParams(batch.id, paramsIdOf(longer))).toEqual(longer);
+      expect(await store.batches.batchParams(batch.id, 'nope')).toBeNull();
+      expect(await store.batches.itemInputs(batch.id, [3, 4])).toEqual([items[3], items[4]]);
+    });
+
+    it('reads items stored before parameter sets existed (parameters inline)', async () => {
+      const batch = await create(newBatch({}, 2));
+      await connection.hset(store.batches.keys.items(batch.id), '1', JSON.stringify({ index: 1, customId: 'req-1', prompt: 'old', params }));
+      expect(await store.batches.itemInputs(batch.id, [1, 0])).toEqual([
+        { index: 1, customId: 'req-1', prompt: 'old', params },
+        { index: 0, customId: 'req-0', prompt: 'p0', params },
+      ]);
     });
 
     it('takes the in-flight limit atomically: 40 concurrent creations with a limit of 20 create 20', async () => {

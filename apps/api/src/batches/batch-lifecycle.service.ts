@@ -75,7 +75,7 @@ export class BatchLifecycleService implements OnModuleInit, OnApplicationShutdow
     const pending = await this.store.results.pendingIndices(batchId);
     const stopped = await this.queue.takeBackNotStarted(batchId, pending);
     if (stopped.length === 0) return;
-    const inputs = await this.store.batches.itemInputs(batchId, stopped);
+    const inputs = await this.store.batches.storedItems(batchId, stopped);
     for (const [i, index] of stopped.entries()) {
       await this.store.results.record({
         batchId, index, customId: inputs[i]?.customId ?? `item-${index}`, outcome: 'stopped', attempts: 0, finishedAt: Date.now(),

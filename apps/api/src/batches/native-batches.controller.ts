@@ -123,7 +123,7 @@ export class NativeBatchesController {
       return { object: 'list', batch_id: id, status: batch.status, request_counts: batch.requestCounts, custom_id_prefix: customIdPrefix, limit, data, has_more: found.hasMore };
     }
     const results = await this.store.results.list(id, offset, limit);
-    const inputs = await this.store.batches.itemInputs(id, results.map((_, i) => offset + i));
+    const inputs = await this.store.batches.storedItems(id, results.map((_, i) => offset + i));
     const data = results.map((result, i) => toNativeResult(offset + i, inputs[i]?.customId ?? `item-${offset + i}`, result));
     const next = offset + data.length;
     return {

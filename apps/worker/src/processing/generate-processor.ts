@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { ITEM_ERRORS, generateJobId, readJobData, runDecisionOf, type GenerateJobData, type ItemReport } from '@app/contracts';
+import { ITEM_ERRORS, generateJobId, readJobData, runDecisionOf, type ItemReport, type JobItemRef } from '@app/contracts';
 import { DelayedError, UnrecoverableError, type GenerateJob } from '@app/queue';
 import { ItemStillRunsError } from '@app/store';
 import type { TokenEvent } from '@app/engine';
@@ -8,6 +8,7 @@ import { describeError, isEngineGone, isPromptError } from './error-kinds';
 import type { InFlightRegistry, InFlightRequest, StopReason } from './in-flight';
 import { failedReport, stoppedReport, succeededReport } from './item-results';
 import { toEngineParams } from './job-params';
+import { JobInputs } from './job-inputs';
 
 export interface ProcessorOptions {
   workerId: string;
@@ -39,18 +40,24 @@ const DEFAULT_HOLD_MS = 500;
  */
 export class GenerateJobProcessor {
   private readonly logger = new Logger('GenerateJobProcessor');
+  /** Prompts and parameter sets of version-2 jobs, read from the store (the parameter sets through a bounded cache). */
+  readonly inputs: JobInputs;
 
   constructor(
     private readonly engine: WorkerEngine,
     private readonly store: WorkerStore,
     private readonly inFlight: InFlightRegistry,
     private readonly options: ProcessorOptions,
-  ) {}
+  ) {
+    this.inputs = new JobInputs(store.batches);
+  }
 
   async process(job: GenerateJob, token?: string): Promise<JobOutcome> {
     const data = readJobData(job.data);
-    // Both reads at once: one round trip of latency per job instead of two.
-    const [existing, batch] = await Promise.all([this.store.results.get(data.batchId, data.index), this.store.batches.get(data.batchId)]);
+    // The reads at once: one round trip of latency per job (the parameter set mostly comes from the cache).
+    const [existing, batch, input] = await Promise.all([
+      this.store.results.get(data.batchId, data.index), this.store.batches.get(data.batchId), this.inputs.resolve(data),
+    ]);
     if (existing) {
       this.logger.log(`${data.batchId} #${data.index} already has a result: completing without generating`);
       return 'already-recorded';
@@ -59,11 +66,12 @@ export class GenerateJobProcessor {
     const decision = runDecisionOf(batch);
     if (decision === 'hold') return this.handBack(job, token, Date.now() + (this.options.holdMs ?? DEFAULT_HOLD_MS), 'its batch is still being created');
     if (decision === 'stop') return this.reportStopped(job, token, data);
+    if (!input) throw new Error(`${data.batchId} #${data.index}: its batch holds no input for this item`);
 
     const entry = this.inFlight.add(generateJobId(data.batchId, data.index), data);
     try {
       const result = await this.engine.submit(
-        { id: entry.requestId, prompt: data.prompt, promptIds: data.promptIds, params: toEngineParams(data.params) },
+        { id: entry.requestId, prompt: input.prompt, promptIds: input.promptIds, params: toEngineParams(input.params) },
         (event) => this.onToken(job, entry, event),
       );
       // A stop that came as the prompt finished by itself changes nothing: the result is complete.
@@ -109,7 +117,7 @@ export class GenerateJobProcessor {
     return this.reportStopped(job, token, readJobData(job.data));
   }
 
-  private async reportStopped(job: GenerateJob, token: string | undefined, data: GenerateJobData): Promise<JobOutcome> {
+  private async reportStopped(job: GenerateJob, token: string | undefined, data: JobItemRef): Promise<JobOutcome> {
     try {
       await this.report(data, stoppedReport(data, this.reporter(job)));
       return 'stopped';
@@ -120,7 +128,7 @@ export class GenerateJobProcessor {
     }
   }
 
-  private async afterFailure(job: GenerateJob, data: GenerateJobData, error: unknown): Promise<never> {
+  private async afterFailure(job: GenerateJob, data: JobItemRef, error: unknown): Promise<never> {
     const message = describeError(error);
     if (isPromptError(error)) {
       await this.report(data, failedReport(data, { code: 'invalid_request', message }, this.reporter(job)));
@@ -142,7 +150,7 @@ export class GenerateJobProcessor {
     return { attempts: job.attemptsMade + (job.stalledCounter ?? 0) + 1, workerId: this.options.workerId };
   }
 
-  private async report(data: GenerateJobData, report: ItemReport): Promise<void> {
+  private async report(data: JobItemRef, report: ItemReport): Promise<void> {
     const outcome = await this.store.results.record(report);
     if (outcome === 'duplicate') {
       // The prompt already had a result (another worker finished it after a stall): this one is dropped.

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { GenerateJobData } from '@app/contracts';
+import type { JobItemRef } from '@app/contracts';
 
 /** Why a running generation was stopped before its end: its batch must no longer run, or this worker stops. */
 export type StopReason = 'batch' | 'shutdown';
@@ -8,7 +8,7 @@ export interface InFlightRequest {
   readonly requestId: string;
   /** This run of the prompt: a retry after a crash is a new attempt, whose streamed text starts over. */
   readonly attempt: string;
-  readonly data: GenerateJobData;
+  readonly data: JobItemRef;
   readonly startedAt: number;
   generatedTokens: number;
   lastProgressAt: number;
@@ -19,7 +19,7 @@ export interface InFlightRequest {
 export class InFlightRegistry {
   private readonly requests = new Map<string, InFlightRequest>();
 
-  add(requestId: string, data: GenerateJobData): InFlightRequest {
+  add(requestId: string, data: JobItemRef): InFlightRequest {
     const now = Date.now();
     const entry: InFlightRequest = { requestId, attempt: randomUUID(), data, startedAt: now, generatedTokens: 0, lastProgressAt: now };
     this.requests.set(requestId, entry);

@@ -1,4 +1,4 @@
-import type { GenerateJobData, ItemError, ItemReport } from '@app/contracts';
+import type { JobItemRef, ItemError, ItemReport } from '@app/contracts';
 import type { GenerationResult } from '@app/engine';
 
 // The reports a worker makes about one prompt: it succeeded, it failed with a code, or it was stopped because its
@@ -6,11 +6,11 @@ import type { GenerationResult } from '@app/engine';
 
 type Reporter = { attempts: number; workerId: string };
 
-function about(data: GenerateJobData, by: Reporter) {
+function about(data: JobItemRef, by: Reporter) {
   return { batchId: data.batchId, index: data.index, customId: data.customId, attempts: by.attempts, workerId: by.workerId, finishedAt: Date.now() };
 }
 
-export function succeededReport(data: GenerateJobData, result: GenerationResult, by: Reporter): ItemReport {
+export function succeededReport(data: JobItemRef, result: GenerationResult, by: Reporter): ItemReport {
   const completionTokens = result.sequences.reduce((sum, sequence) => sum + sequence.tokens.length, 0);
   return {
     ...about(data, by),
@@ -28,10 +28,10 @@ export function succeededReport(data: GenerateJobData, result: GenerationResult,
   };
 }
 
-export function failedReport(data: GenerateJobData, error: ItemError, by: Reporter): ItemReport {
+export function failedReport(data: JobItemRef, error: ItemError, by: Reporter): ItemReport {
   return { ...about(data, by), outcome: 'failed', error };
 }
 
-export function stoppedReport(data: GenerateJobData, by: Reporter): ItemReport {
+export function stoppedReport(data: JobItemRef, by: Reporter): ItemReport {
   return { ...about(data, by), outcome: 'stopped' };
 }
