@@ -2,6 +2,7 @@
 // everyone else's, and what a Redis outage does to clients. Correctness is asserted; durations and sizes are printed
 // and kept in .tmp/reliability/hardening.json (they depend on the machine).
 // Run: npm run build && npx jest -c test/reliability/jest.config.cjs hardening
+import { loadavg } from 'node:os';
 import { Redis } from 'ioredis';
 import { startApi, type ApiProcess } from '../support/api-process';
 import { startTestRedis, type TestRedis } from '../support/redis';
@@ -193,6 +194,7 @@ it('Redis growth per accepted request: a 500-prompt template batch, a 500-line J
   expect(shortJsonlBatch.response.status).toBe(200);
   created.push(shortJsonlBatch.response.json.id);
   figures.redisGrowth = {
+    loadAverage: loadavg().map((l) => Math.round(l * 10) / 10),
     shortJsonlBatch500: shortJsonlBatch.figures,
     stopStringRequest: refused.figures,
     largestAcceptedShape: accepted.figures,
