@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { GenerationEngine } from '@app/engine';
+import { decodeRunText, GenerationEngine } from '@app/engine';
 import type { WorkerConfig } from './config/worker-config';
 import type { WorkerEngine } from './ports';
 import { SimulatedEngine } from './simulated-engine';
@@ -20,12 +20,13 @@ export async function startWorkerEngine(config: WorkerConfig): Promise<WorkerEng
     kvPlacement: config.kvPlacement,
     prefillChunkTokens: config.prefillChunkTokens,
     decodeChunkSteps: config.decodeChunkSteps,
+    decodeChunkMinSteps: config.decodeChunkMinSteps,
     joinGroup: config.joinGroup,
     joinMaxWaitSteps: config.joinMaxWaitSteps,
     intraOpThreads: config.intraOpThreads,
     onWarning: (message) => logger.warn(message),
   });
   const { info } = engine;
-  logger.log(`model ${config.modelDir} loaded on ${info.executionProvider}:${config.deviceId} (${info.executionProviderReason}) with ${config.slots} slots, ${info.decodeChunkSteps} decode steps per run`);
+  logger.log(`model ${config.modelDir} loaded on ${info.executionProvider}:${config.deviceId} (${info.executionProviderReason}) with ${config.slots} slots, ${decodeRunText(info)}`);
   return engine;
 }

@@ -33,6 +33,11 @@ export interface GenerationRequest {
   /** Token ids to use instead of encoding `prompt` (benchmarks with prompts of exact token length). */
   promptIds?: number[];
   params?: Partial<GenerationParams>;
+  /**
+   * Someone reads this request's tokens as they come (an online request): while it decodes, decode-loop runs last
+   * at most decodeChunkMinSteps, so its tokens arrive in small groups. Batch work leaves it unset.
+   */
+  interactive?: boolean;
 }
 
 export type FinishReason = 'eos' | 'stop' | 'length' | 'cancelled';
@@ -112,15 +117,16 @@ export interface EngineOptions {
   /**
    * Decode steps per session run (docs/engine.md, "Decode loop"): > 1 runs the model's decode-loop graph, whose KV
    * cache stays on the device for that many steps and whose tokens are chosen in the graph (host KV placement).
-   * Default: 32 on cuda when the model has the graph, else 1 (one step per run). Rows that sample from more than
+   * This is the longest run, taken when nothing needs a run boundary sooner (see decodeChunkMinSteps).
+   * Default: 128 on cuda when the model has the graph, else 1 (one step per run). Rows that sample from more than
    * the graph's top candidates (top_k 0 or above it) make the batch decode one step at a time while they run.
    */
   decodeChunkSteps?: number;
   /**
-   * While requests wait for a free row, a decode-loop run stops when the first row reaches its max_new_tokens (its
-   * row frees for a newcomer sooner), but lasts at least this many steps. Default: decodeChunkSteps (always
-   * full-length runs; shorter runs move the KV cache through the host more often, and their net effect on a GPU is
-   * not measured yet).
+   * The run length when something needs a boundary sooner than decodeChunkSteps: while requests wait for a free
+   * row, a run ends when the first row reaches its max_new_tokens (its row frees for a newcomer) but lasts at least
+   * this many steps; while an interactive request decodes, runs last at most this many steps. Every boundary moves
+   * the KV cache through the host once. Default: 32 when decodeChunkSteps takes its default, else decodeChunkSteps.
    */
   decodeChunkMinSteps?: number;
   /** WebGPU storage buffer cache mode (onnxruntime's default is 'bucket'; it decides most of the GPU memory held). */
@@ -140,6 +146,8 @@ export interface EngineInfo {
   kvPlacement: 'host' | 'device' | 'device-merge';
   /** Decode steps per run (1: one step per run). */
   decodeChunkSteps: number;
+  /** Run length while requests wait for a row or an interactive request decodes (EngineOptions.decodeChunkMinSteps). */
+  decodeChunkMinSteps: number;
   contextLength: number;
   vocabSize: number;
   eosId: number;
@@ -151,6 +159,13 @@ export interface EngineInfo {
   loadMs: number;
   /** worker_threads.threadId of the thread running inference (0 = the owner's main thread, in-process mode). */
   threadId: number;
+}
+
+/** How the engine's decode runs go, in words (start lines of the worker, the bench header). */
+export function decodeRunText(info: Pick<EngineInfo, 'decodeChunkSteps' | 'decodeChunkMinSteps'>): string {
+  if (info.decodeChunkSteps <= 1) return '1 decode step per run';
+  if (info.decodeChunkMinSteps >= info.decodeChunkSteps) return `${info.decodeChunkSteps} decode steps per run`;
+  return `up to ${info.decodeChunkSteps} decode steps per run (${info.decodeChunkMinSteps} while requests wait or an interactive one decodes)`;
 }
 
 export interface EngineStats {

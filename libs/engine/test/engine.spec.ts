@@ -244,6 +244,21 @@ describe('GenerationEngine decode loop (decode-loop.onnx: several steps per run,
     });
   });
 
+  it('an interactive request keeps runs at decodeChunkMinSteps while it decodes; batch work runs full length', async () => {
+    const job: Job = { id: 'watched', prompt: PROMPTS[0], params: { maxNewTokens: 17, ignoreEos: true } };
+    const single = await alone(oneStep, [job]);
+    const runsFor = (interactive: boolean) =>
+      withEngine({ ...looped, slots: 1, decodeChunkSteps: 16, decodeChunkMinSteps: 4 }, async (engine) => {
+        expect(engine.info).toMatchObject({ decodeChunkSteps: 16, decodeChunkMinSteps: 4 });
+        const result = await engine.submit({ ...job, interactive });
+        expect(result.sequences).toEqual(single.get(job.id)?.sequences);
+        return (await engine.stats()).decodeRuns;
+      });
+    // 16 decode steps after the prefill's token: four runs of 4 when watched, one of 16 otherwise.
+    expect(await runsFor(true)).toBe(4);
+    expect(await runsFor(false)).toBe(1);
+  });
+
   it('while requests wait for a row, runs can end at the first row\'s budget (decodeChunkMinSteps), with the same tokens', async () => {
     const jobs: Job[] = [
       { id: 'long', prompt: PROMPTS[0], params: { maxNewTokens: 20, ignoreEos: true } },

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { type EngineOptions, type EngineStats, GenerationEngine, type GenerationResult, Tokenizer } from '@app/engine';
+import { decodeRunText, type EngineOptions, type EngineStats, GenerationEngine, type GenerationResult, Tokenizer } from '@app/engine';
 import { Prng, type ExecutionProviderName, type ModelManifest } from '@app/model';
 import { parseInteger, parseNumber, parseProvider } from './generate';
 
@@ -208,7 +208,7 @@ async function bench(flags: BenchFlags): Promise<void> {
       const engine = await GenerationEngine.start(engineOptions(batch));
       if (!report.engine) {
         report.engine = engine.info;
-        log(`engine: ${engine.info.executionProvider}, kv ${engine.info.kvPlacement}, ${engine.info.decodeChunkSteps} decode steps per run, prefill budget ${engine.info.prefillChunkTokens} tokens at ${batch} slots, join group ${engine.info.joinGroup} (wait <= ${engine.info.joinMaxWaitSteps} steps), max sequence ${engine.info.contextLength}`);
+        log(`engine: ${engine.info.executionProvider}, kv ${engine.info.kvPlacement}, ${decodeRunText(engine.info)}, prefill budget ${engine.info.prefillChunkTokens} tokens at ${batch} slots, join group ${engine.info.joinGroup} (wait <= ${engine.info.joinMaxWaitSteps} steps), max sequence ${engine.info.contextLength}`);
       }
       try {
         const prompts = Array.from({ length: batch }, () => syntheticPrompt(random, flags.promptLen, usable));

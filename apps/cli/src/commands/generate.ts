@@ -151,7 +151,7 @@ async function generateStreaming(engine: GenerationEngine, prompts: string[], pa
     if (separate) process.stdout.write(`${index > 0 ? '\n' : ''}--- prompt ${index + 1}: ${JSON.stringify(prompt)}\n`);
     const streamed = 0; // the first sequence streams; extra ones are printed whole at the end
     if (params.returnFullText) process.stdout.write(prompt);
-    const result = await engine.submit({ id: `prompt-${index}`, prompt, params: { ...params, returnFullText: false } }, (event) => {
+    const result = await engine.submit({ id: `prompt-${index}`, prompt, params: { ...params, returnFullText: false }, interactive: true }, (event) => {
       if (event.sequence === streamed) process.stdout.write(event.text);
     }).catch((error: unknown) => {
       throw error instanceof InvalidGenerationParamError ? flagError(error) : error;

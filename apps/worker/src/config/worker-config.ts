@@ -33,8 +33,10 @@ const schema = redisEnvSchema.extend({
   FALCONQ_SHUTDOWN_GRACE_MS: int(0).default(30_000),
   FALCONQ_KV_PLACEMENT: z.enum(['auto', 'host', 'device', 'device-merge']).default('auto'),
   FALCONQ_PREFILL_CHUNK_TOKENS: int(1).optional(),
-  /** Decode steps per model run (engine default: 32 on cuda, else 1). */
+  /** The longest decode-loop run, in steps (engine default: 128 on cuda, else 1). */
   FALCONQ_DECODE_CHUNK: int(1).optional(),
+  /** Decode-loop run length while requests wait for a row or an online request decodes (engine default: 32 on cuda). */
+  FALCONQ_DECODE_CHUNK_MIN: int(1).optional(),
   FALCONQ_JOIN_GROUP: int(1).optional(),
   FALCONQ_JOIN_MAX_WAIT_STEPS: int(0).optional(),
   FALCONQ_INTRA_OP_THREADS: int(1).optional(),
@@ -62,6 +64,7 @@ export interface WorkerConfig {
   kvPlacement: 'auto' | 'host' | 'device' | 'device-merge';
   prefillChunkTokens?: number;
   decodeChunkSteps?: number;
+  decodeChunkMinSteps?: number;
   joinGroup?: number;
   joinMaxWaitSteps?: number;
   intraOpThreads?: number;
@@ -99,6 +102,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     kvPlacement: e.FALCONQ_KV_PLACEMENT,
     prefillChunkTokens: e.FALCONQ_PREFILL_CHUNK_TOKENS,
     decodeChunkSteps: e.FALCONQ_DECODE_CHUNK,
+    decodeChunkMinSteps: e.FALCONQ_DECODE_CHUNK_MIN,
     joinGroup: e.FALCONQ_JOIN_GROUP,
     joinMaxWaitSteps: e.FALCONQ_JOIN_MAX_WAIT_STEPS,
     intraOpThreads: e.FALCONQ_INTRA_OP_THREADS,

@@ -71,7 +71,7 @@ export class GenerateJobProcessor {
     const entry = this.inFlight.add(generateJobId(data.batchId, data.index), data);
     try {
       const result = await this.engine.submit(
-        { id: entry.requestId, prompt: input.prompt, promptIds: input.promptIds, params: toEngineParams(input.params) },
+        { id: entry.requestId, prompt: input.prompt, promptIds: input.promptIds, params: toEngineParams(input.params), interactive: data.kind === 'online' },
         (event) => this.onToken(job, entry, event),
       );
       // A stop that came as the prompt finished by itself changes nothing: the result is complete.

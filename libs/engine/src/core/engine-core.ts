@@ -30,7 +30,10 @@ export interface CoreRequestSink {
 export const nowMs = () => performance.timeOrigin + performance.now();
 
 /** The decode loop pays off where every run copies the KV cache through the host: onnxruntime-node's CUDA EP. */
-export const DEFAULT_CUDA_DECODE_CHUNK_STEPS = 32;
+/** The longest decode-loop run on cuda, taken when nothing needs a boundary sooner (a static batch, no one waiting). */
+export const DEFAULT_CUDA_DECODE_CHUNK_STEPS = 128;
+/** The run length on cuda while requests wait for a row or an interactive request decodes. */
+export const DEFAULT_CUDA_DECODE_CHUNK_MIN_STEPS = 32;
 
 /**
  * Opens the session on the requested EP, or for 'auto' on the first of cuda, webgpu, cpu that loads (each refusal
@@ -133,6 +136,7 @@ export class EngineCore {
       executionProviderReason: reason,
       kvPlacement: model.kvPlacement,
       decodeChunkSteps,
+      decodeChunkMinSteps: Math.min(options.decodeChunkMinSteps ?? (options.decodeChunkSteps === undefined ? DEFAULT_CUDA_DECODE_CHUNK_MIN_STEPS : decodeChunkSteps), decodeChunkSteps),
       contextLength: Math.min(manifest.shape.contextLength, options.maxSequenceLength ?? Infinity),
       vocabSize: manifest.shape.vocabSize,
       eosId: manifest.tokens.eos,
@@ -165,7 +169,7 @@ export class EngineCore {
     const promptIds = fitPromptToContext(request.promptIds === undefined ? this.tokenizer.encode(request.prompt) : this.checkPromptIds(request.promptIds), params, contextLength);
     this.sinks.set(request.id, sink);
     this.scheduler.enqueue(
-      { id: request.id, promptIds, promptText: request.prompt, params, fallbackSeed: randomSeed(), submittedAt },
+      { id: request.id, promptIds, promptText: request.prompt, params, interactive: request.interactive === true, fallbackSeed: randomSeed(), submittedAt },
       {
         onToken: sink.onToken ? (event) => sink.onToken?.(event) : undefined,
         onDone: (result) => {
@@ -259,7 +263,7 @@ export class EngineCore {
       admission: this.options.admission ?? 'continuous',
       forceFullLogits: this.options.forceFullLogits ?? false,
       decodeChunkSteps: this.info.decodeChunkSteps,
-      decodeChunkMinSteps: Math.min(this.options.decodeChunkMinSteps ?? this.info.decodeChunkSteps, this.info.decodeChunkSteps),
+      decodeChunkMinSteps: this.info.decodeChunkMinSteps,
       eosId: this.info.eosId,
       decoder: { decode: (ids) => this.tokenizer.decode(ids, { skipSpecialTokens: true }) },
       now: nowMs,

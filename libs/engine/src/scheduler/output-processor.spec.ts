@@ -21,7 +21,7 @@ function setup(params: Partial<GenerationParams>, options: Partial<OutputProcess
   const events: TokenEvent[] = [];
   const done: GenerationResult[] = [];
   const request = processor.open(
-    { id: 'r', promptIds: [1, 2], promptText: 'PROMPT', params: resolveGenerationParams({ maxNewTokens: 10, ...params }), fallbackSeed: 5, submittedAt: 1000 },
+    { id: 'r', promptIds: [1, 2], promptText: 'PROMPT', params: resolveGenerationParams({ maxNewTokens: 10, ...params }), interactive: false, fallbackSeed: 5, submittedAt: 1000 },
     { onToken: (event) => events.push(event), onDone: (result) => done.push(result) },
   );
   return { processor, request, sequence: request.sequences[0], events, done };

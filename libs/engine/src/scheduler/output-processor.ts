@@ -17,6 +17,8 @@ export interface ScheduledRequest {
   /** Prepended to each text when params.returnFullText. */
   promptText: string;
   params: GenerationParams;
+  /** GenerationRequest.interactive: its rows keep decode-loop runs short. */
+  interactive: boolean;
   /** Seed used when params.seed is absent. */
   fallbackSeed: number;
   submittedAt: number;

@@ -41,6 +41,7 @@ async function simulate(
           promptIds: arrival.prompt,
           promptText: fakeDecoder.decode(arrival.prompt),
           params: resolveGenerationParams({ maxNewTokens: 12, ...arrival.params }),
+          interactive: false,
           fallbackSeed: 1,
           submittedAt: 0,
         },
@@ -251,7 +252,7 @@ describe('Scheduler cancel', () => {
     const tokens: number[] = [];
     let result: GenerationResult | undefined;
     scheduler.enqueue(
-      { id: 'a', promptIds: [1, 2], promptText: '', params: resolveGenerationParams({ maxNewTokens: 50, ignoreEos: true }), fallbackSeed: 0, submittedAt: 0 },
+      { id: 'a', promptIds: [1, 2], promptText: '', params: resolveGenerationParams({ maxNewTokens: 50, ignoreEos: true }), interactive: false, fallbackSeed: 0, submittedAt: 0 },
       { onToken: (event) => tokens.push(event.token), onDone: (done) => (result = done) },
     );
     await scheduler.step();

@@ -135,6 +135,7 @@ export class Scheduler {
         pending: -1,
         needsFullLogits: output.needsFullLogits,
         fitsGraphSampler: output.fitsGraphSampler,
+        interactive: spec.interactive,
       };
       request.sequences.push(sequence);
       this.waiting.push(sequence);

@@ -15,6 +15,7 @@ function slot(row: number, prompt: number[], overrides: Partial<SlotState> = {})
     pending: -1,
     needsFullLogits: false,
     fitsGraphSampler: true,
+    interactive: false,
     ...overrides,
   };
 }
@@ -167,5 +168,14 @@ describe('decodeRunSteps', () => {
     // A live row still prefilling (it waits for the rest of its prompt) counts as waiting.
     const withNewcomer = [...rows, slot(2, range(0, 40), { prefilled: 16 })];
     expect(decodeRunSteps(batch(withNewcomer), { ...looped, decodeChunkMinSteps: 2 }, rows)).toBe(5);
+  });
+
+  it('while an interactive row decodes, runs last at most decodeChunkMinSteps, whoever waits', () => {
+    const watched = [rows[0], { ...rows[1], interactive: true }];
+    expect(decodeRunSteps(batch(watched), { ...looped, decodeChunkMinSteps: 3 }, watched)).toBe(3);
+    // Waiting requests would allow up to the first row's budget (5): the interactive row still caps the run.
+    expect(decodeRunSteps(batch(watched, { waiting: 1 }), { ...looped, decodeChunkMinSteps: 3 }, watched)).toBe(3);
+    // Without one, the same batch runs the full length.
+    expect(decodeRunSteps(batch(rows), { ...looped, decodeChunkMinSteps: 3 }, rows)).toBe(8);
   });
 });

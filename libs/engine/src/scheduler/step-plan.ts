@@ -22,6 +22,8 @@ export interface SlotState {
   needsFullLogits: boolean;
   /** The decode-loop graph can choose this row's tokens (fitsInGraphSampler). */
   fitsGraphSampler: boolean;
+  /** Someone reads this row's tokens as they come: runs stay at decodeChunkMinSteps while it decodes. */
+  interactive: boolean;
 }
 
 export interface BatchView {
@@ -171,7 +173,7 @@ export function planDecode(batch: BatchView, config: PlannerConfig): DecodePlan 
  * How many steps a decode run over `feeding` may take in one go: 1 unless the runner has a decode loop and every
  * row decodes and fits its sampler; never more than the longest remaining budget, nor past any row's context; while
  * someone waits for a row (or for the rest of its prompt), at most until the first row's budget ends, but at least
- * decodeChunkMinSteps.
+ * decodeChunkMinSteps; while an interactive row decodes, at most decodeChunkMinSteps.
  */
 export function decodeRunSteps(batch: BatchView, config: PlannerConfig, feeding: readonly SlotState[]): number {
   const wanted = config.decodeChunkSteps ?? 1;
@@ -188,8 +190,10 @@ export function decodeRunSteps(batch: BatchView, config: PlannerConfig, feeding:
     room = Math.min(room, config.contextLength - (slot.prompt.length + slot.generated - 1));
   }
   let steps = Math.min(wanted, remaining, room);
+  const short = config.decodeChunkMinSteps ?? wanted;
   const joining = batch.waiting > 0 || feeding.length < batch.live.length;
-  if (joining) steps = Math.min(steps, Math.max(config.decodeChunkMinSteps ?? wanted, firstToFinish));
+  if (joining) steps = Math.min(steps, Math.max(short, firstToFinish));
+  if (feeding.some((slot) => slot.interactive)) steps = Math.min(steps, short);
   return Math.max(1, steps);
 }
 
