@@ -48,7 +48,7 @@ export function registerGenerateCommand(program: Command): void {
     .option('--ep <provider>', 'execution provider: cpu, webgpu, cuda, or auto (cuda where it loads, else webgpu, else cpu)', parseProvider, 'cpu')
     .option('--device-id <n>', 'GPU index (cuda)', parseInteger('--device-id'))
     .option('--slots <n>', 'sequences decoded together', parseInteger('--slots'), 8)
-    .option('--decode-chunk <n>', 'decode steps per model run (default: 32 on cuda, else 1)', parseInteger('--decode-chunk'))
+    .option('--decode-chunk <n>', 'the longest decode-loop run in steps (default: 128 on cuda, else 1; what generate streams runs 32 at a time)', parseInteger('--decode-chunk'))
     .option('--max-new-tokens <n>', 'tokens to generate at most (default 256)', parseInteger('--max-new-tokens'))
     .option('--greedy', 'greedy decoding (the default unless a sampling option is given)')
     .option('--sample', 'sample (implied by --temperature, --top-k, --top-p)')
