@@ -127,7 +127,92 @@ describe('OpenAI fidelity: parameters', () => {
     expect(completion.usage).toMatchObject({ completion_tokens: 0, total_tokens: completion.usage!.prompt_tokens });
     expect(completion.usage!.prompt_tokens).toBeGreaterThan(0);
     await expect(client.completions.create({ model: 'falcon', prompt: 'x', max_tokens: 0 })).rejects.toMatchObject({ status: 400, param: 'max_tokens' });
-    await expect(client.completions.create({ model: 'falcon', prompt: 'x', max_tokens: 0, echo: true, logprobs: 1 })).rejects.toMatchObject({ status: 400, param: 'logprobs' });
+  });
+});
+
+describe('OpenAI fidelity: prompt logprobs (echo with logprobs)', () => {
+  const PROMPT_IDS = [40, 300, 77, 120, 5, 260];
+  type LegacyLogprobs = { tokens: string[]; token_logprobs: (number | null)[]; top_logprobs: (Record<string, number> | null)[]; text_offset: number[] };
+
+  it('scores a prompt with max_tokens 0: one entry per prompt token, the first null, each position\'s alternatives those of a completion of its prefix', async () => {
+    const completion = await client.completions.create({ model: 'falcon', prompt: 'Score this sentence.', max_tokens: 0, echo: true, logprobs: 2 });
+    const [choice] = completion.choices;
+    expect(choice).toMatchObject({ index: 0, text: 'Score this sentence.', finish_reason: 'length' });
+    expect(completion.usage).toMatchObject({ completion_tokens: 0, total_tokens: completion.usage!.prompt_tokens });
+    const logprobs = choice.logprobs as unknown as LegacyLogprobs;
+    expect(logprobs.tokens).toHaveLength(completion.usage!.prompt_tokens);
+    expect(logprobs.tokens.join('')).toBe('Score this sentence.');
+    expect(logprobs.token_logprobs[0]).toBeNull();
+    expect(logprobs.top_logprobs[0]).toBeNull();
+    expect(logprobs.token_logprobs.slice(1).every((value) => typeof value === 'number' && value <= 0)).toBe(true);
+    expect(logprobs.text_offset).toEqual(logprobs.tokens.map((_, i) => logprobs.tokens.slice(0, i).join('').length));
+
+    // Token ids: each prompt token's entry equals what a completion of its prefix reports for its first token's step.
+    const scored = (await client.completions.create({ model: 'falcon', prompt: PROMPT_IDS, max_tokens: 0, echo: true, logprobs: 3 })).choices[0].logprobs as unknown as LegacyLogprobs;
+    expect(scored.tokens).toHaveLength(PROMPT_IDS.length);
+    for (const at of [1, 3, PROMPT_IDS.length - 1]) {
+      const next = (await client.completions.create({ model: 'falcon', prompt: PROMPT_IDS.slice(0, at), max_tokens: 1, temperature: 0, logprobs: 3 })).choices[0].logprobs as unknown as LegacyLogprobs;
+      const expected = next.top_logprobs[0]!;
+      expect(Object.keys(scored.top_logprobs[at]!)).toEqual(Object.keys(expected));
+      for (const [text, value] of Object.entries(expected)) expect(scored.top_logprobs[at]![text]).toBeCloseTo(value, 4);
+      // (The scored token's own value is checked by id against the reference model in test/model/logprobs-reference.spec.ts:
+      // here tokens are keyed by text, and pieces of a character all read U+FFFD.)
+      expect(scored.token_logprobs[at]).toBeLessThanOrEqual(Math.max(...Object.values(expected)) + 1e-6);
+    }
+  });
+
+  it('with max_tokens > 0 gives the prompt\'s entries, then the generated tokens\' as without echo', async () => {
+    const body = { model: 'falcon', prompt: PROMPT_IDS, max_tokens: 4, temperature: 0, ignore_eos: true, logprobs: 2 };
+    const echoed = await client.completions.create({ ...body, echo: true });
+    const plain = await client.completions.create(body);
+    const all = echoed.choices[0].logprobs as unknown as LegacyLogprobs;
+    const generated = plain.choices[0].logprobs as unknown as LegacyLogprobs;
+    expect(echoed.choices[0].text.endsWith(plain.choices[0].text)).toBe(true);
+    expect(all.tokens).toHaveLength(PROMPT_IDS.length + 4);
+    expect(all.tokens.slice(PROMPT_IDS.length)).toEqual(generated.tokens);
+    all.token_logprobs.slice(PROMPT_IDS.length).forEach((value, i) => expect(value).toBeCloseTo(generated.token_logprobs[i]!, 4));
+    expect(all.text_offset[PROMPT_IDS.length]).toBe(all.tokens.slice(0, PROMPT_IDS.length).join('').length);
+  });
+
+  it('streamed, the prompt\'s entries ride on the finishing chunk with the prompt\'s text', async () => {
+    const stream = await client.completions.create({ model: 'falcon', prompt: PROMPT_IDS, max_tokens: 0, echo: true, logprobs: 1, stream: true });
+    const chunks: OpenAI.Completions.Completion[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    const finishing = chunks.find((chunk) => chunk.choices[0]?.finish_reason)!;
+    const logprobs = finishing.choices[0].logprobs as unknown as LegacyLogprobs;
+    expect(logprobs.tokens).toHaveLength(PROMPT_IDS.length);
+    expect(logprobs.token_logprobs[0]).toBeNull();
+    const whole = await client.completions.create({ model: 'falcon', prompt: PROMPT_IDS, max_tokens: 0, echo: true, logprobs: 1 });
+    expect(chunks.map((chunk) => chunk.choices[0]?.text ?? '').join('')).toBe(whole.choices[0].text);
+    expect(logprobs).toEqual(whole.choices[0].logprobs);
+  });
+
+  it('streams echo with generated tokens: the prompt first, then the generated text, as the whole answer', async () => {
+    const body = { model: 'falcon', prompt: 'Hello', max_tokens: 4, temperature: 0, ignore_eos: true, echo: true };
+    const whole = await client.completions.create({ ...body, logprobs: 1 });
+    const stream = await client.completions.create({ ...body, logprobs: 1, stream: true });
+    const chunks: OpenAI.Completions.Completion[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks[0].choices[0].text.startsWith('Hello')).toBe(true);
+    expect(chunks.map((chunk) => chunk.choices[0]?.text ?? '').join('')).toBe(whole.choices[0].text);
+    expect(chunks.find((chunk) => chunk.choices[0]?.finish_reason)!.choices[0].logprobs).toEqual(whole.choices[0].logprobs);
+  });
+
+  it('scores the prompt of a batch line with echo, logprobs and max_tokens 0', async () => {
+    const fileId = await uploadLines([completionLine('score', { prompt: PROMPT_IDS, max_tokens: 0, echo: true, logprobs: 1 })]);
+    const batch = await waitForFinal((await client.batches.create({ input_file_id: fileId, endpoint: '/v1/completions', completion_window: '24h' })).id);
+    expect(batch.status).toBe('completed');
+    const [line] = (await (await client.files.content(batch.output_file_id!)).text()).trim().split('\n').map((l) => JSON.parse(l) as { response: { body: { choices: { logprobs: LegacyLogprobs }[]; usage: { completion_tokens: number } } } });
+    const { logprobs } = line.response.body.choices[0];
+    expect(logprobs.tokens).toHaveLength(PROMPT_IDS.length);
+    expect(logprobs.token_logprobs[0]).toBeNull();
+    expect(logprobs.token_logprobs.slice(1).every((value) => typeof value === 'number')).toBe(true);
+    expect(line.response.body.usage.completion_tokens).toBe(0);
+  });
+
+  it('chat has no prompt logprobs: echo is not a chat parameter', async () => {
+    await expect(client.chat.completions.create({ model: 'falcon', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2, logprobs: true, echo: true } as unknown as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming))
+      .rejects.toMatchObject({ status: 400, param: 'echo' });
   });
 });
 

@@ -43,3 +43,35 @@ test('logprobs of greedy and of sampled tokens equal the reference model\'s log-
     await engine.close();
   }
 });
+
+test('prompt logprobs (teacher forcing) equal the reference model\'s log-softmax of each prompt prefix; the first token has none', async () => {
+  const engine = await GenerationEngine.start({ modelDir: await tinyModelDir({ weights: 'fp32' }), executionProvider: 'cpu', slots: 3, inProcess: true });
+  try {
+    const reference = tinyModelReference({ weights: 'fp32' });
+    // Scored alone with nothing generated, and scored then generating beside a plain request in the same batch.
+    const [scoredOnly, scoredThenGenerated, plain] = await Promise.all([
+      engine.submit({ id: 'scored', prompt: '', promptIds: PROMPT, params: { maxNewTokens: 0, logprobs: TOP, promptLogprobs: true } }),
+      engine.submit({ id: 'scored-generated', prompt: '', promptIds: PROMPT, params: { maxNewTokens: 5, ignoreEos: true, logprobs: TOP, promptLogprobs: true } }),
+      engine.submit({ id: 'plain', prompt: '', promptIds: PROMPT, params: { maxNewTokens: 5, ignoreEos: true } }),
+    ]);
+    expect(scoredOnly.sequences[0]).toMatchObject({ tokens: [], finishReason: 'length' });
+    for (const result of [scoredOnly, scoredThenGenerated]) {
+      const entries = result.sequences[0].promptLogprobs!;
+      expect(entries).toHaveLength(PROMPT.length);
+      expect(entries[0]).toMatchObject({ token: PROMPT[0], logprob: null, top: null });
+      for (let i = 1; i < PROMPT.length; i++) {
+        const expected = logSoftmax(reference.logits(PROMPT.slice(0, i)));
+        const entry = entries[i];
+        expect(entry.token).toBe(PROMPT[i]);
+        expect(Math.abs(entry.logprob! - expected[PROMPT[i]])).toBeLessThan(1e-4);
+        const order = expected.map((_, id) => id).sort((a, b) => expected[b] - expected[a]);
+        expect(entry.top!.map((alt) => alt.token)).toEqual(order.slice(0, TOP));
+        entry.top!.forEach((alt) => expect(Math.abs(alt.logprob - expected[alt.token])).toBeLessThan(1e-4));
+      }
+    }
+    // The prompt fed one token per step leaves the same cache as its prefill: the same greedy continuation.
+    expect(scoredThenGenerated.sequences[0].tokens).toEqual(plain.sequences[0].tokens);
+  } finally {
+    await engine.close();
+  }
+});

@@ -25,6 +25,8 @@ export interface JobParamsV1 {
   seed?: number;
   /** Report each generated token's log-probability with this many alternatives (0-20); absent: none. */
   logprobs?: number;
+  /** With logprobs: also report each prompt token's log-probability (completions' echo); maxNewTokens may be 0. */
+  promptLogprobs?: boolean;
 }
 
 export type JobKind = 'batch' | 'online';

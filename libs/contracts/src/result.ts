@@ -11,11 +11,21 @@ export interface ItemTokenLogprob {
   top: { token: number; text: string; logprob: number }[];
 }
 
+/** A prompt token's log-probability given the prompt before it (echo with logprobs); null for the first token. */
+export interface ItemPromptTokenLogprob {
+  token: number;
+  text: string;
+  logprob: number | null;
+  top: { token: number; text: string; logprob: number }[] | null;
+}
+
 export interface ItemSequence {
   text: string;
   finishReason: ItemFinishReason;
   tokens: number;
   logprobs?: ItemTokenLogprob[];
+  /** With echo and logprobs (completions): one entry per prompt token, before `logprobs`. */
+  promptLogprobs?: ItemPromptTokenLogprob[];
 }
 
 export interface ItemOutput {

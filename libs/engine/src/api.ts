@@ -25,6 +25,13 @@ export interface GenerationParams {
    * alternatives (0-20). Absent: none. Rows that ask are decoded with the full logits output.
    */
   logprobs?: number;
+  /**
+   * With logprobs: also report each prompt token's log-probability given the tokens before it (OpenAI's echo with
+   * logprobs, "scoring"), with the same number of alternatives. The model's graph gives the logits of a row's last
+   * position only, so such a sequence prefills its first prompt token and feeds the rest one per decode step, each
+   * step's next token forced to the prompt's next token: one model step per prompt token. maxNewTokens may then be 0.
+   */
+  promptLogprobs?: boolean;
 }
 
 export interface GenerationRequest {
@@ -51,12 +58,22 @@ export interface TokenLogprob {
   top: { token: number; text: string; logprob: number }[];
 }
 
+/** A prompt token's log-probability given the prompt before it: null (with no alternatives) for the first token. */
+export interface PromptTokenLogprob {
+  token: number;
+  text: string;
+  logprob: number | null;
+  top: { token: number; text: string; logprob: number }[] | null;
+}
+
 export interface GeneratedSequence {
   text: string;
   tokens: number[];
   finishReason: FinishReason;
   /** With params.logprobs: one entry per token of `tokens`. */
   logprobs?: TokenLogprob[];
+  /** With params.promptLogprobs: one entry per prompt token (the prompt as run, after any truncation). */
+  promptLogprobs?: PromptTokenLogprob[];
 }
 
 export interface GenerationResult {

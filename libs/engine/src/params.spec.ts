@@ -55,6 +55,18 @@ describe('resolveGenerationParams', () => {
   });
 });
 
+describe('resolveGenerationParams: prompt logprobs', () => {
+  it('takes maxNewTokens 0 only when the prompt is scored (promptLogprobs)', () => {
+    expect(resolveGenerationParams({ maxNewTokens: 0, logprobs: 2, promptLogprobs: true })).toMatchObject({ maxNewTokens: 0, logprobs: 2, promptLogprobs: true });
+    expect(fieldOf(() => resolveGenerationParams({ maxNewTokens: 0, logprobs: 2 }))).toBe('maxNewTokens');
+  });
+  it('needs logprobs, and refuses truncate (dropped prompt tokens would have no log-probabilities)', () => {
+    expect(fieldOf(() => resolveGenerationParams({ promptLogprobs: true }))).toBe('promptLogprobs');
+    expect(fieldOf(() => resolveGenerationParams({ logprobs: 0, promptLogprobs: true, truncate: true }))).toBe('truncate');
+    expect(resolveGenerationParams({ logprobs: 1, promptLogprobs: false })).not.toHaveProperty('promptLogprobs');
+  });
+});
+
 describe('fitPromptToContext', () => {
   const params = resolveGenerationParams({ maxNewTokens: 4 });
   it('passes a prompt that fits', () => {

@@ -29,7 +29,7 @@ export interface ResolveParamsOptions {
   contextLength?: number;
 }
 
-const KNOWN_FIELDS = new Set<string>([...Object.keys(DEFAULT_GENERATION_PARAMS), 'seed', 'logprobs']);
+const KNOWN_FIELDS = new Set<string>([...Object.keys(DEFAULT_GENERATION_PARAMS), 'seed', 'logprobs', 'promptLogprobs']);
 
 /**
  * Fills defaults and checks every field. Throws InvalidGenerationParamError naming the first bad field. The prompt
@@ -52,7 +52,9 @@ export function resolveGenerationParams(
   const pick = <K extends keyof GenerationParams>(key: K): unknown =>
     given[key] === undefined ? DEFAULT_GENERATION_PARAMS[key] : given[key];
 
-  const maxNewTokens = integerIn('maxNewTokens', pick('maxNewTokens'), 1, contextLength - 1);
+  const promptLogprobs = given.promptLogprobs === undefined || given.promptLogprobs === null ? false : bool('promptLogprobs', given.promptLogprobs);
+  // Scoring a prompt (its log-probabilities) needs no generated token.
+  const maxNewTokens = integerIn('maxNewTokens', pick('maxNewTokens'), promptLogprobs ? 0 : 1, contextLength - 1);
   const doSample = bool('doSample', pick('doSample'));
   const temperature = positiveNumber('temperature', pick('temperature'));
   const topK = integerIn('topK', pick('topK'), 0, Number.MAX_SAFE_INTEGER);
@@ -66,6 +68,12 @@ export function resolveGenerationParams(
   const seed = given.seed === undefined || given.seed === null ? undefined : integerIn('seed', given.seed, 0, 2 ** 32 - 1);
   const logprobs = given.logprobs === undefined || given.logprobs === null ? undefined : integerIn('logprobs', given.logprobs, 0, MAX_TOP_LOGPROBS);
 
+  if (promptLogprobs && logprobs === undefined) {
+    throw new InvalidGenerationParamError('promptLogprobs', 'needs logprobs (how many alternatives to report per token)');
+  }
+  if (promptLogprobs && truncate) {
+    throw new InvalidGenerationParamError('truncate', 'cannot be combined with promptLogprobs (prompt log-probabilities): the dropped prompt tokens would have none');
+  }
   if (numReturnSequences > 1 && !doSample) {
     throw new InvalidGenerationParamError(
       'numReturnSequences',
@@ -88,6 +96,7 @@ export function resolveGenerationParams(
   };
   if (seed !== undefined) params.seed = seed;
   if (logprobs !== undefined) params.logprobs = logprobs;
+  if (promptLogprobs) params.promptLogprobs = true;
   return params;
 }
 

@@ -9,7 +9,7 @@ export type ParamNames = Partial<Record<keyof GenerationParams | 'prompt', strin
 export const OPENAI_NAMES: ParamNames = {
   maxNewTokens: 'max_tokens', doSample: 'do_sample', temperature: 'temperature', topK: 'top_k', topP: 'top_p',
   repetitionPenalty: 'repetition_penalty', stop: 'stop', numReturnSequences: 'n', returnFullText: 'echo',
-  ignoreEos: 'ignore_eos', truncate: 'truncate', seed: 'seed', prompt: 'prompt', logprobs: 'logprobs',
+  ignoreEos: 'ignore_eos', truncate: 'truncate', seed: 'seed', prompt: 'prompt', logprobs: 'logprobs', promptLogprobs: 'echo',
 };
 
 export const NATIVE_NAMES: ParamNames = {
@@ -80,16 +80,21 @@ function requestedLogprobs(body: CompletionRequest | ChatRequest): number | unde
   }
   const completion = body as CompletionRequest;
   if (completion.logprobs === undefined || completion.logprobs === null) return undefined;
-  if (completion.echo) {
-    throw new RequestParamError('logprobs', "with echo asks for the prompt's log-probabilities, which falconq cannot give: its graph outputs the next-token logits of the last position only");
-  }
   return completion.logprobs;
 }
 
-/** max_tokens 0 with echo (completions): the answer is the prompt itself, nothing is generated. */
+/** Completions with echo and logprobs: the prompt's tokens get log-probabilities too (OpenAI's legacy "scoring"). */
+function wantsPromptLogprobs(body: CompletionRequest | ChatRequest): boolean {
+  return 'echo' in body && body.echo === true && 'prompt' in body && body.logprobs !== undefined && body.logprobs !== null;
+}
+
+/**
+ * max_tokens 0 with echo (completions) and no logprobs: the answer is the prompt itself, nothing runs. With logprobs
+ * the prompt is scored by a worker (and nothing is generated).
+ */
 export function isEchoOnly(body: CompletionRequest | ChatRequest): boolean {
   const maxTokens = body.max_tokens ?? body.max_completion_tokens;
-  return maxTokens === 0 && 'echo' in body && body.echo === true;
+  return maxTokens === 0 && 'echo' in body && body.echo === true && !wantsPromptLogprobs(body);
 }
 
 /**
@@ -123,6 +128,7 @@ export function paramsFromOpenAi(body: CompletionRequest | ChatRequest, contextL
     truncate: body.truncate ?? undefined,
     seed: body.seed ?? undefined,
     logprobs: requestedLogprobs(body),
+    promptLogprobs: wantsPromptLogprobs(body) || undefined,
   });
   return resolveParams(partial, OPENAI_NAMES, contextLength);
 }

@@ -1,5 +1,5 @@
 // OpenAI batch output/error file lines, built from stored results.
-import { isFinalStatus, missingItemError, type ItemResult, type ItemSequence, type ItemTokenLogprob } from '@app/contracts';
+import { isFinalStatus, missingItemError, type ItemPromptTokenLogprob, type ItemResult, type ItemSequence, type ItemTokenLogprob } from '@app/contracts';
 import type { BatchEndpoint, BatchRecord } from './types';
 
 export function finishReasonOf(sequence: ItemSequence): 'stop' | 'length' {
@@ -20,20 +20,26 @@ export function chatLogprobs(entries: ItemTokenLogprob[] | undefined): Record<st
   };
 }
 
-/** Completions' `choices[].logprobs` (the legacy shape): parallel lists, and each position's top tokens as a map. */
-export function completionLogprobs(entries: ItemTokenLogprob[] | undefined): Record<string, unknown> | null {
+/**
+ * Completions' `choices[].logprobs` (the legacy shape): parallel lists, and each position's top tokens as a map. With
+ * echo, the prompt's tokens come first (`promptEntries`; the first has null token_logprobs and top_logprobs, as
+ * OpenAI's), and text_offset counts from the start of the prompt.
+ */
+export function completionLogprobs(entries: ItemTokenLogprob[] | undefined, promptEntries?: ItemPromptTokenLogprob[]): Record<string, unknown> | null {
   if (!entries) return null;
+  const all: ItemPromptTokenLogprob[] = [...(promptEntries ?? []), ...entries];
   const textOffset: number[] = [];
   let offset = 0;
-  for (const entry of entries) {
+  for (const entry of all) {
     textOffset.push(offset);
     offset += entry.text.length;
   }
   return {
-    tokens: entries.map((entry) => entry.text),
-    token_logprobs: entries.map((entry) => entry.logprob),
+    tokens: all.map((entry) => entry.text),
+    token_logprobs: all.map((entry) => entry.logprob),
     // Keyed by text: two tokens may decode to the same text (pieces of a character both show U+FFFD); the likelier stays.
-    top_logprobs: entries.map((entry) => {
+    top_logprobs: all.map((entry) => {
+      if (entry.top === null) return null;
       const top: Record<string, number> = {};
       for (const alt of entry.top) if (!(alt.text in top)) top[alt.text] = alt.logprob;
       return top;
@@ -71,7 +77,7 @@ export function completionBody(endpoint: BatchEndpoint, model: string, id: strin
     object: 'text_completion',
     created,
     model,
-    choices: output.sequences.map((s, index) => ({ text: s.text, index, logprobs: completionLogprobs(s.logprobs), finish_reason: finishReasonOf(s) })),
+    choices: output.sequences.map((s, index) => ({ text: s.text, index, logprobs: completionLogprobs(s.logprobs, s.promptLogprobs), finish_reason: finishReasonOf(s) })),
     usage,
   };
 }

@@ -127,7 +127,8 @@ export class OnlineController {
     const chat = endpoint === '/v1/chat/completions';
     const created = Math.floor(Date.now() / 1000);
     const n = prepared.params.numReturnSequences;
-    const text = new StreamedText();
+    // echo: the answer's text starts with the prompt; the workers stream only what they generate.
+    const text = new StreamedText(prepared.params.returnFullText ? (choice) => prepared.prompts[Math.floor(choice / n)].prompt : undefined);
     const roleSent = new Set<number>();
     let requestId = '';
     let failure: ApiError | null = null;
@@ -185,7 +186,7 @@ export class OnlineController {
         const choice = prompt * n + index;
         const rest = rests[index] as { send: string };
         if (rest.send) write(choice, rest.send, null);
-        write(choice, null, finishReasonOf(sequence), chat ? chatLogprobs(sequence.logprobs) : completionLogprobs(sequence.logprobs));
+        write(choice, null, finishReasonOf(sequence), chat ? chatLogprobs(sequence.logprobs) : completionLogprobs(sequence.logprobs, sequence.promptLogprobs));
       });
     };
     try {

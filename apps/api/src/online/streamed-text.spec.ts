@@ -20,6 +20,15 @@ describe('StreamedText', () => {
     expect(text.sentText(0)).toBe('The quick brown fox');
   });
 
+  it('puts a prefix (echo: the prompt) before each sequence\'s streamed text, once, also across a retry', () => {
+    const text = new StreamedText((sequence) => (sequence === 0 ? 'Q: ' : 'R: '));
+    expect(text.delta('a', 0, 'yes')).toEqual({ send: 'Q: yes' });
+    expect(text.delta('a', 1, 'no')).toEqual({ send: 'R: no' });
+    expect(text.delta('retry', 0, 'yes')).toEqual({ send: '' });
+    expect(text.final(0, 'Q: yes!')).toEqual({ send: '!' });
+    expect(text.final(1, 'R: no')).toEqual({ send: '' });
+  });
+
   it('reports a retry that produces other text, and a final text that contradicts what was sent', () => {
     const text = new StreamedText();
     text.delta('dead', 0, 'Paris is');

@@ -12,11 +12,17 @@ export class StreamedText {
   private readonly sent = new Map<number, string>();
   private readonly attempts = new Map<string, Map<number, string>>();
 
+  /**
+   * `prefixOf`: text each sequence's answer starts with before what the worker streams (echo: the prompt, which the
+   * stored result's text holds and the generated deltas do not).
+   */
+  constructor(private readonly prefixOf: (sequence: number) => string = () => '') {}
+
   /** A delta of `attempt` for `sequence`: the text to send now ('' when the client already has it), or divergence. */
   delta(attempt: string, sequence: number, text: string): StreamStep {
     let texts = this.attempts.get(attempt);
     if (!texts) this.attempts.set(attempt, (texts = new Map()));
-    const soFar = (texts.get(sequence) ?? '') + text;
+    const soFar = (texts.get(sequence) ?? this.prefixOf(sequence)) + text;
     texts.set(sequence, soFar);
     return this.extend(sequence, soFar);
   }

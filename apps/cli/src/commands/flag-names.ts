@@ -17,6 +17,7 @@ const FLAGS: Record<keyof GenerationParams, string> = {
   ignoreEos: '--ignore-eos',
   truncate: '--truncate',
   logprobs: 'logprobs (an api parameter; the CLI does not report log-probabilities)',
+  promptLogprobs: 'echo with logprobs (an api parameter; the CLI does not report log-probabilities)',
 };
 
 /** Rewrites the engine's field names in a message as flags ("set doSample to true" -> "pass --sample"). */

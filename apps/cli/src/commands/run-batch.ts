@@ -94,7 +94,11 @@ function succeededLine(index: number, { item, endpoint }: RunnableLine, result: 
     customId: item.customId,
     status: 'succeeded',
     output: {
-      sequences: result.sequences.map((s) => ({ text: s.text, finishReason: s.finishReason, tokens: s.tokens.length })),
+      sequences: result.sequences.map((s) => ({
+        text: s.text, finishReason: s.finishReason, tokens: s.tokens.length,
+        ...(s.logprobs ? { logprobs: s.logprobs } : {}),
+        ...(s.promptLogprobs ? { promptLogprobs: s.promptLogprobs } : {}),
+      })),
       promptTokens: result.promptTokens,
       completionTokens: result.sequences.reduce((sum, s) => sum + s.tokens.length, 0),
       timeToFirstTokenMs: result.timeToFirstTokenMs,

@@ -19,6 +19,7 @@ export function succeededReport(data: JobItemRef, result: GenerationResult, by: 
       sequences: result.sequences.map((sequence) => ({
         text: sequence.text, finishReason: sequence.finishReason, tokens: sequence.tokens.length,
         ...(sequence.logprobs ? { logprobs: sequence.logprobs } : {}),
+        ...(sequence.promptLogprobs ? { promptLogprobs: sequence.promptLogprobs } : {}),
       })),
       promptTokens: result.promptTokens,
       completionTokens,

@@ -20,5 +20,6 @@ export function toEngineParams(params: JobParams): GenerationParams {
     truncate: params.truncate,
     ...(params.seed === undefined ? {} : { seed: params.seed }),
     ...(params.logprobs === undefined ? {} : { logprobs: params.logprobs }),
+    ...(params.promptLogprobs ? { promptLogprobs: true } : {}),
   };
 }

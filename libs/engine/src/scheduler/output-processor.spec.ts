@@ -77,8 +77,8 @@ describe('OutputProcessor token choice', () => {
 describe('OutputProcessor stops and streaming', () => {
   it('streams each accepted token and finishes at max tokens with the text of them all', () => {
     const { processor, request, sequence, events, done } = setup({ maxNewTokens: 3, ignoreEos: true });
-    expect(processor.fromScores(sequence, scores([4]))).toEqual({ accepted: 1, token: 4, finished: false });
-    expect(processor.fromGraph(sequence, [5, 6, 7, 8])).toEqual({ accepted: 2, token: 6, finished: true });
+    expect(processor.fromScores(sequence, scores([4]))).toEqual({ accepted: 1, forced: 0, token: 4, finished: false });
+    expect(processor.fromGraph(sequence, [5, 6, 7, 8])).toEqual({ accepted: 2, forced: 0, token: 6, finished: true });
     expect(events.map((event) => event.token)).toEqual([4, 5, 6]);
     processor.complete(request);
     expect(done).toEqual([{
@@ -93,10 +93,10 @@ describe('OutputProcessor stops and streaming', () => {
 
   it('finishes at eos (kept in tokens, not in text), unless ignoreEos', () => {
     const stopped = setup({});
-    expect(stopped.processor.fromGraph(stopped.sequence, [4, EOS, 5])).toEqual({ accepted: 2, token: EOS, finished: true });
+    expect(stopped.processor.fromGraph(stopped.sequence, [4, EOS, 5])).toEqual({ accepted: 2, forced: 0, token: EOS, finished: true });
     expect(stopped.sequence.stopper).toMatchObject({ tokens: [4, EOS], text: fakeDecoder.decode([4]), finishReason: 'eos' });
     const ignoring = setup({ ignoreEos: true });
-    expect(ignoring.processor.fromGraph(ignoring.sequence, [4, EOS, 5])).toEqual({ accepted: 3, token: 5, finished: false });
+    expect(ignoring.processor.fromGraph(ignoring.sequence, [4, EOS, 5])).toEqual({ accepted: 3, forced: 0, token: 5, finished: false });
   });
 
   it('holds back text that may start a stop string, and ends the text before it', () => {
@@ -104,7 +104,7 @@ describe('OutputProcessor stops and streaming', () => {
     const { processor, request, sequence, events, done } = setup({ stop: ['cdx'], returnFullText: true });
     expect(processor.fromGraph(sequence, [1, 2])).toMatchObject({ finished: false });
     expect(events.map((event) => event.text)).toEqual(['b', '']);
-    expect(processor.fromGraph(sequence, [3, 4])).toEqual({ accepted: 1, token: 3, finished: true });
+    expect(processor.fromGraph(sequence, [3, 4])).toEqual({ accepted: 1, forced: 0, token: 3, finished: true });
     processor.complete(request);
     expect(done[0].sequences[0]).toMatchObject({ text: 'PROMPTb', tokens: [1, 2, 3], finishReason: 'stop' });
   });
@@ -113,7 +113,7 @@ describe('OutputProcessor stops and streaming', () => {
     const { processor, request, sequence, events, done } = setup({ ignoreEos: true });
     processor.fromGraph(sequence, [4, 5]);
     request.cancelled = true;
-    expect(processor.fromGraph(sequence, [6, 7])).toEqual({ accepted: 0, token: -1, finished: false });
+    expect(processor.fromGraph(sequence, [6, 7])).toEqual({ accepted: 0, forced: 0, token: -1, finished: false });
     processor.cancel(sequence);
     processor.complete(request);
     expect(events).toHaveLength(2);

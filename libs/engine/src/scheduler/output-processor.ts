@@ -2,8 +2,14 @@
 // run's scores (host sampler), or takes the tokens the decode-loop graph chose; applies the stop criteria (eos, stop
 // strings, max tokens); streams each token's text and hands the finished request its result. It never calls the
 // runner: rows, slots and the cache are the scheduler's.
+//
+// Prompt log-probabilities (params.promptLogprobs, "teacher forcing"): the model's graph gives the logits of a row's
+// last position only, so a sequence that scores its prompt is prefilled with the prompt's first token and fed the rest
+// one per decode step: each step's "next token" is forced to the prompt's next token, and that token's
+// log-probability (with the top alternatives) is taken from the step's full logits exactly as a generated token's
+// is (tokenLogprob). Once the prompt is in, the sequence generates as any other. One model step per prompt token.
 
-import type { GenerationParams, GenerationResult, TokenEvent, TokenLogprob } from '../api';
+import type { GenerationParams, GenerationResult, PromptTokenLogprob, TokenEvent, TokenLogprob } from '../api';
 import type { RowScores } from '../sampling/candidates';
 import { tokenLogprob } from '../sampling/logprobs';
 import { fitsInGraphSampler, needsFullLogits, TokenSampler } from '../sampling/sampler';
@@ -59,6 +65,13 @@ export interface SequenceOutput {
   readonly seen: Set<number>;
   /** With params.logprobs: one entry per accepted token. */
   readonly logprobs?: TokenLogprob[];
+  /**
+   * With params.promptLogprobs: the prompt tokens after the first, forced one per run result before any token is
+   * chosen (the sequence's row is prefilled with the first prompt token only: see forcedPromptTokens).
+   */
+  readonly forced: readonly number[];
+  /** With params.promptLogprobs: one entry per prompt token forced so far, after the first's (null) entry. */
+  readonly promptLogprobs?: PromptTokenLogprob[];
   /** Its token choice needs the full logits row (needsFullLogits, or the engine forces full logits). */
   readonly needsFullLogits: boolean;
   /** The decode-loop graph can choose its tokens exactly as the host sampler would. */
@@ -69,7 +82,9 @@ export interface SequenceOutput {
 export interface RowUpdate {
   /** Tokens accepted (0 when the sequence was already cancelled). */
   accepted: number;
-  /** The last token accepted (the next decode step's input), -1 if none. */
+  /** Prompt tokens forced (promptLogprobs): 1 when this result scored the prompt's next token, else 0. */
+  forced: number;
+  /** The last token accepted or forced (the next decode step's input), -1 if none. */
   token: number;
   /** The sequence has ended (eos, stop string, max tokens). */
   finished: boolean;
@@ -85,6 +100,7 @@ export class OutputProcessor {
     const { params } = spec;
     const seed = params.seed ?? spec.fallbackSeed;
     const request: RequestOutput = { spec, sink, sequences: [], cancelled: false };
+    const [first, ...rest] = spec.promptIds;
     for (let index = 0; index < params.numReturnSequences; index++) {
       request.sequences.push({
         request,
@@ -93,6 +109,8 @@ export class OutputProcessor {
         stopper: new SequenceStopper(this.options.decoder, params, this.options.eosId),
         seen: new Set(spec.promptIds),
         logprobs: params.logprobs === undefined ? undefined : [],
+        forced: params.promptLogprobs ? rest : [],
+        promptLogprobs: params.promptLogprobs ? [{ token: first, text: this.textOfToken(first), logprob: null, top: null }] : undefined,
         needsFullLogits: this.options.forceFullLogits || needsFullLogits(params, this.options.graphTopK),
         fitsGraphSampler: fitsInGraphSampler(params, this.options.graphCandidates),
       });
@@ -118,8 +136,28 @@ export class OutputProcessor {
     return sequence.sampler.loopSampling(steps, sequence.seen);
   }
 
-  /** A one-step run's scores for this sequence: chooses its next token and accepts it. */
+  /**
+   * A one-step run's scores for this sequence: while it scores its prompt, the prompt's next token is forced and its
+   * log-probability recorded; then the next token is chosen and accepted.
+   */
   fromScores(sequence: SequenceOutput, output: RowOutput): RowUpdate {
+    const { promptLogprobs } = sequence;
+    if (promptLogprobs && !sequence.request.cancelled) {
+      const scored = promptLogprobs.length - 1;
+      if (scored < sequence.forced.length) {
+        const token = sequence.forced[scored];
+        promptLogprobs.push(tokenLogprob(output.full!, token, sequence.request.spec.params.logprobs!, this.textOfToken));
+        // A prompt scored with max_tokens 0 ends with its last token (the run that would choose the next one is not made).
+        const finished = scored + 1 === sequence.forced.length && sequence.request.spec.params.maxNewTokens === 0;
+        if (finished) sequence.stopper.finish('length');
+        return { accepted: 0, forced: 1, token, finished };
+      }
+      // A one-token prompt scored with max_tokens 0: its only run chooses nothing.
+      if (sequence.request.spec.params.maxNewTokens === 0) {
+        sequence.stopper.finish('length');
+        return { accepted: 0, forced: 0, token: -1, finished: true };
+      }
+    }
     const token = this.chooseToken(sequence, output);
     // Rows asking for logprobs never take the decode loop (fitsInGraphSampler): every token of theirs comes here.
     if (sequence.logprobs) sequence.logprobs.push(tokenLogprob(output.full!, token, sequence.request.spec.params.logprobs!, this.textOfToken));
@@ -148,6 +186,7 @@ export class OutputProcessor {
         tokens: [...sequence.stopper.tokens],
         finishReason: sequence.stopper.finishReason ?? 'cancelled',
         ...(sequence.logprobs ? { logprobs: sequence.logprobs } : {}),
+        ...(sequence.promptLogprobs ? { promptLogprobs: sequence.promptLogprobs } : {}),
       })),
       timeToFirstTokenMs: request.firstTokenAt === undefined ? -1 : request.firstTokenAt - spec.submittedAt,
       totalMs: end - spec.submittedAt,
@@ -157,7 +196,7 @@ export class OutputProcessor {
   /** Stop criteria and streaming, token by token. */
   private accept(sequence: SequenceOutput, tokens: readonly number[]): RowUpdate {
     const { request } = sequence;
-    const update: RowUpdate = { accepted: 0, token: -1, finished: false };
+    const update: RowUpdate = { accepted: 0, forced: 0, token: -1, finished: false };
     for (const token of tokens) {
       // A cancel can come from a sink's callback, between two tokens of the same row.
       if (request.cancelled || update.finished) break;

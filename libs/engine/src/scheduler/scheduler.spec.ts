@@ -245,6 +245,80 @@ describe('Scheduler logprobs', () => {
   });
 });
 
+describe('Scheduler prompt logprobs (teacher forcing)', () => {
+  /** Independent float64 log-softmax of the fake runner's logits for one history. */
+  const logSoftmaxOf = (runner: FakeRunner, history: number[]) => {
+    const logits = Array.from(runner.logitsFor(history));
+    const max = Math.max(...logits);
+    const normalizer = max + Math.log(logits.reduce((sum, l) => sum + Math.exp(l - max), 0));
+    return logits.map((l) => l - normalizer);
+  };
+  const prompt = [5, 17, 2, 30, 8, 11];
+
+  it.each<KvPlacement>(['host', 'device'])('%s KV: each prompt token gets its log-probability given the tokens before it (the first none), then generation goes on as without', async (placement) => {
+    const { results, runner, scheduler } = await simulate(
+      [
+        { id: 'scored', prompt, params: { maxNewTokens: 4, ignoreEos: true, logprobs: 3, promptLogprobs: true } },
+        { id: 'plain', prompt: [4, 5], params: { maxNewTokens: 6, ignoreEos: true }, at: 1 },
+      ],
+      { placement, rows: 2 },
+    );
+    const [sequence] = results.get('scored')!.sequences;
+    const scored = sequence.promptLogprobs!;
+    expect(scored).toHaveLength(prompt.length);
+    expect(scored[0]).toEqual({ token: prompt[0], text: fakeDecoder.decode([prompt[0]]), logprob: null, top: null });
+    for (let i = 1; i < prompt.length; i++) {
+      const expected = logSoftmaxOf(runner, prompt.slice(0, i));
+      const order = expected.map((_, id) => id).sort((a, b) => expected[b] - expected[a] || a - b);
+      expect(scored[i].token).toBe(prompt[i]);
+      expect(scored[i].text).toBe(fakeDecoder.decode([prompt[i]]));
+      expect(scored[i].logprob).toBeCloseTo(expected[prompt[i]], 6);
+      expect(scored[i].top!.map((alt) => alt.token)).toEqual(order.slice(0, 3));
+      scored[i].top!.forEach((alt) => expect(alt.logprob).toBeCloseTo(expected[alt.token], 6));
+    }
+    // Generation after the forced prompt: the same greedy tokens as a plain run, with their own logprobs.
+    expect(sequence.tokens).toEqual(referenceGreedy(prompt, 4));
+    expect(sequence.logprobs!.map((entry) => entry.token)).toEqual(sequence.tokens);
+    expect(results.get('plain')!.sequences[0].tokens).toEqual(referenceGreedy([4, 5], 6));
+    expect(results.get('plain')!.sequences[0].promptLogprobs).toBeUndefined();
+    // The prompt cost one step per token: the first prefilled, the rest fed through decode.
+    expect(scheduler.stats()).toMatchObject({ promptTokens: prompt.length + 2, generatedTokens: 4 + 6 });
+  });
+
+  it('with maxNewTokens 0 scores the prompt and generates nothing; a one-token prompt gets its null entry only', async () => {
+    const { results, runner } = await simulate(
+      [
+        { id: 'scored', prompt, params: { maxNewTokens: 0, logprobs: 0, promptLogprobs: true } },
+        { id: 'single', prompt: [9], params: { maxNewTokens: 0, logprobs: 2, promptLogprobs: true } },
+      ],
+      { placement: 'host', rows: 2 },
+    );
+    const [sequence] = results.get('scored')!.sequences;
+    expect(sequence).toMatchObject({ tokens: [], finishReason: 'length', logprobs: [] });
+    expect(sequence.promptLogprobs!.map((entry) => entry.token)).toEqual(prompt);
+    expect(sequence.promptLogprobs!.slice(1).every((entry) => entry.top!.length === 0)).toBe(true);
+    expect(sequence.promptLogprobs![prompt.length - 1].logprob).toBeCloseTo(logSoftmaxOf(runner, prompt.slice(0, -1))[prompt.at(-1)!], 6);
+    expect(results.get('single')!.sequences[0]).toMatchObject({ tokens: [], finishReason: 'length', promptLogprobs: [{ token: 9, logprob: null, top: null }] });
+    // No run was made for a token after the prompt: the row saw the prompt but its last token.
+    expect(runner.calls.filter((call) => call.kind === 'decode')).toHaveLength(prompt.length - 2);
+  });
+
+  it('never takes the decode loop: a scoring row decodes one step per run', async () => {
+    const runner = new FakeRunner({ placement: 'host', rows: 1, vocabSize: 40, graphTopK: 8 });
+    Object.assign(runner, { chunkCandidates: 8, decodeChunk: () => Promise.reject(new Error('a prompt-scoring row went through the decode loop')) });
+    const scheduler = new Scheduler(runner, { prefillChunkTokens: 16, admission: 'continuous', forceFullLogits: false, eosId: EOS, decoder: fakeDecoder, decodeChunkSteps: 8 });
+    let result: GenerationResult | undefined;
+    scheduler.enqueue(
+      { id: 'scored', promptIds: prompt, promptText: '', params: resolveGenerationParams({ maxNewTokens: 3, ignoreEos: true, logprobs: 1, promptLogprobs: true }), fallbackSeed: 0, submittedAt: 0 },
+      { onDone: (done) => (result = done) },
+    );
+    while (!scheduler.idle) await scheduler.step();
+    expect(result!.sequences[0].promptLogprobs).toHaveLength(prompt.length);
+    expect(result!.sequences[0].tokens).toEqual(referenceGreedy(prompt, 3));
+    expect(runner.calls.filter((call) => call.kind === 'decode').every((call) => call.fullLogits)).toBe(true);
+  });
+});
+
 describe('Scheduler cancel', () => {
   it('a cancel that arrives while a model call runs takes effect when it returns, without emitting more tokens', async () => {
     const runner = new FakeRunner({ placement: 'host', rows: 2 });

@@ -122,16 +122,19 @@ export class Scheduler {
     if (this.requests.has(spec.id)) throw new Error(`request ${spec.id} is already in flight`);
     const request: RequestState = { output: this.processor.open(spec, sink), sequences: [] };
     for (const output of request.output.sequences) {
+      // A sequence scoring its prompt (promptLogprobs) prefills the prompt's first token only; the rest comes one per
+      // decode step, forced by the output processor: to the planner those steps look like generated tokens.
+      const forced = output.forced.length;
       const sequence: Sequence = {
         request,
         output,
         phase: 'waiting',
         row: -1,
-        prompt: spec.promptIds,
+        prompt: forced > 0 ? spec.promptIds.slice(0, spec.promptIds.length - forced) : spec.promptIds,
         prefilled: 0,
         admittedAtStep: 0,
         generated: 0,
-        maxNewTokens: spec.params.maxNewTokens,
+        maxNewTokens: spec.params.maxNewTokens + forced,
         pending: -1,
         needsFullLogits: output.needsFullLogits,
         fitsGraphSampler: output.fitsGraphSampler,
@@ -259,9 +262,10 @@ export class Scheduler {
 
   private update(sequence: Sequence, update: RowUpdate): void {
     this.counters.generatedTokens += update.accepted;
-    sequence.generated += update.accepted;
+    this.counters.promptTokens += update.forced;
+    sequence.generated += update.accepted + update.forced;
     if (update.finished) this.finishSequence(sequence);
-    else if (update.accepted > 0) sequence.pending = update.token;
+    else if (update.accepted + update.forced > 0) sequence.pending = update.token;
   }
 
   private async timed(plan: PrefillPlan | DecodePlan, run: () => Promise<RunResult>): Promise<RunResult> {
