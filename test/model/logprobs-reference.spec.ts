@@ -44,8 +44,8 @@ test('logprobs of greedy and of sampled tokens equal the reference model\'s log-
   }
 });
 
-test('prompt logprobs (teacher forcing) equal the reference model\'s log-softmax of each prompt prefix; the first token has none', async () => {
-  const engine = await GenerationEngine.start({ modelDir: await tinyModelDir({ weights: 'fp32' }), executionProvider: 'cpu', slots: 3, inProcess: true });
+test.each(['host', 'device', 'device-merge'] as const)('prompt logprobs (teacher forcing, %s KV) equal the reference model\'s log-softmax of each prompt prefix; the first token has none', async (kvPlacement) => {
+  const engine = await GenerationEngine.start({ modelDir: await tinyModelDir({ weights: 'fp32' }), executionProvider: 'cpu', slots: 3, inProcess: true, kvPlacement });
   try {
     const reference = tinyModelReference({ weights: 'fp32' });
     // Scored alone with nothing generated, and scored then generating beside a plain request in the same batch.

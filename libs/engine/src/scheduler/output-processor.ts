@@ -67,7 +67,7 @@ export interface SequenceOutput {
   readonly logprobs?: TokenLogprob[];
   /**
    * With params.promptLogprobs: the prompt tokens after the first, forced one per run result before any token is
-   * chosen (the sequence's row is prefilled with the first prompt token only: see forcedPromptTokens).
+   * chosen (the sequence's row is prefilled with the first prompt token only: Scheduler.enqueue).
    */
   readonly forced: readonly number[];
   /** With params.promptLogprobs: one entry per prompt token forced so far, after the first's (null) entry. */
