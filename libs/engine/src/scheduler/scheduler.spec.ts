@@ -309,7 +309,7 @@ describe('Scheduler prompt logprobs (teacher forcing)', () => {
     const scheduler = new Scheduler(runner, { prefillChunkTokens: 16, admission: 'continuous', forceFullLogits: false, eosId: EOS, decoder: fakeDecoder, decodeChunkSteps: 8 });
     let result: GenerationResult | undefined;
     scheduler.enqueue(
-      { id: 'scored', promptIds: prompt, promptText: '', params: resolveGenerationParams({ maxNewTokens: 3, ignoreEos: true, logprobs: 1, promptLogprobs: true }), fallbackSeed: 0, submittedAt: 0 },
+      { id: 'scored', promptIds: prompt, promptText: '', params: resolveGenerationParams({ maxNewTokens: 3, ignoreEos: true, logprobs: 1, promptLogprobs: true }), interactive: false, fallbackSeed: 0, submittedAt: 0 },
       { onDone: (done) => (result = done) },
     );
     while (!scheduler.idle) await scheduler.step();
