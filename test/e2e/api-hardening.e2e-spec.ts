@@ -141,6 +141,56 @@ describe('cross-site request forgery', () => {
   });
 });
 
+/** POSTs a body in pieces without a Content-Length (Transfer-Encoding: chunked); the status and the answer. */
+function postChunked(base: string, path: string, pieces: Buffer[]): Promise<{ status: number; json: Json | null }> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(`${base}${path}`, { method: 'POST', headers: { ...bearer, 'content-type': 'application/json' } }, (response) => {
+      let text = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => {
+        let json: Json | null = null;
+        try {
+          json = JSON.parse(text) as Json;
+        } catch {
+          json = null;
+        }
+        resolve({ status: response.statusCode ?? 0, json });
+      });
+    });
+    request.on('error', (error) => (error.message.includes('socket hang up') || error.message.includes('EPIPE') ? undefined : reject(error)));
+    for (const piece of pieces) request.write(piece);
+    request.end();
+  });
+}
+
+const piecesOf = (bytes: Buffer, size: number): Buffer[] => Array.from({ length: Math.ceil(bytes.length / size) }, (_, i) => bytes.subarray(i * size, (i + 1) * size));
+
+describe('bodies of unknown length (chunked)', () => {
+  it('reads a 3 MiB chunked body byte for byte, a character split across its 1 MiB blocks included', async () => {
+    const defaults = await startApiOn({});
+    try {
+      const head = Buffer.from('{"max_new_tokens": 2, "metadata": {"run": "chunked"},');
+      const prompt = 'Before the split: \u00e9 after the split';
+      const promptJson = Buffer.from(`"prompts": [${JSON.stringify(prompt)}]}`);
+      // Whitespace so that the two bytes of U+00E9 sit either side of the 1 MiB mark; then 2 MiB more of it.
+      const atSplit = 1024 * 1024 - head.length - Buffer.from('"prompts": ["Before the split: ').length - 1;
+      const body = Buffer.concat([head, Buffer.alloc(atSplit, ' '), promptJson, Buffer.alloc(2 * 1024 * 1024, ' ')]);
+      expect(body.subarray(1024 * 1024 - 1, 1024 * 1024 + 1)).toEqual(Buffer.from('\u00e9'));
+      const accepted = await postChunked(defaults.url, '/batches', piecesOf(body, 100_000));
+      expect(accepted.status).toBe(200);
+      const stored = await client.hget(`${redis.prefix}:batch:${accepted.json?.id as string}:items`, '0');
+      expect(JSON.parse(stored!).prompt).toBe(prompt);
+    } finally {
+      await defaults.stop();
+    }
+  });
+
+  it('refuses a chunked body past FALCONQ_MAX_BODY_BYTES with 413 as it arrives', async () => {
+    const refused = await postChunked(api.url, '/batches', piecesOf(Buffer.from(`{"prompts": ["${'z'.repeat(200 * 1024)}"]}`), 16 * 1024));
+    expect(refused.status).toBe(413);
+    expect(refused.json?.error.message).toContain('FALCONQ_MAX_BODY_BYTES');
+  });
+});
+
 describe('bodies are refused before they are read', () => {
   it('answers 401 to a request without a key before parsing its body', async () => {
     const malformed = '{"prompts": [';

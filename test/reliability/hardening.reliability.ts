@@ -2,6 +2,7 @@
 // everyone else's, and what a Redis outage does to clients. Correctness is asserted; durations and sizes are printed
 // and kept in .tmp/reliability/hardening.json (they depend on the machine).
 // Run: npm run build && npx jest -c test/reliability/jest.config.cjs hardening
+import { execFile } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { Redis } from 'ioredis';
 import { startApi, type ApiProcess } from '../support/api-process';
@@ -36,6 +37,20 @@ function percentiles(samples: number[]): { n: number; p50: number; p99: number; 
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
   const round = (ms: number) => Math.round(ms * 10) / 10;
   return { n: sorted.length, p50: round(at(0.5)), p99: round(at(0.99)), max: round(sorted[sorted.length - 1]) };
+}
+
+/**
+ * The api's own event-loop delay while `load` ran (prom-client's monitorEventLoopDelay figures, which it resets at each
+ * scrape of /metrics): what the api's loop did, apart from the test client's own stalls.
+ */
+async function eventLoopDuring<T>(load: () => Promise<T>): Promise<{ value: T; eventLoopDelayMs: { p50: number; p99: number; max: number } }> {
+  const scrape = async () => (await (await fetch(`${api.url}/metrics`, { headers: auth })).text());
+  await scrape();
+  const value = await load();
+  const text = await scrape();
+  const seconds = (name: string) => Number(new RegExp(`^falconq_api_nodejs_eventloop_lag_${name}_seconds(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
+  const ms = (name: string) => Math.round(seconds(name) * 10000) / 10;
+  return { value, eventLoopDelayMs: { p50: ms('p50'), p99: ms('p99'), max: ms('max') } };
 }
 
 /** /health answered one request at a time while `load` runs; the latencies of those answers. */
@@ -76,26 +91,49 @@ afterAll(async () => {
   await redis?.stop();
 });
 
+/**
+ * Sends the body `bodyCode` (a JavaScript expression) `count` times, one after the other, from a process of its own:
+ * building and sending 10 MiB stalls the sender's event loop, and the client that measures /health must not be it.
+ */
+function sendFromAnotherProcess(path: string, bodyCode: string, count: number): Promise<{ status: number; ms: number }[]> {
+  const script = `
+    const body = JSON.stringify(${bodyCode});
+    (async () => {
+      const results = [];
+      for (let i = 0; i < ${count}; i++) {
+        const started = performance.now();
+        const response = await fetch(${JSON.stringify(`${api.url}${path}`)}, { method: 'POST', headers: { authorization: 'Bearer ${KEY}', 'content-type': 'application/json' }, body });
+        await response.arrayBuffer();
+        results.push({ status: response.status, ms: performance.now() - started });
+      }
+      process.stdout.write(JSON.stringify(results));
+    })();`;
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['-e', script], { maxBuffer: 1024 * 1024 }, (error, stdout) => (error ? reject(error) : resolve(JSON.parse(stdout) as { status: number; ms: number }[])));
+  });
+}
+
 it('/health stays fast while a 10 MiB prompt, the 24 KiB template bomb and a 2 MiB batch are checked', async () => {
   figures.healthIdle = percentiles(await healthDuring(() => sleep(3000)));
-  const hugePrompt = JSON.stringify({ model: 'falcon', prompt: 'x'.repeat(10 * 1024 * 1024 - 200), max_tokens: 2 });
-  const bomb = { template: '{q}'.repeat(1000), rows: Array.from({ length: 200 }, () => ({ q: 'y'.repeat(220) })), truncate: true, max_new_tokens: 2 };
+  const hugePrompt = "{ model: 'falcon', prompt: 'x'.repeat(10 * 1024 * 1024 - 200), max_tokens: 2 }";
+  const bomb = "{ template: '{q}'.repeat(1000), rows: Array.from({ length: 200 }, () => ({ q: 'y'.repeat(220) })), truncate: true, max_new_tokens: 2 }";
   const refusals: { status: number; ms: number }[] = [];
-  const huge = await healthDuring(async () => {
-    for (let i = 0; i < 5; i++) refusals.push(await post('/v1/completions', hugePrompt));
-  });
-  const bombs = await healthDuring(async () => {
-    for (let i = 0; i < 5; i++) refusals.push(await post('/batches', bomb));
-  });
-  expect(refusals.every((r) => r.status === 400)).toBe(true);
+  const { value: huge, eventLoopDelayMs: hugeLoop } = await eventLoopDuring(() => healthDuring(async () => {
+    refusals.push(...(await sendFromAnotherProcess('/v1/completions', hugePrompt, 5)));
+  }));
+  const { value: bombs, eventLoopDelayMs: bombLoop } = await eventLoopDuring(() => healthDuring(async () => {
+    refusals.push(...(await sendFromAnotherProcess('/batches', bomb, 5)));
+  }));
+  expect(refusals.map((r) => r.status)).toEqual(Array(10).fill(400));
   const bigBatch = { prompts: Array.from({ length: 20 }, (_, i) => `${i} ${'lorem ipsum dolor sit amet '.repeat(3800)}`), truncate: true, max_new_tokens: 1, metadata: { run: 'big' } };
   let accepted = { status: 0, ms: 0 };
   const checked = await healthDuring(async () => {
     accepted = await post('/batches', bigBatch);
   });
   expect(accepted.status).toBe(200);
-  figures.healthDuring10MiBPrompt = { ...percentiles(huge), refusalMs: percentiles(refusals.slice(0, 5).map((r) => r.ms)) };
-  figures.healthDuringTemplateBomb = { ...percentiles(bombs), refusalMs: percentiles(refusals.slice(5).map((r) => r.ms)) };
+  figures.loadAverage = loadavg().map((l) => Math.round(l * 10) / 10);
+  figures.healthDuring10MiBPrompt = { ...percentiles(huge), refusalMs: percentiles(refusals.slice(0, 5).map((r) => r.ms)), apiEventLoopDelayMs: hugeLoop };
+  figures.healthDuringTemplateBomb = { ...percentiles(bombs), refusalMs: percentiles(refusals.slice(5).map((r) => r.ms)), apiEventLoopDelayMs: bombLoop };
   figures.healthDuring2MiBBatchCheck = { ...percentiles(checked), acceptMs: Math.round(accepted.ms) };
 });
 

@@ -22,11 +22,17 @@ interface Thread {
   running: Waiting | null;
 }
 
-/** A raw body that owns its whole ArrayBuffer moves to the thread without a copy (pooled small ones are copied). */
+/**
+ * A raw body (or each block of a chunked one) that owns its whole ArrayBuffer moves to the thread without a copy
+ * (pooled small ones are copied).
+ */
 function transferable(task: CheckTask): ArrayBuffer[] {
   const body = 'body' in task ? task.body : undefined;
-  if (!(body instanceof Uint8Array) || body.byteOffset !== 0 || body.byteLength !== body.buffer.byteLength) return [];
-  return body.buffer instanceof ArrayBuffer ? [body.buffer] : [];
+  const parts = Array.isArray(body) ? body : [body];
+  const owned = parts.filter((part): part is Uint8Array => part instanceof Uint8Array && part.byteOffset === 0 && part.byteLength === part.buffer.byteLength);
+  const buffers = owned.map((part) => part.buffer).filter((buffer): buffer is ArrayBuffer => buffer instanceof ArrayBuffer);
+  // A buffer listed twice cannot be transferred: each body part has its own.
+  return new Set(buffers).size === buffers.length ? buffers : [];
 }
 
 /**

@@ -4,7 +4,7 @@ import { checkJsonl, itemsFromNative, type CheckedJsonl, type InputLimits, type 
 import { RequestParamError } from '@app/requests';
 import { UnknownModelError, prepareOpenAiRequest, type PreparedRequest } from '@app/requests';
 import { ApiError, type ApiErrorBody } from '../http/api-error';
-import { assertUtf8 } from '../http/request-guards';
+import { decodeUtf8, joinedBody, type BodyBytes } from '../http/request-guards';
 import type { ServedModel } from '../model/served-model';
 
 // The CPU-heavy part of accepting a request (JSON lines, schemas, template rendering, tokenizing every prompt), as
@@ -37,11 +37,12 @@ function prepareOnline(endpoint: BatchEndpoint, body: unknown, model: ServedMode
  * A JSON body as the check receives it: raw bytes for the routes whose bodies can be large (the api hands them over
  * unparsed, so neither decoding nor JSON.parse runs on its event loop), or a value parsed already.
  */
-export function parsedBody(body: unknown): unknown {
-  if (!(body instanceof Uint8Array)) return body;
-  assertUtf8(body, 'Request body');
+export function parsedBody(received: unknown): unknown {
+  const isBytes = received instanceof Uint8Array || (Array.isArray(received) && received.length > 0 && received.every((b) => b instanceof Uint8Array));
+  if (!isBytes) return received;
+  const text = decodeUtf8(joinedBody(received as BodyBytes), 'Request body');
   try {
-    return JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+    return JSON.parse(text);
   } catch (error) {
     throw ApiError.badRequest(`Request body could not be parsed as JSON: ${(error as Error).message}`, { code: 'invalid_json' });
   }

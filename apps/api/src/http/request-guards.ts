@@ -82,8 +82,13 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Throws at the first byte sequence that is not UTF-8 (a JSON body holding one would be stored with U+FFFD). */
 export function assertUtf8(bytes: Uint8Array, what: string): void {
+  decodeUtf8(bytes, what);
+}
+
+/** The text of these bytes, checked and decoded in one pass; throws at the first sequence that is not UTF-8. */
+export function decodeUtf8(bytes: Uint8Array, what: string): string {
   try {
-    strictUtf8.decode(bytes);
+    return strictUtf8.decode(bytes);
   } catch {
     throw new InvalidUtf8Error(`${what} is not valid UTF-8`);
   }
@@ -97,10 +102,92 @@ export function assertUtf8(bytes: Uint8Array, what: string): void {
 export function jsonBodyForAuthenticated(authenticator: KeyAuthenticator, limitBytes: number, options: { unparsedPaths: string[] }): RequestHandler {
   const parse = json({ limit: limitBytes, verify: (_request, _response, buffer) => assertUtf8(buffer, 'Request body') });
   // The routes whose bodies may be megabytes get them as bytes: a check thread decodes and parses them.
-  const bytes = raw({ type: () => true, limit: limitBytes });
+  const bytes = readBodyBytes(limitBytes);
   return (request: Request, response: Response, next: NextFunction) => {
     if (!hasBody(request) || !authenticator.authenticate(request.headers).ok) return next();
     if (request.method === 'POST' && options.unparsedPaths.includes(request.path)) return bytes(request, response, next);
     parse(request, response, next);
   };
+}
+
+/** Blocks a body of unknown length (chunked) is gathered in: each chunk is copied once, into the current block. */
+const BODY_BLOCK_BYTES = 1024 * 1024;
+
+/** A body read as bytes: one array when its length was announced, blocks when it came chunked (joined by the reader). */
+export type BodyBytes = Uint8Array | Uint8Array[];
+
+function bodyError(status: number, type: string, message: string): Error {
+  return Object.assign(new Error(message), { status, type });
+}
+
+/**
+ * Reads a body as bytes into arrays that own their memory, so the check thread gets them by transfer, not by copy,
+ * and nothing copies the whole body on the event loop: each chunk is copied once as it arrives, into an array of the
+ * announced Content-Length (a chunked body: into 1 MiB blocks). The body parser's raw() would gather the chunks and
+ * join them at the end, one copy of the whole body in one go (about 50 ms for 10 MiB on a busy 2-core machine, during
+ * which no other request is answered). A compressed body (Content-Encoding) is left to raw(), which inflates it.
+ */
+export function readBodyBytes(limitBytes: number): RequestHandler {
+  const inflating = raw({ type: () => true, limit: limitBytes });
+  return (request: Request, response: Response, next: NextFunction) => {
+    const encoding = (request.headers['content-encoding'] ?? 'identity').toLowerCase();
+    if (encoding !== 'identity') return inflating(request, response, next);
+    const announced = request.headers['content-length'] === undefined ? null : Number(request.headers['content-length']);
+    if (announced !== null && announced > limitBytes) return next(bodyError(413, 'entity.too.large', 'request entity too large'));
+    const blocks: Uint8Array[] = [];
+    let block = new Uint8Array(announced ?? Math.min(BODY_BLOCK_BYTES, limitBytes));
+    let used = 0;
+    let received = 0;
+    let finished = false;
+    const finish = (error?: Error) => {
+      if (finished) return;
+      finished = true;
+      request.off('data', onData).off('end', onEnd).off('aborted', onAborted).off('error', onError);
+      if (error) {
+        // What still arrives is discarded; the answer goes out now.
+        request.resume();
+        return next(error);
+      }
+      (request as Request & { _body?: boolean })._body = true;
+      request.body = bodyOf(blocks, block, used, announced);
+      next();
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.byteLength;
+      if (received > limitBytes) return finish(bodyError(413, 'entity.too.large', 'request entity too large'));
+      if (announced !== null && received > announced) return finish(bodyError(400, 'request.size.invalid', 'request size did not match content length'));
+      let offset = 0;
+      while (offset < chunk.byteLength) {
+        if (used === block.byteLength) {
+          blocks.push(block);
+          block = new Uint8Array(Math.min(BODY_BLOCK_BYTES, limitBytes));
+          used = 0;
+        }
+        const take = Math.min(block.byteLength - used, chunk.byteLength - offset);
+        block.set(chunk.subarray(offset, offset + take), used);
+        used += take;
+        offset += take;
+      }
+    };
+    const onEnd = () => {
+      if (announced !== null && received !== announced) return finish(bodyError(400, 'request.size.invalid', 'request size did not match content length'));
+      finish();
+    };
+    const onAborted = () => finish(bodyError(400, 'request.aborted', 'request aborted'));
+    const onError = (error: Error) => finish(Object.assign(error, { status: 400 }));
+    request.on('data', onData).on('end', onEnd).on('aborted', onAborted).on('error', onError);
+  };
+}
+
+/** The body: the announced-length array as is; a chunked body's blocks, the last one cut to what it holds. */
+function bodyOf(blocks: Uint8Array[], last: Uint8Array, used: number, announced: number | null): BodyBytes {
+  if (announced !== null) return last;
+  // Cutting copies at most one block (1 MiB), and gives the last block a buffer of its own to transfer.
+  const all = used === 0 ? blocks : [...blocks, used === last.byteLength ? last : last.slice(0, used)];
+  return all.length === 1 ? all[0] : all;
+}
+
+/** One array of a body's bytes (a chunked body's blocks joined: call it off the event loop, on a check thread). */
+export function joinedBody(body: BodyBytes): Uint8Array {
+  return Array.isArray(body) ? Buffer.concat(body) : body;
 }
