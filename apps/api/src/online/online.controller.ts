@@ -35,7 +35,7 @@ export class OnlineController {
 
   @Post('completions')
   @HttpCode(200)
-  @ApiBody({ schema: { type: 'object', required: ['model', 'prompt'], properties: { model: { type: 'string' }, prompt: { type: 'string' }, max_tokens: { type: 'integer', minimum: 1 }, temperature: { type: 'number' }, stream: { type: 'boolean' } } },
+  @ApiBody({ schema: { type: 'object', required: ['model', 'prompt'], properties: { model: { type: 'string' }, prompt: { type: 'string' }, max_tokens: { type: 'integer', minimum: 0, description: '0 only with echo (with logprobs: the prompt is scored)' }, temperature: { type: 'number' }, stream: { type: 'boolean' }, echo: { type: 'boolean' }, logprobs: { type: 'integer', minimum: 0, maximum: 20 } } },
     examples: { prompt: EXAMPLES.completion } })
   @ApiOkResponse({ description: 'the completion (stream: true: server-sent chunks)', schema: COMPLETION_SCHEMA })
   completions(@CurrentPrincipal() principal: Principal, @Body() body: unknown, @Res() response: Response) {
