@@ -1,6 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
-import { MulterModule } from '@nestjs/platform-express';
 import { ApiKeyGuard } from './auth/api-key.guard';
 import { KeyAuthenticator } from './auth/key-authenticator';
 import { BatchLifecycleService } from './batches/batch-lifecycle.service';
@@ -11,6 +10,7 @@ import { API_CONFIG, type ApiConfig } from './config/api-config';
 import { BatchEventsController } from './events/batch-events.controller';
 import { FilesController } from './files/files.controller';
 import { FilesService } from './files/files.service';
+import { UploadBudget } from './files/upload-budget';
 import { InFlightRequests } from './http/in-flight-requests';
 import { RequestChecker } from './checks/request-checker';
 import { InfraModule } from './infra/infra.module';
@@ -33,12 +33,7 @@ export class AppModule {
     };
     return {
       module: AppModule,
-      imports: [
-        configModule,
-        InfraModule,
-        // Multer stops reading an upload as soon as it passes the limit (and answers 413).
-        MulterModule.register({ limits: { fileSize: config.limits.maxFileBytes, files: 1, fields: 10 } }),
-      ],
+      imports: [configModule, InfraModule],
       controllers: [FilesController, OpenAiBatchesController, NativeBatchesController, BatchEventsController, OnlineController, OpsController, BatchPageController],
       providers: [
         KeyAuthenticator,
@@ -49,6 +44,7 @@ export class AppModule {
         BatchSubmissionService,
         BatchLifecycleService,
         FilesService,
+        UploadBudget,
         OnlineService,
         MetricsService,
         WebhookDispatcher,

@@ -11,6 +11,7 @@ import { KeyAuthenticator } from './auth/key-authenticator';
 import { ApiConfigError, loadApiConfig, type ApiConfig } from './config/api-config';
 import { mountDashboard } from './dashboard';
 import { ApiExceptionFilter } from './http/api-exception.filter';
+import { MULTIPART_ENVELOPE_BYTES } from './files/upload-budget';
 import { jsonBodyForAuthenticated, refuseCrossSiteWrites, refuseOversizedBodies, requireJsonBodies } from './http/request-guards';
 import { ApiLogger } from './http/api-logger';
 import { REDIS } from './infra/infra.module';
@@ -71,8 +72,7 @@ async function bootstrap(): Promise<void> {
   app.use(requireJsonBodies({ multipartPaths: ['/v1/files'] }));
   app.use(refuseOversizedBodies({
     defaultLimit: config.limits.maxBodyBytes,
-    // The multipart envelope (boundaries, part headers, the purpose field) around the file is far below 64 KiB.
-    limitByPath: { '/v1/files': config.limits.maxFileBytes + 64 * 1024 },
+    limitByPath: { '/v1/files': config.limits.maxFileBytes + MULTIPART_ENVELOPE_BYTES },
     describe: (path) => path === '/v1/files'
       ? `Upload is larger than FALCONQ_MAX_FILE_BYTES (${config.limits.maxFileBytes} bytes)`
       : `Request body is larger than FALCONQ_MAX_BODY_BYTES (${config.limits.maxBodyBytes} bytes)`,

@@ -24,7 +24,11 @@ export class StoreKeys {
   /** Item inputs written before the batch exists; creation renames them into place in its atomic step. */
   stagedItems(id: string): string { return `${this.prefix}:staging:${id}:items`; }
   stagedCustomIds(id: string): string { return `${this.prefix}:staging:${id}:custom-ids`; }
+  /** A file's metadata hash; its content is the list of chunks beside it (both under the prefix's hash tag). */
   file(id: string): string { return `${this.prefix}:file:${id}`; }
+  fileChunks(id: string): string { return `${this.prefix}:file:${id}:chunks`; }
+  /** The chunks of an upload still arriving (with a TTL); renamed to fileChunks(id) when the upload is published. */
+  fileUpload(id: string): string { return `${this.prefix}:file:${id}:upload`; }
   allFiles(): string { return `${this.prefix}:files`; }
   ownerFiles(owner: string): string { return `${this.prefix}:files:owner:${owner}`; }
   idempotency(owner: string, keyHash: string): string { return `${this.prefix}:idempotency:${owner}:${keyHash}`; }

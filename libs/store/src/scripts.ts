@@ -294,6 +294,35 @@ end
 return claimed
 `;
 
+/**
+ * Publishes an uploaded file: its staged chunks (all of them, or nothing is published) become the file's content, and
+ * its metadata and index entries appear in the same step. KEYS: staged chunks, chunks, file hash, all files, owner's
+ * files. ARGV: chunk count, retention seconds (0 = none), then the hash's field/value pairs. Returns 0 when the staged
+ * chunks are not all there (expired, or discarded).
+ */
+const PUBLISH_FILE = `
+local chunks = tonumber(ARGV[1])
+local retention = tonumber(ARGV[2])
+if chunks > 0 then
+  if redis.call('LLEN', KEYS[1]) ~= chunks then return 0 end
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  if retention > 0 then redis.call('EXPIRE', KEYS[2], retention) else redis.call('PERSIST', KEYS[2]) end
+end
+local fields = {}
+local id, created_at
+for i = 3, #ARGV, 2 do
+  table.insert(fields, ARGV[i])
+  table.insert(fields, ARGV[i + 1])
+  if ARGV[i] == 'id' then id = ARGV[i + 1] end
+  if ARGV[i] == 'created_at' then created_at = ARGV[i + 1] end
+end
+redis.call('HSET', KEYS[3], unpack(fields))
+if retention > 0 then redis.call('EXPIRE', KEYS[3], retention) end
+redis.call('ZADD', KEYS[4], created_at, id)
+redis.call('ZADD', KEYS[5], created_at, id)
+return 1
+`;
+
 const SCRIPTS = {
   falconqCreateBatch: { numberOfKeys: 11, lua: CREATE_BATCH },
   falconqRecordResult: { numberOfKeys: 12, lua: RECORD_RESULT },
@@ -302,6 +331,7 @@ const SCRIPTS = {
   falconqClaimWebhooks: { numberOfKeys: 2, lua: CLAIM_WEBHOOKS },
   falconqRateLimit: { numberOfKeys: 1, lua: RATE_LIMIT },
   falconqDeleteIfEqual: { numberOfKeys: 1, lua: DELETE_IF_EQUAL },
+  falconqPublishFile: { numberOfKeys: 5, lua: PUBLISH_FILE },
 } as const;
 
 type ScriptArg = string | number;

@@ -3,7 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { paramsIdOf, type BatchEvent, type ItemErrorCode, type ItemReport } from '@app/contracts';
 import type { RedisClient } from '@app/redis';
-import { ItemResults, RedisStore, type BatchItemInput, type BatchRecord, type CreateBatchOptions, type NewBatch } from '../src';
+import { FILE_CHUNK_BYTES, Files, ItemResults, RedisStore, UPLOAD_STAGING_TTL_S, type BatchItemInput, type BatchRecord, type CreateBatchOptions, type NewBatch } from '../src';
 
 let batchCounter = 0;
 const params = {
@@ -272,18 +272,108 @@ export function describeRedisStoreContract(name: string, open: () => StoreUnderT
       expect(await store.results.findCustomIdsByPrefix(batch.id, 'nobody', 10)).toEqual({ items: [], hasMore: false });
     });
 
-    it('stores, lists and deletes files', async () => {
+    const fileText = async (id: string): Promise<string | null> => {
+      const chunks = await store.files.content(id);
+      if (!chunks) return null;
+      const parts: Buffer[] = [];
+      for await (const chunk of chunks) parts.push(chunk);
+      return Buffer.concat(parts).toString('utf8');
+    };
+
+    it('stores, lists and deletes files, their content as a list of chunks beside the metadata', async () => {
+      const keys = store.batches.keys;
       const content = '{"a":1}\n{"b":"é"}\n';
       const file = await store.files.create({ owner: 'tenant-a', filename: 'in.jsonl', purpose: 'batch', content });
       expect(file).toMatchObject({ owner: 'tenant-a', filename: 'in.jsonl', purpose: 'batch', bytes: Buffer.byteLength(content) });
       expect(await store.files.get(file.id)).toEqual(file);
-      expect(await store.files.content(file.id)).toBe(content);
+      expect(await fileText(file.id)).toBe(content);
+      expect((await store.files.bytes(file.id))?.toString('utf8')).toBe(content);
+      expect(await connection.llen(keys.fileChunks(file.id))).toBe(1);
+      expect(await connection.ttl(keys.fileChunks(file.id))).toBe(-1);
       expect((await store.files.list('tenant-a', 10)).map((f) => f.id)).toEqual([file.id]);
       expect(await store.files.list('tenant-b', 10)).toEqual([]);
       expect(await store.files.delete(file.id)).toBe(true);
       expect(await store.files.delete(file.id)).toBe(false);
       expect(await store.files.get(file.id)).toBeNull();
       expect(await store.files.content(file.id)).toBeNull();
+      expect(await store.files.bytes(file.id)).toBeNull();
+      expect(await connection.exists(keys.file(file.id), keys.fileChunks(file.id))).toBe(0);
+    });
+
+    it('keeps a large file in chunks and gives it back byte for byte, chunk by chunk', async () => {
+      // Multi-byte characters across chunk boundaries: chunks are bytes, only the whole is text.
+      const content = 'é€😀 line\n'.repeat(Math.ceil((2.5 * FILE_CHUNK_BYTES) / 16));
+      const file = await store.files.create({ owner: 'tenant-a', filename: 'big.jsonl', purpose: 'batch', content });
+      expect(file.bytes).toBe(Buffer.byteLength(content));
+      expect(await connection.llen(store.batches.keys.fileChunks(file.id))).toBe(3);
+      const sizes: number[] = [];
+      for await (const chunk of (await store.files.content(file.id))!) sizes.push(chunk.length);
+      expect(sizes).toEqual([FILE_CHUNK_BYTES, FILE_CHUNK_BYTES, file.bytes - 2 * FILE_CHUNK_BYTES]);
+      expect(await fileText(file.id)).toBe(content);
+      expect((await store.files.bytes(file.id))?.equals(Buffer.from(content))).toBe(true);
+    });
+
+    it('publishes an upload only when it is complete: staged chunks expire, and the file appears in one step', async () => {
+      const keys = store.batches.keys;
+      const upload = store.files.beginUpload();
+      await upload.append(Buffer.from('{"a":1}\n'));
+      await upload.append(Buffer.from('{"b":2}\n'));
+      expect(await store.files.get(upload.id)).toBeNull();
+      expect(await store.files.content(upload.id)).toBeNull();
+      expect(await store.files.list('tenant-a', 10)).toEqual([]);
+      const ttl = await connection.ttl(keys.fileUpload(upload.id));
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(UPLOAD_STAGING_TTL_S);
+      // Every key of the file is one Lua script's: on a Cluster they must share a slot (the prefix's hash tag).
+      const file = await upload.publish({ owner: 'tenant-a', filename: 'in.jsonl', purpose: 'batch' });
+      expect(file).toMatchObject({ id: upload.id, bytes: 16 });
+      expect(await fileText(file.id)).toBe('{"a":1}\n{"b":2}\n');
+      expect(await connection.exists(keys.fileUpload(upload.id))).toBe(0);
+      expect((await store.files.list('tenant-a', 10)).map((f) => f.id)).toEqual([file.id]);
+      await expect(upload.append(Buffer.from('x'))).rejects.toThrow('already published');
+    });
+
+    it('an empty upload is a file of 0 bytes', async () => {
+      const file = await store.files.beginUpload().publish({ owner: 'tenant-a', filename: 'empty.jsonl', purpose: 'batch' });
+      expect(file.bytes).toBe(0);
+      expect(await fileText(file.id)).toBe('');
+      expect((await store.files.bytes(file.id))?.length).toBe(0);
+    });
+
+    it('a discarded upload leaves nothing, and one whose staged chunks are gone is not published', async () => {
+      const keys = store.batches.keys;
+      const discarded = store.files.beginUpload();
+      await discarded.append(Buffer.from('{"a":1}\n'));
+      await discarded.discard();
+      expect(await connection.exists(keys.fileUpload(discarded.id), keys.file(discarded.id), keys.fileChunks(discarded.id))).toBe(0);
+
+      const lapsed = store.files.beginUpload();
+      await lapsed.append(Buffer.from('{"a":1}\n'));
+      await lapsed.append(Buffer.from('{"b":2}\n'));
+      await connection.del(keys.fileUpload(lapsed.id)); // as if its TTL ran out
+      await expect(lapsed.publish({ owner: 'tenant-a', filename: 'in.jsonl', purpose: 'batch' })).rejects.toThrow('staged chunks are gone');
+      expect(await store.files.get(lapsed.id)).toBeNull();
+      expect(await store.files.list('tenant-a', 10)).toEqual([]);
+      expect(await connection.exists(keys.fileUpload(lapsed.id), keys.file(lapsed.id), keys.fileChunks(lapsed.id))).toBe(0);
+    });
+
+    it('gives a file and its chunks the same retention (not the staging TTL)', async () => {
+      const keys = store.batches.keys;
+      const files = new Files(connection, { prefix: keys.prefix, retentionSeconds: 600 });
+      const file = await files.create({ owner: 'tenant-a', filename: 'in.jsonl', purpose: 'batch', content: 'x\n' });
+      for (const key of [keys.file(file.id), keys.fileChunks(file.id)]) {
+        const ttl = await connection.ttl(key);
+        expect(ttl).toBeLessThanOrEqual(600);
+        expect(ttl).toBeGreaterThan(0);
+      }
+    });
+
+    it('reads a file stored whole in its hash (before content was chunked)', async () => {
+      const keys = store.batches.keys;
+      const content = '{"a":"é"}\n';
+      await connection.hset(keys.file('file-legacy'), { id: 'file-legacy', owner: 'tenant-a', bytes: Buffer.byteLength(content), created_at: 1, filename: 'old.jsonl', purpose: 'batch', content });
+      expect(await fileText('file-legacy')).toBe(content);
+      expect((await store.files.bytes('file-legacy'))?.toString('utf8')).toBe(content);
     });
 
     it('publishes item and final status events and keeps them for late subscribers', async () => {

@@ -59,7 +59,10 @@ export class OpenAiBatchesController {
     const file = await this.store.files.get(request.input_file_id);
     if (!file || !canSee(principal, file.owner)) throw ApiError.notFound('file', request.input_file_id);
     if (file.purpose !== 'batch') throw ApiError.badRequest(`input_file_id: file ${file.id} has purpose "${file.purpose}", not "batch"`, { param: 'input_file_id' });
-    const content = (await this.store.files.content(file.id)) ?? '';
+    // The file's bytes, gathered from its chunks into one buffer that moves to a check thread without a copy (the
+    // thread decodes and checks it); the batch's items are built from it there.
+    const content = await this.store.files.bytes(file.id);
+    if (!content) throw ApiError.notFound('file', request.input_file_id);
     const checked = await this.checker.check({ kind: 'jsonl', content, endpoint });
     if (request.dry_run) {
       return dryRunAnswer({

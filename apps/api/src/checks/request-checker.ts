@@ -23,11 +23,11 @@ interface Thread {
 }
 
 /**
- * A raw body (or each block of a chunked one) that owns its whole ArrayBuffer moves to the thread without a copy
- * (pooled small ones are copied).
+ * A raw body (or each block of a chunked one, or an uploaded file's bytes) that owns its whole ArrayBuffer moves to the
+ * thread without a copy (pooled small ones are copied).
  */
 function transferable(task: CheckTask): ArrayBuffer[] {
-  const body = 'body' in task ? task.body : undefined;
+  const body = 'body' in task ? task.body : 'content' in task ? task.content : undefined;
   const parts = Array.isArray(body) ? body : [body];
   const owned = parts.filter((part): part is Uint8Array => part instanceof Uint8Array && part.byteOffset === 0 && part.byteLength === part.buffer.byteLength);
   const buffers = owned.map((part) => part.buffer).filter((buffer): buffer is ArrayBuffer => buffer instanceof ArrayBuffer);

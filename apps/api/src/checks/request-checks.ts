@@ -12,7 +12,8 @@ import type { ServedModel } from '../model/served-model';
 
 export type CheckTask =
   | { kind: 'native'; body: unknown }
-  | { kind: 'jsonl'; content: string; endpoint: BatchEndpoint }
+  /** content: the file's UTF-8 bytes (checked to be UTF-8 when it was uploaded), decoded where the check runs. */
+  | { kind: 'jsonl'; content: string | Uint8Array; endpoint: BatchEndpoint }
   | { kind: 'online'; endpoint: BatchEndpoint; body: unknown };
 
 export type CheckValue<T extends CheckTask> = T extends { kind: 'native' } ? NativeBatchInput
@@ -48,6 +49,12 @@ export function parsedBody(received: unknown): unknown {
   }
 }
 
+function textOf(content: string | Uint8Array): string {
+  if (typeof content === 'string') return content;
+  // Node's UTF-8 decoding keeps a leading BOM, as the stored file does (the line checks trim it).
+  return Buffer.from(content.buffer, content.byteOffset, content.byteLength).toString('utf8');
+}
+
 /** Runs one check; a refusal comes back as the ApiError's status and body (errors do not cross threads as classes). */
 export function runCheck(task: CheckTask, model: ServedModel, limits: InputLimits): CheckOutcome {
   try {
@@ -58,7 +65,7 @@ export function runCheck(task: CheckTask, model: ServedModel, limits: InputLimit
         const dryRun = typeof body === 'object' && body !== null && (body as { dry_run?: unknown }).dry_run === true;
         return { ok: true, value: itemsFromNative(body, model, limits, dryRun) };
       }
-      case 'jsonl': return { ok: true, value: checkJsonl(task.content, task.endpoint, model, limits) };
+      case 'jsonl': return { ok: true, value: checkJsonl(textOf(task.content), task.endpoint, model, limits) };
       case 'online': return { ok: true, value: prepareOnline(task.endpoint, parsedBody(task.body), model) };
     }
   } catch (error) {

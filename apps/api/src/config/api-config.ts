@@ -22,6 +22,8 @@ const schema = redisEnvSchema.extend({
   FALCONQ_API_KEYS: z.string().optional(),
   FALCONQ_ADMIN_KEYS: z.string().optional(),
   FALCONQ_MAX_FILE_BYTES: int(1).default(100 * MiB),
+  /** Bytes of uploads one tenant may have arriving at once on this api process (by Content-Length); 0 = no limit. */
+  FALCONQ_UPLOAD_INFLIGHT_BYTES_PER_TENANT: int(0).default(512 * MiB),
   FALCONQ_MAX_LINES: int(1).default(50_000),
   FALCONQ_MAX_BODY_BYTES: int(1024).default(10 * MiB),
   /** Requests per API key per minute; 0 = no limit. */
@@ -67,6 +69,8 @@ export interface ApiConfig {
   keys: KeyTable;
   limits: {
     maxFileBytes: number;
+    /** 0 = no limit. */
+    uploadInflightBytesPerTenant: number;
     maxLines: number;
     maxBodyBytes: number;
     rateLimitPerMinute: number;
@@ -135,6 +139,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
     keys,
     limits: {
       maxFileBytes: e.FALCONQ_MAX_FILE_BYTES,
+      uploadInflightBytesPerTenant: e.FALCONQ_UPLOAD_INFLIGHT_BYTES_PER_TENANT,
       maxLines: e.FALCONQ_MAX_LINES,
       maxBodyBytes: e.FALCONQ_MAX_BODY_BYTES,
       rateLimitPerMinute: e.FALCONQ_RATE_LIMIT_PER_MINUTE,

@@ -1,51 +1,49 @@
-import { Controller, Delete, Get, HttpCode, Param, Post, Query, Res, UploadedFile, UseInterceptors, Body, Inject } from '@nestjs/common';
-import { FileInterceptor } from '@nestjs/platform-express';
+import { Controller, Delete, Get, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiConsumes, ApiTags, ApiOkResponse } from '@nestjs/swagger';
 import { FILE_SCHEMA } from '../http/openapi';
-import type { Response } from 'express';
-import { ApiError } from '../http/api-error';
+import type { Request, Response } from 'express';
 import { CurrentPrincipal, type Principal } from '../auth/principal';
-import { API_CONFIG, type ApiConfig } from '../config/api-config';
+import { discardRestOfBody } from '../http/request-guards';
 import { FilesService, toOpenAiFile } from './files.service';
+import { UploadBudget } from './upload-budget';
 
-interface UploadedBatchFile {
-  originalname: string;
-  buffer: Buffer;
-  size: number;
+/** The body's Content-Length; null when it is sent chunked (its length is not known before it has arrived). */
+function announcedLength(request: Request): number | null {
+  const length = request.headers['content-length'];
+  if (length !== undefined && /^\d+$/.test(length)) return Number(length);
+  return request.headers['transfer-encoding'] !== undefined ? null : 0;
 }
-
-/** ignoreBOM keeps a leading BOM in the text, so the stored file stays byte-identical to the upload. */
-const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** OpenAI Files API, for batch input (purpose "batch") and batch output files. */
 @ApiTags('files (OpenAI compatible)')
 @ApiBearerAuth()
 @Controller('v1/files')
 export class FilesController {
-  constructor(private readonly files: FilesService, @Inject(API_CONFIG) private readonly config: ApiConfig) {}
+  constructor(private readonly files: FilesService, private readonly budget: UploadBudget) {}
 
+  /**
+   * The body is streamed into Redis as it arrives (upload-stream.ts), never held whole. Before any of it is read, the
+   * upload's Content-Length is reserved against the tenant's FALCONQ_UPLOAD_INFLIGHT_BYTES_PER_TENANT (413 if it alone
+   * is over, 429 while other uploads of the tenant fill it); the reservation ends with the request, however it ends.
+   */
   @Post()
   @HttpCode(200)
   @ApiConsumes('multipart/form-data')
   @ApiOkResponse({ schema: FILE_SCHEMA })
   @ApiBody({ schema: { type: 'object', required: ['file', 'purpose'], properties: { file: { type: 'string', format: 'binary' }, purpose: { type: 'string', enum: ['batch'] } } } })
-  @UseInterceptors(FileInterceptor('file'))
-  async upload(@CurrentPrincipal() principal: Principal, @UploadedFile() file: UploadedBatchFile | undefined, @Body() body: { purpose?: string }) {
-    if (!file) throw ApiError.badRequest('file: missing; send the JSONL file as the multipart field "file"', { param: 'file' });
-    if (body?.purpose !== 'batch') {
-      throw ApiError.badRequest(`purpose: must be "batch", got ${body?.purpose === undefined ? 'nothing' : `"${body.purpose}"`}`, { param: 'purpose' });
-    }
-    if (file.size > this.config.limits.maxFileBytes) {
-      throw ApiError.tooLarge(`file: ${file.size} bytes is more than FALCONQ_MAX_FILE_BYTES (${this.config.limits.maxFileBytes})`, 'file');
-    }
-    let content: string;
+  async upload(@CurrentPrincipal() principal: Principal, @Req() request: Request, @Res({ passthrough: true }) response: Response) {
+    let release: () => void;
     try {
-      // Strict decoding: invalid bytes are refused, while a U+FFFD the file really holds (model output does) is kept.
-      content = STRICT_UTF8.decode(file.buffer);
-    } catch {
-      throw ApiError.badRequest('file: is not valid UTF-8 text', { param: 'file' });
+      release = this.budget.reserve(principal.tenant, announcedLength(request));
+    } catch (error) {
+      discardRestOfBody(request, response);
+      throw error;
     }
-    return toOpenAiFile(await this.files.upload(principal, file.originalname || 'upload.jsonl', body.purpose, content));
+    try {
+      return toOpenAiFile(await this.files.receive(principal, request, response));
+    } finally {
+      release();
+    }
   }
 
   @Get()

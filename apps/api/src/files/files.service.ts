@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import type { Request, Response } from 'express';
 import { FINAL_BATCH_STATUSES } from '@app/contracts';
 import { batchOutputLines, finishedAtOf, type BatchRecord, type RedisStore, type StoredFile } from '@app/store';
 import { ApiError } from '../http/api-error';
@@ -6,6 +7,7 @@ import { canSee, type Principal } from '../auth/principal';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { STORE } from '../infra/infra.module';
 import { errorFileIdOf, outputFileIdOf } from '../batches/batch-view';
+import { receiveUpload } from './upload-stream';
 
 // Uploaded files live in the store; a batch's output and error files are built from its results when asked for
 // (so they are always consistent with the results, retries included).
@@ -47,8 +49,9 @@ export class FilesService {
 
   constructor(@Inject(STORE) private readonly store: RedisStore, @Inject(API_CONFIG) private readonly config: ApiConfig) {}
 
-  async upload(principal: Principal, filename: string, purpose: string, content: string): Promise<DescribedFile> {
-    return this.uploaded(await this.store.files.create({ owner: principal.tenant, filename, purpose, content }));
+  /** Streams an upload from the request into the store (upload-stream.ts) and describes the published file. */
+  async receive(principal: Principal, request: Request, response: Response): Promise<DescribedFile> {
+    return this.uploaded(await receiveUpload(request, response, { files: this.store.files, owner: principal.tenant, maxFileBytes: this.config.limits.maxFileBytes }));
   }
 
   private uploaded(file: StoredFile): DescribedFile {
@@ -94,16 +97,17 @@ export class FilesService {
     return bytes;
   }
 
-  /** The file's content in chunks: an output file is built page by page from the results, never held whole. */
-  async content(principal: Principal, fileId: string): Promise<AsyncIterable<string>> {
+  /**
+   * The file's content in chunks: an upload as the chunks it is stored in, an output file built page by page from the
+   * results; neither is held whole.
+   */
+  async content(principal: Principal, fileId: string): Promise<AsyncIterable<string | Buffer>> {
     const output = OUTPUT_FILE.exec(fileId);
     if (output) return this.batchFileChunks(await this.finishedBatch(principal, output[1], fileId), output[2] as BatchFileKind);
     await this.describe(principal, fileId);
     const content = await this.store.files.content(fileId);
     if (content === null) throw ApiError.notFound('file', fileId);
-    return (async function* () {
-      yield content;
-    })();
+    return content;
   }
 
   async remove(principal: Principal, fileId: string): Promise<void> {

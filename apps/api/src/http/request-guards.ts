@@ -56,19 +56,27 @@ export function requireJsonBodies(options: { multipartPaths: string[] }): Reques
 const REFUSED_BODY_DRAIN_MS = 10_000;
 
 /**
+ * For a request answered before its body was read to the end: what the client still sends is discarded by Node as it
+ * arrives (closing at once would make many clients report a broken pipe instead of the answer), and the connection is
+ * cut if it goes on for long after the answer.
+ */
+export function discardRestOfBody(request: Request, response: Response): void {
+  response.once('finish', () => {
+    if (!request.complete) setTimeout(() => request.socket.destroy(), REFUSED_BODY_DRAIN_MS).unref();
+  });
+}
+
+/**
  * 413 from Content-Length alone, before a byte of the body is read (a body parser reads the whole body first, to
- * answer after the client finished sending). Clients that keep sending get the answer at once; what they still send is
- * discarded by Node as it arrives (closing at once would make many clients report a broken pipe instead of the 413),
- * and the connection is cut if it goes on for long.
+ * answer after the client finished sending). Clients that keep sending get the answer at once; the rest of the body is
+ * discarded (discardRestOfBody).
  */
 export function refuseOversizedBodies(options: { defaultLimit: number; limitByPath: Record<string, number>; describe: (path: string) => string }): RequestHandler {
   return (request: Request, response: Response, next: NextFunction) => {
     const length = Number(request.headers['content-length'] ?? 0);
     const limit = options.limitByPath[request.path] ?? options.defaultLimit;
     if (!(length > limit)) return next();
-    response.on('finish', () => {
-      if (!request.complete) setTimeout(() => request.socket.destroy(), REFUSED_BODY_DRAIN_MS).unref();
-    });
+    discardRestOfBody(request, response);
     response.status(413).json({ error: { message: `${options.describe(request.path)} (Content-Length ${length}).`, type: 'invalid_request_error', param: null, code: 'payload_too_large' } });
   };
 }

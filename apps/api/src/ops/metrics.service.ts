@@ -4,6 +4,7 @@ import type { RedisStore } from '@app/store';
 import { API_CONFIG, type ApiConfig } from '../config/api-config';
 import { STORE } from '../infra/infra.module';
 import { JOB_QUEUE, type JobQueue } from '../infra/job-queue';
+import { UploadBudget } from '../files/upload-budget';
 
 /**
  * Prometheus metrics. Queue depth, item counters and worker gauges are read from Redis at scrape time, so every api
@@ -19,6 +20,7 @@ export class MetricsService {
     @Inject(API_CONFIG) private readonly config: ApiConfig,
     @Inject(STORE) private readonly store: RedisStore,
     @Inject(JOB_QUEUE) private readonly queue: JobQueue,
+    uploads: UploadBudget,
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'falconq_api_' });
     const registers = [this.registry];
@@ -29,6 +31,14 @@ export class MetricsService {
     this.onlineDuration = new Histogram({
       name: 'falconq_online_request_duration_seconds', help: 'Latency of online completions (queue wait + generation)',
       labelNames: ['endpoint', 'outcome'], buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120], registers,
+    });
+    new Gauge({
+      name: 'falconq_upload_bytes_in_flight', help: 'Bytes of uploads being received by this api replica, per tenant (as reserved from Content-Length)',
+      labelNames: ['tenant'], registers,
+      collect() {
+        this.reset();
+        for (const [tenant, bytes] of uploads.snapshot()) this.set({ tenant }, bytes);
+      },
     });
     const jobQueue = this.queue;
     new Gauge({
