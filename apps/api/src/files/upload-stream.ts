@@ -4,6 +4,7 @@ import { FILE_CHUNK_BYTES, type FileUpload, type Files, type StoredFile } from '
 import { ApiError } from '../http/api-error';
 import { discardRestOfBody } from '../http/request-guards';
 import { MULTIPART_ENVELOPE_BYTES } from './upload-budget';
+import { Utf8StreamCheck } from './utf8-stream';
 
 // POST /v1/files as a stream: the multipart body is parsed as it arrives, the file part is checked (UTF-8, size) and
 // written to Redis in chunks of about FILE_CHUNK_BYTES, and the request is held back while a chunk is being written,
@@ -35,8 +36,9 @@ export function receiveUpload(request: Request, response: Response, options: Upl
     let receiving: Promise<void> | null = null;
     let failure: Error | null = null;
     let publishing = false;
-    // Strict: invalid bytes are refused, while a U+FFFD the file really holds (model output does) is kept; a BOM stays.
-    const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+    // Strict: invalid bytes are refused, while a U+FFFD the file really holds (model output does) is kept. The bytes
+    // are checked, not decoded: the file is stored exactly as sent, a leading BOM included.
+    const utf8 = new Utf8StreamCheck();
 
     const fail = (error: Error): void => {
       if (failure || publishing) return;
@@ -60,11 +62,7 @@ export function receiveUpload(request: Request, response: Response, options: Upl
       let pendingBytes = 0;
       for await (const piece of stream as AsyncIterable<Buffer>) {
         if (failure) return;
-        try {
-          decoder.decode(piece, { stream: true });
-        } catch {
-          throw invalidUtf8();
-        }
+        if (!utf8.push(piece)) throw invalidUtf8();
         pending.push(piece);
         pendingBytes += piece.length;
         if (pendingBytes >= FILE_CHUNK_BYTES) {
@@ -75,11 +73,7 @@ export function receiveUpload(request: Request, response: Response, options: Upl
         }
       }
       if (failure) return;
-      try {
-        decoder.decode();
-      } catch {
-        throw invalidUtf8();
-      }
+      if (!utf8.end()) throw invalidUtf8();
       if (pendingBytes > 0) await target.append(Buffer.concat(pending, pendingBytes));
     };
 
