@@ -3,7 +3,7 @@
 // /v1/files) to a local api, with the api's resident memory (RSS, from /proc) sampled throughout; then the same files
 // downloaded again at once (GET /v1/files/{id}/content) and compared with what was sent (SHA-256).
 //
-//   node scripts/bench-uploads.js [--uploads 4] [--mib 95] [--sample-ms 20] [--model DIR]
+//   node scripts/bench-uploads.js [--uploads 4] [--mib 95] [--sample-ms 20] [--model DIR] [--api-node-options OPTS]
 //
 // Starts a private Redis and the api (no worker) from dist/ (npm run build) as their own processes; this process is
 // only the client, and streams every body (nothing is built whole here). Prints one JSON line.
@@ -21,6 +21,8 @@ const { values: args } = parseArgs({
     mib: { type: 'string', default: '95' },
     'sample-ms': { type: 'string', default: '20' },
     model: { type: 'string' },
+    /** NODE_OPTIONS for the api process (e.g. V8 heap settings), to see what its memory is made of. */
+    'api-node-options': { type: 'string' },
   },
 });
 const uploads = Number(args.uploads);
@@ -131,7 +133,7 @@ async function sampled(pid, work) {
 const toMiB = (bytes) => Number((bytes / MiB).toFixed(1));
 
 async function main() {
-  const stack = await startLocalStack({ modelDir: localModelDir(args.model), workers: 0 });
+  const stack = await startLocalStack({ modelDir: localModelDir(args.model), workers: 0, apiEnv: args['api-node-options'] ? { NODE_OPTIONS: args['api-node-options'] } : {} });
   try {
     const pid = stack.pids.api;
     const lines = Math.floor((mib * MiB) / LINE_BYTES);
@@ -151,9 +153,10 @@ async function main() {
     const largest = Math.max(...up.result.map((r) => r.bytes));
     const info = spawnSync('redis-cli', ['-p', String(stack.redisPort), 'info', 'memory'], { encoding: 'utf8' }).stdout;
     console.log(JSON.stringify({
-      uploads, fileMiB: toMiB(largest), largestFileBytes: largest, uploadSeconds: Number(uploadSeconds.toFixed(1)),
+      uploads, apiNodeOptions: args['api-node-options'] ?? null, fileMiB: toMiB(largest), largestFileBytes: largest, uploadSeconds: Number(uploadSeconds.toFixed(1)),
       apiRssMiB: { baseline: toMiB(baseline), peakDuringUploads: toMiB(up.peak), afterUploads: toMiB(afterUploads), peakDuringDownloads: toMiB(down.peak) },
       peakOverLargestFile: Number((up.peak / largest).toFixed(2)),
+      growthOverLargestFile: Number(((up.peak - baseline) / largest).toFixed(2)),
       goalPeakUnder2xLargestFile: up.peak < 2 * largest,
       downloadsIdentical: identical,
       redisUsedMemoryMiB: toMiB(Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0)),

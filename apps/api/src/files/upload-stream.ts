@@ -56,25 +56,32 @@ export function receiveUpload(request: Request, response: Response, options: Upl
       })();
     };
 
-    /** Copies the file part into the upload, checking it as it goes; any problem fails the whole request. */
+    /**
+     * Copies the file part into the upload, checking it as it goes; any problem fails the whole request. The pieces are
+     * gathered in one buffer of FILE_CHUNK_BYTES, written to Redis when full and then filled again: a long upload makes
+     * no garbage of its own.
+     */
     const copy = async (stream: busboy.FileStream, target: FileUpload): Promise<void> => {
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
+      const chunk = Buffer.allocUnsafeSlow(FILE_CHUNK_BYTES);
+      let filled = 0;
       for await (const piece of stream as AsyncIterable<Buffer>) {
         if (failure) return;
         if (!utf8.push(piece)) throw invalidUtf8();
-        pending.push(piece);
-        pendingBytes += piece.length;
-        if (pendingBytes >= FILE_CHUNK_BYTES) {
-          // Awaited: until Redis has the chunk the file stream is not read, so the parser and the request pause.
-          await target.append(Buffer.concat(pending, pendingBytes));
-          pending = [];
-          pendingBytes = 0;
+        for (let offset = 0; offset < piece.length;) {
+          const copied = piece.copy(chunk, filled, offset);
+          filled += copied;
+          offset += copied;
+          if (filled === chunk.length) {
+            // Awaited: until Redis has the chunk the file stream is not read, so the parser and the request pause.
+            // The chunk is filled again only after Redis answered, when the command no longer holds it.
+            await target.append(chunk);
+            filled = 0;
+          }
         }
       }
       if (failure) return;
       if (!utf8.end()) throw invalidUtf8();
-      if (pendingBytes > 0) await target.append(Buffer.concat(pending, pendingBytes));
+      if (filled > 0) await target.append(chunk.subarray(0, filled));
     };
 
     let parser: busboy.Busboy;
