@@ -117,7 +117,7 @@ describe('uploads are streamed into Redis in chunks', () => {
     expect(response.status).toBe(200);
     const file = (await response.json()) as { id: string; bytes: number };
     expect(file.bytes).toBe(content.length);
-    // 256 KiB chunks: the file is a list of them in Redis, not one value.
+    // Chunks of about 256 KiB: the file is a list of them in Redis, not one value.
     expect(await client.llen(`${redis.prefix}:file:${file.id}:chunks`)).toBeGreaterThanOrEqual(5);
     const stored = await fetch(`${api.url}/v1/files/${file.id}/content`, { headers: { authorization: `Bearer ${KEY_A}` } });
     expect(Buffer.from(await stored.arrayBuffer()).equals(content)).toBe(true);

@@ -18,8 +18,12 @@ export interface FilesOptions {
 /** How long the chunks of an upload that stopped arriving (the api died mid-upload) are kept; each chunk renews it. */
 export const UPLOAD_STAGING_TTL_S = 3600;
 
-/** The size of the chunks `create` writes (the api writes what it gathered from the request, about this size). */
-export const FILE_CHUNK_BYTES = 256 * 1024;
+/**
+ * The size of a file's chunks. Just under 256 KiB: Redis keeps a list element this large with a small header, and an
+ * allocation of exactly 256 KiB plus that header falls in the allocator's next size class (320 KiB), which took 25%
+ * more memory than the file (measured with Redis 7.0 and jemalloc 5.3); 64 bytes less takes none.
+ */
+export const FILE_CHUNK_BYTES = 256 * 1024 - 64;
 
 function toStoredFile(h: (string | null)[]): StoredFile | null {
   const [id, owner, bytes, createdAt, filename, purpose] = h;

@@ -2,7 +2,7 @@
 // its prefix, script reloads after SCRIPT FLUSH, staging keys, the rate limiter).
 import { Redis } from 'ioredis';
 import { startTestRedis, type TestRedis } from '../../../test/support/redis';
-import { RedisRateLimiter, RedisStore, type CreateBatchOptions, type NewBatch } from '../src';
+import { FILE_CHUNK_BYTES, RedisRateLimiter, RedisStore, type CreateBatchOptions, type NewBatch } from '../src';
 import { createdBatch, describeRedisStoreContract, newBatch, runningBatch, succeeded } from './redis-store.contract';
 
 let redis: TestRedis;
@@ -65,6 +65,13 @@ describe('RedisStore on one Redis', () => {
     expect(keys.filter((k) => k.startsWith(`${prefix}:`)).length).toBeGreaterThan(5);
     expect(keys.filter((k) => k.includes('-scoped') && !k.startsWith(`${prefix}:`))).toEqual([]);
     await scoped.close();
+  });
+
+  it('keeps a file in about its own size of Redis memory (its chunks fit the allocator\'s size classes)', async () => {
+    const content = 'x'.repeat(4 * FILE_CHUNK_BYTES);
+    const file = await store.files.create({ owner: 'a', filename: 'f', purpose: 'batch', content });
+    const used = Number(await connection.memory('USAGE', store.batches.keys.fileChunks(file.id)));
+    expect(used / file.bytes).toBeLessThan(1.05);
   });
 
   it('counts requests per window across limiter instances (as api replicas would)', async () => {
