@@ -16,7 +16,7 @@ const TYPE_BY_STATUS: Record<number, ApiErrorType> = {
 export class ApiExceptionFilter implements ExceptionFilter {
   private readonly logger = new Logger('ApiExceptionFilter');
 
-  constructor(private readonly limits: { maxFileBytes: number; maxBodyBytes: number }) {}
+  constructor(private readonly limits: { maxBodyBytes: number }) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const response = host.switchToHttp().getResponse<Response>();
@@ -37,7 +37,6 @@ export class ApiExceptionFilter implements ExceptionFilter {
 
   /** Nest's and its parsers' terse messages, said in terms of falconq's settings. */
   private explain(status: number, message: string): string {
-    if (status === 413 && /file too large/i.test(message)) return `Upload is larger than FALCONQ_MAX_FILE_BYTES (${this.limits.maxFileBytes} bytes).`;
     if (status === 413) return `Request body is larger than FALCONQ_MAX_BODY_BYTES (${this.limits.maxBodyBytes} bytes).`;
     if (status === 400 && /JSON/.test(message)) return `Request body could not be parsed as JSON: ${message}`;
     return message;
