@@ -43,7 +43,7 @@ function rssOf(pid) {
 
 /** Line i of upload u: a valid OpenAI batch line of exactly LINE_BYTES bytes (newline included), ASCII. */
 function lineOf(u, i) {
-  const line = { custom_id: `u${u}-${String(i).padStart(9, '0')}`, method: 'POST', url: '/v1/completions', body: { max_tokens: 16, prompt: '' } };
+  const line = { custom_id: `u${u}-${String(i).padStart(9, '0')}`, method: 'POST', url: '/v1/completions', body: { model: 'falcon', max_tokens: 16, prompt: '' } };
   const fill = LINE_BYTES - Buffer.byteLength(JSON.stringify(line)) - 1;
   line.body.prompt = `Question ${i}: what does upload ${u} say? `.repeat(Math.ceil(fill / 30)).slice(0, fill);
   return `${JSON.stringify(line)}\n`;

@@ -41,7 +41,7 @@ function fileOf(bytes: number, tag = 'x'): Buffer {
   const lines: unknown[] = [];
   let size = 0;
   for (let i = 0; size < bytes; i++) {
-    const line = { custom_id: `${tag}-${i}`, method: 'POST', url: '/v1/completions', body: { prompt: `é€😀 question ${i} ${'word '.repeat(40)}`, max_tokens: 2 } };
+    const line = { custom_id: `${tag}-${i}`, method: 'POST', url: '/v1/completions', body: { model: 'falcon', prompt: `é€😀 question ${i} ${'word '.repeat(40)}`, max_tokens: 2 } };
     size += Buffer.byteLength(JSON.stringify(line)) + 1;
     lines.push(line);
   }
