@@ -96,6 +96,25 @@ describe('full flow: api + 2 workers + Redis + tiny model', () => {
     expect(results.data.map((r) => [r.index, r.status])).toEqual([[0, 'succeeded'], [1, 'succeeded'], [2, 'succeeded']]);
   });
 
+  it('a template batch (stored as its template once and each row) runs the same prompts as the rendered list', async () => {
+    // The template is longer than the row fields it names, so each item stores its row, not its prompt.
+    // A repeated placeholder, a number, and a field the template does not use.
+    const rows = [{ q: 'Why is the sky blue?', n: 1, unused: 'x'.repeat(100) }, { q: 'What is 2+2?', n: 2 }, { q: 'Name a colour.', n: 3 }];
+    const template = 'Answer the question below in a few words, then stop.\nQ{n}: {q}\nAgain: {q}\nA:';
+    const prompts = rows.map((row) => `Answer the question below in a few words, then stop.\nQ${row.n}: ${row.q}\nAgain: ${row.q}\nA:`);
+    const params = { max_new_tokens: 4, ignore_eos: true, return_full_text: true };
+    const fromTemplate = await postJson<BatchView>('/batches', { template, rows, ...params });
+    const fromList = await postJson<BatchView>('/batches', { prompts, ...params });
+    const texts = async (id: string) => {
+      expect(await waitFinal(`/batches/${id}`)).toMatchObject({ status: 'completed', request_counts: { total: 3, completed: 3, failed: 0 } });
+      return (await getJson<{ data: Array<{ text: string }> }>(`/batches/${id}/results`)).data.map((r) => r.text);
+    };
+    expect((await harness.store.batches.storedItems(fromTemplate.id, [0]))[0]).toMatchObject({ row: { q: rows[0].q, n: 1 }, templateId: expect.any(String) });
+    const templated = await texts(fromTemplate.id);
+    expect(templated).toEqual(await texts(fromList.id));
+    templated.forEach((text, i) => expect(text.startsWith(prompts[i])).toBe(true));
+  });
+
   it('SSE events arrive in order and end with the final status', async () => {
     const total = 12;
     const created = await postJson<BatchView>('/batches', { prompts: Array.from({ length: total }, (_, i) => `Count ${i}`), max_new_tokens: 6, ignore_eos: true });

@@ -214,6 +214,11 @@ it('Redis growth per accepted request: a 500-prompt template batch, a 500-line J
   const templateBatch = await growthOf(() => post('/batches', template), Buffer.byteLength(JSON.stringify(template)));
   expect(templateBatch.response.status).toBe(200);
   created.push(templateBatch.response.json.id);
+  // A few-shot template of 1 KiB: its rows are what each item stores, not 500 rendered copies of the template.
+  const fewShot = { ...template, template: `${Array.from({ length: 16 }, (_, i) => `Question: what is ${i} + ${i}?\nAnswer: ${2 * i}.\n`).join('').padEnd(1000, ' ')}Question: {question}\nAnswer:` };
+  const fewShotBatch = await growthOf(() => post('/batches', fewShot), Buffer.byteLength(JSON.stringify(fewShot)));
+  expect(fewShotBatch.response.status).toBe(200);
+  created.push(fewShotBatch.response.json.id);
   // Two parameter sets among the 500 lines, as a client that varies max_tokens by line would send.
   const jsonl = Array.from({ length: 500 }, (_, i) => JSON.stringify({
     custom_id: `line-${i}`, method: 'POST', url: '/v1/completions',
@@ -237,6 +242,7 @@ it('Redis growth per accepted request: a 500-prompt template batch, a 500-line J
     stopStringRequest: refused.figures,
     largestAcceptedShape: accepted.figures,
     templateBatch500: templateBatch.figures,
+    fewShotTemplateBatch500: fewShotBatch.figures,
     jsonlBatch500: jsonlBatch.figures,
   };
   for (const id of created) await post(`/batches/${id}/cancel`, '');

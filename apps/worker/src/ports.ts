@@ -13,7 +13,7 @@ export interface WorkerEngine {
 
 /** The parts of the store a worker uses: it reads batches and their items, reports item outcomes, streams deltas, beats. */
 export interface WorkerStore {
-  batches: Pick<BatchLedger, 'get' | 'storedItems' | 'batchParams'>;
+  batches: Pick<BatchLedger, 'get' | 'storedItems' | 'batchParams' | 'batchTemplate'>;
   results: Pick<ItemResults, 'record' | 'get'>;
   events: Pick<BatchEvents, 'publishStream'>;
   workers: Pick<WorkerRegistry, 'recordHeartbeat'>;

@@ -1,4 +1,5 @@
 export * from './lifecycle';
 export * from './job';
+export * from './template';
 export * from './result';
 export * from './events';

@@ -94,8 +94,12 @@ export function readJobData(stored: StoredJobData): ReadJobData {
  * id never change: a cached copy is never stale.
  */
 export function paramsIdOf(params: JobParams): string {
-  const canonical = JSON.stringify(params, Object.keys(params).sort());
-  return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
+  return contentIdOf(JSON.stringify(params, Object.keys(params).sort()));
+}
+
+/** The id of a part of a batch stored once (a parameter set, a template): a digest of its text. */
+export function contentIdOf(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
 
 /** The job of one item of a batch (or of an online request), in the current wire version. */

@@ -1,4 +1,4 @@
-import { paramsIdOf, type BatchStatus, type JobParams } from '@app/contracts';
+import { contentIdOf, paramsIdOf, renderTemplate, type BatchStatus, type JobParams } from '@app/contracts';
 import type { RedisClient } from '@app/redis';
 import { IdempotencyKeys, type IdempotencyClaim, type IdempotencyHolder } from './idempotency-keys';
 import { StoreKeys } from './redis-keys';
@@ -34,6 +34,10 @@ const PAGE = 500;
  * their own: `params:<paramsIdOf>` beside the items' numeric indices.
  */
 const paramsField = (paramsId: string): string => `params:${paramsId}`;
+/** A template batch's template, likewise: `template:<contentIdOf>`. */
+const templateField = (templateId: string): string => `template:${templateId}`;
+/** What naming the template costs an item's record (`"templateId":"<16 hex>",` and the row's key). */
+const ROW_OVERHEAD = 40;
 
 const num = (v: string | undefined): number | null => (v === undefined || v === '' ? null : Number(v));
 
@@ -117,21 +121,31 @@ export class BatchLedger {
     return { created };
   }
 
-  /** Each item without its parameters, and each distinct parameter set once, in chunks of items. */
+  /**
+   * Each item without its parameters, and each distinct parameter set once, in chunks of items; a template batch's
+   * items with their row instead of their prompt, and its template once.
+   */
   private async stageItems(batch: NewBatch): Promise<void> {
     if (batch.items.length === 0) return;
     const k = this.keys;
     const staged = new Set<string>();
+    const templateId = batch.template === undefined ? undefined : contentIdOf(batch.template);
     for (let start = 0; start < batch.items.length; start += STAGE_CHUNK) {
       const items: Record<string, string> = {};
       const customIds: Record<string, string> = {};
-      for (const { params, ...own } of batch.items.slice(start, start + STAGE_CHUNK)) {
+      for (const { params, prompt, row, ...own } of batch.items.slice(start, start + STAGE_CHUNK)) {
         const paramsId = paramsIdOf(params);
         if (!staged.has(paramsId)) {
           staged.add(paramsId);
           items[paramsField(paramsId)] = JSON.stringify(params);
         }
-        const stored: StoredItem = { ...own, paramsId };
+        // The row where it is the smaller record (a template longer than its fields), else the rendered prompt.
+        const byRow = templateId !== undefined && row !== undefined && JSON.stringify(row).length + ROW_OVERHEAD < prompt.length;
+        if (byRow && !staged.has(templateField(templateId))) {
+          staged.add(templateField(templateId));
+          items[templateField(templateId)] = batch.template!;
+        }
+        const stored: StoredItem = byRow ? { ...own, row: row!, templateId: templateId!, paramsId } : { ...own, prompt, paramsId };
         items[own.index] = JSON.stringify(stored);
         customIds[own.customId] = String(own.index);
       }
@@ -186,13 +200,21 @@ export class BatchLedger {
       const raw = await this.redis.hmget(this.keys.items(batchId), ...ids.map(paramsField));
       ids.forEach((id, i) => sets.set(id, raw[i] === null ? null : (JSON.parse(raw[i]!) as JobParams)));
     }
+    const templateIds = [...new Set(stored.flatMap((item) => (item?.templateId === undefined ? [] : [item.templateId])))];
+    const templates = new Map<string, string | null>();
+    if (templateIds.length > 0) {
+      const raw = await this.redis.hmget(this.keys.items(batchId), ...templateIds.map(templateField));
+      templateIds.forEach((id, i) => templates.set(id, raw[i]));
+    }
     return stored.map((item) => {
       if (item === null) return null;
-      if (item.paramsId === undefined) return item;
-      const { paramsId, ...own } = item;
-      const params = sets.get(paramsId);
+      const { paramsId, templateId, row, prompt, params: inline, ...own } = item;
+      const params = inline ?? sets.get(paramsId!);
       if (!params) throw new Error(`batch ${batchId}: item ${item.index} names parameter set ${paramsId}, which is not stored`);
-      return { ...own, params };
+      if (templateId === undefined) return { ...own, prompt: prompt!, params };
+      const template = templates.get(templateId);
+      if (template == null) throw new Error(`batch ${batchId}: item ${item.index} names template ${templateId}, which is not stored`);
+      return { ...own, prompt: renderTemplate(template, row!), params, row: row! };
     });
   }
 
@@ -201,6 +223,11 @@ export class BatchLedger {
     if (indices.length === 0) return [];
     const raw = await this.redis.hmget(this.keys.items(batchId), ...indices.map(String));
     return raw.map((r) => (r === null ? null : (JSON.parse(r) as StoredItem)));
+  }
+
+  /** The batch's template by its id (contentIdOf); null when the batch has no such template (or is gone). */
+  async batchTemplate(batchId: string, templateId: string): Promise<string | null> {
+    return this.redis.hget(this.keys.items(batchId), templateField(templateId));
   }
 
   /** One of the batch's parameter sets by its id (paramsIdOf); null when the batch has no such set (or is gone). */

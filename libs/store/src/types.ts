@@ -1,6 +1,6 @@
 // The records the store keeps and serves. Statuses, codes and the rules between them belong to the lifecycle
 // (libs/contracts); these are the shapes.
-import type { BatchCounts, BatchErrorCode, BatchStatus, JobParams } from '@app/contracts';
+import type { BatchCounts, BatchErrorCode, BatchStatus, JobParams, TemplateRow } from '@app/contracts';
 
 /** openai: created from an uploaded JSONL file; native: POST /batches; online: one /v1/completions request. */
 export type BatchKind = 'openai' | 'native' | 'online';
@@ -54,13 +54,19 @@ export interface BatchItemInput {
   /** A prompt sent as token ids (prompt holds their decoded text). */
   promptIds?: number[];
   params: JobParams;
+  /** The row a template batch's prompt was rendered from (NewBatch.template): stored instead of the prompt. */
+  row?: TemplateRow;
 }
 
 /**
  * An item as the store keeps it: its own fields, and the id of its parameter set, stored once per batch however many
- * items share it (paramsIdOf in libs/contracts). Items stored before parameter sets existed hold `params` inline.
+ * items share it (paramsIdOf in libs/contracts). Items stored before parameter sets existed hold `params` inline. An
+ * item of a template batch keeps its row and the id of the batch's template (contentIdOf) instead of its prompt, where
+ * that record is the smaller one.
  */
-export type StoredItem = Omit<BatchItemInput, 'params'> & ({ paramsId: string; params?: undefined } | { params: JobParams; paramsId?: undefined });
+export type StoredItem = Omit<BatchItemInput, 'params' | 'prompt' | 'row'>
+  & ({ paramsId: string; params?: undefined } | { params: JobParams; paramsId?: undefined })
+  & ({ prompt: string; row?: undefined; templateId?: undefined } | { row: TemplateRow; templateId: string; prompt?: undefined });
 
 export interface NewBatch {
   id: string;
@@ -73,6 +79,8 @@ export interface NewBatch {
   metadata: Record<string, string> | null;
   inputFileId: string | null;
   items: BatchItemInput[];
+  /** A template batch's template: stored once, and the items with a row store the row instead of their prompt. */
+  template?: string;
   /** Seconds its keys are kept once it is final; 0 keeps them forever. */
   retentionSeconds: number;
   createdAt?: number;

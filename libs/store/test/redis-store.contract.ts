@@ -1,7 +1,7 @@
 // What the store does on any Redis topology (one Redis, a Cluster with a hash-tag prefix): every class over one
 // connection, as the api uses them, plus the workers' view. Run it with describeRedisStoreContract(name, open).
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
-import { paramsIdOf, type BatchEvent, type ItemErrorCode, type ItemReport } from '@app/contracts';
+import { contentIdOf, paramsIdOf, renderTemplate, type BatchEvent, type ItemErrorCode, type ItemReport } from '@app/contracts';
 import type { RedisClient } from '@app/redis';
 import { FILE_CHUNK_BYTES, Files, ItemResults, RedisStore, UPLOAD_STAGING_TTL_S, type BatchItemInput, type BatchRecord, type CreateBatchOptions, type NewBatch } from '../src';
 
@@ -507,6 +507,26 @@ export function describeRedisStoreContract(name: string, open: () => StoreUnderT
       expect(await store.batches.batchParams(batch.id, paramsIdOf(longer))).toEqual(longer);
       expect(await store.batches.batchParams(batch.id, 'nope')).toBeNull();
       expect(await store.batches.itemInputs(batch.id, [3, 4])).toEqual([items[3], items[4]]);
+    });
+
+    it('stores a template batch\'s template once and each item\'s row where that is smaller than its prompt', async () => {
+      const template = 'Answer briefly and precisely, in one sentence.\nQuestion: {q}\nAnswer ({q}):';
+      const rows = [{ q: 'what is 0?' }, { q: 'what is 1?' }];
+      const items: BatchItemInput[] = rows.map((row, index) => ({ index, customId: `item-${index}`, prompt: renderTemplate(template, row), params, row }));
+      const batch = await create(newBatch({ items, template }));
+      const stored = await connection.hgetall(store.batches.keys.items(batch.id));
+      expect(stored[`template:${contentIdOf(template)}`]).toBe(template);
+      expect(JSON.parse(stored['1'])).toEqual({ index: 1, customId: 'item-1', row: { q: 'what is 1?' }, templateId: contentIdOf(template), paramsId: paramsIdOf(params) });
+      expect(await store.batches.batchTemplate(batch.id, contentIdOf(template))).toBe(template);
+      expect(await store.batches.itemInputs(batch.id, [1, 0])).toEqual([items[1], items[0]]);
+      // A template barely longer than its field: the rendered prompt is the smaller record, and no template is stored.
+      const short = 'Q: {q}';
+      const shortItems: BatchItemInput[] = rows.map((row, index) => ({ index, customId: `item-${index}`, prompt: renderTemplate(short, row), params, row }));
+      const shortBatch = await create(newBatch({ items: shortItems, template: short }));
+      const shortStored = await connection.hgetall(store.batches.keys.items(shortBatch.id));
+      expect(JSON.parse(shortStored['0'])).toEqual({ index: 0, customId: 'item-0', prompt: 'Q: what is 0?', paramsId: paramsIdOf(params) });
+      expect(Object.keys(shortStored).filter((field) => field.startsWith('template:'))).toEqual([]);
+      expect(await store.batches.itemInputs(shortBatch.id, [0])).toEqual([{ index: 0, customId: 'item-0', prompt: 'Q: what is 0?', params }]);
     });
 
     it('reads items stored before parameter sets existed (parameters inline)', async () => {

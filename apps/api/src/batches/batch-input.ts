@@ -1,3 +1,4 @@
+import { TEMPLATE_PLACEHOLDER, renderTemplate, templatePlaceholders, templateValue, usedFields, type TemplateRow } from '@app/contracts';
 import type { BatchEndpoint, BatchItemInput } from '@app/store';
 import { ApiError, lineError } from '../http/api-error';
 import {
@@ -70,24 +71,21 @@ export function itemsFromJsonl(content: string, endpoint: BatchEndpoint, model: 
   return checked.items;
 }
 
-const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
-
-type TemplateRow = Record<string, string | number | boolean>;
-
 /** A prompt template split once into its literal text and the placeholders it uses (in order, repeats included). */
 export class PromptTemplate {
-  readonly placeholders: string[] = [];
+  readonly placeholders: string[];
   private readonly literalBytes: number;
 
   constructor(readonly text: string) {
-    for (const match of text.matchAll(PLACEHOLDER)) this.placeholders.push(match[1]);
-    this.literalBytes = Buffer.byteLength(text.replace(PLACEHOLDER, ''), 'utf8');
+    this.placeholders = templatePlaceholders(text);
+    this.literalBytes = Buffer.byteLength(text.replace(TEMPLATE_PLACEHOLDER, ''), 'utf8');
   }
 
   /** The value of a placeholder in a row: own fields only, so `{constructor}` never reaches Object.prototype. */
   private value(row: TemplateRow, name: string, rowIndex: number): string {
-    if (!Object.hasOwn(row, name)) throw new RequestParamError(`rows[${rowIndex}].${name}`, `is missing: the template uses {${name}}`);
-    return String(row[name]);
+    const value = templateValue(row, name);
+    if (value === null) throw new RequestParamError(`rows[${rowIndex}].${name}`, `is missing: the template uses {${name}}`);
+    return value;
   }
 
   /** UTF-8 bytes of the rendered prompt, computed without rendering it (a template can repeat a field many times). */
@@ -97,8 +95,9 @@ export class PromptTemplate {
     return bytes;
   }
 
-  render(row: TemplateRow, rowIndex: number): string {
-    return this.text.replace(PLACEHOLDER, (_, name: string) => this.value(row, name, rowIndex));
+  /** The prompt for a row whose fields were checked (renderedBytes). */
+  render(row: TemplateRow): string {
+    return renderTemplate(this.text, row);
   }
 }
 
@@ -158,7 +157,7 @@ export function itemsFromNative(body: unknown, model: ServedModel, limits: Input
     if (!prompts) {
       const template = new PromptTemplate(request.template!);
       checkRenderedSize(template, request.rows!, model, limits.maxRenderedBytes);
-      prompts = request.rows!.map((row, i) => template.render(row, i));
+      prompts = request.rows!.map((row) => template.render(row));
     }
     const input: NativeBatchInput = { items: [], request, problems: [], promptTokens: 0, maxCompletionTokens: 0 };
     prompts.forEach((prompt, index) => {
@@ -170,7 +169,9 @@ export function itemsFromNative(body: unknown, model: ServedModel, limits: Input
         input.problems.push(lineProblem(index + 1, error.field, error.reason, error.code));
         return;
       }
-      input.items.push({ index: input.items.length, customId: `item-${index}`, prompt, params });
+      // A template batch's items keep their row (the fields the template uses); the store keeps the template once.
+      const row = request.template !== undefined ? { row: usedFields(request.template, request.rows![index]) } : {};
+      input.items.push({ index: input.items.length, customId: `item-${index}`, prompt, params, ...row });
       input.maxCompletionTokens += params.maxNewTokens * params.numReturnSequences;
     });
     return input;

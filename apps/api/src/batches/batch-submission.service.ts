@@ -15,6 +15,8 @@ export interface BatchSubmission {
   kind: BatchKind;
   endpoint: BatchEndpoint;
   items: BatchItemInput[];
+  /** A template batch's template (its items carry their rows): stored once. */
+  template?: string;
   completionWindow: string;
   metadata: Record<string, string> | null;
   inputFileId: string | null;
@@ -126,6 +128,7 @@ export class BatchSubmissionService {
       metadata: submission.metadata,
       inputFileId: submission.inputFileId,
       items: submission.items,
+      ...(submission.template !== undefined ? { template: submission.template } : {}),
       retentionSeconds: submission.retentionSeconds ?? this.config.retention.batchSeconds,
     };
   }

@@ -81,7 +81,7 @@ export class NativeBatchesController {
     }
     const batch = await this.submissions.submit(
       principal,
-      { kind: 'native', endpoint: '/v1/completions', items, completionWindow: request.completion_window ?? '24h', metadata: request.metadata ?? null, inputFileId: null },
+      { kind: 'native', endpoint: '/v1/completions', items, template: request.template, completionWindow: request.completion_window ?? '24h', metadata: request.metadata ?? null, inputFileId: null },
       idempotencyKey ? { key: idempotencyKey, body: request } : null,
     );
     return toOpenAiBatch(batch);

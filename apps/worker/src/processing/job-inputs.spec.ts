@@ -53,6 +53,21 @@ it('reads a batch\'s shared parameters once for all its jobs, and each line\'s o
   expect(inputs.cache.reads).toBe(1 + 2);
 });
 
+it('renders a template batch\'s items from their rows and the template, read once', async () => {
+  const inputs = new JobInputs(ledger);
+  const template = 'Answer in one word, the first that comes to mind.\nQ: {q}\nA:';
+  const items = Array.from({ length: 50 }, (_, index) => ({ index, customId: `item-${index}`, prompt: `Answer in one word, the first that comes to mind.\nQ: ${index}?\nA:`, params, row: { q: `${index}?` } }));
+  const id = `batch_inputs${counter++}`;
+  const outcome = await ledger.create({
+    id, kind: 'native', owner: 't', endpoint: '/v1/completions', model: 'tiny', completionWindow: '24h', completionWindowMs: 86_400_000,
+    metadata: null, inputFileId: null, items, template, retentionSeconds: 0,
+  });
+  expect('created' in outcome).toBe(true);
+  const resolved = await Promise.all(items.map((item) => inputs.resolve(readJobData(jobOf(id, 't', item)))));
+  expect(resolved.map((input) => input!.prompt)).toEqual(items.map((item) => item.prompt));
+  expect(inputs.templates.reads).toBe(1);
+});
+
 it('keeps at most its capacity of parameter sets, least recently used out first', async () => {
   const inputs = new JobInputs(ledger, 2);
   const batches = await Promise.all([0, 1, 2].map(() => createBatch(itemsOf(2))));

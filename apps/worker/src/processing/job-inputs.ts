@@ -1,5 +1,5 @@
-import type { JobItemRef, JobParams, ReadJobData } from '@app/contracts';
-import type { BatchLedger } from '@app/store';
+import { renderTemplate, type JobItemRef, type JobParams, type ReadJobData } from '@app/contracts';
+import type { BatchLedger, StoredItem } from '@app/store';
 
 /** What the worker runs for one job: its item, its prompt and its parameters, whichever job version it came as. */
 export interface JobInput extends JobItemRef {
@@ -8,20 +8,21 @@ export interface JobInput extends JobItemRef {
   params: JobParams;
 }
 
-/** Parameter sets kept per worker: a few hundred batches running at once on one worker is already a lot. */
+/** Parameter sets (and templates) kept per worker: a few hundred batches running at once on one worker is already a lot. */
 export const DEFAULT_CACHED_PARAMS = 256;
 
 /**
- * A bounded cache of the batches' parameter sets, least recently used out first. Sets are stored under a digest of
- * their content and never change, so an entry is never stale; concurrent jobs of one batch share one read.
+ * A bounded cache of parts a batch stores once (its parameter sets, its template), least recently used out first.
+ * They are stored under a digest of their content and never change, so an entry is never stale; concurrent jobs of one
+ * batch share one read.
  */
-export class BatchParamsCache {
-  private readonly entries = new Map<string, Promise<JobParams | null>>();
+export class BatchPartsCache<T> {
+  private readonly entries = new Map<string, Promise<T | null>>();
   /** Reads from Redis (misses), for tests and the worker's log. */
   reads = 0;
 
   constructor(
-    private readonly load: (batchId: string, paramsId: string) => Promise<JobParams | null>,
+    private readonly load: (batchId: string, id: string) => Promise<T | null>,
     private readonly capacity = DEFAULT_CACHED_PARAMS,
   ) {}
 
@@ -29,8 +30,8 @@ export class BatchParamsCache {
     return this.entries.size;
   }
 
-  get(batchId: string, paramsId: string): Promise<JobParams | null> {
-    const key = `${batchId}\n${paramsId}`;
+  get(batchId: string, id: string): Promise<T | null> {
+    const key = `${batchId}\n${id}`;
     const cached = this.entries.get(key);
     if (cached) {
       this.entries.delete(key);
@@ -38,15 +39,15 @@ export class BatchParamsCache {
       return cached;
     }
     this.reads += 1;
-    const loading = this.load(batchId, paramsId);
+    const loading = this.load(batchId, id);
     this.entries.set(key, loading);
-    // A failed read or a set that is not there (yet, or any more) is not remembered.
-    loading.then((params) => params === null && this.forget(key, loading), () => this.forget(key, loading));
+    // A failed read or a part that is not there (yet, or any more) is not remembered.
+    loading.then((value) => value === null && this.forget(key, loading), () => this.forget(key, loading));
     while (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
     return loading;
   }
 
-  private forget(key: string, entry: Promise<JobParams | null>): void {
+  private forget(key: string, entry: Promise<T | null>): void {
     if (this.entries.get(key) === entry) this.entries.delete(key);
   }
 }
@@ -54,14 +55,17 @@ export class BatchParamsCache {
 /**
  * Resolves a job to what it runs. Version 1 jobs carry everything; version 2 jobs name their item and parameter set:
  * the prompt is read from the item record (its one home: it outlives the job, and retry-failed and the recovery of an
- * interrupted creation enqueue from it), the parameters through the cache (an online request's, used once, are read
+ * interrupted creation enqueue from it; a template batch's item holds its row, rendered here with the batch's
+ * template), the parameters and templates through the caches (an online request's parameters, used once, are read
  * directly, not cached). Null when the item is not stored (its batch is gone).
  */
 export class JobInputs {
-  readonly cache: BatchParamsCache;
+  readonly cache: BatchPartsCache<JobParams>;
+  readonly templates: BatchPartsCache<string>;
 
-  constructor(private readonly batches: Pick<BatchLedger, 'storedItems' | 'batchParams'>, capacity = DEFAULT_CACHED_PARAMS) {
-    this.cache = new BatchParamsCache((batchId, paramsId) => batches.batchParams(batchId, paramsId), capacity);
+  constructor(private readonly batches: Pick<BatchLedger, 'storedItems' | 'batchParams' | 'batchTemplate'>, capacity = DEFAULT_CACHED_PARAMS) {
+    this.cache = new BatchPartsCache((batchId, paramsId) => batches.batchParams(batchId, paramsId), capacity);
+    this.templates = new BatchPartsCache((batchId, templateId) => batches.batchTemplate(batchId, templateId), capacity);
   }
 
   async resolve(data: ReadJobData): Promise<JobInput | null> {
@@ -75,6 +79,13 @@ export class JobInputs {
     // An item stored before parameter sets existed (re-enqueued by retry-failed) holds its parameters itself.
     const params = item.params ?? shared;
     if (!params) throw new Error(`${data.batchId} #${data.index}: parameter set ${data.paramsId} is not stored with its batch`);
-    return { ...ref, prompt: item.prompt, ...(item.promptIds ? { promptIds: item.promptIds } : {}), params };
+    return { ...ref, prompt: await this.promptOf(data.batchId, item), ...(item.promptIds ? { promptIds: item.promptIds } : {}), params };
+  }
+
+  private async promptOf(batchId: string, item: StoredItem): Promise<string> {
+    if (item.templateId === undefined) return item.prompt;
+    const template = await this.templates.get(batchId, item.templateId);
+    if (template === null) throw new Error(`${batchId} #${item.index}: template ${item.templateId} is not stored with its batch`);
+    return renderTemplate(template, item.row);
   }
 }
