@@ -140,10 +140,11 @@ export interface EngineOptions {
    */
   decodeChunkSteps?: number;
   /**
-   * The run length when something needs a boundary sooner than decodeChunkSteps: while requests wait for a free
-   * row, a run ends when the first row reaches its max_new_tokens (its row frees for a newcomer) but lasts at least
-   * this many steps; while an interactive request decodes, runs last at most this many steps. Every boundary moves
-   * the KV cache through the host once. Default: 32 when decodeChunkSteps takes its default, else decodeChunkSteps.
+   * The run length when a boundary is needed sooner than decodeChunkSteps. A freed row needs one (a newcomer can take
+   * it): a run ends when the first row reaches its max_new_tokens if only budgets can end the rows (ignoreEos, no
+   * stop strings), else after this many steps, and never sooner. While an interactive request decodes, runs last at
+   * most this many steps. Every boundary moves the KV cache through the host once. Default: 32 when
+   * decodeChunkSteps takes its default, else decodeChunkSteps.
    */
   decodeChunkMinSteps?: number;
   /** WebGPU storage buffer cache mode (onnxruntime's default is 'bucket'; it decides most of the GPU memory held). */

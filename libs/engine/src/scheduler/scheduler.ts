@@ -97,6 +97,7 @@ export class Scheduler {
       joinGroup: options.joinGroup,
       joinMaxWaitSteps: options.joinMaxWaitSteps,
       forceFullLogits: options.forceFullLogits,
+      continuous: options.admission === 'continuous',
       decodeChunkSteps: options.decodeChunkSteps,
       decodeChunkMinSteps: options.decodeChunkMinSteps,
     };
@@ -139,6 +140,7 @@ export class Scheduler {
         needsFullLogits: output.needsFullLogits,
         fitsGraphSampler: output.fitsGraphSampler,
         interactive: spec.interactive,
+        endsOnlyAtBudget: spec.params.ignoreEos && spec.params.stop.length === 0,
       };
       request.sequences.push(sequence);
       this.waiting.push(sequence);

@@ -16,6 +16,7 @@ function slot(row: number, prompt: number[], overrides: Partial<SlotState> = {})
     needsFullLogits: false,
     fitsGraphSampler: true,
     interactive: false,
+    endsOnlyAtBudget: true,
     ...overrides,
   };
 }
@@ -25,7 +26,7 @@ function decoding(row: number, prompt: number[], generated: number, overrides: P
   return slot(row, prompt, { phase: 'decoding', prefilled: prompt.length, generated, pending: 100 + row, ...overrides });
 }
 
-const hostJoins: PlannerConfig = { joinMode: 'prefill', rows: 4, contextLength: 64, decodeLoop: false, prefillChunkTokens: 16, forceFullLogits: false };
+const hostJoins: PlannerConfig = { joinMode: 'prefill', rows: 4, contextLength: 64, decodeLoop: false, prefillChunkTokens: 16, forceFullLogits: false, continuous: false };
 const deviceJoins: PlannerConfig = { ...hostJoins, joinMode: 'decode' };
 const looped: PlannerConfig = { ...hostJoins, decodeLoop: true, decodeChunkSteps: 8 };
 
@@ -168,6 +169,19 @@ describe('decodeRunSteps', () => {
     // A live row still prefilling (it waits for the rest of its prompt) counts as waiting.
     const withNewcomer = [...rows, slot(2, range(0, 40), { prefilled: 16 })];
     expect(decodeRunSteps(batch(withNewcomer), { ...looped, decodeChunkMinSteps: 2 }, rows)).toBe(5);
+  });
+
+  it('with continuous admission, ends when a row may free: at the first budget when only budgets end rows, else after decodeChunkMinSteps', () => {
+    const continuous = { ...looped, continuous: true, decodeChunkSteps: 16, decodeChunkMinSteps: 2 };
+    // Both rows end only at their budgets: row 1 frees after 5 steps.
+    expect(decodeRunSteps(batch(rows), continuous, rows)).toBe(5);
+    expect(decodeRunSteps(batch(rows), { ...continuous, decodeChunkMinSteps: 7 }, rows)).toBe(7);
+    // Row 0 may end at any step (eos, a stop string): the run is decodeChunkMinSteps long.
+    const open = [{ ...rows[0], endsOnlyAtBudget: false }, rows[1]];
+    expect(decodeRunSteps(batch(open), continuous, open)).toBe(2);
+    // Rows of one length free together: one run to the end.
+    const even = [decoding(0, [1], 1, { maxNewTokens: 13 }), decoding(1, [2], 1, { maxNewTokens: 13 })];
+    expect(decodeRunSteps(batch(even), continuous, even)).toBe(12);
   });
 
   it('while an interactive row decodes, runs last at most decodeChunkMinSteps, whoever waits', () => {

@@ -24,6 +24,8 @@ export interface SlotState {
   fitsGraphSampler: boolean;
   /** Someone reads this row's tokens as they come: runs stay at decodeChunkMinSteps while it decodes. */
   interactive: boolean;
+  /** Only max_new_tokens can end this row (ignore_eos, no stop strings): when it frees is known in advance. */
+  endsOnlyAtBudget: boolean;
 }
 
 export interface BatchView {
@@ -47,6 +49,8 @@ export interface PlannerConfig {
   joinGroup?: number;
   joinMaxWaitSteps?: number;
   forceFullLogits: boolean;
+  /** Newcomers take rows as they free (continuous admission), not only once the whole batch is done. */
+  continuous: boolean;
   decodeChunkSteps?: number;
   decodeChunkMinSteps?: number;
 }
@@ -171,9 +175,12 @@ export function planDecode(batch: BatchView, config: PlannerConfig): DecodePlan 
 
 /**
  * How many steps a decode run over `feeding` may take in one go: 1 unless the runner has a decode loop and every
- * row decodes and fits its sampler; never more than the longest remaining budget, nor past any row's context; while
- * someone waits for a row (or for the rest of its prompt), at most until the first row's budget ends, but at least
- * decodeChunkMinSteps; while an interactive row decodes, at most decodeChunkMinSteps.
+ * row decodes and fits its sampler; never more than the longest remaining budget, nor past any row's context.
+ * Every run boundary moves the KV cache through the host, so a run is as long as nothing needs a boundary sooner:
+ * where a freed row can take a newcomer (continuous admission, or someone waiting for the rest of its prompt), it
+ * ends when a row may free: at the first row's budget if only budgets can end rows, else (eos or a stop string may
+ * end a row at any step) after decodeChunkMinSteps; never shorter than decodeChunkMinSteps. While an interactive row
+ * decodes, at most decodeChunkMinSteps.
  */
 export function decodeRunSteps(batch: BatchView, config: PlannerConfig, feeding: readonly SlotState[]): number {
   const wanted = config.decodeChunkSteps ?? 1;
@@ -192,7 +199,10 @@ export function decodeRunSteps(batch: BatchView, config: PlannerConfig, feeding:
   let steps = Math.min(wanted, remaining, room);
   const short = config.decodeChunkMinSteps ?? wanted;
   const joining = batch.waiting > 0 || feeding.length < batch.live.length;
-  if (joining) steps = Math.min(steps, Math.max(short, firstToFinish));
+  if (config.continuous || joining) {
+    const mayFreeAt = feeding.every((slot) => slot.endsOnlyAtBudget) ? firstToFinish : short;
+    steps = Math.min(steps, Math.max(short, mayFreeAt));
+  }
   if (feeding.some((slot) => slot.interactive)) steps = Math.min(steps, short);
   return Math.max(1, steps);
 }
