@@ -164,7 +164,7 @@ export interface EngineInfo {
   kvPlacement: 'host' | 'device' | 'device-merge';
   /** Decode steps per run (1: one step per run). */
   decodeChunkSteps: number;
-  /** Run length while requests wait for a row or an interactive request decodes (EngineOptions.decodeChunkMinSteps). */
+  /** Run length when a row may free or an interactive request decodes (EngineOptions.decodeChunkMinSteps). */
   decodeChunkMinSteps: number;
   contextLength: number;
   vocabSize: number;
@@ -183,7 +183,7 @@ export interface EngineInfo {
 export function decodeRunText(info: Pick<EngineInfo, 'decodeChunkSteps' | 'decodeChunkMinSteps'>): string {
   if (info.decodeChunkSteps <= 1) return '1 decode step per run';
   if (info.decodeChunkMinSteps >= info.decodeChunkSteps) return `${info.decodeChunkSteps} decode steps per run`;
-  return `up to ${info.decodeChunkSteps} decode steps per run (${info.decodeChunkMinSteps} while requests wait or an interactive one decodes)`;
+  return `up to ${info.decodeChunkSteps} decode steps per run (${info.decodeChunkMinSteps} when a row may free or an interactive request decodes)`;
 }
 
 export interface EngineStats {

@@ -52,7 +52,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--thread', 'run the engine in its worker_thread (default: in-process, the bare engine)')
     .option('--kv <placement>', 'KV cache placement: auto (device-merge on webgpu, else host), host, device, device-merge', parseKv, 'auto')
     .option('--decode-chunk <n>', 'the longest decode-loop run in steps (engine default: 128 on cuda, else 1; > 1 runs the decode-loop graph)', parseAtLeast('--decode-chunk', 1))
-    .option('--decode-chunk-min <n>', 'run length while requests wait for a row (engine default: 32 on cuda with the default --decode-chunk, else --decode-chunk)', parseAtLeast('--decode-chunk-min', 1))
+    .option('--decode-chunk-min <n>', 'run length when a row may free for a newcomer (engine default: 32 on cuda with the default --decode-chunk, else --decode-chunk)', parseAtLeast('--decode-chunk-min', 1))
     .option('--prefill-chunk <n>', 'prompt tokens per prefill run (engine default depends on the KV placement)', parseInteger('--prefill-chunk'))
     .option('--join-group <n>', 'newcomers prefilled together while rows decode (engine default: slots / 8; 1 = each at once)', parseInteger('--join-group'))
     .option('--join-max-wait <steps>', 'most decode steps a newcomer waits for its join group (engine default 4)', parseInteger('--join-max-wait'))

@@ -35,7 +35,7 @@ const schema = redisEnvSchema.extend({
   FALCONQ_PREFILL_CHUNK_TOKENS: int(1).optional(),
   /** The longest decode-loop run, in steps (engine default: 128 on cuda, else 1). */
   FALCONQ_DECODE_CHUNK: int(1).optional(),
-  /** Decode-loop run length while requests wait for a row or an online request decodes (engine default: 32 on cuda). */
+  /** Decode-loop run length when a row may free or an online request decodes (engine default: 32 on cuda). */
   FALCONQ_DECODE_CHUNK_MIN: int(1).optional(),
   FALCONQ_JOIN_GROUP: int(1).optional(),
   FALCONQ_JOIN_MAX_WAIT_STEPS: int(0).optional(),
