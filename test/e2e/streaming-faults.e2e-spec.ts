@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { startApi, type ApiProcess } from '../support/api-process';
 import { startTestRedis, type TestRedis } from '../support/redis';
 import { tinyModelDir } from '../support/tiny-model';
+import { sseFrames } from '../support/sse';
 import { startWorker, type WorkerProcess } from '../support/worker-process';
 
 const KEY = 'stream-faults-key-01';
@@ -39,31 +40,23 @@ async function streamCompletion(body: Record<string, unknown>, onFirstText: () =
   });
   expect(response.status).toBe(200);
   const read: StreamRead = { text: '', events: [], keepalives: 0, done: false, requestId: '' };
-  const decoder = new TextDecoder();
-  let buffer = '';
   let fired = false;
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const frame = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      if (frame.startsWith(':')) read.keepalives++;
-      if (!frame.startsWith('data: ')) continue;
-      const data = frame.slice(6);
-      if (data === '[DONE]') {
-        read.done = true;
-        continue;
-      }
-      const event = JSON.parse(data) as StreamRead['events'][number];
-      read.events.push(event);
-      if (event.id) read.requestId = String(event.id).replace(/^cmpl-/, '');
-      const text = event.choices?.[0]?.text ?? '';
-      read.text += text;
-      if (text && !fired) {
-        fired = true;
-        onFirstText();
-      }
+  for await (const frame of sseFrames(response.body)) {
+    if (frame.startsWith(':')) read.keepalives++;
+    if (!frame.startsWith('data: ')) continue;
+    const data = frame.slice(6);
+    if (data === '[DONE]') {
+      read.done = true;
+      continue;
+    }
+    const event = JSON.parse(data) as StreamRead['events'][number];
+    read.events.push(event);
+    if (event.id) read.requestId = String(event.id).replace(/^cmpl-/, '');
+    const text = event.choices?.[0]?.text ?? '';
+    read.text += text;
+    if (text && !fired) {
+      fired = true;
+      onFirstText();
     }
   }
   return read;

@@ -1,5 +1,5 @@
 // The Redis variables both apps read, as one schema: each app's config module merges it into its own and reads
-// process.env itself; this module only says what the variables mean and how they are checked.
+// the environment itself; this module only says what the variables mean and how they are checked.
 import { z } from 'zod';
 import { parseHostPortList, type RedisConnectionConfig } from './connection';
 
