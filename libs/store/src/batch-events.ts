@@ -1,6 +1,7 @@
 import type { BatchEvent } from '@app/contracts';
 import type { RedisClient } from '@app/redis';
 import { StoreKeys } from './redis-keys';
+import { type StoreCommands, withStoreCommands } from './scripts';
 import type { StreamMessage, Unsubscribe } from './types';
 
 /** Channel multiplexer over one subscriber connection (a subscribed connection cannot run commands). */
@@ -60,9 +61,11 @@ export interface BatchEventsOptions {
 export class BatchEvents {
   private readonly keys: StoreKeys;
   private readonly subscriptions: Subscriptions;
+  private readonly commands: StoreCommands;
 
   constructor(private readonly redis: RedisClient, options: BatchEventsOptions) {
     this.keys = new StoreKeys(options.prefix);
+    this.commands = withStoreCommands(redis);
     this.subscriptions = new Subscriptions(options.createSubscriber);
   }
 
@@ -85,8 +88,9 @@ export class BatchEvents {
     return this.subscriptions.add(this.keys.eventsChannel(batchId), (m) => listener(JSON.parse(m) as BatchEvent));
   }
 
+  /** Messages of one request reach its subscriber in the order they were published, on Redis Cluster too. */
   async publishStream(requestId: string, message: StreamMessage): Promise<void> {
-    await this.redis.publish(this.keys.streamChannel(requestId), JSON.stringify(message));
+    await this.commands.falconqPublishInOrder(this.keys.streamChannel(requestId), JSON.stringify(message));
   }
 
   subscribeStream(requestId: string, listener: (message: StreamMessage) => void): Promise<Unsubscribe> {

@@ -323,6 +323,13 @@ redis.call('ZADD', KEYS[5], created_at, id)
 return 1
 `;
 
+/**
+ * PUBLISH routed by its channel (KEYS[1], never written). A plain PUBLISH has no key, so a Redis Cluster client sends
+ * each one to any node, and two messages sent in order can reach the subscriber out of order (a stream's `done`
+ * before its last delta). Through this script every message of a channel goes out from the node that owns the slot.
+ */
+const PUBLISH_IN_ORDER = `return redis.call('PUBLISH', KEYS[1], ARGV[1])`;
+
 const SCRIPTS = {
   falconqCreateBatch: { numberOfKeys: 11, lua: CREATE_BATCH },
   falconqRecordResult: { numberOfKeys: 12, lua: RECORD_RESULT },
@@ -332,6 +339,7 @@ const SCRIPTS = {
   falconqRateLimit: { numberOfKeys: 1, lua: RATE_LIMIT },
   falconqDeleteIfEqual: { numberOfKeys: 1, lua: DELETE_IF_EQUAL },
   falconqPublishFile: { numberOfKeys: 5, lua: PUBLISH_FILE },
+  falconqPublishInOrder: { numberOfKeys: 1, lua: PUBLISH_IN_ORDER },
 } as const;
 
 type ScriptArg = string | number;

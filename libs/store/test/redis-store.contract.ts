@@ -414,13 +414,14 @@ export function describeRedisStoreContract(name: string, open: () => StoreUnderT
       expect(progress[0]).toMatchObject({ counts: { total: 50 }, itemsPerSecond: expect.any(Number), tokensPerSecond: expect.any(Number) });
     });
 
-    it('relays online stream messages', async () => {
+    it('relays online stream messages in the order they were published', async () => {
+      // The worker fires deltas without awaiting each one; on a cluster they must still arrive in order, done last.
       const seen: unknown[] = [];
       const unsubscribe = await store.events.subscribeStream('req_1', (m) => seen.push(m));
-      await store.events.publishStream('req_1', { type: 'delta', attempt: 'a1', sequence: 0, text: 'Hel' });
-      await store.events.publishStream('req_1', { type: 'done' });
-      await waitFor(() => (seen.length === 2 ? true : undefined));
-      expect(seen).toEqual([{ type: 'delta', attempt: 'a1', sequence: 0, text: 'Hel' }, { type: 'done' }]);
+      const deltas = Array.from({ length: 40 }, (_, sequence) => ({ type: 'delta' as const, attempt: 'a1', sequence, text: `t${sequence}` }));
+      await Promise.all([...deltas.map((d) => store.events.publishStream('req_1', d)), store.events.publishStream('req_1', { type: 'done' })]);
+      await waitFor(() => (seen.length === deltas.length + 1 ? true : undefined));
+      expect(seen).toEqual([...deltas, { type: 'done' }]);
       await unsubscribe();
     });
 
