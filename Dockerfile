@@ -1,4 +1,4 @@
-# One image for the api and the workers: `node dist/apps/api/src/main.js` or `node bin/falconq.js worker ...`.
+# One image for the api and the workers: the api by default (CMD below) or `node bin/falconq.js worker ...`.
 # CPU and WebGPU execution providers work with the stock onnxruntime-node package. CUDA workers: the `cuda` target
 # (docker build --target cuda), on NVIDIA's CUDA 13 runtime image, with the CUDA 13 provider installed by
 # `falconq setup cuda` (from npm, sha256-checked). For a CUDA 12 host instead, build the default target with
@@ -31,7 +31,8 @@ COPY --from=build /app/dist dist
 COPY --from=build /app/bin bin
 USER node
 EXPOSE 3000
-CMD ["node", "dist/apps/api/src/main.js"]
+# The api with a small V8 young generation, as scripts/api-command.js starts it (docs/deploy.md, "The api's memory").
+CMD ["node", "--max-semi-space-size=2", "dist/apps/api/src/main.js"]
 
 # CUDA workers (FALCONQ_EP=cuda): the CUDA 13 runtime libraries come with the image, libcuda.so.1 with the NVIDIA
 # container runtime at start.

@@ -8,6 +8,7 @@
 // (its tokenizer and chat template are what the dry run uses); default the tiny model in .models/tiny. Needs
 // `npm run build`.
 const { spawn, spawnSync } = require('node:child_process');
+const { apiArgs } = require('./api-command');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -100,7 +101,7 @@ async function main() {
   try {
     await waitUntil(() => spawnSync('redis-cli', ['-p', String(redisPort), 'ping'], { encoding: 'utf8' }).stdout?.trim() === 'PONG', 'redis', 10_000);
     const apiPort = await freePort();
-    api = spawn(process.execPath, [path.join(root, 'dist', 'apps', 'api', 'src', 'main.js')], {
+    api = spawn(process.execPath, apiArgs(root), {
       env: { PATH: process.env.PATH, HOME: process.env.HOME, REDIS_URL: `redis://127.0.0.1:${redisPort}`, FALCONQ_REDIS_PREFIX: 'bench', MODEL_DIR: modelDir(),
         PORT: String(apiPort), HOST: '127.0.0.1', FALCONQ_RATE_LIMIT_PER_MINUTE: '0', NO_COLOR: '1' },
       stdio: ['ignore', 'ignore', 'inherit'],

@@ -1,6 +1,7 @@
 // The whole service on this machine for the benchmark scripts: a private redis-server, the api and N worker
 // processes from dist/ (npm run build), all on loopback ports. Plain Node: runs before anything is compiled.
 const { spawn, spawnSync } = require('node:child_process');
+const { apiArgs } = require('./api-command');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -42,7 +43,9 @@ async function startLocalStack({ modelDir, workers = 1, workerEnv = {}, apiEnv =
   const apiPort = await freePort();
   const env = { PATH: process.env.PATH, HOME: process.env.HOME, REDIS_URL: `redis://127.0.0.1:${redisPort}`, FALCONQ_REDIS_PREFIX: 'bench', MODEL_DIR: modelDir, NO_COLOR: '1' };
   const start = (entry, extra) => {
-    const child = spawn(process.execPath, [path.join(root, 'dist', 'apps', entry, 'src', 'main.js')], { env: { ...env, ...extra }, stdio: ['ignore', 'ignore', 'inherit'] });
+    const childEnv = { ...env, ...extra };
+    const args = entry === 'api' ? apiArgs(root, childEnv) : [path.join(root, 'dist', 'apps', entry, 'src', 'main.js')];
+    const child = spawn(process.execPath, args, { env: childEnv, stdio: ['ignore', 'ignore', 'inherit'] });
     processes.push(child);
     return child;
   };

@@ -12,6 +12,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
 const http = require('node:http');
+const { apiArgs } = require('./api-command');
 const { ensureReady } = require('./ensure-ready');
 const { freePort } = require('./free-port');
 
@@ -199,7 +200,7 @@ async function main() {
   const modelDir = ensureModel();
   const redisUrl = await ensureRedis();
   const env = { ...process.env, REDIS_URL: redisUrl, MODEL_DIR: modelDir, PORT: String(port), HOST: host, FALCONQ_OPEN_ROUTES: process.env.FALCONQ_OPEN_ROUTES || 'health,metrics,docs' };
-  const api = start('api', process.execPath, [path.join(root, 'dist', 'apps', 'api', 'src', 'main.js')], env);
+  const api = start('api', process.execPath, apiArgs(root, env), env);
   start('worker', process.execPath, [path.join(root, 'dist', 'apps', 'worker', 'src', 'main.js')],
     { ...env, FALCONQ_EP: process.env.FALCONQ_EP || 'cpu', FALCONQ_SLOTS: process.env.FALCONQ_SLOTS || '8' });
   const base = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;

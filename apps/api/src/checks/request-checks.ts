@@ -1,10 +1,10 @@
-import { HttpStatus } from '@nestjs/common';
+import { HttpStatus } from '@nestjs/common/enums/http-status.enum';
 import type { BatchEndpoint } from '@app/store';
 import { checkJsonl, itemsFromNative, type CheckedJsonl, type InputLimits, type NativeBatchInput } from '../batches/batch-input';
 import { RequestParamError } from '@app/requests';
 import { UnknownModelError, prepareOpenAiRequest, type PreparedRequest } from '@app/requests';
 import { ApiError, type ApiErrorBody } from '../http/api-error';
-import { decodeUtf8, joinedBody, type BodyBytes } from '../http/request-guards';
+import { decodeUtf8, joinedBody, type BodyBytes } from '../http/body-bytes';
 import type { ServedModel } from '../model/served-model';
 
 // The CPU-heavy part of accepting a request (JSON lines, schemas, template rendering, tokenizing every prompt), as
@@ -69,7 +69,7 @@ export function runCheck(task: CheckTask, model: ServedModel, limits: InputLimit
       case 'online': return { ok: true, value: prepareOnline(task.endpoint, parsedBody(task.body), model) };
     }
   } catch (error) {
-    if (error instanceof ApiError) return { ok: false, status: error.getStatus(), body: error.getResponse() as ApiErrorBody };
+    if (error instanceof ApiError) return { ok: false, status: error.getStatus(), body: error.getResponse() };
     if (error instanceof Error && (error as { status?: number }).status === 400) {
       return { ok: false, status: 400, body: { error: { message: error.message, type: 'invalid_request_error', param: null, code: 'invalid_utf8' } } };
     }

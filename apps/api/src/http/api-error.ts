@@ -1,7 +1,9 @@
-import { HttpException, HttpStatus } from '@nestjs/common';
+import { HttpStatus } from '@nestjs/common/enums/http-status.enum';
 
 // Every error the api answers has OpenAI's shape, so OpenAI clients surface the message:
 // { "error": { "message", "type", "param", "code", "line" } }
+// A plain Error (not Nest's HttpException), so the request-check threads that throw it load no framework; the api's
+// exception filter answers it.
 
 export type ApiErrorType = 'invalid_request_error' | 'authentication_error' | 'permission_error' | 'not_found_error'
   | 'rate_limit_error' | 'conflict_error' | 'server_error';
@@ -18,14 +20,24 @@ export interface ApiErrorOptions {
   retryAfterSeconds?: number;
 }
 
-export class ApiError extends HttpException {
+export class ApiError extends Error {
   readonly retryAfterSeconds?: number;
+  private readonly body: ApiErrorBody;
 
-  constructor(status: number, type: ApiErrorType, message: string, options: ApiErrorOptions = {}) {
-    const body: ApiErrorBody = { error: { message, type, param: options.param ?? null, code: options.code ?? null } };
-    if (options.line !== undefined) body.error.line = options.line;
-    super(body, status);
+  constructor(private readonly status: number, type: ApiErrorType, message: string, options: ApiErrorOptions = {}) {
+    super(message);
+    this.name = 'ApiError';
+    this.body = { error: { message, type, param: options.param ?? null, code: options.code ?? null } };
+    if (options.line !== undefined) this.body.error.line = options.line;
     this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+
+  getStatus(): number {
+    return this.status;
+  }
+
+  getResponse(): ApiErrorBody {
+    return this.body;
   }
 
   static redisUnavailable(retryAfterSeconds: number): ApiError {

@@ -43,6 +43,7 @@ export class ApiExceptionFilter implements ExceptionFilter {
   }
 
   private toBody(exception: unknown): { status: number; body: ApiErrorBody } {
+    if (exception instanceof ApiError) return { status: exception.getStatus(), body: exception.getResponse() };
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
       const raw = exception.getResponse();

@@ -1,5 +1,6 @@
 import { json, raw, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { KeyAuthenticator } from '../auth/key-authenticator';
+import { assertUtf8, type BodyBytes } from './body-bytes';
 
 // Express middleware that runs before any body is read: what a request may carry, decided from its headers alone.
 
@@ -81,27 +82,6 @@ export function refuseOversizedBodies(options: { defaultLimit: number; limitByPa
   };
 }
 
-class InvalidUtf8Error extends Error {
-  readonly status = 400;
-  readonly type = 'invalid_utf8';
-}
-
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** Throws at the first byte sequence that is not UTF-8 (a JSON body holding one would be stored with U+FFFD). */
-export function assertUtf8(bytes: Uint8Array, what: string): void {
-  decodeUtf8(bytes, what);
-}
-
-/** The text of these bytes, checked and decoded in one pass; throws at the first sequence that is not UTF-8. */
-export function decodeUtf8(bytes: Uint8Array, what: string): string {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    throw new InvalidUtf8Error(`${what} is not valid UTF-8`);
-  }
-}
-
 /**
  * The JSON body parser, run only for callers that passed authentication: a request without a valid key is answered
  * 401 by the guard without its body ever being read or parsed. On `unparsedPaths` the body is read as bytes only. Content-Length above the limit is refused before
@@ -120,9 +100,6 @@ export function jsonBodyForAuthenticated(authenticator: KeyAuthenticator, limitB
 
 /** Blocks a body of unknown length (chunked) is gathered in: each chunk is copied once, into the current block. */
 const BODY_BLOCK_BYTES = 1024 * 1024;
-
-/** A body read as bytes: one array when its length was announced, blocks when it came chunked (joined by the reader). */
-export type BodyBytes = Uint8Array | Uint8Array[];
 
 function bodyError(status: number, type: string, message: string): Error {
   return Object.assign(new Error(message), { status, type });
@@ -193,9 +170,4 @@ function bodyOf(blocks: Uint8Array[], last: Uint8Array, used: number, announced:
   // Cutting copies at most one block (1 MiB), and gives the last block a buffer of its own to transfer.
   const all = used === 0 ? blocks : [...blocks, used === last.byteLength ? last : last.slice(0, used)];
   return all.length === 1 ? all[0] : all;
-}
-
-/** One array of a body's bytes (a chunked body's blocks joined: call it off the event loop, on a check thread). */
-export function joinedBody(body: BodyBytes): Uint8Array {
-  return Array.isArray(body) ? Buffer.concat(body) : body;
 }
