@@ -1,7 +1,7 @@
 // How the api process is started (npm start, the local benchmarks; the Dockerfile's CMD says the same): V8's young
 // generation capped at 2 MiB a semi-space instead of Node 20's 16. The api's garbage is short-lived request data,
-// so a small young generation costs it no measurable throughput, and it keeps about 30 MiB less resident when idle and
-// 40-60 MiB less at its peaks (docs/deploy.md, "The api's memory").
+// so a small young generation costs it no throughput that stands out from noise, and it keeps about 25 MiB less
+// resident at rest and 35-50 MiB less under load (docs/deploy.md, "The api's memory"; scripts/bench-api.js).
 const path = require('node:path');
 
 const API_V8_FLAGS = ['--max-semi-space-size=2'];
