@@ -10,7 +10,7 @@
 // generation instead of the one scripts/api-command.js starts it with). Needs `npm run build`.
 const fs = require('node:fs');
 const { parseArgs } = require('node:util');
-const { localModelDir, startLocalStack } = require('./local-stack');
+const { localModelDir, positiveIntegerFlag, startLocalStack } = require('./local-stack');
 
 const { values: args } = parseArgs({
   options: {
@@ -21,14 +21,9 @@ const { values: args } = parseArgs({
     'api-node-options': { type: 'string' },
   },
 });
-const positive = (name) => {
-  const value = Number(args[name]);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got ${args[name]}`);
-  return value;
-};
-const gets = positive('gets');
-const batches = positive('batches');
-const rounds = positive('rounds');
+const gets = positiveIntegerFlag(args, 'gets');
+const batches = positiveIntegerFlag(args, 'batches');
+const rounds = positiveIntegerFlag(args, 'rounds');
 const PROMPTS_PER_BATCH = 2000;
 const READERS = 16;
 const CREATORS = 2;

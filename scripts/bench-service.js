@@ -12,7 +12,7 @@
 const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-const { localModelDir, root, startLocalStack } = require('./local-stack');
+const { localModelDir, positiveIntegerFlag, root, startLocalStack } = require('./local-stack');
 
 const { values: args } = parseArgs({
   options: {
@@ -28,16 +28,10 @@ const { values: args } = parseArgs({
   },
 });
 
-function positiveInt(name) {
-  const value = Number(args[name]);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got ${args[name]}`);
-  return value;
-}
-
-const promptCount = positiveInt('prompts');
-const newTokens = positiveInt('new-tokens');
-const slots = positiveInt('slots');
-const repeat = positiveInt('repeat');
+const promptCount = positiveIntegerFlag(args, 'prompts');
+const newTokens = positiveIntegerFlag(args, 'new-tokens');
+const slots = positiveIntegerFlag(args, 'slots');
+const repeat = positiveIntegerFlag(args, 'repeat');
 const prompts = Array.from({ length: promptCount }, (_, i) => `Question ${i}: what is the next number after ${i}?\nAnswer:`);
 
 async function request(api, method, route, body) {

@@ -13,7 +13,7 @@ const http = require('node:http');
 const { spawnSync } = require('node:child_process');
 const { Readable } = require('node:stream');
 const { parseArgs } = require('node:util');
-const { localModelDir, sleep, startLocalStack } = require('./local-stack');
+const { localModelDir, positiveIntegerFlag, sleep, startLocalStack } = require('./local-stack');
 
 const { values: args } = parseArgs({
   options: {
@@ -25,10 +25,9 @@ const { values: args } = parseArgs({
     'api-node-options': { type: 'string' },
   },
 });
-const uploads = Number(args.uploads);
+const uploads = positiveIntegerFlag(args, 'uploads');
 const mib = Number(args.mib);
 const sampleMs = Number(args['sample-ms']);
-if (!Number.isInteger(uploads) || uploads < 1) throw new Error(`--uploads must be a positive integer, got ${args.uploads}`);
 if (!(mib > 0)) throw new Error(`--mib must be a positive number, got ${args.mib}`);
 if (!(sampleMs >= 1)) throw new Error(`--sample-ms must be at least 1, got ${args['sample-ms']}`);
 

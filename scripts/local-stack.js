@@ -81,4 +81,11 @@ async function startLocalStack({ modelDir, workers = 1, workerEnv = {}, apiEnv =
   return { api: url, redisPort, pids: { redis: redis.pid, api: api.pid, workers: workerProcesses.map((w) => w.pid) }, stop };
 }
 
-module.exports = { startLocalStack, localModelDir, waitUntil, sleep, root };
+/** The value of a benchmark's --NAME flag (parsed by util.parseArgs) as a positive integer, or an error naming it. */
+function positiveIntegerFlag(args, name) {
+  const value = Number(args[name]);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got ${args[name]}`);
+  return value;
+}
+
+module.exports = { startLocalStack, localModelDir, positiveIntegerFlag, waitUntil, sleep, root };

@@ -6,6 +6,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from '@jest/globals';
+import { Redis } from 'ioredis';
 
 export interface TestRedis {
   url: string;
@@ -168,5 +170,38 @@ export async function startTestRedis(options: TestRedisOptions = {}): Promise<Te
     },
     down: async () => server.shutdown(),
     up: () => server.launch(),
+  };
+}
+
+/** The Redis of one test file (useTestRedis): its URL and prefix, and ioredis clients that are closed after the file. */
+export interface SuiteRedis {
+  readonly url: string;
+  readonly prefix: string;
+  client(): Redis;
+}
+
+/** Starts a test Redis before the file's tests and stops it after them, closing every client made with client(). */
+export function useTestRedis(options: TestRedisOptions = {}): SuiteRedis {
+  let redis: TestRedis | undefined;
+  const clients: Redis[] = [];
+  beforeAll(async () => {
+    redis = await startTestRedis(options);
+  });
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.quit().catch(() => undefined)));
+    await redis?.stop();
+  });
+  const started = (): TestRedis => {
+    if (!redis) throw new Error('useTestRedis: Redis starts in beforeAll; use it inside tests and hooks');
+    return redis;
+  };
+  return {
+    get url() { return started().url; },
+    get prefix() { return started().prefix; },
+    client() {
+      const c = new Redis(started().url);
+      clients.push(c);
+      return c;
+    },
   };
 }

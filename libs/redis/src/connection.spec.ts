@@ -1,23 +1,9 @@
-import { Redis } from 'ioredis';
-import { startTestRedis, type TestRedis } from '../../../test/support/redis';
+import type { Redis } from 'ioredis';
+import { useTestRedis } from '../../../test/support/redis';
 import { checkMaxmemoryPolicy, createRedisClient, parseHostPortList, redisConnectionOptions } from './index';
 
-let redis: TestRedis;
-const clients: Redis[] = [];
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.quit().catch(() => undefined)));
-  await redis.stop();
-});
-
-function client(): Redis {
-  const c = new Redis(redis.url);
-  clients.push(c);
-  return c;
-}
+const redis = useTestRedis();
+const client = (): Redis => redis.client();
 
 describe('server checks', () => {
   it('checks maxmemory-policy', async () => {

@@ -1,27 +1,13 @@
 // The store on one Redis: the contract every topology passes, and what only one Redis can show (every key under
 // its prefix, script reloads after SCRIPT FLUSH, staging keys, the rate limiter).
-import { Redis } from 'ioredis';
-import { startTestRedis, type TestRedis } from '../../../test/support/redis';
+import type { Redis } from 'ioredis';
+import { useTestRedis } from '../../../test/support/redis';
 import { FILE_CHUNK_BYTES, RedisRateLimiter, RedisStore, type CreateBatchOptions, type NewBatch } from '../src';
 import { createdBatch, describeRedisStoreContract, newBatch, runningBatch, succeeded } from './redis-store.contract';
 
-let redis: TestRedis;
-const clients: Redis[] = [];
+const redis = useTestRedis();
 let counter = 0;
-
-beforeAll(async () => {
-  redis = await startTestRedis();
-});
-afterAll(async () => {
-  await Promise.all(clients.map((c) => c.quit().catch(() => undefined)));
-  await redis.stop();
-});
-
-function client(): Redis {
-  const c = new Redis(redis.url);
-  clients.push(c);
-  return c;
-}
+const client = (): Redis => redis.client();
 
 function makeStore(prefix = `${redis.prefix}-${counter++}`) {
   const connection = client();
