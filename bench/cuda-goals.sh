@@ -7,6 +7,7 @@
 #   bash bench/cuda-goals.sh engine  [BATCHES]   # falconq bench rows + the transformers baseline
 #   bash bench/cuda-goals.sh service [SLOTS]     # the whole service (api + Redis + one worker) and the static batch
 #   bash bench/cuda-goals.sh check               # generate on the 7B, cuda against cpu on a small model
+#   bash bench/cuda-goals.sh profile [BATCH]     # where a decode-loop step's time goes (onnxruntime's profiler)
 #
 # Needs the CUDA provider next to onnxruntime-node (falconq setup cuda) and dist/ (npm run build). JSON reports go
 # to $OUT (default ./bench-out).
@@ -27,6 +28,8 @@ engine() {
   ensure_model
   echo "== cuda, decode loop (default)"
   timeout 240 node bin/falconq.js bench --model "$model" --ep cuda --batch "$batches" --prompt-len 64 --new-tokens 128 --out "$out/cuda-loop.json"
+  echo "== cuda, decode loop, fpA_intB GEMM off (the default kernel at every batch size)"
+  timeout 120 node bin/falconq.js bench --model "$model" --ep cuda --cuda-fpa-intb off --batch 64 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-loop-fpa-off.json"
   echo "== cuda, one step per run (--decode-chunk 1)"
   timeout 120 node bin/falconq.js bench --model "$model" --ep cuda --decode-chunk 1 --batch 1,64,256 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-step.json"
   echo "== webgpu"
@@ -65,9 +68,17 @@ check() {
     });' "$out/agree-cuda.jsonl" "$out/agree-cpu.jsonl"
 }
 
+profile() {
+  local batch=${1:-256}
+  ensure_model
+  echo "== decode-loop profile, batch $batch, 16 steps"
+  timeout 120 node bench/profile-decode-loop.js "$model" cuda "$batch" 16 64
+}
+
 case "${1:-}" in
   engine) shift; engine "$@" ;;
   service) shift; service "$@" ;;
   check) shift; check "$@" ;;
-  *) echo "usage: $0 engine [BATCHES] | service [SLOTS] | check" >&2; exit 2 ;;
+  profile) shift; profile "$@" ;;
+  *) echo "usage: $0 engine [BATCHES] | service [SLOTS] | check | profile [BATCH]" >&2; exit 2 ;;
 esac

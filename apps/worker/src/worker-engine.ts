@@ -21,12 +21,13 @@ export async function startWorkerEngine(config: WorkerConfig): Promise<WorkerEng
     prefillChunkTokens: config.prefillChunkTokens,
     decodeChunkSteps: config.decodeChunkSteps,
     decodeChunkMinSteps: config.decodeChunkMinSteps,
+    cudaFpaIntbGemm: config.cudaFpaIntbGemm,
     joinGroup: config.joinGroup,
     joinMaxWaitSteps: config.joinMaxWaitSteps,
     intraOpThreads: config.intraOpThreads,
     onWarning: (message) => logger.warn(message),
   });
   const { info } = engine;
-  logger.log(`model ${config.modelDir} loaded on ${info.executionProvider}:${config.deviceId} (${info.executionProviderReason}) with ${config.slots} slots, ${decodeRunText(info)}`);
+  logger.log(`model ${config.modelDir} loaded on ${info.executionProvider}:${config.deviceId} (${info.executionProviderReason}) with ${config.slots} slots, ${decodeRunText(info)}${info.cudaFpaIntbGemm ? ', fpA_intB GEMM' : ''}`);
   return engine;
 }

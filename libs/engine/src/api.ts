@@ -7,6 +7,12 @@ import type { ExecutionProviderName } from '@app/model';
 export const EXECUTION_PROVIDER_CHOICES = ['auto', 'cpu', 'webgpu', 'cuda'] as const;
 export type ExecutionProviderChoice = (typeof EXECUTION_PROVIDER_CHOICES)[number];
 
+/** EngineOptions.cudaFpaIntbGemm: whether cuda's int4 matmuls use onnxruntime's fpA_intB GEMM. */
+export const CUDA_FPA_INTB_CHOICES = ['auto', 'on', 'off'] as const;
+export type CudaFpaIntbChoice = (typeof CUDA_FPA_INTB_CHOICES)[number];
+/** 'auto' turns the fpA_intB GEMM on above this many slots: up to 16 rows the default kernel is a GEMV anyway. */
+export const CUDA_FPA_INTB_AUTO_MIN_SLOTS = 17;
+
 export interface GenerationParams {
   maxNewTokens: number; // default 256
   doSample: boolean; // default false (greedy)
@@ -147,6 +153,13 @@ export interface EngineOptions {
    * decodeChunkSteps takes its default, else decodeChunkSteps.
    */
   decodeChunkMinSteps?: number;
+  /**
+   * cuda only: onnxruntime's fpA_intB GEMM for the int4 matmuls (session key ep.cuda.fpa_intb_gemm) instead of
+   * dequantizing each weight to fp16 on every call once a step has more than 16 rows. Measured on an H100: ~1.4x the
+   * tokens/s at batch 64, the same at batch 1 and 256, ~3.9 GB more GPU memory (docs/benchmarks.md). 'auto'
+   * (default): on when slots > 16, so a small worker keeps the recipe's memory.
+   */
+  cudaFpaIntbGemm?: CudaFpaIntbChoice;
   /** WebGPU storage buffer cache mode (onnxruntime's default is 'bucket'; it decides most of the GPU memory held). */
   webgpuBufferCacheMode?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
   /** Run the engine in the caller's thread (tests, bench): the same scheduler without a worker_thread. */
@@ -162,6 +175,8 @@ export interface EngineInfo {
   /** Why this execution provider (for 'auto': what was tried before it and why it was not taken). */
   executionProviderReason: string;
   kvPlacement: 'host' | 'device' | 'device-merge';
+  /** cuda's int4 matmuls run onnxruntime's fpA_intB GEMM (EngineOptions.cudaFpaIntbGemm); false on other EPs. */
+  cudaFpaIntbGemm: boolean;
   /** Decode steps per run (1: one step per run). */
   decodeChunkSteps: number;
   /** Run length when a row may free or an interactive request decodes (EngineOptions.decodeChunkMinSteps). */

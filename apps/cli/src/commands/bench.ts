@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { decodeRunText, type EngineOptions, type EngineStats, GenerationEngine, type GenerationResult, Tokenizer } from '@app/engine';
+import { CUDA_FPA_INTB_CHOICES, type CudaFpaIntbChoice, decodeRunText, type EngineOptions, type EngineStats, GenerationEngine, type GenerationResult, Tokenizer } from '@app/engine';
 import { Prng, type ExecutionProviderName, type ModelManifest } from '@app/model';
 import { parseInteger, parseNumber, parseProvider } from './generate';
 
@@ -21,6 +21,7 @@ interface BenchFlags {
   kv: 'auto' | 'host' | 'device' | 'device-merge';
   decodeChunk?: number;
   decodeChunkMin?: number;
+  cudaFpaIntb: CudaFpaIntbChoice;
   prefillChunk?: number;
   joinGroup?: number;
   joinMaxWait?: number;
@@ -53,6 +54,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--kv <placement>', 'KV cache placement: auto (device-merge on webgpu, else host), host, device, device-merge', parseKv, 'auto')
     .option('--decode-chunk <n>', 'the longest decode-loop run in steps (engine default: 128 on cuda, else 1; > 1 runs the decode-loop graph)', parseAtLeast('--decode-chunk', 1))
     .option('--decode-chunk-min <n>', 'run length when a row may free for a newcomer (engine default: 32 on cuda with the default --decode-chunk, else --decode-chunk)', parseAtLeast('--decode-chunk-min', 1))
+    .option('--cuda-fpa-intb <when>', 'cuda: onnxruntime\'s fpA_intB GEMM for the int4 matmuls: auto (on above 16 slots), on, off', parseCudaFpaIntb, 'auto')
     .option('--prefill-chunk <n>', 'prompt tokens per prefill run (engine default depends on the KV placement)', parseInteger('--prefill-chunk'))
     .option('--join-group <n>', 'newcomers prefilled together while rows decode (engine default: slots / 8; 1 = each at once)', parseInteger('--join-group'))
     .option('--join-max-wait <steps>', 'most decode steps a newcomer waits for its join group (engine default 4)', parseInteger('--join-max-wait'))
@@ -145,6 +147,8 @@ interface BatchRow {
   timeToFirstTokenMs: { mean: number; p50: number; max: number };
   wallMs: number;
   fullLogitsSteps: number;
+  /** The engine of this row ran cuda's int4 matmuls on the fpA_intB GEMM (marked * in the table). */
+  cudaFpaIntbGemm?: boolean;
   peakGpuMiB: number | null;
   gpuMiBBefore: number | null;
   hostRssMiB: number;
@@ -191,6 +195,7 @@ async function bench(flags: BenchFlags): Promise<void> {
     kvPlacement: flags.kv,
     decodeChunkSteps: flags.decodeChunk,
     decodeChunkMinSteps: flags.decodeChunkMin,
+    cudaFpaIntbGemm: flags.cudaFpaIntb,
     prefillChunkTokens: flags.prefillChunk,
     joinGroup: flags.joinGroup === undefined ? undefined : Math.min(flags.joinGroup, slots),
     joinMaxWaitSteps: flags.joinMaxWait,
@@ -220,7 +225,7 @@ async function bench(flags: BenchFlags): Promise<void> {
         const results = await runBatch(engine, prompts, flags.newTokens, 'run');
         const wallMs = performance.now() - started;
         const after = await engine.stats();
-        const row = batchRow(batch, flags.newTokens, wallMs, results, before, after, gpuBefore, monitor ? await monitor.peakMiB() : null);
+        const row = { ...batchRow(batch, flags.newTokens, wallMs, results, before, after, gpuBefore, monitor ? await monitor.peakMiB() : null), cudaFpaIntbGemm: engine.info.cudaFpaIntbGemm };
         rows.push(row);
         log(batchTableLine(row));
       } finally {
@@ -228,6 +233,7 @@ async function bench(flags: BenchFlags): Promise<void> {
       }
     }
     report.batches = rows;
+    if (rows.some((row) => row.cudaFpaIntbGemm)) log("* int4 matmuls on onnxruntime's fpA_intB GEMM (--cuda-fpa-intb)");
 
     if (flags.mixed) {
       const slots = flags.mixedSlots ?? Math.max(...flags.batch);
@@ -433,7 +439,7 @@ function batchTableHeader(): string {
 
 function batchTableLine(row: BatchRow): string {
   const cells = [
-    String(row.batch).padStart(5),
+    `${row.batch}${row.cudaFpaIntbGemm ? '*' : ''}`.padStart(5),
     row.tokensPerSecond.toFixed(1),
     row.decodeMsPerStep.toFixed(2),
     row.prefillMs.toFixed(0),
@@ -524,6 +530,11 @@ function parseKv(value: string): 'auto' | 'host' | 'device' | 'device-merge' {
     throw new Error(`--kv must be auto, host, device or device-merge, got "${value}"`);
   }
   return value;
+}
+
+function parseCudaFpaIntb(value: string): CudaFpaIntbChoice {
+  if (!(CUDA_FPA_INTB_CHOICES as readonly string[]).includes(value)) throw new Error(`--cuda-fpa-intb must be ${CUDA_FPA_INTB_CHOICES.join(', ')}, got "${value}"`);
+  return value as CudaFpaIntbChoice;
 }
 
 function parseCacheMode(value: string): 'disabled' | 'lazyRelease' | 'simple' | 'bucket' {

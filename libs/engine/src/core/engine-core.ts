@@ -3,7 +3,7 @@
 // in-process mode, in the caller's thread. Loads onnxruntime-node.
 
 import { threadId } from 'node:worker_threads';
-import { EXECUTION_PROVIDER_CHOICES, type EngineInfo, type EngineOptions, type EngineStats, type GenerationRequest, type GenerationResult, type TokenEvent } from '../api';
+import { CUDA_FPA_INTB_AUTO_MIN_SLOTS, CUDA_FPA_INTB_CHOICES, EXECUTION_PROVIDER_CHOICES, type EngineInfo, type EngineOptions, type EngineStats, type GenerationRequest, type GenerationResult, type TokenEvent } from '../api';
 import { DuplicateRequestError, EngineClosedError, InvalidGenerationParamError } from '../errors';
 import { fitPromptToContext, resolveGenerationParams } from '../params';
 import { randomSeed } from '../sampling/prng';
@@ -29,7 +29,6 @@ export interface CoreRequestSink {
 /** Wall-clock ms with sub-ms resolution, comparable across threads. */
 export const nowMs = () => performance.timeOrigin + performance.now();
 
-/** The decode loop pays off where every run copies the KV cache through the host: onnxruntime-node's CUDA EP. */
 /** The longest decode-loop run on cuda, taken when nothing needs a boundary sooner (a static batch, no one waiting). */
 export const DEFAULT_CUDA_DECODE_CHUNK_STEPS = 128;
 /** The run length on cuda while requests wait for a row or an interactive request decodes. */
@@ -43,7 +42,8 @@ async function openWithProvider(options: EngineCoreOptions): Promise<{ model: Mo
   const open = async (executionProvider: ExecutionProviderName) => {
     const resolved = { ...options, executionProvider };
     const decodeChunkSteps = options.decodeChunkSteps ?? defaultDecodeChunkSteps(resolved);
-    return { model: await openModelSession({ ...resolved, decodeLoop: decodeChunkSteps > 1 }), decodeChunkSteps };
+    const cudaFpaIntbGemm = usesCudaFpaIntbGemm(resolved);
+    return { model: await openModelSession({ ...resolved, decodeLoop: decodeChunkSteps > 1, cudaFpaIntbGemm }), decodeChunkSteps };
   };
   if (options.executionProvider !== 'auto') {
     const opened = await open(options.executionProvider);
@@ -69,6 +69,12 @@ async function openWithProvider(options: EngineCoreOptions): Promise<{ model: Mo
   }
   const opened = await open('cpu');
   return { ...opened, reason: `auto: cpu, no GPU provider loaded (${skipped.join('; ')})` };
+}
+
+export function usesCudaFpaIntbGemm(options: Pick<EngineCoreOptions, 'cudaFpaIntbGemm' | 'slots'> & { executionProvider: ExecutionProviderName }): boolean {
+  if (options.executionProvider !== 'cuda') return false;
+  const choice = options.cudaFpaIntbGemm ?? 'auto';
+  return choice === 'on' || (choice === 'auto' && options.slots >= CUDA_FPA_INTB_AUTO_MIN_SLOTS);
 }
 
 function defaultDecodeChunkSteps(options: EngineCoreOptions & { executionProvider: ExecutionProviderName }): number {
@@ -135,6 +141,7 @@ export class EngineCore {
       requestedExecutionProvider: options.executionProvider,
       executionProviderReason: reason,
       kvPlacement: model.kvPlacement,
+      cudaFpaIntbGemm: usesCudaFpaIntbGemm({ ...options, executionProvider: model.executionProvider }),
       decodeChunkSteps,
       decodeChunkMinSteps: Math.min(options.decodeChunkMinSteps ?? (options.decodeChunkSteps === undefined ? DEFAULT_CUDA_DECODE_CHUNK_MIN_STEPS : decodeChunkSteps), decodeChunkSteps),
       contextLength: Math.min(manifest.shape.contextLength, options.maxSequenceLength ?? Infinity),
@@ -312,6 +319,9 @@ function validateEngineOptions(options: EngineCoreOptions): void {
   if (options.deviceId !== undefined && (!Number.isInteger(options.deviceId) || options.deviceId < 0)) fail('deviceId', 'must be a non-negative integer');
   if (options.decodeChunkMinSteps !== undefined && (!Number.isInteger(options.decodeChunkMinSteps) || options.decodeChunkMinSteps < 1)) {
     fail('decodeChunkMinSteps', `must be a positive integer, got ${String(options.decodeChunkMinSteps)}`);
+  }
+  if (options.cudaFpaIntbGemm !== undefined && !(CUDA_FPA_INTB_CHOICES as readonly string[]).includes(options.cudaFpaIntbGemm)) {
+    fail('cudaFpaIntbGemm', `must be one of ${CUDA_FPA_INTB_CHOICES.join(', ')}, got ${String(options.cudaFpaIntbGemm)}`);
   }
   if (options.decodeChunkSteps !== undefined) {
     if (!Number.isInteger(options.decodeChunkSteps) || options.decodeChunkSteps < 1 || options.decodeChunkSteps > 1024) {

@@ -22,6 +22,8 @@ export interface ModelSessionOptions {
   fallbackToCpu?: boolean;
   kvPlacement?: 'auto' | KvPlacement;
   webgpuBufferCacheMode?: WebGpuBufferCacheMode;
+  /** cuda: the int4 matmuls run onnxruntime's fpA_intB GEMM (EngineOptions.cudaFpaIntbGemm, resolved). */
+  cudaFpaIntbGemm?: boolean;
   /** Open decode-loop.onnx (several decode steps per run) instead of model.onnx; host KV only. */
   decodeLoop?: boolean;
 }
@@ -97,7 +99,11 @@ export async function openModelSession(options: ModelSessionOptions): Promise<Mo
       executionProviders: [provider],
       graphOptimizationLevel: 'all',
       // The engine thread should not burn the cores the owner's event loop needs while it waits between steps.
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
+      extra: {
+        session: { intra_op: { allow_spinning: '0' } },
+        // The session key wins over onnxruntime's ORT_FPA_INTB_GEMM environment variable: the engine's option decides.
+        ...(ep === 'cuda' ? { ep: { cuda: { fpa_intb_gemm: options.cudaFpaIntbGemm ? '1' : '0' } } } : {}),
+      },
     };
     if (options.intraOpThreads) sessionOptions.intraOpNumThreads = options.intraOpThreads;
     if (kvPlacement !== 'host' && ep === 'webgpu') {
