@@ -365,6 +365,11 @@ describe('GenerationEngine decode loop (decode-loop.onnx: several steps per run,
     });
   });
 
+  it('refuses an unknown cudaFpaIntbGemm, naming the option; on cpu the choice is recorded as off', async () => {
+    await expect(withEngine({ cudaFpaIntbGemm: 'always' as never }, async () => undefined)).rejects.toThrow(/cudaFpaIntbGemm: must be one of auto, on, off, got always/);
+    await withEngine({ cudaFpaIntbGemm: 'on', slots: 1 }, async (engine) => expect(engine.info.cudaFpaIntbGemm).toBe(false));
+  });
+
   it('refuses a decode loop with a device KV placement, naming the option', async () => {
     await expect(withEngine({ kvPlacement: 'device', decodeChunkSteps: 4 }, async () => undefined)).rejects.toThrow(/decodeChunkSteps.*kvPlacement device/);
   });
