@@ -23,19 +23,20 @@ ensure_model() {
   [ -f "$model/falconq.json" ] || falconq model random --shape falcon-7b --target gpu --out "$model" | tail -2
 }
 
+# The rows a comparison needs come first (falconq's default, then transformers); the slower baselines last.
 engine() {
   local batches=${1:-1,8,64,256}
   ensure_model
   echo "== cuda, decode loop (default)"
   timeout 240 node bin/falconq.js bench --model "$model" --ep cuda --batch "$batches" --prompt-len 64 --new-tokens 128 --out "$out/cuda-loop.json"
+  echo "== transformers fp16 eager"
+  timeout 150 python3 bench/hf_baseline.py --batch 1,64,256 --prompt-len 64 --new-tokens 128 | tee "$out/hf.jsonl"
   echo "== cuda, decode loop, fpA_intB GEMM off (the default kernel at every batch size)"
   timeout 120 node bin/falconq.js bench --model "$model" --ep cuda --cuda-fpa-intb off --batch 64 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-loop-fpa-off.json"
   echo "== cuda, one step per run (--decode-chunk 1)"
   timeout 120 node bin/falconq.js bench --model "$model" --ep cuda --decode-chunk 1 --batch 1,64,256 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-step.json"
   echo "== webgpu"
   timeout 120 node bin/falconq.js bench --model "$model" --ep webgpu --batch 1,64,256 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/webgpu.json"
-  echo "== transformers fp16 eager"
-  timeout 150 python3 bench/hf_baseline.py --batch 1,64,256 --prompt-len 64 --new-tokens 128 | tee "$out/hf.jsonl"
 }
 
 service() {
