@@ -8,6 +8,7 @@
 #   bash bench/cuda-goals.sh service [SLOTS]     # the whole service (api + Redis + one worker) and the static batch
 #   bash bench/cuda-goals.sh check               # generate on the 7B, cuda against cpu on a small model
 #   bash bench/cuda-goals.sh profile [BATCH]     # where a decode-loop step's time goes (onnxruntime's profiler)
+#   bash bench/cuda-goals.sh mixed MIN...        # the mixed workload, continuous, at other --decode-chunk-min values
 #
 # Needs the CUDA provider next to onnxruntime-node (falconq setup cuda) and dist/ (npm run build). JSON reports go
 # to $OUT (default ./bench-out).
@@ -69,6 +70,15 @@ check() {
     });' "$out/agree-cuda.jsonl" "$out/agree-cpu.jsonl"
 }
 
+# Continuous batching on the mixed workload with other run lengths while rows may free (the default is 32).
+mixed() {
+  ensure_model
+  for min in "$@"; do
+    echo "== mixed workload, continuous, --decode-chunk-min $min"
+    timeout 180 node bin/falconq.js bench --model "$model" --ep cuda --batch 256 --prompt-len 64 --new-tokens 128 --mixed-admission continuous --decode-chunk-min "$min" --out "$out/cuda-mixed-min$min.json"
+  done
+}
+
 profile() {
   local batch=${1:-256}
   ensure_model
@@ -81,5 +91,6 @@ case "${1:-}" in
   service) shift; service "$@" ;;
   check) shift; check "$@" ;;
   profile) shift; profile "$@" ;;
-  *) echo "usage: $0 engine [BATCHES] | service [SLOTS] | check | profile [BATCH]" >&2; exit 2 ;;
+  mixed) shift; mixed "$@" ;;
+  *) echo "usage: $0 engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN..." >&2; exit 2 ;;
 esac
