@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createTinyModel, FalconReference, type ModelTarget, randomFalconTensors, referenceWeightsFromTensors, TINY_SHAPE } from '@app/model';
+import { createTinyModel, FalconReference, type GraphTuning, type ModelTarget, randomFalconTensors, referenceWeightsFromTensors, TINY_SHAPE } from '@app/model';
 
 export interface TinyModelDirOptions {
   /** int4 (default) with any target; fp32 float weights only with target cpu. */
@@ -11,6 +11,8 @@ export interface TinyModelDirOptions {
   seed?: number;
   /** MatMulNBits accuracy_level: 4 (default, like real builds) or 0 (exact compute on the dequantized weights). */
   accuracyLevel?: 0 | 4;
+  /** Graph shape choices (defaults: DEFAULT_GRAPH_TUNING). */
+  tuning?: Partial<GraphTuning>;
 }
 
 const builds = new Map<string, Promise<string>>();
@@ -31,11 +33,12 @@ export function tinyModelDir(options: TinyModelDirOptions = {}): Promise<string>
   const target = options.target ?? 'cpu';
   const seed = options.seed ?? 0;
   const accuracyLevel = options.accuracyLevel ?? 4;
-  const key = `${weights}-${target}-seed${seed}-acc${accuracyLevel}`;
+  const tuning = options.tuning ?? {};
+  const key = `${weights}-${target}-seed${seed}-acc${accuracyLevel}${Object.entries(tuning).map(([field, on]) => `-${field}${on ? 1 : 0}`).join('')}`;
   let build = builds.get(key);
   if (!build) {
     const out = path.join(tempRoot(), key);
-    build = createTinyModel({ out, weights, target, seed, accuracyLevel }).then(() => out);
+    build = createTinyModel({ out, weights, target, seed, accuracyLevel, tuning }).then(() => out);
     builds.set(key, build);
     build.catch(() => builds.delete(key));
   }

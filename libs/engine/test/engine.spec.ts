@@ -299,6 +299,18 @@ describe('GenerationEngine decode loop (decode-loop.onnx: several steps per run,
     }
   });
 
+  it('without the sampler If (graph tuning sampler-if=0) the loop gives the same greedy and seeded tokens', async () => {
+    const modelDir = await tinyModelDir({ tuning: { samplerIf: false } });
+    const jobs: Job[] = [
+      ...greedyJobs(3),
+      { id: 'topk', prompt: PROMPTS[0], params: { doSample: true, seed: 7, topK: 20, temperature: 1.3, maxNewTokens: 12, ignoreEos: true } },
+      { id: 'penalty', prompt: PROMPTS[4], params: { doSample: true, seed: 9, topK: 10, repetitionPenalty: 1.5, maxNewTokens: 12, ignoreEos: true } },
+    ];
+    const single = await alone(oneStep, jobs);
+    const loop = await staggered({ ...looped, modelDir, slots: 3 }, jobs, 2);
+    for (const job of jobs) expect(loop.get(job.id)?.sequences).toEqual(single.get(job.id)?.sequences);
+  });
+
   it('a row sampling beyond the graph\'s candidates (top_k 0) decodes one step at a time, with the same tokens', async () => {
     const wide: Job = { id: 'wide', prompt: PROMPTS[2], params: { doSample: true, seed: 3, topK: 0, topP: 0.95, maxNewTokens: 8, ignoreEos: true } };
     const single = await alone(oneStep, [wide]);

@@ -112,10 +112,15 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
   const greedy: NodeSpec[] = [];
   into(greedy)('argmax', 'ArgMax', [s('logits')], [s('token_greedy')], { axis: int(1), keepdims: int(0), select_last_index: int(0) });
   const tokenInfo = (name: string): ValueInfoSpec => ({ name, elemType: TensorDataType.INT64, dims: ['batch_size'] });
-  add('choose', 'If', ['loop.needs_sampler'], [b('token')], {
-    then_branch: graphAttribute({ graphName: 'sampler', nodes: sampler, initializers: [], inputs: [], outputs: [tokenInfo(s('token_sampled'))] }),
-    else_branch: graphAttribute({ graphName: 'argmax', nodes: greedy, initializers: [], inputs: [], outputs: [tokenInfo(s('token_greedy'))] }),
-  });
+  if (step.tuning.samplerIf) {
+    add('choose', 'If', ['loop.needs_sampler'], [b('token')], {
+      then_branch: graphAttribute({ graphName: 'sampler', nodes: sampler, initializers: [], inputs: [], outputs: [tokenInfo(s('token_sampled'))] }),
+      else_branch: graphAttribute({ graphName: 'argmax', nodes: greedy, initializers: [], inputs: [], outputs: [tokenInfo(s('token_greedy'))] }),
+    });
+  } else {
+    body.push(...sampler);
+    add('choose', 'Identity', [s('token_sampled')], [b('token')]);
+  }
   // The next iteration's inputs: the token, one more mask column, the token marked seen.
   add('next_ids', 'Unsqueeze', [b('token'), 'loop.const.axis_1'], [b('next_ids')]);
   add('column_shape', 'Shape', [b('next_ids')], [s('column_shape')]);
@@ -169,7 +174,7 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
     { name: 'loop.const.no_logits', dataType: TensorDataType.FLOAT, dims: [0, 1, V], raw: Buffer.alloc(0) },
   ];
   // Once per run: does any row sample or penalise repetition? (Else every step is a plain argmax.)
-  const outer: NodeSpec[] = [
+  const outer: NodeSpec[] = !step.tuning.samplerIf ? [] : [
     { name: '/loop/any_sample_i32', opType: 'Cast', inputs: [L.doSample], outputs: ['loop.do_sample_i32'], attributes: { to: int(TensorDataType.INT32) } },
     { name: '/loop/any_sample', opType: 'ReduceMax', inputs: ['loop.do_sample_i32'], outputs: ['loop.any_sample_i32'], attributes: { keepdims: int(0) } },
     { name: '/loop/penalised_rows', opType: 'Equal', inputs: [L.repetitionPenalty, 'loop.const.one_f'], outputs: ['loop.no_penalty'] },
@@ -179,7 +184,7 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
     // any_sample - all_unpenalised is -1 only when no row samples and none is penalised.
     { name: '/loop/needs_sampler', opType: 'Greater', inputs: ['loop.needs_sampler_score', 'loop.const.minus_one_i32'], outputs: ['loop.needs_sampler'] },
   ];
-  inlineInitializers.push(floatTensor('loop.const.one_f', [1], []), int32Tensor('loop.const.minus_one_i32', [-1], []));
+  if (step.tuning.samplerIf) inlineInitializers.push(floatTensor('loop.const.one_f', [1], []), int32Tensor('loop.const.minus_one_i32', [-1], []));
   const emptyScore = () => 'loop.const.no_logits';
 
   const loopNode: NodeSpec = {

@@ -96,13 +96,19 @@ export interface GraphTuning {
    * the up-projection alone.
    */
   fuseInputProjections: boolean;
+  /**
+   * Decode loop: the token sampler sits in an If decided once per run (greedy batches run a bare argmax). Off: the
+   * full sampler runs every step and no If is in the loop body (a CUDA If reads its condition on the host).
+   */
+  samplerIf: boolean;
 }
 
-export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true, fuseInputProjections: true };
+export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true, fuseInputProjections: true, samplerIf: true };
 
 const GRAPH_TUNING_KEYS: Record<string, keyof GraphTuning> = {
   'grouped-top-k': 'groupedTopK',
   'fuse-in': 'fuseInputProjections',
+  'sampler-if': 'samplerIf',
 };
 
 /** Largest TopK sort the WebGPU kernel does in one dispatch (shared memory). */
@@ -126,6 +132,7 @@ export interface FalconGraph {
   inlineInitializers: InitializerSpec[];
   jobs: WeightJob[];
   io: ModelIoNames;
+  tuning: GraphTuning;
 }
 
 export function buildFalconGraph(options: GraphOptions): FalconGraph {
@@ -302,10 +309,10 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
     outputs.push({ name: layerName(io.presentKey, layer), elemType: T, dims: presentDims });
     outputs.push({ name: layerName(io.presentValue, layer), elemType: T, dims: presentDims });
   }
-  return { nodes, inputs, outputs, inlineInitializers, jobs, io: ioOut };
+  return { nodes, inputs, outputs, inlineInitializers, jobs, io: ioOut, tuning };
 }
 
-/** `grouped-top-k=0,fuse-in=0` (the CLI's hidden --graph-tuning, for baselines) -> GraphTuning fields. */
+/** `grouped-top-k=0,fuse-in=0,sampler-if=0` (the CLI's hidden --graph-tuning, for baselines) -> GraphTuning fields. */
 export function parseGraphTuning(text: string): Partial<GraphTuning> {
   const tuning: Partial<GraphTuning> = {};
   const expected = Object.keys(GRAPH_TUNING_KEYS).join(', ');
