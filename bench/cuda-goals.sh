@@ -4,6 +4,7 @@
 # step), webgpu, and Hugging Face transformers fp16 eager as the baseline a user already has. Random int4 weights of
 # the Falcon-7B shape (speed and memory do not depend on the weights' values).
 #
+#   bash bench/cuda-goals.sh all                 # all of the below in one go, the goals first
 #   bash bench/cuda-goals.sh engine  [BATCHES]   # falconq bench rows + the transformers baseline
 #   bash bench/cuda-goals.sh service [SLOTS]     # the whole service (api + Redis + one worker) and the static batch
 #   bash bench/cuda-goals.sh check               # generate on the 7B, cuda against cpu on a small model
@@ -24,14 +25,18 @@ ensure_model() {
   [ -f "$model/falconq.json" ] || falconq model random --shape falcon-7b --target gpu --out "$model" | tail -2
 }
 
-# The rows a comparison needs come first (falconq's default, then transformers); the slower baselines last.
-engine() {
-  local batches=${1:-1,8,64,256}
-  ensure_model
+loop_rows() {
   echo "== cuda, decode loop (default)"
-  timeout 240 node bin/falconq.js bench --model "$model" --ep cuda --batch "$batches" --prompt-len 64 --new-tokens 128 --out "$out/cuda-loop.json"
+  timeout 240 node bin/falconq.js bench --model "$model" --ep cuda --batch "$1" --prompt-len 64 --new-tokens 128 --out "$out/cuda-loop.json"
+}
+
+hf_rows() {
   echo "== transformers fp16 eager"
   timeout 150 python3 bench/hf_baseline.py --batch 1,64,256 --prompt-len 64 --new-tokens 128 | tee "$out/hf.jsonl"
+}
+
+# What the defaults are measured against: the fpA_intB GEMM off, one step per run, webgpu.
+baseline_rows() {
   echo "== cuda, decode loop, fpA_intB GEMM off (the default kernel at every batch size)"
   timeout 120 node bin/falconq.js bench --model "$model" --ep cuda --cuda-fpa-intb off --batch 64 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-loop-fpa-off.json"
   echo "== cuda, one step per run (--decode-chunk 1)"
@@ -40,13 +45,46 @@ engine() {
   timeout 120 node bin/falconq.js bench --model "$model" --ep webgpu --batch 1,64,256 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/webgpu.json"
 }
 
+service_rows() {
+  echo "== service, one worker, $1 slots"
+  timeout 300 bash scripts/gpu-service-bench.sh run --model "$model" --gpus 0 --ep cuda --slots "$1" --prompts $(($1 * 4)) --new-tokens 128
+}
+
+# The decode loop without the sampler's If in its body (graph tuning sampler-if=0), batch 256.
+variant_rows() {
+  local variant=/tmp/falconq-random-7b-no-sampler-if
+  [ -f "$variant/falconq.json" ] || falconq model random --shape falcon-7b --target gpu --graph-tuning sampler-if=0 --out "$variant" | tail -1
+  echo "== cuda, decode loop without the sampler If"
+  timeout 120 node bin/falconq.js bench --model "$variant" --ep cuda --batch 256 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-loop-no-sampler-if.json"
+  rm -rf "$variant"
+}
+
+# The rows a comparison needs come first (falconq's default, then transformers); the slower baselines last.
+engine() {
+  ensure_model
+  loop_rows "${1:-1,8,64,256}"
+  hf_rows
+  baseline_rows
+}
+
+# Everything in one call, in the order of what a short machine lease must not lose.
+all() {
+  ensure_model
+  loop_rows 1,8,64,256
+  hf_rows
+  service_rows 256
+  variant_rows
+  check
+  profile 256
+  baseline_rows
+}
+
 service() {
   local slots=${1:-256}
   ensure_model
   echo "== engine, static batch $slots (same call)"
   timeout 150 node bin/falconq.js bench --model "$model" --ep cuda --batch "$slots" --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-static-$slots.json"
-  echo "== service, one worker, $slots slots"
-  timeout 300 bash scripts/gpu-service-bench.sh run --model "$model" --gpus 0 --ep cuda --slots "$slots" --prompts $((slots * 4)) --new-tokens 128
+  service_rows "$slots"
 }
 
 check() {
@@ -88,9 +126,10 @@ profile() {
 
 case "${1:-}" in
   engine) shift; engine "$@" ;;
+  all) shift; all ;;
   service) shift; service "$@" ;;
   check) shift; check "$@" ;;
   profile) shift; profile "$@" ;;
   mixed) shift; mixed "$@" ;;
-  *) echo "usage: $0 engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN..." >&2; exit 2 ;;
+  *) echo "usage: $0 all | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN..." >&2; exit 2 ;;
 esac

@@ -40,6 +40,8 @@ function feeds(steps) {
   const prefix = path.join(os.tmpdir(), `decode-loop-profile-${process.pid}`);
   const session = await ort.InferenceSession.create(path.join(dir, manifest.files.decodeLoop), {
     executionProviders: [ep === 'cuda' ? { name: 'cuda', deviceId: 0 } : ep],
+    // The int4 matmul kernel the engine's default (cudaFpaIntbGemm 'auto') picks for this many rows.
+    extra: { ep: { cuda: { fpa_intb_gemm: B > 16 ? '1' : '0' } } },
     enableProfiling: true,
     profileFilePrefix: prefix,
   });
