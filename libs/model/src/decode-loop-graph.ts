@@ -8,7 +8,7 @@
 // With loop_steps = 1 the graph is a drop-in for model.onnx (same inputs and outputs, plus the loop's): the engine
 // prefills and decodes single steps through it too, so one session (one copy of the weights) serves everything.
 import type { DecodeLoopIoNames, FalconShape, ModelIoNames } from './manifest';
-import type { FalconGraph } from './graph';
+import { type FalconGraph, topKGroupsFor } from './graph';
 import { floatTensor, graphAttribute, int, int32Tensor, int64Tensor, type InitializerSpec, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
 
 export const DECODE_LOOP_FILE = 'decode-loop.onnx';
@@ -48,6 +48,41 @@ export interface DecodeLoopGraph {
 const BODY_PREFIX = 'body.';
 
 /**
+ * ArgMax over the last axis of a [B, V] float tensor in two TopK(k = 1) stages: the largest of each vocabulary group
+ * of at most 2048, then the largest group. On an H100 onnxruntime's CUDA ArgMax took 8.8 ms over [256, 65024], a
+ * grouped TopK of the same tensor under 1 ms (docs/benchmarks.md). TopK puts the lower index first among equal
+ * values, so ties go to the lowest id, as ArgMax with select_last_index 0 does.
+ */
+export function groupedArgmax(input: string, output: string, vocab: number, prefix: string): { nodes: NodeSpec[]; initializers: InitializerSpec[] } {
+  const groups = topKGroupsFor(vocab, 1);
+  const width = vocab / groups;
+  const v = (name: string) => `${prefix}.${name}`;
+  const c = (name: string) => `${prefix}.const.${name}`;
+  const node = (name: string, opType: string, inputs: string[], outputs: string[], attributes?: NodeSpec['attributes']): NodeSpec => ({ name: `/${prefix}/${name}`, opType, inputs, outputs, attributes });
+  const top1 = { axis: int(-1), largest: int(1), sorted: int(1) };
+  return {
+    nodes: [
+      node('groups', 'Reshape', [input, c('groups_shape')], [v('groups')]),
+      node('group_top', 'TopK', [v('groups'), c('one')], [v('group_max'), v('group_argmax')], top1),
+      node('group_values', 'Reshape', [v('group_max'), c('rows_groups')], [v('group_values')]),
+      node('group_ids', 'Reshape', [v('group_argmax'), c('rows_groups')], [v('group_ids')]),
+      node('best_group', 'TopK', [v('group_values'), c('one')], [v('best_value'), v('best_group')], top1),
+      node('in_group', 'GatherElements', [v('group_ids'), v('best_group')], [v('in_group')], { axis: int(1) }),
+      node('group_start', 'Mul', [v('best_group'), c('width')], [v('group_start')]),
+      node('id', 'Add', [v('group_start'), v('in_group')], [v('id')]),
+      node('squeeze', 'Squeeze', [v('id'), c('axis_1')], [output]),
+    ],
+    initializers: [
+      int64Tensor(c('groups_shape'), [0, groups, width], [3]),
+      int64Tensor(c('rows_groups'), [0, groups], [2]),
+      int64Tensor(c('one'), [1], [1]),
+      int64Tensor(c('width'), [width], []),
+      int64Tensor(c('axis_1'), [1], [1]),
+    ],
+  };
+}
+
+/**
  * Wraps a step graph (buildFalconGraph) in a Loop. Every value the step graph computes or takes as an input is
  * renamed inside the body (`body.` prefix); its initializers stay outer-scope values, so the weights exist once.
  */
@@ -79,7 +114,17 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
   addS('divided', 'Div', [s('logits'), s('penalty')], [s('divided')]);
   addS('penalised_all', 'Where', [s('negative'), s('times'), s('divided')], [s('penalised_all')]);
   addS('penalised', 'Where', [b('seen'), s('penalised_all'), s('logits')], [s('penalised')]);
-  addS('greedy', 'ArgMax', [s('penalised')], [s('greedy')], { axis: int(1), keepdims: int(0), select_last_index: int(0) });
+  const argmax = (nodes: NodeSpec[], input: string, output: string, name: string) => {
+    if (!step.tuning.groupedArgmax) {
+      nodes.push({ name: `/sample/${name}`, opType: 'ArgMax', inputs: [input], outputs: [output], attributes: { axis: int(1), keepdims: int(0), select_last_index: int(0) } });
+      return;
+    }
+    const grouped = groupedArgmax(input, output, V, b(`sample.${name}`));
+    nodes.push(...grouped.nodes);
+    argmaxInitializers.push(...grouped.initializers);
+  };
+  const argmaxInitializers: InitializerSpec[] = [];
+  argmax(sampler, s('penalised'), s('greedy'), 'greedy');
   // Temperature, top-k candidates (sorted), top-p over them, then one draw by inverse CDF.
   addS('temperature', 'Unsqueeze', [L.temperature, 'loop.const.axis_1'], [s('temperature')]);
   addS('scaled', 'Div', [s('penalised'), s('temperature')], [s('scaled')]);
@@ -110,7 +155,7 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
   addS('token', 'Where', [L.doSample, s('drawn'), s('greedy')], [s('token_sampled')]);
   // Greedy rows without a penalty only (the common batch): the argmax, nothing else.
   const greedy: NodeSpec[] = [];
-  into(greedy)('argmax', 'ArgMax', [s('logits')], [s('token_greedy')], { axis: int(1), keepdims: int(0), select_last_index: int(0) });
+  argmax(greedy, s('logits'), s('token_greedy'), 'argmax');
   const tokenInfo = (name: string): ValueInfoSpec => ({ name, elemType: TensorDataType.INT64, dims: ['batch_size'] });
   if (step.tuning.samplerIf) {
     add('choose', 'If', ['loop.needs_sampler'], [b('token')], {
@@ -184,6 +229,7 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
     // any_sample - all_unpenalised is -1 only when no row samples and none is penalised.
     { name: '/loop/needs_sampler', opType: 'Greater', inputs: ['loop.needs_sampler_score', 'loop.const.minus_one_i32'], outputs: ['loop.needs_sampler'] },
   ];
+  inlineInitializers.push(...argmaxInitializers);
   if (step.tuning.samplerIf) inlineInitializers.push(floatTensor('loop.const.one_f', [1], []), int32Tensor('loop.const.minus_one_i32', [-1], []));
   const emptyScore = () => 'loop.const.no_logits';
 

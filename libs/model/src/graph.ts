@@ -101,14 +101,17 @@ export interface GraphTuning {
    * full sampler runs every step and no If is in the loop body (a CUDA If reads its condition on the host).
    */
   samplerIf: boolean;
+  /** Decode loop: greedy tokens by two TopK(k = 1) stages over vocabulary groups instead of one ArgMax (CUDA). */
+  groupedArgmax: boolean;
 }
 
-export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true, fuseInputProjections: true, samplerIf: true };
+export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true, fuseInputProjections: true, samplerIf: true, groupedArgmax: true };
 
 const GRAPH_TUNING_KEYS: Record<string, keyof GraphTuning> = {
   'grouped-top-k': 'groupedTopK',
   'fuse-in': 'fuseInputProjections',
   'sampler-if': 'samplerIf',
+  'grouped-argmax': 'groupedArgmax',
 };
 
 /** Largest TopK sort the WebGPU kernel does in one dispatch (shared memory). */
