@@ -48,37 +48,45 @@ export interface DecodeLoopGraph {
 const BODY_PREFIX = 'body.';
 
 /**
- * ArgMax over the last axis of a [B, V] float tensor in two TopK(k = 1) stages: the largest of each vocabulary group
- * of at most 2048, then the largest group. On an H100 onnxruntime's CUDA ArgMax took 8.8 ms over [256, 65024], a
- * grouped TopK of the same tensor under 1 ms (docs/benchmarks.md). TopK puts the lower index first among equal
- * values, so ties go to the lowest id, as ArgMax with select_last_index 0 does.
+ * TopK(k, sorted, largest) over the last axis of a [B, V] float tensor in two stages: the k largest of each vocabulary
+ * group of at most 2048, then the k largest of those. On an H100 onnxruntime's CUDA ArgMax took 8.8 ms over
+ * [256, 65024] where a grouped TopK of the same tensor took under 1 ms (docs/benchmarks.md); WebGPU sorts a group in
+ * one dispatch (graph.ts). TopK puts the lower index first among equal values, in both stages, so the order (ties
+ * included) is the single TopK's. One group when the vocabulary is small: a plain TopK.
  */
-export function groupedArgmax(input: string, output: string, vocab: number, prefix: string): { nodes: NodeSpec[]; initializers: InitializerSpec[] } {
-  const groups = topKGroupsFor(vocab, 1);
+export function groupedTopK(input: string, values: string, ids: string, vocab: number, k: number, prefix: string): { nodes: NodeSpec[]; initializers: InitializerSpec[] } {
+  const groups = topKGroupsFor(vocab, k);
   const width = vocab / groups;
   const v = (name: string) => `${prefix}.${name}`;
   const c = (name: string) => `${prefix}.const.${name}`;
   const node = (name: string, opType: string, inputs: string[], outputs: string[], attributes?: NodeSpec['attributes']): NodeSpec => ({ name: `/${prefix}/${name}`, opType, inputs, outputs, attributes });
-  const top1 = { axis: int(-1), largest: int(1), sorted: int(1) };
+  const top = { axis: int(-1), largest: int(1), sorted: int(1) };
+  if (groups === 1) return { nodes: [node('top', 'TopK', [input, c('k')], [values, ids], top)], initializers: [int64Tensor(c('k'), [k], [1])] };
   return {
     nodes: [
       node('groups', 'Reshape', [input, c('groups_shape')], [v('groups')]),
-      node('group_top', 'TopK', [v('groups'), c('one')], [v('group_max'), v('group_argmax')], top1),
-      node('group_values', 'Reshape', [v('group_max'), c('rows_groups')], [v('group_values')]),
-      node('group_ids', 'Reshape', [v('group_argmax'), c('rows_groups')], [v('group_ids')]),
-      node('best_group', 'TopK', [v('group_values'), c('one')], [v('best_value'), v('best_group')], top1),
-      node('in_group', 'GatherElements', [v('group_ids'), v('best_group')], [v('in_group')], { axis: int(1) }),
-      node('group_start', 'Mul', [v('best_group'), c('width')], [v('group_start')]),
-      node('id', 'Add', [v('group_start'), v('in_group')], [v('id')]),
-      node('squeeze', 'Squeeze', [v('id'), c('axis_1')], [output]),
+      node('group_top', 'TopK', [v('groups'), c('k')], [v('group_values'), v('group_local_ids')], top),
+      node('group_ids', 'Add', [v('group_local_ids'), c('group_starts')], [v('group_ids')]),
+      node('flat_values', 'Reshape', [v('group_values'), c('flat_shape')], [v('flat_values')]),
+      node('flat_ids', 'Reshape', [v('group_ids'), c('flat_shape')], [v('flat_ids')]),
+      node('top', 'TopK', [v('flat_values'), c('k')], [values, v('positions')], top),
+      node('ids', 'GatherElements', [v('flat_ids'), v('positions')], [ids], { axis: int(1) }),
     ],
     initializers: [
       int64Tensor(c('groups_shape'), [0, groups, width], [3]),
-      int64Tensor(c('rows_groups'), [0, groups], [2]),
-      int64Tensor(c('one'), [1], [1]),
-      int64Tensor(c('width'), [width], []),
-      int64Tensor(c('axis_1'), [1], [1]),
+      int64Tensor(c('k'), [k], [1]),
+      int64Tensor(c('group_starts'), Array.from({ length: groups }, (_, g) => g * width), [1, groups, 1]),
+      int64Tensor(c('flat_shape'), [0, groups * k], [2]),
     ],
+  };
+}
+
+/** ArgMax (lowest id on ties) of a [B, V] float tensor as a grouped TopK(k = 1): [B] int64. */
+export function groupedArgmax(input: string, output: string, vocab: number, prefix: string): { nodes: NodeSpec[]; initializers: InitializerSpec[] } {
+  const top = groupedTopK(input, `${prefix}.best_value`, `${prefix}.best_id`, vocab, 1, prefix);
+  return {
+    nodes: [...top.nodes, { name: `/${prefix}/squeeze`, opType: 'Squeeze', inputs: [`${prefix}.best_id`, `${prefix}.const.axis_1`], outputs: [output] }],
+    initializers: [...top.initializers, int64Tensor(`${prefix}.const.axis_1`, [1], [1])],
   };
 }
 
@@ -114,21 +122,22 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
   addS('divided', 'Div', [s('logits'), s('penalty')], [s('divided')]);
   addS('penalised_all', 'Where', [s('negative'), s('times'), s('divided')], [s('penalised_all')]);
   addS('penalised', 'Where', [b('seen'), s('penalised_all'), s('logits')], [s('penalised')]);
-  const argmax = (nodes: NodeSpec[], input: string, output: string, name: string) => {
-    if (!step.tuning.groupedArgmax) {
-      nodes.push({ name: `/sample/${name}`, opType: 'ArgMax', inputs: [input], outputs: [output], attributes: { axis: int(1), keepdims: int(0), select_last_index: int(0) } });
-      return;
-    }
-    const grouped = groupedArgmax(input, output, V, b(`sample.${name}`));
-    nodes.push(...grouped.nodes);
-    argmaxInitializers.push(...grouped.initializers);
+  // Over vocabulary groups unless the model is built with grouped-top-k=0 (one ArgMax, one vocabulary-wide TopK).
+  const groupedInitializers: InitializerSpec[] = [];
+  const grouped = (nodes: NodeSpec[], built: { nodes: NodeSpec[]; initializers: InitializerSpec[] }) => {
+    nodes.push(...built.nodes);
+    groupedInitializers.push(...built.initializers);
   };
-  const argmaxInitializers: InitializerSpec[] = [];
+  const argmax = (nodes: NodeSpec[], input: string, output: string, name: string) => {
+    if (step.tuning.groupedTopK) grouped(nodes, groupedArgmax(input, output, V, b(`sample.${name}`)));
+    else nodes.push({ name: `/sample/${name}`, opType: 'ArgMax', inputs: [input], outputs: [output], attributes: { axis: int(1), keepdims: int(0), select_last_index: int(0) } });
+  };
   argmax(sampler, s('penalised'), s('greedy'), 'greedy');
   // Temperature, top-k candidates (sorted), top-p over them, then one draw by inverse CDF.
   addS('temperature', 'Unsqueeze', [L.temperature, 'loop.const.axis_1'], [s('temperature')]);
   addS('scaled', 'Div', [s('penalised'), s('temperature')], [s('scaled')]);
-  addS('top', 'TopK', [s('scaled'), 'loop.const.candidates'], [s('cand_logits'), s('cand_ids')], { axis: int(-1), largest: int(1), sorted: int(1) });
+  if (step.tuning.groupedTopK) grouped(sampler, groupedTopK(s('scaled'), s('cand_logits'), s('cand_ids'), V, C, b('sample.top')));
+  else addS('top', 'TopK', [s('scaled'), 'loop.const.candidates'], [s('cand_logits'), s('cand_ids')], { axis: int(-1), largest: int(1), sorted: int(1) });
   addS('top_k', 'Unsqueeze', [L.topK, 'loop.const.axis_1'], [s('top_k')]);
   addS('in_top_k', 'Less', ['loop.const.positions', s('top_k')], [s('in_top_k')]);
   addS('k_logits', 'Where', [s('in_top_k'), s('cand_logits'), 'loop.const.minus_inf'], [s('k_logits')]);
@@ -229,7 +238,7 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
     // any_sample - all_unpenalised is -1 only when no row samples and none is penalised.
     { name: '/loop/needs_sampler', opType: 'Greater', inputs: ['loop.needs_sampler_score', 'loop.const.minus_one_i32'], outputs: ['loop.needs_sampler'] },
   ];
-  inlineInitializers.push(...argmaxInitializers);
+  inlineInitializers.push(...groupedInitializers);
   if (step.tuning.samplerIf) inlineInitializers.push(floatTensor('loop.const.one_f', [1], []), int32Tensor('loop.const.minus_one_i32', [-1], []));
   const emptyScore = () => 'loop.const.no_logits';
 

@@ -88,7 +88,10 @@ export interface GraphOptions {
  * measurements behind the defaults).
  */
 export interface GraphTuning {
-  /** TopK over groups of at most 2048 logits (one shared-memory sort each) instead of one 65024-wide sort. */
+  /**
+   * TopK over groups of at most 2048 logits (one shared-memory sort each) instead of one 65024-wide sort; in the
+   * decode loop also the greedy token (two TopK(k = 1) stages instead of ArgMax) and the sampler's candidates.
+   */
   groupedTopK: boolean;
   /**
    * int4: QKV and MLP-up as one MatMulNBits (Falcon's parallel block feeds both the same normed input), split
@@ -101,17 +104,14 @@ export interface GraphTuning {
    * full sampler runs every step and no If is in the loop body (a CUDA If reads its condition on the host).
    */
   samplerIf: boolean;
-  /** Decode loop: greedy tokens by two TopK(k = 1) stages over vocabulary groups instead of one ArgMax (CUDA). */
-  groupedArgmax: boolean;
 }
 
-export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true, fuseInputProjections: true, samplerIf: true, groupedArgmax: true };
+export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true, fuseInputProjections: true, samplerIf: true };
 
 const GRAPH_TUNING_KEYS: Record<string, keyof GraphTuning> = {
   'grouped-top-k': 'groupedTopK',
   'fuse-in': 'fuseInputProjections',
   'sampler-if': 'samplerIf',
-  'grouped-argmax': 'groupedArgmax',
 };
 
 /** Largest TopK sort the WebGPU kernel does in one dispatch (shared memory). */
