@@ -50,12 +50,13 @@ service_rows() {
   timeout 300 bash scripts/gpu-service-bench.sh run --model "$model" --gpus 0 --ep cuda --slots "$1" --prompts $(($1 * 4)) --new-tokens 128
 }
 
-# The decode loop without the sampler's If in its body (graph tuning sampler-if=0), batch 256.
+# The decode loop as built before the grouped token choice (graph tuning grouped-top-k=0: one ArgMax, one
+# vocabulary-wide TopK), batch 1 and 256: what the grouped choice is measured against.
 variant_rows() {
-  local variant=/tmp/falconq-random-7b-no-sampler-if
-  [ -f "$variant/falconq.json" ] || falconq model random --shape falcon-7b --target gpu --graph-tuning sampler-if=0 --out "$variant" | tail -1
-  echo "== cuda, decode loop without the sampler If"
-  timeout 120 node bin/falconq.js bench --model "$variant" --ep cuda --batch 256 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-loop-no-sampler-if.json"
+  local variant=/tmp/falconq-random-7b-single-top-k
+  [ -f "$variant/falconq.json" ] || falconq model random --shape falcon-7b --target gpu --graph-tuning grouped-top-k=0 --out "$variant" | tail -1
+  echo "== cuda, decode loop with ArgMax and the vocabulary-wide TopK (grouped-top-k=0)"
+  timeout 120 node bin/falconq.js bench --model "$variant" --ep cuda --batch 1,256 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-loop-single-top-k.json"
   rm -rf "$variant"
 }
 

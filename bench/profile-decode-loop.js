@@ -6,6 +6,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const ort = require('onnxruntime-node');
+const { CUDA_FPA_INTB_AUTO_MIN_SLOTS } = require('../dist/libs/engine/src/api');
 
 const [dir, ep = 'cuda', batchArg = '256', stepsArg = '16', pastArg = '64'] = process.argv.slice(2);
 const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'falconq.json'), 'utf8'));
@@ -41,7 +42,7 @@ function feeds(steps) {
   const session = await ort.InferenceSession.create(path.join(dir, manifest.files.decodeLoop), {
     executionProviders: [ep === 'cuda' ? { name: 'cuda', deviceId: 0 } : ep],
     // The int4 matmul kernel the engine's default (cudaFpaIntbGemm 'auto') picks for this many rows.
-    extra: { ep: { cuda: { fpa_intb_gemm: B > 16 ? '1' : '0' } } },
+    extra: { ep: { cuda: { fpa_intb_gemm: B >= CUDA_FPA_INTB_AUTO_MIN_SLOTS ? '1' : '0' } } },
     enableProfiling: true,
     profileFilePrefix: prefix,
   });

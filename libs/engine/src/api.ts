@@ -155,9 +155,9 @@ export interface EngineOptions {
   decodeChunkMinSteps?: number;
   /**
    * cuda only: onnxruntime's fpA_intB GEMM for the int4 matmuls (session key ep.cuda.fpa_intb_gemm) instead of
-   * dequantizing each weight to fp16 on every call once a step has more than 16 rows. Measured on an H100: ~1.4x the
-   * tokens/s at batch 64, the same at batch 1 and 256, ~3.9 GB more GPU memory (docs/benchmarks.md). 'auto'
-   * (default): on when slots > 16, so a small worker keeps the recipe's memory.
+   * dequantizing each weight to fp16 on every call once a step has more than 16 rows. Measured on an H100: 1.31x the
+   * tokens/s at batch 64 for 2.9 GB more GPU memory (docs/benchmarks.md). 'auto' (default): on when slots > 16, so a
+   * small worker keeps the recipe's memory.
    */
   cudaFpaIntbGemm?: CudaFpaIntbChoice;
   /** WebGPU storage buffer cache mode (onnxruntime's default is 'bucket'; it decides most of the GPU memory held). */

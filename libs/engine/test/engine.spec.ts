@@ -304,17 +304,21 @@ describe('GenerationEngine decode loop (decode-loop.onnx: several steps per run,
   });
 
   it('at Falcon\'s vocabulary (tokens chosen over 32 groups of 2032) greedy and seeded tokens equal the one-step path', async () => {
-    const modelDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-falcon-vocab-')), 'model');
-    await createRandomModel({ out: modelDir, shape: { ...TINY_SHAPE, vocabSize: 65024 } });
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-falcon-vocab-'));
+    const modelDir = path.join(work, 'model');
     const jobs: Job[] = [
       ...greedyJobs(2),
       { id: 'topk', prompt: PROMPTS[0], params: { doSample: true, seed: 7, topK: 40, temperature: 1.3, maxNewTokens: 10, ignoreEos: true } },
       { id: 'penalty', prompt: PROMPTS[4], params: { doSample: true, seed: 9, topK: 10, topP: 0.8, repetitionPenalty: 1.5, maxNewTokens: 10, ignoreEos: true } },
     ];
-    const single = await alone({ ...oneStep, modelDir }, jobs);
-    const loop = await staggered({ ...looped, modelDir, slots: 3 }, jobs, 2);
-    for (const job of jobs) expect(loop.get(job.id)?.sequences).toEqual(single.get(job.id)?.sequences);
-    fs.rmSync(path.dirname(modelDir), { recursive: true, force: true });
+    try {
+      await createRandomModel({ out: modelDir, shape: { ...TINY_SHAPE, vocabSize: 65024 } });
+      const single = await alone({ ...oneStep, modelDir }, jobs);
+      const loop = await staggered({ ...looped, modelDir, slots: 3 }, jobs, 2);
+      for (const job of jobs) expect(loop.get(job.id)?.sequences).toEqual(single.get(job.id)?.sequences);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
   });
 
   it('without the sampler If (graph tuning sampler-if=0) the loop gives the same greedy and seeded tokens', async () => {
