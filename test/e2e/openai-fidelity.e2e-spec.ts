@@ -2,7 +2,7 @@
 // worker process, tiny model, private Redis). docs/api.md's compatibility table names these tests.
 import OpenAI, { toFile } from 'openai';
 import { Redis } from 'ioredis';
-import { jsonl, keysUnder } from '../support/api-process';
+import { jsonl, settledKeysUnder } from '../support/api-process';
 import { startServiceStack, type ServiceStack } from '../support/service-stack';
 
 const KEY = 'fidelity-client-key-1';
@@ -290,7 +290,7 @@ describe('OpenAI fidelity: batches and files', () => {
       completionLine('hot', { prompt: 'x', temperature: 7 }),
       completionLine('tools', { prompt: 'x', frequency_penalty: 1 }),
     ]);
-    const jobsBefore = (await keysUnder(redis, stack.redis.prefix)).filter((k) => k.includes(':generate:'));
+    const jobsBefore = (await settledKeysUnder(redis, stack.redis.prefix)).filter((k) => k.includes(':generate:'));
     const batch = await client.batches.create({ input_file_id: fileId, endpoint: '/v1/completions', completion_window: '24h' });
     expect(batch).toMatchObject({ status: 'failed', request_counts: { total: 0, completed: 0, failed: 0 }, output_file_id: null, error_file_id: null });
     expect(batch.failed_at).toEqual(expect.any(Number));
@@ -299,7 +299,7 @@ describe('OpenAI fidelity: batches and files', () => {
       { code: 'invalid_batch_line', line: 3, param: 'body.frequency_penalty', message: expect.stringContaining('not supported') },
     ]);
     expect(await client.batches.retrieve(batch.id)).toMatchObject({ status: 'failed', errors: batch.errors });
-    expect((await keysUnder(redis, stack.redis.prefix)).filter((k) => k.includes(':generate:'))).toEqual(jobsBefore);
+    expect((await settledKeysUnder(redis, stack.redis.prefix)).filter((k) => k.includes(':generate:'))).toEqual(jobsBefore);
     await expect(client.files.content(`file-${batch.id}-errors`)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
 
@@ -379,9 +379,9 @@ describe('falconq extensions: dry run and search', () => {
     ]);
     const hello = (await client.completions.create({ model: 'falcon', prompt: 'Hello', max_tokens: 1 })).usage!.prompt_tokens;
     const world = (await client.completions.create({ model: 'falcon', prompt: 'World', max_tokens: 1 })).usage!.prompt_tokens;
-    const before = await keysUnder(redis, stack.redis.prefix);
+    const before = await settledKeysUnder(redis, stack.redis.prefix);
     const dry = await api<Record<string, unknown>>('/v1/batches', { method: 'POST', body: JSON.stringify({ input_file_id: fileId, endpoint: '/v1/completions', completion_window: '24h', dry_run: true }) });
-    expect(await keysUnder(redis, stack.redis.prefix)).toEqual(before);
+    expect(await settledKeysUnder(redis, stack.redis.prefix)).toEqual(before);
     expect(dry.status).toBe(200);
     expect(dry.body).toMatchObject({
       object: 'batch.dry_run', valid: false, request_counts: { total: 4, valid: 2, invalid: 2 }, lines_over_context: [2],
@@ -391,7 +391,7 @@ describe('falconq extensions: dry run and search', () => {
     });
     const native = await api<Record<string, unknown>>('/batches', { method: 'POST', body: JSON.stringify({ prompts: ['Hello', long], max_new_tokens: 8, dry_run: true }) });
     expect(native.body).toMatchObject({ request_counts: { total: 2, valid: 1, invalid: 1 }, lines_over_context: [2], usage: { input_tokens: hello, max_output_tokens: 8 } });
-    expect(await keysUnder(redis, stack.redis.prefix)).toEqual(before);
+    expect(await settledKeysUnder(redis, stack.redis.prefix)).toEqual(before);
   });
 
   it('searches a tenant\'s batches by status and metadata, and a batch\'s items by custom_id prefix', async () => {

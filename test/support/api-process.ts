@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
+import { GENERATE_QUEUE } from '@app/contracts';
 import { freePort } from './redis';
 import { serviceEnv } from './service-env';
 
@@ -111,6 +112,23 @@ export async function keysUnder(redis: Redis, prefix: string): Promise<string[]>
     cursor = next;
   } while (cursor !== '0');
   return keys.sort();
+}
+
+/**
+ * The keys under a prefix once the generate queue is idle (nothing waiting, prioritized or active), less the
+ * stalled checker's timer key: with a worker running, a snapshot taken while it still finishes earlier jobs
+ * would race BullMQ's own bookkeeping, not the request under test.
+ */
+export async function settledKeysUnder(redis: Redis, prefix: string, timeoutMs = 30_000): Promise<string[]> {
+  const queue = `${prefix}:${GENERATE_QUEUE}`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [active, wait, prioritized] = await Promise.all([redis.llen(`${queue}:active`), redis.llen(`${queue}:wait`), redis.zcard(`${queue}:prioritized`)]);
+    if (active + wait + prioritized === 0) break;
+    if (Date.now() > deadline) throw new Error(`queue ${queue} not idle after ${timeoutMs} ms: ${active} active, ${wait} waiting, ${prioritized} prioritized`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return (await keysUnder(redis, prefix)).filter((key) => key !== `${queue}:stalled-check`);
 }
 
 export function jsonl(lines: unknown[]): string {
