@@ -10,6 +10,7 @@
 #   bash bench/cuda-goals.sh check               # generate on the 7B, cuda against cpu on a small model
 #   bash bench/cuda-goals.sh profile [BATCH]     # where a decode-loop step's time goes (onnxruntime's profiler)
 #   bash bench/cuda-goals.sh mixed MIN...        # the mixed workload, continuous, at other --decode-chunk-min values
+#   bash bench/cuda-goals.sh queue-fed           # the mixed workload fed like a queue worker, prefill warm-up on and off
 #
 # Needs the CUDA provider next to onnxruntime-node (falconq setup cuda) and dist/ (npm run build). JSON reports go
 # to $OUT (default ./bench-out).
@@ -118,6 +119,16 @@ mixed() {
   done
 }
 
+# The mixed workload as a queue worker feeds it (256 requests in flight, 1,024 in all), continuous against static,
+# with the prefill warm-up at load (the default where the fpA_intB GEMM is on) and without it.
+queue_fed() {
+  ensure_model
+  for warm in auto off; do
+    echo "== mixed workload, queue-fed, --prefill-warm-up $warm"
+    timeout 280 node bin/falconq.js bench --model "$model" --ep cuda --batch 256 --prompt-len 64 --new-tokens 128 --mixed-requests 1024 --mixed-in-flight 256 --prefill-warm-up "$warm" --out "$out/cuda-mixed-queue-warm-$warm.json"
+  done
+}
+
 profile() {
   local batch=${1:-256}
   ensure_model
@@ -132,5 +143,6 @@ case "${1:-}" in
   check) shift; check "$@" ;;
   profile) shift; profile "$@" ;;
   mixed) shift; mixed "$@" ;;
-  *) echo "usage: $0 all | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN..." >&2; exit 2 ;;
+  queue-fed) shift; queue_fed ;;
+  *) echo "usage: $0 all | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN... | queue-fed" >&2; exit 2 ;;
 esac

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { decodeRunText, GenerationEngine } from '@app/engine';
+import { decodeRunText, GenerationEngine, warmUpText } from '@app/engine';
 import type { WorkerConfig } from './config/worker-config';
 import type { WorkerEngine } from './ports';
 import { SimulatedEngine } from './simulated-engine';
@@ -22,12 +22,13 @@ export async function startWorkerEngine(config: WorkerConfig): Promise<WorkerEng
     decodeChunkSteps: config.decodeChunkSteps,
     decodeChunkMinSteps: config.decodeChunkMinSteps,
     cudaFpaIntbGemm: config.cudaFpaIntbGemm,
+    prefillWarmUp: config.prefillWarmUp,
     joinGroup: config.joinGroup,
     joinMaxWaitSteps: config.joinMaxWaitSteps,
     intraOpThreads: config.intraOpThreads,
     onWarning: (message) => logger.warn(message),
   });
   const { info } = engine;
-  logger.log(`model ${config.modelDir} loaded on ${info.executionProvider}:${config.deviceId} (${info.executionProviderReason}) with ${config.slots} slots, ${decodeRunText(info)}${info.cudaFpaIntbGemm ? ', fpA_intB GEMM' : ''}`);
+  logger.log(`model ${config.modelDir} loaded on ${info.executionProvider}:${config.deviceId} (${info.executionProviderReason}) with ${config.slots} slots, ${[decodeRunText(info), info.cudaFpaIntbGemm ? 'fpA_intB GEMM' : '', warmUpText(info)].filter(Boolean).join(', ')}`);
   return engine;
 }

@@ -7,9 +7,9 @@ import type { ExecutionProviderName } from '@app/model';
 export const EXECUTION_PROVIDER_CHOICES = ['auto', 'cpu', 'webgpu', 'cuda'] as const;
 export type ExecutionProviderChoice = (typeof EXECUTION_PROVIDER_CHOICES)[number];
 
-/** EngineOptions.cudaFpaIntbGemm: whether cuda's int4 matmuls use onnxruntime's fpA_intB GEMM. */
-export const CUDA_FPA_INTB_CHOICES = ['auto', 'on', 'off'] as const;
-export type CudaFpaIntbChoice = (typeof CUDA_FPA_INTB_CHOICES)[number];
+/** An engine feature's setting (cudaFpaIntbGemm, prefillWarmUp): 'auto' lets the engine decide as the option says. */
+export const SWITCH_CHOICES = ['auto', 'on', 'off'] as const;
+export type SwitchChoice = (typeof SWITCH_CHOICES)[number];
 /** 'auto' turns the fpA_intB GEMM on above this many slots: up to 16 rows the default kernel is a GEMV anyway. */
 export const CUDA_FPA_INTB_AUTO_MIN_SLOTS = 17;
 
@@ -159,7 +159,15 @@ export interface EngineOptions {
    * tokens/s at batch 64 for 2.9 GB more GPU memory (docs/benchmarks.md). 'auto' (default): on when slots > 16, so a
    * small worker keeps the recipe's memory.
    */
-  cudaFpaIntbGemm?: CudaFpaIntbChoice;
+  cudaFpaIntbGemm?: SwitchChoice;
+  /**
+   * Runs each large prefill shape once at load, before serving: all slots, one run per power-of-two bucket of tokens
+   * above 2048 up to prefillChunkTokens. The first run of such a shape pays one-time costs, which would otherwise
+   * stall every decoding row mid-serving: on cuda with the fpA_intB GEMM, onnxruntime profiles the kernel's tactics
+   * for token counts above 2048 lazily, one power-of-two bucket at a time, and its memory arena grows. 'auto'
+   * (default): on when the fpA_intB GEMM is. A shape that fails here (out of memory) fails the start, naming it.
+   */
+  prefillWarmUp?: SwitchChoice;
   /** WebGPU storage buffer cache mode (onnxruntime's default is 'bucket'; it decides most of the GPU memory held). */
   webgpuBufferCacheMode?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
   /** Run the engine in the caller's thread (tests, bench): the same scheduler without a worker_thread. */
@@ -177,6 +185,8 @@ export interface EngineInfo {
   kvPlacement: 'host' | 'device' | 'device-merge';
   /** cuda's int4 matmuls run onnxruntime's fpA_intB GEMM (EngineOptions.cudaFpaIntbGemm); false on other EPs. */
   cudaFpaIntbGemm: boolean;
+  /** Prefill runs made at load (EngineOptions.prefillWarmUp), and their time (part of loadMs). */
+  warmUp: { runs: number; ms: number };
   /** Decode steps per run (1: one step per run). */
   decodeChunkSteps: number;
   /** Run length when a row may free or an interactive request decodes (EngineOptions.decodeChunkMinSteps). */
@@ -192,6 +202,12 @@ export interface EngineInfo {
   loadMs: number;
   /** worker_threads.threadId of the thread running inference (0 = the owner's main thread, in-process mode). */
   threadId: number;
+}
+
+/** The prefill warm-up at load, in words for the start lines (empty when none ran). */
+export function warmUpText(info: Pick<EngineInfo, 'warmUp'>): string {
+  if (info.warmUp.runs === 0) return '';
+  return `prefill warm-up ${info.warmUp.runs} run${info.warmUp.runs === 1 ? '' : 's'} in ${(info.warmUp.ms / 1000).toFixed(1)} s`;
 }
 
 /** How the engine's decode runs go, in words (start lines of the worker, the bench header). */

@@ -110,6 +110,19 @@ describe.each(['host', 'device', 'device-merge'] as const)('GenerationEngine on 
     expect(a.tokens).not.toEqual(b.tokens);
   });
 
+  it('a prefill warm-up at load leaves every row free: the same tokens follow as without it', async () => {
+    const warmUp = { kvPlacement, prefillChunkTokens: 4096 };
+    const jobs = greedyJobs();
+    const cold = await staggered(warmUp, jobs);
+    const warm = await withEngine({ ...warmUp, prefillWarmUp: 'on' }, async (engine) => {
+      expect(engine.info.warmUp.runs).toBe(1); // 4 slots x 1024 tokens: the 4096-token bucket
+      expect(engine.info.loadMs).toBeGreaterThanOrEqual(engine.info.warmUp.ms);
+      expect(await engine.stats()).toMatchObject({ activeSequences: 0, prefillRuns: 0, promptTokens: 0 });
+      return new Map((await Promise.all(jobs.map((job) => engine.submit(job)))).map((result) => [result.id, result]));
+    });
+    for (const job of jobs) expect(warm.get(job.id)?.sequences[0].tokens).toEqual(cold.get(job.id)?.sequences[0].tokens);
+  });
+
   it('cancel resolves the request as cancelled and frees its slot for the next one', async () => {
     const expected = (await alone(options, [{ id: 'next', prompt: PROMPTS[2], params: { maxNewTokens: 6 } }])).get('next');
     await withEngine({ ...options, slots: 1 }, async (engine) => {
@@ -402,6 +415,11 @@ describe('GenerationEngine decode loop (decode-loop.onnx: several steps per run,
   it('refuses an unknown cudaFpaIntbGemm, naming the option; on cpu the choice is recorded as off', async () => {
     await expect(withEngine({ cudaFpaIntbGemm: 'always' as never }, async () => undefined)).rejects.toThrow(/cudaFpaIntbGemm: must be one of auto, on, off, got always/);
     await withEngine({ cudaFpaIntbGemm: 'on', slots: 1 }, async (engine) => expect(engine.info.cudaFpaIntbGemm).toBe(false));
+  });
+
+  it('refuses an unknown prefillWarmUp, naming the option; on cpu it is off by default', async () => {
+    await expect(withEngine({ prefillWarmUp: 'yes' as never }, async () => undefined)).rejects.toThrow(/prefillWarmUp: must be one of auto, on, off, got yes/);
+    await withEngine({}, async (engine) => expect(engine.info.warmUp).toEqual({ runs: 0, ms: 0 }));
   });
 
   it('refuses a decode loop with a device KV placement, naming the option', async () => {

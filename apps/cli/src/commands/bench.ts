@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { CUDA_FPA_INTB_CHOICES, type CudaFpaIntbChoice, decodeRunText, type EngineOptions, type EngineStats, GenerationEngine, type GenerationResult, Tokenizer } from '@app/engine';
+import { SWITCH_CHOICES, type SwitchChoice, decodeRunText, type EngineInfo, type EngineOptions, type EngineStats, GenerationEngine, type GenerationResult, Tokenizer, warmUpText } from '@app/engine';
 import { Prng, type ExecutionProviderName, type ModelManifest } from '@app/model';
 import { parseInteger, parseNumber, parseProvider } from './generate';
 
@@ -21,7 +21,8 @@ interface BenchFlags {
   kv: 'auto' | 'host' | 'device' | 'device-merge';
   decodeChunk?: number;
   decodeChunkMin?: number;
-  cudaFpaIntb: CudaFpaIntbChoice;
+  cudaFpaIntb: SwitchChoice;
+  prefillWarmUp: SwitchChoice;
   prefillChunk?: number;
   joinGroup?: number;
   joinMaxWait?: number;
@@ -54,7 +55,8 @@ export function registerBenchCommand(program: Command): void {
     .option('--kv <placement>', 'KV cache placement: auto (device-merge on webgpu, else host), host, device, device-merge', parseKv, 'auto')
     .option('--decode-chunk <n>', 'the longest decode-loop run in steps (engine default: 128 on cuda, else 1; > 1 runs the decode-loop graph)', parseAtLeast('--decode-chunk', 1))
     .option('--decode-chunk-min <n>', 'run length when a row may free for a newcomer (engine default: 32 on cuda with the default --decode-chunk, else --decode-chunk)', parseAtLeast('--decode-chunk-min', 1))
-    .option('--cuda-fpa-intb <when>', 'cuda: onnxruntime\'s fpA_intB GEMM for the int4 matmuls: auto (on above 16 slots), on, off', parseCudaFpaIntb, 'auto')
+    .option('--cuda-fpa-intb <when>', 'cuda: onnxruntime\'s fpA_intB GEMM for the int4 matmuls: auto (on above 16 slots), on, off', parseSwitch('--cuda-fpa-intb'), 'auto')
+    .option('--prefill-warm-up <when>', 'run the large prefill shapes once at load: auto (when the fpA_intB GEMM is on), on, off', parseSwitch('--prefill-warm-up'), 'auto')
     .option('--prefill-chunk <n>', 'prompt tokens per prefill run (engine default depends on the KV placement)', parseInteger('--prefill-chunk'))
     .option('--join-group <n>', 'newcomers prefilled together while rows decode (engine default: slots / 8; 1 = each at once)', parseInteger('--join-group'))
     .option('--join-max-wait <steps>', 'most decode steps a newcomer waits for its join group (engine default 4)', parseInteger('--join-max-wait'))
@@ -149,6 +151,8 @@ interface BatchRow {
   fullLogitsSteps: number;
   /** The engine of this row ran cuda's int4 matmuls on the fpA_intB GEMM (marked * in the table). */
   cudaFpaIntbGemm?: boolean;
+  /** Prefill runs the engine of this row made at load (EngineOptions.prefillWarmUp) and their time. */
+  warmUp?: EngineInfo['warmUp'];
   peakGpuMiB: number | null;
   gpuMiBBefore: number | null;
   hostRssMiB: number;
@@ -196,6 +200,7 @@ async function bench(flags: BenchFlags): Promise<void> {
     decodeChunkSteps: flags.decodeChunk,
     decodeChunkMinSteps: flags.decodeChunkMin,
     cudaFpaIntbGemm: flags.cudaFpaIntb,
+    prefillWarmUp: flags.prefillWarmUp,
     prefillChunkTokens: flags.prefillChunk,
     joinGroup: flags.joinGroup === undefined ? undefined : Math.min(flags.joinGroup, slots),
     joinMaxWaitSteps: flags.joinMaxWait,
@@ -225,7 +230,7 @@ async function bench(flags: BenchFlags): Promise<void> {
         const results = await runBatch(engine, prompts, flags.newTokens, 'run');
         const wallMs = performance.now() - started;
         const after = await engine.stats();
-        const row = { ...batchRow(batch, flags.newTokens, wallMs, results, before, after, gpuBefore, monitor ? await monitor.peakMiB() : null), cudaFpaIntbGemm: engine.info.cudaFpaIntbGemm };
+        const row = { ...batchRow(batch, flags.newTokens, wallMs, results, before, after, gpuBefore, monitor ? await monitor.peakMiB() : null), cudaFpaIntbGemm: engine.info.cudaFpaIntbGemm, warmUp: engine.info.warmUp };
         rows.push(row);
         log(batchTableLine(row));
       } finally {
@@ -234,6 +239,8 @@ async function bench(flags: BenchFlags): Promise<void> {
     }
     report.batches = rows;
     if (rows.some((row) => row.cudaFpaIntbGemm)) log("* int4 matmuls on onnxruntime's fpA_intB GEMM (--cuda-fpa-intb)");
+    const warmedUp = rows.flatMap((row) => (row.warmUp && row.warmUp.runs > 0 ? [`batch ${row.batch} ${warmUpText({ warmUp: row.warmUp })}`] : []));
+    if (warmedUp.length > 0) log(`at load (--prefill-warm-up): ${warmedUp.join('; ')}`);
 
     if (flags.mixed) {
       const slots = flags.mixedSlots ?? Math.max(...flags.batch);
@@ -247,6 +254,7 @@ async function bench(flags: BenchFlags): Promise<void> {
       const mixed: MixedRun[] = [];
       for (const admission of flags.mixedAdmission === 'continuous' ? (['continuous'] as const) : (['continuous', 'static'] as const)) {
         const engine = await GenerationEngine.start(engineOptions(slots, admission));
+        if (warmUpText(engine.info)) log(`  ${admission} engine: ${warmUpText(engine.info)} at load`);
         try {
           await runBatch(engine, [syntheticPrompt(random, flags.promptLen, usable)], 2, 'warmup');
           if (monitor) await monitor.resetPeak();
@@ -532,9 +540,11 @@ function parseKv(value: string): 'auto' | 'host' | 'device' | 'device-merge' {
   return value;
 }
 
-function parseCudaFpaIntb(value: string): CudaFpaIntbChoice {
-  if (!(CUDA_FPA_INTB_CHOICES as readonly string[]).includes(value)) throw new Error(`--cuda-fpa-intb must be ${CUDA_FPA_INTB_CHOICES.join(', ')}, got "${value}"`);
-  return value as CudaFpaIntbChoice;
+function parseSwitch(flag: string): (value: string) => SwitchChoice {
+  return (value) => {
+    if (!(SWITCH_CHOICES as readonly string[]).includes(value)) throw new Error(`${flag} must be ${SWITCH_CHOICES.join(', ')}, got "${value}"`);
+    return value as SwitchChoice;
+  };
 }
 
 function parseCacheMode(value: string): 'disabled' | 'lazyRelease' | 'simple' | 'bucket' {

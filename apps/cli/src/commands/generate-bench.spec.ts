@@ -112,4 +112,16 @@ describeBuilt('falconq generate / bench (built CLI, tiny model)', () => {
     await expect(run(process.execPath, [cli, 'bench', '--model', model, '--mixed-in-flight', '0'])).rejects.toThrow(/--mixed-in-flight must be at least 1, got 0/);
     await expect(run(process.execPath, [cli, 'bench', '--model', model, '--gpu-memory-interval', '-5'])).rejects.toThrow(/--gpu-memory-interval must be at least 0, got -5/);
   });
+
+  it('bench --prefill-warm-up on warms each engine at load and says so in the table and the report', async () => {
+    const model = await tinyModelDir();
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-bench-')), 'report.json');
+    const { stdout } = await run(process.execPath, [cli, 'bench', '--model', model, '--batch', '4', '--prompt-len', '8', '--new-tokens', '4', '--max-seq-len', '2048',
+      '--prefill-chunk', '4096', '--prefill-warm-up', 'on', '--mixed-requests', '4', '--mixed-admission', 'continuous', '--out', out]);
+    expect(stdout).toMatch(/at load \(--prefill-warm-up\): batch 4 prefill warm-up 1 run in \d+\.\d s/);
+    expect(stdout).toMatch(/continuous engine: prefill warm-up 1 run in \d+\.\d s at load/);
+    const report = JSON.parse(fs.readFileSync(out, 'utf8')) as { batches: { warmUp: { runs: number; ms: number } }[] };
+    expect(report.batches[0].warmUp.runs).toBe(1);
+    await expect(run(process.execPath, [cli, 'bench', '--model', model, '--prefill-warm-up', 'yes'])).rejects.toThrow(/--prefill-warm-up must be auto, on, off, got "yes"/);
+  });
 });

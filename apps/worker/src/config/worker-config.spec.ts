@@ -5,13 +5,13 @@ describe('loadWorkerConfig', () => {
 
   it('fills defaults', () => {
     const config = loadWorkerConfig(base);
-    expect(config).toMatchObject({ redisUrl: 'redis://127.0.0.1:6379', prefix: 'falconq', executionProvider: 'cpu', deviceId: 0, slots: 16, kvPlacement: 'auto', cudaFpaIntbGemm: 'auto' });
+    expect(config).toMatchObject({ redisUrl: 'redis://127.0.0.1:6379', prefix: 'falconq', executionProvider: 'cpu', deviceId: 0, slots: 16, kvPlacement: 'auto', cudaFpaIntbGemm: 'auto', prefillWarmUp: 'auto' });
     expect(config.workerId).toContain(String(process.pid));
   });
 
   it('reads every variable', () => {
-    const config = loadWorkerConfig({ ...base, REDIS_URL: 'redis://r:6380', FALCONQ_EP: 'webgpu', FALCONQ_DEVICE_ID: '1', FALCONQ_SLOTS: '64', FALCONQ_WORKER_ID: 'gpu1-a', FALCONQ_REDIS_PREFIX: '{fq}', FALCONQ_LOCK_MS: '2000', FALCONQ_KV_PLACEMENT: 'device', FALCONQ_CUDA_FPA_INTB: 'off' });
-    expect(config).toMatchObject({ redisUrl: 'redis://r:6380', executionProvider: 'webgpu', deviceId: 1, slots: 64, workerId: 'gpu1-a', prefix: '{fq}', lockDurationMs: 2000, kvPlacement: 'device', cudaFpaIntbGemm: 'off' });
+    const config = loadWorkerConfig({ ...base, REDIS_URL: 'redis://r:6380', FALCONQ_EP: 'webgpu', FALCONQ_DEVICE_ID: '1', FALCONQ_SLOTS: '64', FALCONQ_WORKER_ID: 'gpu1-a', FALCONQ_REDIS_PREFIX: '{fq}', FALCONQ_LOCK_MS: '2000', FALCONQ_KV_PLACEMENT: 'device', FALCONQ_CUDA_FPA_INTB: 'off', FALCONQ_PREFILL_WARM_UP: 'on' });
+    expect(config).toMatchObject({ redisUrl: 'redis://r:6380', executionProvider: 'webgpu', deviceId: 1, slots: 64, workerId: 'gpu1-a', prefix: '{fq}', lockDurationMs: 2000, kvPlacement: 'device', cudaFpaIntbGemm: 'off', prefillWarmUp: 'on' });
   });
 
   it.each([
@@ -22,6 +22,7 @@ describe('loadWorkerConfig', () => {
     [{ FALCONQ_DEVICE_ID: '-1' }, 'FALCONQ_DEVICE_ID'],
     [{ FALCONQ_KV_PLACEMENT: 'gpu' }, 'FALCONQ_KV_PLACEMENT'],
     [{ FALCONQ_CUDA_FPA_INTB: 'yes' }, 'FALCONQ_CUDA_FPA_INTB'],
+    [{ FALCONQ_PREFILL_WARM_UP: '1' }, 'FALCONQ_PREFILL_WARM_UP'],
   ])('names the variable of a bad value (%j)', (bad, name) => {
     expect(() => loadWorkerConfig({ ...base, ...bad })).toThrow(name);
   });

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { CUDA_FPA_INTB_CHOICES, type CudaFpaIntbChoice, EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '@app/engine';
+import { SWITCH_CHOICES, type SwitchChoice, EXECUTION_PROVIDER_CHOICES, type ExecutionProviderChoice } from '@app/engine';
 import { redisEnvSchema, redisTopologyOf, type RedisConnectionConfig } from '@app/redis';
 
 // The worker's whole configuration, read from the environment once at start and validated; the only place in the
@@ -38,7 +38,9 @@ const schema = redisEnvSchema.extend({
   /** Decode-loop run length when a row may free or an online request decodes (engine default: 32 on cuda). */
   FALCONQ_DECODE_CHUNK_MIN: int(1).optional(),
   /** cuda: onnxruntime's fpA_intB GEMM for the int4 matmuls (engine default auto: on above 16 slots). */
-  FALCONQ_CUDA_FPA_INTB: z.enum(CUDA_FPA_INTB_CHOICES).default('auto'),
+  FALCONQ_CUDA_FPA_INTB: z.enum(SWITCH_CHOICES).default('auto'),
+  /** Run the large prefill shapes once at load (engine default auto: when the fpA_intB GEMM is on). */
+  FALCONQ_PREFILL_WARM_UP: z.enum(SWITCH_CHOICES).default('auto'),
   FALCONQ_JOIN_GROUP: int(1).optional(),
   FALCONQ_JOIN_MAX_WAIT_STEPS: int(0).optional(),
   FALCONQ_INTRA_OP_THREADS: int(1).optional(),
@@ -67,7 +69,8 @@ export interface WorkerConfig {
   prefillChunkTokens?: number;
   decodeChunkSteps?: number;
   decodeChunkMinSteps?: number;
-  cudaFpaIntbGemm: CudaFpaIntbChoice;
+  cudaFpaIntbGemm: SwitchChoice;
+  prefillWarmUp: SwitchChoice;
   joinGroup?: number;
   joinMaxWaitSteps?: number;
   intraOpThreads?: number;
@@ -107,6 +110,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     decodeChunkSteps: e.FALCONQ_DECODE_CHUNK,
     decodeChunkMinSteps: e.FALCONQ_DECODE_CHUNK_MIN,
     cudaFpaIntbGemm: e.FALCONQ_CUDA_FPA_INTB,
+    prefillWarmUp: e.FALCONQ_PREFILL_WARM_UP,
     joinGroup: e.FALCONQ_JOIN_GROUP,
     joinMaxWaitSteps: e.FALCONQ_JOIN_MAX_WAIT_STEPS,
     intraOpThreads: e.FALCONQ_INTRA_OP_THREADS,

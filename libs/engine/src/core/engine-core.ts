@@ -3,12 +3,13 @@
 // in-process mode, in the caller's thread. Loads onnxruntime-node.
 
 import { threadId } from 'node:worker_threads';
-import { CUDA_FPA_INTB_AUTO_MIN_SLOTS, CUDA_FPA_INTB_CHOICES, EXECUTION_PROVIDER_CHOICES, type EngineInfo, type EngineOptions, type EngineStats, type GenerationRequest, type GenerationResult, type TokenEvent } from '../api';
+import { CUDA_FPA_INTB_AUTO_MIN_SLOTS, SWITCH_CHOICES, EXECUTION_PROVIDER_CHOICES, type EngineInfo, type EngineOptions, type EngineStats, type GenerationRequest, type GenerationResult, type TokenEvent } from '../api';
 import { DuplicateRequestError, EngineClosedError, InvalidGenerationParamError } from '../errors';
 import { fitPromptToContext, resolveGenerationParams } from '../params';
 import { randomSeed } from '../sampling/prng';
 import type { ForwardRunner, KvPlacement } from '../scheduler/forward-runner';
 import { Scheduler } from '../scheduler/scheduler';
+import { prefillWarmUpShapes, warmUpPrefill } from './prefill-warm-up';
 import { Tokenizer } from '../tokenizer';
 import { DeviceKvRunner } from '../runtime/device-kv-runner';
 import { HostKvRunner } from '../runtime/host-kv-runner';
@@ -77,6 +78,11 @@ export function usesCudaFpaIntbGemm(options: Pick<EngineCoreOptions, 'cudaFpaInt
   return choice === 'on' || (choice === 'auto' && options.slots >= CUDA_FPA_INTB_AUTO_MIN_SLOTS);
 }
 
+/** EngineOptions.prefillWarmUp: 'auto' warms up where a first run is known to pay for tactic profiling (the fpA_intB GEMM). */
+export function warmsUpPrefill(choice: EngineCoreOptions['prefillWarmUp'], cudaFpaIntbGemm: boolean): boolean {
+  return choice === 'on' || ((choice ?? 'auto') === 'auto' && cudaFpaIntbGemm);
+}
+
 function defaultDecodeChunkSteps(options: EngineCoreOptions & { executionProvider: ExecutionProviderName }): number {
   if (options.executionProvider !== 'cuda') return 1;
   const placement = options.kvPlacement ?? 'auto';
@@ -142,6 +148,7 @@ export class EngineCore {
       executionProviderReason: reason,
       kvPlacement: model.kvPlacement,
       cudaFpaIntbGemm: usesCudaFpaIntbGemm({ ...options, executionProvider: model.executionProvider }),
+      warmUp: { runs: 0, ms: 0 },
       decodeChunkSteps,
       decodeChunkMinSteps: Math.min(options.decodeChunkMinSteps ?? (options.decodeChunkSteps === undefined ? DEFAULT_CUDA_DECODE_CHUNK_MIN_STEPS : decodeChunkSteps), decodeChunkSteps),
       contextLength: Math.min(manifest.shape.contextLength, options.maxSequenceLength ?? Infinity),
@@ -160,6 +167,18 @@ export class EngineCore {
     // After createRunner: it may change the placement (device-merge falls back to device), and the budget follows it.
     info.kvPlacement = model.kvPlacement;
     info.prefillChunkTokens = options.prefillChunkTokens ?? defaultPrefillChunkTokens(model.kvPlacement, options.slots, decodeChunkSteps);
+    if (warmsUpPrefill(options.prefillWarmUp, info.cudaFpaIntbGemm)) {
+      const warmUpStarted = nowMs();
+      const shapes = prefillWarmUpShapes(options.slots, info.prefillChunkTokens, info.contextLength);
+      try {
+        await warmUpPrefill(runner, shapes, info.eosId);
+      } catch (error) {
+        runner.dispose();
+        await model.session.release();
+        throw error;
+      }
+      info.warmUp = { runs: shapes.length, ms: nowMs() - warmUpStarted };
+    }
     info.loadMs = nowMs() - started;
     return new EngineCore(options, model, tokenizer, info, runner);
   }
@@ -320,8 +339,11 @@ function validateEngineOptions(options: EngineCoreOptions): void {
   if (options.decodeChunkMinSteps !== undefined && (!Number.isInteger(options.decodeChunkMinSteps) || options.decodeChunkMinSteps < 1)) {
     fail('decodeChunkMinSteps', `must be a positive integer, got ${String(options.decodeChunkMinSteps)}`);
   }
-  if (options.cudaFpaIntbGemm !== undefined && !(CUDA_FPA_INTB_CHOICES as readonly string[]).includes(options.cudaFpaIntbGemm)) {
-    fail('cudaFpaIntbGemm', `must be one of ${CUDA_FPA_INTB_CHOICES.join(', ')}, got ${String(options.cudaFpaIntbGemm)}`);
+  if (options.cudaFpaIntbGemm !== undefined && !(SWITCH_CHOICES as readonly string[]).includes(options.cudaFpaIntbGemm)) {
+    fail('cudaFpaIntbGemm', `must be one of ${SWITCH_CHOICES.join(', ')}, got ${String(options.cudaFpaIntbGemm)}`);
+  }
+  if (options.prefillWarmUp !== undefined && !(SWITCH_CHOICES as readonly string[]).includes(options.prefillWarmUp)) {
+    fail('prefillWarmUp', `must be one of ${SWITCH_CHOICES.join(', ')}, got ${String(options.prefillWarmUp)}`);
   }
   if (options.decodeChunkSteps !== undefined) {
     if (!Number.isInteger(options.decodeChunkSteps) || options.decodeChunkSteps < 1 || options.decodeChunkSteps > 1024) {
