@@ -28,8 +28,10 @@ describe('worker process (real Redis, tiny model)', () => {
     return w;
   };
 
-  it('two workers complete a batch with one result per prompt, each prompt generated once', async () => {
-    const [a, b] = await Promise.all([worker(), worker()]);
+  it('two workers complete a batch with one result per prompt, each prompt generated once (one warmed up at load)', async () => {
+    const [a, b] = await Promise.all([worker(), worker({ FALCONQ_PREFILL_WARM_UP: 'on', FALCONQ_PREFILL_CHUNK_TOKENS: '4096' })]);
+    expect(a.output()).not.toContain('prefill warm-up');
+    expect(b.output()).toMatch(/with 4 slots, 1 decode step per run, prefill warm-up 1 run in \d+\.\d s/);
     const total = 40;
     const batchId = await harness.submitBatch(promptsOf(total), { maxNewTokens: 4 });
     const batch = await harness.waitForFinal(batchId, 60_000);
