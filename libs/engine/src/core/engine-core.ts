@@ -9,7 +9,7 @@ import { fitPromptToContext, resolveGenerationParams } from '../params';
 import { randomSeed } from '../sampling/prng';
 import type { ForwardRunner, KvPlacement } from '../scheduler/forward-runner';
 import { Scheduler } from '../scheduler/scheduler';
-import { prefillWarmUpShapes, warmUpPrefill } from './prefill-warm-up';
+import { prefillWarmUpShapes, warmsUpPrefill, warmUpPrefill } from './prefill-warm-up';
 import { Tokenizer } from '../tokenizer';
 import { DeviceKvRunner } from '../runtime/device-kv-runner';
 import { HostKvRunner } from '../runtime/host-kv-runner';
@@ -76,11 +76,6 @@ export function usesCudaFpaIntbGemm(options: Pick<EngineCoreOptions, 'cudaFpaInt
   if (options.executionProvider !== 'cuda') return false;
   const choice = options.cudaFpaIntbGemm ?? 'auto';
   return choice === 'on' || (choice === 'auto' && options.slots >= CUDA_FPA_INTB_AUTO_MIN_SLOTS);
-}
-
-/** EngineOptions.prefillWarmUp: 'auto' warms up where a first run is known to pay for tactic profiling (the fpA_intB GEMM). */
-export function warmsUpPrefill(choice: EngineCoreOptions['prefillWarmUp'], cudaFpaIntbGemm: boolean): boolean {
-  return choice === 'on' || ((choice ?? 'auto') === 'auto' && cudaFpaIntbGemm);
 }
 
 function defaultDecodeChunkSteps(options: EngineCoreOptions & { executionProvider: ExecutionProviderName }): number {

@@ -1,7 +1,6 @@
 import { FakeRunner } from '../testing/fake-runner';
 import type { RowOutput, RowTokens } from '../scheduler/forward-runner';
-import { warmsUpPrefill } from './engine-core';
-import { prefillWarmUpShapes, TOKENS_PROFILED_AT_LOAD, warmUpPrefill } from './prefill-warm-up';
+import { prefillWarmUpShapes, TOKENS_PROFILED_AT_LOAD, warmsUpPrefill, warmUpPrefill } from './prefill-warm-up';
 
 describe('prefillWarmUpShapes', () => {
   it('gives one all-slots shape per power-of-two bucket above 2048 tokens up to the prefill budget', () => {

@@ -1,6 +1,7 @@
 // Prefill warm-up (EngineOptions.prefillWarmUp): the large prefill shapes run once at load, so the one-time costs
 // of their first run fall before serving instead of on the decoding rows of a live batch.
 
+import type { SwitchChoice } from '../api';
 import type { ForwardRunner } from '../scheduler/forward-runner';
 
 /**
@@ -8,6 +9,11 @@ import type { ForwardRunner } from '../scheduler/forward-runner';
  * M is profiled on its first run, once per power-of-two bucket (contrib_ops/cuda/llm/fpA_intB_gemm_profiler).
  */
 export const TOKENS_PROFILED_AT_LOAD = 2048;
+
+/** EngineOptions.prefillWarmUp: 'auto' warms up where a first run is known to pay for tactic profiling (the fpA_intB GEMM). */
+export function warmsUpPrefill(choice: SwitchChoice | undefined, cudaFpaIntbGemm: boolean): boolean {
+  return choice === 'on' || ((choice ?? 'auto') === 'auto' && cudaFpaIntbGemm);
+}
 
 export interface PrefillShape {
   rows: number;
