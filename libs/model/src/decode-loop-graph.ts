@@ -182,7 +182,8 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
   add('next_mask', 'Concat', [b(io.attentionMask), s('ones')], [b('next_mask')], { axis: int(1) });
   add('trues', 'Expand', ['loop.const.true_2d', s('column_shape')], [s('trues')]);
   add('next_seen', 'ScatterElements', [b('seen'), b('next_ids'), s('trues')], [b('next_seen')], { axis: int(1) });
-  add('cond', 'Identity', [b('cond')], [b('cond_out')]);
+  // The condition passes straight through: it stays in host memory (a node would put it on the device and the
+  // Loop would read it back, a stream sync every step on CUDA).
   add('scan_token', 'Identity', [b('token')], [b('scan_token')]);
 
   const pastNames = step.inputs.filter((input) => input.name !== io.inputIds && input.name !== io.attentionMask);
@@ -203,7 +204,7 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
     ...scoreOutputs.map((info) => relabel(info, b(`carried.${info.name}`), anyDims(info))),
   ];
   const bodyOutputs: ValueInfoSpec[] = [
-    { name: b('cond_out'), elemType: TensorDataType.BOOL, dims: [] },
+    { name: b('cond'), elemType: TensorDataType.BOOL, dims: [] },
     { name: b('next_ids'), elemType: TensorDataType.INT64, dims: ['batch_size', 1] },
     { name: b('next_mask'), elemType: TensorDataType.INT64, dims: ['batch_size', 'next_total_sequence_length'] },
     ...presentNames.map((info) => relabel(info, b(info.name))),
@@ -216,7 +217,6 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
     int64Tensor('loop.const.rows_vocab', [0, V], [2]),
     int64Tensor('loop.const.axis_1', [1], [1]),
     int64Tensor('loop.const.axis_1_scalar', [1], []),
-    int64Tensor('loop.const.candidates', [C], [1]),
     int64Tensor('loop.const.positions', Array.from({ length: C }, (_, i) => i), [1, C]),
     int64Tensor('loop.const.one_i64', [1], []),
     int64Tensor('loop.const.one_2d', [1], [1, 1]),
@@ -239,6 +239,7 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
     { name: '/loop/needs_sampler', opType: 'Greater', inputs: ['loop.needs_sampler_score', 'loop.const.minus_one_i32'], outputs: ['loop.needs_sampler'] },
   ];
   inlineInitializers.push(...groupedInitializers);
+  if (!step.tuning.groupedTopK) inlineInitializers.push(int64Tensor('loop.const.candidates', [C], [1]));
   if (step.tuning.samplerIf) inlineInitializers.push(floatTensor('loop.const.one_f', [1], []), int32Tensor('loop.const.minus_one_i32', [-1], []));
   const emptyScore = () => 'loop.const.no_logits';
 
