@@ -346,6 +346,26 @@ describe('GenerationEngine decode loop (decode-loop.onnx: several steps per run,
     for (const job of jobs) expect(loop.get(job.id)?.sequences).toEqual(single.get(job.id)?.sequences);
   });
 
+  it('a model converted before the written-positions outputs (whole presents fetched) gives the same tokens', async () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-no-written-'));
+    const source = await tinyModelDir();
+    try {
+      for (const name of fs.readdirSync(source)) fs.copyFileSync(path.join(source, name), path.join(work, name));
+      const manifestPath = path.join(work, 'falconq.json');
+      const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
+      expect(manifest.decodeLoop.io.writtenKey).toBeDefined();
+      delete manifest.decodeLoop.io.writtenKey;
+      delete manifest.decodeLoop.io.writtenValue;
+      fs.writeFileSync(manifestPath, JSON.stringify(manifest));
+      const jobs = greedyJobs(3);
+      const single = await alone(oneStep, jobs);
+      const loop = await staggered({ ...looped, modelDir: work, slots: 2 }, jobs, 1);
+      for (const job of jobs) expect(loop.get(job.id)?.sequences).toEqual(single.get(job.id)?.sequences);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  });
+
   it('a row sampling beyond the graph\'s candidates (top_k 0) decodes one step at a time, with the same tokens', async () => {
     const wide: Job = { id: 'wide', prompt: PROMPTS[2], params: { doSample: true, seed: 3, topK: 0, topP: 0.95, maxNewTokens: 8, ignoreEos: true } };
     const single = await alone(oneStep, [wide]);

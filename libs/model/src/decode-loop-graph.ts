@@ -8,7 +8,7 @@
 // With loop_steps = 1 the graph is a drop-in for model.onnx (same inputs and outputs, plus the loop's): the engine
 // prefills and decodes single steps through it too, so one session (one copy of the weights) serves everything.
 import type { DecodeLoopIoNames, FalconShape, ModelIoNames } from './manifest';
-import { type FalconGraph, topKGroupsFor } from './graph';
+import { type FalconGraph, layerName, topKGroupsFor } from './graph';
 import { floatTensor, graphAttribute, int, int32Tensor, int64Tensor, type InitializerSpec, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
 
 export const DECODE_LOOP_FILE = 'decode-loop.onnx';
@@ -33,6 +33,8 @@ export const DECODE_LOOP_IO: DecodeLoopIoNames = {
   seen: 'sample_seen',
   /** int64 [steps, B]: the token each row chose at each step. */
   tokens: 'tokens',
+  writtenKey: 'written.%d.key',
+  writtenValue: 'written.%d.value',
 };
 
 export interface DecodeLoopGraph {
@@ -273,6 +275,49 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
   ];
   // Presents come out as long as the longest of past and total: keep their dims symbolic.
   for (const output of outputs) if (presentNames.some((info) => info.name === output.name)) output.dims = output.dims.map((d, i) => (i === 2 ? 'present_sequence_length' : d));
+  const written = writtenWindows(step, shape);
+  outputs.push(...written.outputs);
+  inlineInitializers.push(...written.initializers);
   const topK = step.nodes.filter(isTopK);
-  return { nodes: [...outer, loopNode, ...topK], inputs, outputs, inlineInitializers, candidates: C };
+  return { nodes: [...outer, loopNode, ...written.nodes, ...topK], inputs, outputs, inlineInitializers, candidates: C };
+}
+
+/**
+ * The KV positions a decode run wrote (one token per row fed, loop_steps steps): row b's from its mask length - 1 on,
+ * gathered from the final presents. A host that keeps the cache fetches these instead of the whole presents, so a
+ * run's results cross back to the host as steps positions per row, not the row's whole cache.
+ */
+function writtenWindows(step: FalconGraph, shape: FalconShape): { nodes: NodeSpec[]; outputs: ValueInfoSpec[]; initializers: InitializerSpec[] } {
+  const io = step.io;
+  const L = DECODE_LOOP_IO;
+  const c = (name: string) => `written.const.${name}`;
+  const node = (name: string, opType: string, inputs: string[], outputs: string[], attributes?: NodeSpec['attributes']): NodeSpec => ({ name: `/written/${name}`, opType, inputs, outputs, attributes });
+  const nodes: NodeSpec[] = [
+    node('row_lengths', 'ReduceSum', [io.attentionMask, c('axis_1')], ['written.row_lengths'], { keepdims: int(1) }),
+    node('start', 'Sub', ['written.row_lengths', c('one')], ['written.start']),
+    node('offsets', 'Range', [c('zero'), L.steps, c('one')], ['written.offsets']),
+    node('positions', 'Add', ['written.start', 'written.offsets'], ['written.positions']),
+    node('positions_4d', 'Unsqueeze', ['written.positions', c('axes_1_3')], ['written.positions_4d']),
+    node('index', 'Expand', ['written.positions_4d', c('heads_dims')], ['written.index']),
+  ];
+  const outputs: ValueInfoSpec[] = [];
+  const presentType = step.outputs.find((output) => output.name === layerName(io.presentKey, 0))?.elemType as number;
+  for (let layer = 0; layer < shape.numLayers; layer++) {
+    for (const [present, written] of [[io.presentKey, L.writtenKey], [io.presentValue, L.writtenValue]] as const) {
+      const name = layerName(written as string, layer);
+      nodes.push(node(`${layer}/${present === io.presentKey ? 'key' : 'value'}`, 'GatherElements', [layerName(present, layer), 'written.index'], [name], { axis: int(2) }));
+      outputs.push({ name, elemType: presentType, dims: ['batch_size', shape.numKvHeads, 'steps', shape.headDim] });
+    }
+  }
+  return {
+    nodes,
+    outputs,
+    initializers: [
+      int64Tensor(c('axis_1'), [1], [1]),
+      int64Tensor(c('one'), [1], []),
+      int64Tensor(c('zero'), [0], []),
+      int64Tensor(c('axes_1_3'), [1, 3], [2]),
+      int64Tensor(c('heads_dims'), [1, shape.numKvHeads, 1, shape.headDim], [4]),
+    ],
+  };
 }

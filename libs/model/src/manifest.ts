@@ -52,6 +52,13 @@ export interface DecodeLoopIoNames {
   uniforms: string;
   seen: string;
   tokens: string;
+  /**
+   * Per layer (`%d`), [B, kvHeads, steps, headDim]: the KV positions a run fed one token per row wrote, row b's from
+   * its mask length - 1 on. Absent in models converted before these outputs existed (the engine then fetches the
+   * whole presents).
+   */
+  writtenKey?: string;
+  writtenValue?: string;
 }
 
 export interface ModelManifest {

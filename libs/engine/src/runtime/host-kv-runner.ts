@@ -11,14 +11,16 @@
 // its first decode (one TypedArray.set per layer and head).
 //
 // On a decode-loop session (decode-loop.onnx, docs/engine.md "Decode loop") the same runner also decodes several
-// steps per run (decodeChunk): the cache is fed once, grows inside the graph's Loop and comes back once, so on CUDA
-// the KV crosses the host once per chunk instead of once per token. Single steps run through the same graph with
+// steps per run (decodeChunk): the cache is fed once and grows inside the graph's Loop; only the positions the run
+// wrote come back (the graph's written-window outputs), so on CUDA the KV crosses the host once per chunk instead of
+// twice per token. Single steps run through the same graph with
 // loop_steps = 1 (one session, one copy of the weights).
 
 import * as ort from 'onnxruntime-node';
 import type { ChunkEntry, ForwardRunner, RowOutput, RowSampling, RowToken, RowTokens } from '../scheduler/forward-runner';
 import { fetchNames, type GraphFacts, graphFactsOf, idsTensor, type KvArray, maskTensor, rowOutputs } from './graph-io';
 import type { ModelSession } from './model-session';
+import { layerName } from '@app/model';
 
 interface StagedRow {
   length: number;
@@ -154,18 +156,26 @@ export class HostKvRunner implements ForwardRunner {
       [this.model.manifest.io.attentionMask]: maskTensor(newLengths, Math.max(...newLengths)),
       ...this.loopFeeds(batch, steps, ordered.map((entry) => entry.sampling)),
     };
-    // Presents come back into the cache buffers themselves (the loop's final outputs are written there once).
+    const written = this.writtenNames();
     const fetches: Record<string, ort.Tensor | null> = { [names.tokens]: null };
     for (let layer = 0; layer < this.graph.layout.layers; layer++) {
       const key = this.kvTensor(this.keys[layer].subarray(0, batch * this.rowStride()), batch, this.capacity);
       const value = this.kvTensor(this.values[layer].subarray(0, batch * this.rowStride()), batch, this.capacity);
       feeds[this.model.pastKeyNames[layer]] = key;
       feeds[this.model.pastValueNames[layer]] = value;
-      fetches[this.model.presentKeyNames[layer]] = key;
-      fetches[this.model.presentValueNames[layer]] = value;
+      if (written) {
+        // Only the positions this run wrote come back, and go into each row's place in the cache.
+        fetches[written.keys[layer]] = null;
+        fetches[written.values[layer]] = null;
+      } else {
+        // Models without those outputs: the whole presents come back into the cache buffers themselves.
+        fetches[this.model.presentKeyNames[layer]] = key;
+        fetches[this.model.presentValueNames[layer]] = value;
+      }
     }
     const results = await this.session.run(feeds, fetches);
-    this.adoptPresents(results, batch);
+    if (written) this.adoptWritten(results, written, batch, steps);
+    else this.adoptPresents(results, batch);
     for (const row of this.batchRows) this.lengths.set(row, (this.lengths.get(row) as number) + steps);
     const tokens = results[names.tokens].data as BigInt64Array;
     const indexOf = new Map(this.batchRows.map((row, b) => [row, b]));
@@ -326,6 +336,36 @@ export class HostKvRunner implements ForwardRunner {
     this.keys = Array.from({ length: layers }, (_, layer) => move(this.keys[layer]));
     this.values = Array.from({ length: layers }, (_, layer) => move(this.values[layer]));
     this.capacity = capacity;
+  }
+
+  /** The decode-loop's per-layer outputs of the positions a run wrote, when the model has them. */
+  private writtenNames(): { keys: string[]; values: string[] } | undefined {
+    const names = this.model.manifest.decodeLoop?.io;
+    if (!names?.writtenKey || !names.writtenValue) return undefined;
+    const layers = Array.from({ length: this.graph.layout.layers }, (_, layer) => layer);
+    return { keys: layers.map((layer) => layerName(names.writtenKey as string, layer)), values: layers.map((layer) => layerName(names.writtenValue as string, layer)) };
+  }
+
+  /** Each row's `steps` new positions ([B, kvHeads, steps, headDim]) into its cache, after its current length. */
+  private adoptWritten(results: ort.InferenceSession.OnnxValueMapType, written: { keys: string[]; values: string[] }, batch: number, steps: number): void {
+    const { kvHeads, headDim, layers } = this.graph.layout;
+    const span = steps * headDim;
+    for (let layer = 0; layer < layers; layer++) {
+      for (const [cache, name] of [[this.keys[layer], written.keys[layer]], [this.values[layer], written.values[layer]]] as const) {
+        const window = results[name];
+        if (window.dims.join(',') !== `${batch},${kvHeads},${steps},${headDim}`) {
+          throw new Error(`host KV: ${name} has dims [${window.dims.join(',')}], expected [${batch},${kvHeads},${steps},${headDim}]`);
+        }
+        const data = window.data as KvArray;
+        this.batchRows.forEach((row, b) => {
+          const at = (this.lengths.get(row) as number) * headDim;
+          for (let h = 0; h < kvHeads; h++) {
+            const from = (b * kvHeads + h) * span;
+            cache.set(data.subarray(from, from + span), (b * kvHeads + h) * this.capacity * headDim + at);
+          }
+        });
+      }
+    }
   }
 
   private adoptPresents(results: ort.InferenceSession.OnnxValueMapType, batch: number): void {
