@@ -5,6 +5,7 @@
 # the Falcon-7B shape (speed and memory do not depend on the weights' values).
 #
 #   bash bench/cuda-goals.sh all                 # all of the below in one go, the goals first
+#   bash bench/cuda-goals.sh goals               # the goal rows only: falconq, transformers, the ArgMax build, profiles
 #   bash bench/cuda-goals.sh engine  [BATCHES]   # falconq bench rows + the transformers baseline
 #   bash bench/cuda-goals.sh service [SLOTS]     # the whole service (api + Redis + one worker) and the static batch
 #   bash bench/cuda-goals.sh check               # generate on the 7B, cuda against cpu on a small model
@@ -67,6 +68,16 @@ engine() {
   loop_rows "${1:-1,8,64,256}"
   hf_rows
   baseline_rows
+}
+
+# The goals table's rows and what explains them, for a short lease (queue-fed and service in a second call).
+goals() {
+  ensure_model
+  loop_rows 1,8,64,256
+  hf_rows
+  variant_rows
+  profile 1
+  profile 256
 }
 
 # Everything in one call, in the order of what a short machine lease must not lose.
@@ -139,10 +150,11 @@ profile() {
 case "${1:-}" in
   engine) shift; engine "$@" ;;
   all) shift; all ;;
+  goals) shift; goals ;;
   service) shift; service "$@" ;;
   check) shift; check "$@" ;;
   profile) shift; profile "$@" ;;
   mixed) shift; mixed "$@" ;;
   queue-fed) shift; queue_fed ;;
-  *) echo "usage: $0 all | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN... | queue-fed" >&2; exit 2 ;;
+  *) echo "usage: $0 all | goals | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN... | queue-fed" >&2; exit 2 ;;
 esac
