@@ -140,11 +140,15 @@ queue_fed() {
   done
 }
 
+# Host time per node (what launching a step costs the CPU), then with CUDA_LAUNCH_BLOCKING=1 (each node's host time
+# is then its GPU time): a step far longer than its GPU time is bound by the host.
 profile() {
   local batch=${1:-256}
   ensure_model
-  echo "== decode-loop profile, batch $batch, 16 steps"
+  echo "== decode-loop profile, batch $batch, 16 steps, host time per node"
   timeout 120 node bench/profile-decode-loop.js "$model" cuda "$batch" 16 64
+  echo "== decode-loop profile, batch $batch, 16 steps, GPU time per node (CUDA_LAUNCH_BLOCKING=1)"
+  CUDA_LAUNCH_BLOCKING=1 timeout 120 node bench/profile-decode-loop.js "$model" cuda "$batch" 16 64
 }
 
 case "${1:-}" in
