@@ -5,7 +5,7 @@
 # the Falcon-7B shape (speed and memory do not depend on the weights' values).
 #
 #   bash bench/cuda-goals.sh all                 # all of the below in one go, the goals first
-#   bash bench/cuda-goals.sh goals               # the goal rows only: falconq, transformers, the ArgMax build, profiles
+#   bash bench/cuda-goals.sh goals               # the goal rows only: falconq, transformers, batch 1's profile, the ArgMax build
 #   bash bench/cuda-goals.sh engine  [BATCHES]   # falconq bench rows + the transformers baseline
 #   bash bench/cuda-goals.sh service [SLOTS]     # the whole service (api + Redis + one worker) and the static batch
 #   bash bench/cuda-goals.sh check               # generate on the 7B, cuda against cpu on a small model
@@ -70,14 +70,13 @@ engine() {
   baseline_rows
 }
 
-# The goals table's rows and what explains them, for a short lease (queue-fed and service in a second call).
+# The goals table's rows and what explains batch 1, for a short lease (queue-fed, service, profile 256 in a second call).
 goals() {
   ensure_model
   loop_rows 1,8,64,256
   hf_rows
-  variant_rows
   profile 1
-  profile 256
+  variant_rows
 }
 
 # Everything in one call, in the order of what a short machine lease must not lose.
