@@ -10,6 +10,7 @@
 #   bash bench/cuda-goals.sh service [SLOTS]     # the whole service (api + Redis + one worker) and the static batch
 #   bash bench/cuda-goals.sh check               # generate on the 7B, cuda against cpu on a small model
 #   bash bench/cuda-goals.sh profile [BATCH]     # where a decode-loop step's time goes (onnxruntime's profiler)
+#   bash bench/cuda-goals.sh variant TUNING [BATCHES]  # static rows against a model built with --graph-tuning TUNING
 #   bash bench/cuda-goals.sh mixed MIN...        # the mixed workload, continuous, at other --decode-chunk-min values
 #   bash bench/cuda-goals.sh queue-fed           # the mixed workload fed like a queue worker, prefill warm-up on and off
 #
@@ -52,14 +53,25 @@ service_rows() {
   timeout 300 bash scripts/gpu-service-bench.sh run --model "$model" --gpus 0 --ep cuda --slots "$1" --prompts $(($1 * 4)) --new-tokens 128
 }
 
-# The decode loop as built before the grouped token choice (graph tuning grouped-top-k=0: one ArgMax, one
-# vocabulary-wide TopK), batch 1 and 256: what the grouped choice is measured against.
+# The decode loop built with other graph tuning (a baseline knob, e.g. grouped-top-k=0: one ArgMax and one
+# vocabulary-wide TopK; loop-views=0: the fused projection and its Split in the loop), static batches.
 variant_rows() {
-  local variant=/tmp/falconq-random-7b-single-top-k
-  [ -f "$variant/falconq.json" ] || falconq model random --shape falcon-7b --target gpu --graph-tuning grouped-top-k=0 --out "$variant" | tail -1
-  echo "== cuda, decode loop with ArgMax and the vocabulary-wide TopK (grouped-top-k=0)"
-  timeout 120 node bin/falconq.js bench --model "$variant" --ep cuda --batch 1,256 --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-loop-single-top-k.json"
+  local tuning=$1 batches=${2:-1,256}
+  local variant=/tmp/falconq-random-7b-variant
   rm -rf "$variant"
+  falconq model random --shape falcon-7b --target gpu --graph-tuning "$tuning" --out "$variant" | tail -1
+  echo "== cuda, decode loop built with --graph-tuning $tuning"
+  timeout 150 node bin/falconq.js bench --model "$variant" --ep cuda --batch "$batches" --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-loop-${tuning//[=,]/-}.json"
+  rm -rf "$variant"
+}
+
+# This build's static rows against the same model built with TUNING, in one call.
+variant() {
+  local tuning=$1 batches=${2:-1,64,256}
+  ensure_model
+  echo "== cuda, decode loop (default), static batches"
+  timeout 150 node bin/falconq.js bench --model "$model" --ep cuda --batch "$batches" --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-loop-static.json"
+  variant_rows "$tuning" "$batches"
 }
 
 # The rows a comparison needs come first (falconq's default, then transformers); the slower baselines last.
@@ -76,7 +88,7 @@ goals() {
   loop_rows 1,8,64,256
   hf_rows
   profile 1
-  variant_rows
+  variant_rows grouped-top-k=0
 }
 
 # Everything in one call, in the order of what a short machine lease must not lose.
@@ -85,7 +97,7 @@ all() {
   loop_rows 1,8,64,256
   hf_rows
   service_rows 256
-  variant_rows
+  variant_rows grouped-top-k=0
   check
   profile 256
   baseline_rows
@@ -154,10 +166,11 @@ case "${1:-}" in
   engine) shift; engine "$@" ;;
   all) shift; all ;;
   goals) shift; goals ;;
+  variant) shift; variant "$@" ;;
   service) shift; service "$@" ;;
   check) shift; check "$@" ;;
   profile) shift; profile "$@" ;;
   mixed) shift; mixed "$@" ;;
   queue-fed) shift; queue_fed ;;
-  *) echo "usage: $0 all | goals | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN... | queue-fed" >&2; exit 2 ;;
+  *) echo "usage: $0 all | goals | variant TUNING [BATCHES] | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN... | queue-fed" >&2; exit 2 ;;
 esac

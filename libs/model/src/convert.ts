@@ -6,6 +6,7 @@ import { type FalconConfig, readFalconConfig } from './config';
 import { ModelInputError } from './errors';
 import { ExternalDataWriter } from './external-data';
 import { buildDecodeLoopGraph, DECODE_LOOP_FILE, DECODE_LOOP_IO } from './decode-loop-graph';
+import { projectionViewInitializers } from './projection-views';
 import { buildFalconGraph, type FalconGraph, type GraphTuning, hfTensor, jobSources, type WeightJob } from './graph';
 import type { ExecutionProviderName, ModelManifest, ModelTarget, WeightDType } from './manifest';
 import { checksumModelFiles } from './verify';
@@ -200,7 +201,7 @@ export async function writeModelDirectory(options: WriteModelDirectoryOptions): 
       ...header,
       graphName: 'falcon_decode_loop',
       nodes: loop.nodes,
-      initializers: [...initializers, ...loop.inlineInitializers],
+      initializers: [...initializers, ...projectionViewInitializers(loop.projectionViews, initializers), ...loop.inlineInitializers],
       inputs: loop.inputs,
       outputs: loop.outputs,
     }));

@@ -8,7 +8,8 @@
 // With loop_steps = 1 the graph is a drop-in for model.onnx (same inputs and outputs, plus the loop's): the engine
 // prefills and decodes single steps through it too, so one session (one copy of the weights) serves everything.
 import type { DecodeLoopIoNames, FalconShape, ModelIoNames } from './manifest';
-import { type FalconGraph, layerName, topKGroupsFor } from './graph';
+import { type FalconGraph, type FusedProjection, layerName, topKGroupsFor } from './graph';
+import { unfuseProjections } from './projection-views';
 import { floatTensor, graphAttribute, int, int32Tensor, int64Tensor, type InitializerSpec, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
 
 export const DECODE_LOOP_FILE = 'decode-loop.onnx';
@@ -45,6 +46,8 @@ export interface DecodeLoopGraph {
   inlineInitializers: InitializerSpec[];
   /** How many top candidates the in-graph sampler draws from (rows with a larger top_k decode one step at a time). */
   candidates: number;
+  /** Fused projections the loop runs part by part: the graph needs their view initializers (projection-views.ts). */
+  projectionViews: FusedProjection[];
 }
 
 const BODY_PREFIX = 'body.';
@@ -107,7 +110,9 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
 
   // The step graph's top-k of the logits is needed only after the last step: it runs outside the loop.
   const isTopK = (node: NodeSpec) => node.name === '/top_k' || node.name.startsWith('/top_k/');
-  const body: NodeSpec[] = step.nodes.filter((node) => !isTopK(node)).map((node) => ({ ...node, inputs: node.inputs.map(inBody), outputs: node.outputs.map(inBody) }));
+  const projectionViews = step.tuning.loopProjectionViews ? step.fusedProjections : [];
+  const stepNodes = unfuseProjections(step.nodes.filter((node) => !isTopK(node)), projectionViews);
+  const body: NodeSpec[] = stepNodes.map((node) => ({ ...node, inputs: node.inputs.map(inBody), outputs: node.outputs.map(inBody) }));
   const s = (name: string) => b(`sample.${name}`);
   const into = (nodes: NodeSpec[]) => (name: string, opType: string, inputs: string[], outputs: string[], attributes?: NodeSpec['attributes']) =>
     nodes.push({ name: `/sample/${name}`, opType, inputs, outputs, attributes });
@@ -279,7 +284,7 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
   outputs.push(...written.outputs);
   inlineInitializers.push(...written.initializers);
   const topK = step.nodes.filter(isTopK);
-  return { nodes: [...outer, loopNode, ...written.nodes, ...topK], inputs, outputs, inlineInitializers, candidates: C };
+  return { nodes: [...outer, loopNode, ...written.nodes, ...topK], inputs, outputs, inlineInitializers, candidates: C, projectionViews };
 }
 
 /**

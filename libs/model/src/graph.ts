@@ -104,14 +104,21 @@ export interface GraphTuning {
    * full sampler runs every step and no If is in the loop body (a CUDA If reads its condition on the host).
    */
   samplerIf: boolean;
+  /**
+   * Decode loop (a CUDA graph): a fused projection runs as one MatMulNBits per part, over views of the fused weights
+   * in the external data file, instead of one MatMulNBits and a Split. On an H100 the Split took 2.5 ms of host time
+   * per step at batch 1 and 3.3 ms of GPU time at batch 256 (docs/benchmarks.md).
+   */
+  loopProjectionViews: boolean;
 }
 
-export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true, fuseInputProjections: true, samplerIf: true };
+export const DEFAULT_GRAPH_TUNING: GraphTuning = { groupedTopK: true, fuseInputProjections: true, samplerIf: true, loopProjectionViews: true };
 
 const GRAPH_TUNING_KEYS: Record<string, keyof GraphTuning> = {
   'grouped-top-k': 'groupedTopK',
   'fuse-in': 'fuseInputProjections',
   'sampler-if': 'samplerIf',
+  'loop-views': 'loopProjectionViews',
 };
 
 /** Largest TopK sort the WebGPU kernel does in one dispatch (shared memory). */
@@ -128,8 +135,27 @@ export function topKGroupsFor(vocab: number, k: number): number {
   return 1;
 }
 
+/** One MatMulNBits over several weights stacked along N, and the Split of its output into the parts' outputs. */
+export interface FusedProjection {
+  node: string;
+  split: string;
+  weightName: string;
+  scalesName: string;
+  parts: ProjectionPart[];
+}
+
+/** A part of a fused projection: its rows of the stacked weight, and the name it has when it runs alone. */
+export interface ProjectionPart {
+  node: string;
+  weightName: string;
+  scalesName: string;
+  rows: number;
+  output: string;
+}
+
 export interface FalconGraph {
   nodes: NodeSpec[];
+  fusedProjections: FusedProjection[];
   inputs: ValueInfoSpec[];
   outputs: ValueInfoSpec[];
   inlineInitializers: InitializerSpec[];
@@ -160,10 +186,13 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
   const tuning = { ...DEFAULT_GRAPH_TUNING, ...options.tuning };
   const int4 = options.weights === 'int4';
   /** y = x @ W^T, W = the parts' rows one after another (outputs side by side); int4 only. */
-  const int4Linear = (nodeName: string, parts: LinearPart[], input: string, output: string) => {
+  const fusedProjections: FusedProjection[] = [];
+  const int4Names = (nodeName: string) => {
     const base = nodeName.slice(1).replaceAll('/', '.');
-    const weightName = `${base}.weight_q4`;
-    const scalesName = `${base}.scales`;
+    return { weightName: `${base}.weight_q4`, scalesName: `${base}.scales` };
+  };
+  const int4Linear = (nodeName: string, parts: LinearPart[], input: string, output: string) => {
+    const { weightName, scalesName } = int4Names(nodeName);
     const rows = parts.reduce((sum, part) => sum + part.rows, 0);
     const k = parts[0].k;
     if (parts.some((part) => part.k !== k)) throw new Error(`${nodeName}: fused parts must share k`);
@@ -237,6 +266,13 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
       const sizes = `const.in_proj_split`;
       if (layer === 0) inlineInitializers.push(int64Tensor(sizes, [qkvRows, shape.ffnHiddenSize], [2]));
       node(`${p}/in_proj/split`, 'Split', [fused, sizes], [qkvOut, upOut], { axis: int(-1) });
+      const part = (partNode: string, rows: number, output: string): ProjectionPart => ({ node: partNode, ...int4Names(partNode), rows, output });
+      fusedProjections.push({
+        node: `${p}/in_proj`,
+        split: `${p}/in_proj/split`,
+        ...int4Names(`${p}/in_proj`),
+        parts: [part(`${p}/attn/qkv`, qkvRows, qkvOut), part(`${p}/mlp/up`, shape.ffnHiddenSize, upOut)],
+      });
     } else {
       linear(`${p}/attn/qkv`, hfTensor.qkv(layer), x, qkvOut, qkvRows, H);
       linear(`${p}/mlp/up`, hfTensor.up(layer), x, upOut, shape.ffnHiddenSize, H);
@@ -312,10 +348,10 @@ export function buildFalconGraph(options: GraphOptions): FalconGraph {
     outputs.push({ name: layerName(io.presentKey, layer), elemType: T, dims: presentDims });
     outputs.push({ name: layerName(io.presentValue, layer), elemType: T, dims: presentDims });
   }
-  return { nodes, inputs, outputs, inlineInitializers, jobs, io: ioOut, tuning };
+  return { nodes, fusedProjections, inputs, outputs, inlineInitializers, jobs, io: ioOut, tuning };
 }
 
-/** `grouped-top-k=0,fuse-in=0,sampler-if=0` (the CLI's hidden --graph-tuning, for baselines) -> GraphTuning fields. */
+/** `grouped-top-k=0,fuse-in=0,sampler-if=0,loop-views=0` (the CLI's hidden --graph-tuning, for baselines) -> GraphTuning fields. */
 export function parseGraphTuning(text: string): Partial<GraphTuning> {
   const tuning: Partial<GraphTuning> = {};
   const expected = Object.keys(GRAPH_TUNING_KEYS).join(', ');

@@ -6,6 +6,7 @@ export * from './checkpoint';
 export * from './quantize';
 export * from './graph';
 export * from './decode-loop-graph';
+export * from './projection-views';
 export * from './convert';
 export * from './tiny';
 export * from './prng';

@@ -66,7 +66,7 @@ const accuracyLevelOption = () => new Option('--accuracy-level <n>', 'MatMulNBit
     if (!['0', '1', '2', '3', '4'].includes(value)) throw new InvalidArgumentError('--accuracy-level must be 0, 1, 2, 3 or 4');
     return Number(value) as 0 | 1 | 2 | 3 | 4;
   });
-const graphTuningOption = () => new Option('--graph-tuning <list>', 'graph shape for baselines: grouped-top-k=0 builds the single 65024-wide TopK (and ArgMax in the decode loop), fuse-in=0 separate QKV and MLP-up matmuls, as earlier models; sampler-if=0 runs the full sampler at every decode-loop step')
+const graphTuningOption = () => new Option('--graph-tuning <list>', 'graph shape for baselines: grouped-top-k=0 builds the single 65024-wide TopK (and ArgMax in the decode loop), fuse-in=0 separate QKV and MLP-up matmuls, as earlier models; sampler-if=0 runs the full sampler at every decode-loop step, loop-views=0 keeps the fused projection and its Split in the decode loop')
   .argParser((value: string) => {
     try {
       return parseGraphTuning(value);
