@@ -189,8 +189,6 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
   add('next_mask', 'Concat', [b(io.attentionMask), s('ones')], [b('next_mask')], { axis: int(1) });
   add('trues', 'Expand', ['loop.const.true_2d', s('column_shape')], [s('trues')]);
   add('next_seen', 'ScatterElements', [b('seen'), b('next_ids'), s('trues')], [b('next_seen')], { axis: int(1) });
-  // The condition passes straight through: it stays in host memory (a node would put it on the device and the
-  // Loop would read it back, a stream sync every step on CUDA).
   add('scan_token', 'Identity', [b('token')], [b('scan_token')]);
 
   const pastNames = step.inputs.filter((input) => input.name !== io.inputIds && input.name !== io.attentionMask);
@@ -211,6 +209,8 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
     ...scoreOutputs.map((info) => relabel(info, b(`carried.${info.name}`), anyDims(info))),
   ];
   const bodyOutputs: ValueInfoSpec[] = [
+    // The condition passes straight through: it stays in host memory (a node would put it on the device and the
+    // Loop would read it back, a stream sync every step on CUDA).
     { name: b('cond'), elemType: TensorDataType.BOOL, dims: [] },
     { name: b('next_ids'), elemType: TensorDataType.INT64, dims: ['batch_size', 1] },
     { name: b('next_mask'), elemType: TensorDataType.INT64, dims: ['batch_size', 'next_total_sequence_length'] },
