@@ -91,13 +91,10 @@ goals() {
   variant_rows grouped-top-k=0
 }
 
-# Everything in one call, in the order of what a short machine lease must not lose.
+# Everything in one call, in the order of what a short machine lease must not lose: the goals first.
 all() {
-  ensure_model
-  loop_rows 1,8,64,256
-  hf_rows
+  goals
   service_rows 256
-  variant_rows grouped-top-k=0
   check
   profile 256
   baseline_rows

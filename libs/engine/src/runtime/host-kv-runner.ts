@@ -20,7 +20,7 @@ import * as ort from 'onnxruntime-node';
 import type { ChunkEntry, ForwardRunner, RowOutput, RowSampling, RowToken, RowTokens } from '../scheduler/forward-runner';
 import { fetchNames, type GraphFacts, graphFactsOf, idsTensor, type KvArray, maskTensor, rowOutputs } from './graph-io';
 import type { ModelSession } from './model-session';
-import { layerName } from '@app/model';
+import { type DecodeLoopIoNames, layerName } from '@app/model';
 
 interface StagedRow {
   length: number;
@@ -49,6 +49,8 @@ export class HostKvRunner implements ForwardRunner {
    * still returns a copy). Checked on the first decode; 'copy' stops preallocating and copies presents back.
    */
   private presentMode: 'unknown' | 'in-place' | 'copy' = 'unknown';
+  /** The decode loop's per-layer outputs of the positions a run wrote, when the model has them. */
+  private readonly written?: WrittenNames;
 
   constructor(
     private readonly model: ModelSession,
@@ -60,6 +62,7 @@ export class HostKvRunner implements ForwardRunner {
     this.graphTopK = this.graph.topK;
     this.contextLength = Math.min(contextLength, manifest.shape.contextLength);
     if (model.decodeLoop) this.chunkCandidates = manifest.decodeLoop?.candidates;
+    this.written = writtenNames(manifest.decodeLoop?.io, this.graph.layout.layers);
   }
 
   async prefill(entries: RowTokens[], fullLogits: boolean): Promise<RowOutput[]> {
@@ -156,7 +159,7 @@ export class HostKvRunner implements ForwardRunner {
       [this.model.manifest.io.attentionMask]: maskTensor(newLengths, Math.max(...newLengths)),
       ...this.loopFeeds(batch, steps, ordered.map((entry) => entry.sampling)),
     };
-    const written = this.writtenNames();
+    const written = this.written;
     const fetches: Record<string, ort.Tensor | null> = { [names.tokens]: null };
     for (let layer = 0; layer < this.graph.layout.layers; layer++) {
       const key = this.kvTensor(this.keys[layer].subarray(0, batch * this.rowStride()), batch, this.capacity);
@@ -338,16 +341,8 @@ export class HostKvRunner implements ForwardRunner {
     this.capacity = capacity;
   }
 
-  /** The decode-loop's per-layer outputs of the positions a run wrote, when the model has them. */
-  private writtenNames(): { keys: string[]; values: string[] } | undefined {
-    const names = this.model.manifest.decodeLoop?.io;
-    if (!names?.writtenKey || !names.writtenValue) return undefined;
-    const layers = Array.from({ length: this.graph.layout.layers }, (_, layer) => layer);
-    return { keys: layers.map((layer) => layerName(names.writtenKey as string, layer)), values: layers.map((layer) => layerName(names.writtenValue as string, layer)) };
-  }
-
   /** Each row's `steps` new positions ([B, kvHeads, steps, headDim]) into its cache, after its current length. */
-  private adoptWritten(results: ort.InferenceSession.OnnxValueMapType, written: { keys: string[]; values: string[] }, batch: number, steps: number): void {
+  private adoptWritten(results: ort.InferenceSession.OnnxValueMapType, written: WrittenNames, batch: number, steps: number): void {
     const { kvHeads, headDim, layers } = this.graph.layout;
     const span = steps * headDim;
     for (let layer = 0; layer < layers; layer++) {
@@ -389,6 +384,18 @@ export class HostKvRunner implements ForwardRunner {
     }
     for (const [ours, present] of pairs) ours.set(present.data as KvArray, 0);
   }
+}
+
+interface WrittenNames {
+  keys: string[];
+  values: string[];
+}
+
+function writtenNames(io: DecodeLoopIoNames | undefined, layers: number): WrittenNames | undefined {
+  if (!io?.writtenKey || !io.writtenValue) return undefined;
+  const { writtenKey, writtenValue } = io;
+  const each = (pattern: string) => Array.from({ length: layers }, (_, layer) => layerName(pattern, layer));
+  return { keys: each(writtenKey), values: each(writtenValue) };
 }
 
 function bytesOf(array: KvArray): Uint8Array {
