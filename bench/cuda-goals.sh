@@ -5,7 +5,8 @@
 # the Falcon-7B shape (speed and memory do not depend on the weights' values).
 #
 #   bash bench/cuda-goals.sh all                 # all of the below in one go, the goals first
-#   bash bench/cuda-goals.sh goals               # the goal rows only: falconq, transformers, batch 1's profile, the ArgMax build
+#   bash bench/cuda-goals.sh goals [TUNING]      # the goal rows only: falconq, transformers, batch 1's profile, and the
+#                                                # build with --graph-tuning TUNING (default grouped-top-k=0, the ArgMax)
 #   bash bench/cuda-goals.sh engine  [BATCHES]   # falconq bench rows + the transformers baseline
 #   bash bench/cuda-goals.sh service [SLOTS]     # the whole service (api + Redis + one worker) and the static batch
 #   bash bench/cuda-goals.sh check               # generate on the 7B, cuda against cpu on a small model
@@ -13,6 +14,7 @@
 #   bash bench/cuda-goals.sh variant TUNING [BATCHES]  # static rows against a model built with --graph-tuning TUNING
 #   bash bench/cuda-goals.sh mixed MIN...        # the mixed workload, continuous, at other --decode-chunk-min values
 #   bash bench/cuda-goals.sh queue-fed           # the mixed workload fed like a queue worker, prefill warm-up on and off
+#   bash bench/cuda-goals.sh queue-fed-min MIN...  # the same, continuous and static, at other --decode-chunk-min values
 #
 # Needs the CUDA provider next to onnxruntime-node (falconq setup cuda) and dist/ (npm run build). JSON reports go
 # to $OUT (default ./bench-out).
@@ -88,7 +90,7 @@ goals() {
   loop_rows 1,8,64,256
   hf_rows
   profile 1
-  variant_rows grouped-top-k=0
+  variant_rows "${1:-grouped-top-k=0}" 1,64,256
 }
 
 # Everything in one call, in the order of what a short machine lease must not lose: the goals first.
@@ -148,6 +150,15 @@ queue_fed() {
   done
 }
 
+# The queue-fed mixed workload (default warm-up) at other run lengths while rows may free.
+queue_fed_min() {
+  ensure_model
+  for min in "$@"; do
+    echo "== mixed workload, queue-fed, --decode-chunk-min $min"
+    timeout 280 node bin/falconq.js bench --model "$model" --ep cuda --batch 256 --prompt-len 64 --new-tokens 128 --mixed-requests 1024 --mixed-in-flight 256 --decode-chunk-min "$min" --out "$out/cuda-mixed-queue-min$min.json"
+  done
+}
+
 # Host time per node (what launching a step costs the CPU), then with CUDA_LAUNCH_BLOCKING=1 (each node's host time
 # is then its GPU time): a step far longer than its GPU time is bound by the host.
 profile() {
@@ -162,12 +173,13 @@ profile() {
 case "${1:-}" in
   engine) shift; engine "$@" ;;
   all) shift; all ;;
-  goals) shift; goals ;;
+  goals) shift; goals "$@" ;;
   variant) shift; variant "$@" ;;
   service) shift; service "$@" ;;
   check) shift; check "$@" ;;
   profile) shift; profile "$@" ;;
   mixed) shift; mixed "$@" ;;
   queue-fed) shift; queue_fed ;;
-  *) echo "usage: $0 all | goals | variant TUNING [BATCHES] | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN... | queue-fed" >&2; exit 2 ;;
+  queue-fed-min) shift; queue_fed_min "$@" ;;
+  *) echo "usage: $0 all | goals [TUNING] | variant TUNING [BATCHES] | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN... | queue-fed | queue-fed-min MIN..." >&2; exit 2 ;;
 esac
