@@ -108,6 +108,14 @@ export interface EngineOptions {
   /** Upper bound of prompt tokens prefilled in one run (bounds memory and keeps long prompts from stalling others). */
   prefillChunkTokens?: number;
   /**
+   * The fixed cost of one prefill run, in prompt tokens. Every row of a run is padded to its longest prompt, so a
+   * group of newcomers of mixed lengths is prefilled in length-sorted runs wherever the padding saved is worth more
+   * than this per extra run (the fewest padded tokens plus run costs; docs/engine.md). Default: 256 where the KV
+   * cache is in host memory (cpu, cuda), one run per group elsewhere. A cost of prefillChunkTokens or more keeps
+   * one run.
+   */
+  prefillRunCostTokens?: number;
+  /**
    * Joins by prefill (placements host and device-merge) while other rows decode: newcomers wait until this many can
    * be prefilled in one run, or until the oldest has waited `joinMaxWaitSteps` decode steps. One prefill run costs
    * about as much for 8 prompts as for 1, so grouping keeps the decoding rows from paying it for every newcomer.
@@ -196,6 +204,8 @@ export interface EngineInfo {
   eosId: number;
   slots: number;
   prefillChunkTokens: number;
+  /** EngineOptions.prefillRunCostTokens; absent: one prefill run per join group. */
+  prefillRunCostTokens?: number;
   joinGroup: number;
   joinMaxWaitSteps: number;
   warnings: string[];

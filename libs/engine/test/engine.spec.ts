@@ -123,6 +123,21 @@ describe.each(['host', 'device', 'device-merge'] as const)('GenerationEngine on 
     for (const job of jobs) expect(warm.get(job.id)?.sequences[0].tokens).toEqual(cold.get(job.id)?.sequences[0].tokens);
   });
 
+  it('newcomers of mixed lengths prefilled in length-sorted runs (prefillRunCostTokens) get the same tokens as in one run', async () => {
+    const jobs = greedyJobs();
+    const together = async (prefillRunCostTokens: number) =>
+      withEngine({ kvPlacement, prefillChunkTokens: 4096, slots: jobs.length, prefillRunCostTokens }, async (engine) => {
+        const results = await Promise.all(jobs.map((job) => engine.submit(job)));
+        return { results: new Map(results.map((result) => [result.id, result])), prefillRuns: (await engine.stats()).prefillRuns };
+      });
+    const [oneRun, split] = [await together(4096), await together(0)];
+    for (const job of jobs) expect(split.results.get(job.id)?.sequences[0].tokens).toEqual(oneRun.results.get(job.id)?.sequences[0].tokens);
+    if (kvPlacement === 'device') return; // joins through decode: one batch start, nothing to split
+    expect(oneRun.prefillRuns).toBe(1);
+    // The five prompts have five lengths: with runs free, each is its own run.
+    expect(split.prefillRuns).toBe(jobs.length);
+  });
+
   it('cancel resolves the request as cancelled and frees its slot for the next one', async () => {
     const expected = (await alone(options, [{ id: 'next', prompt: PROMPTS[2], params: { maxNewTokens: 6 } }])).get('next');
     await withEngine({ ...options, slots: 1 }, async (engine) => {
@@ -440,6 +455,12 @@ describe('GenerationEngine decode loop (decode-loop.onnx: several steps per run,
   it('refuses an unknown prefillWarmUp, naming the option; on cpu it is off by default', async () => {
     await expect(withEngine({ prefillWarmUp: 'yes' as never }, async () => undefined)).rejects.toThrow(/prefillWarmUp: must be one of auto, on, off, got yes/);
     await withEngine({}, async (engine) => expect(engine.info.warmUp).toEqual({ runs: 0, ms: 0 }));
+  });
+
+  it('refuses a bad prefillRunCostTokens, naming the option; splits prefills by default only with the KV cache on the host', async () => {
+    await expect(withEngine({ prefillRunCostTokens: -1 }, async () => undefined)).rejects.toThrow(/prefillRunCostTokens: must be a non-negative integer, got -1/);
+    await withEngine({}, async (engine) => expect(engine.info.prefillRunCostTokens).toBe(256));
+    await withEngine({ kvPlacement: 'device-merge' }, async (engine) => expect(engine.info.prefillRunCostTokens).toBeUndefined());
   });
 
   it('refuses a decode loop with a device KV placement, naming the option', async () => {

@@ -24,6 +24,7 @@ interface BenchFlags {
   cudaFpaIntb: SwitchChoice;
   prefillWarmUp: SwitchChoice;
   prefillChunk?: number;
+  prefillRunCost?: number;
   joinGroup?: number;
   joinMaxWait?: number;
   mixedAdmission: 'both' | 'continuous';
@@ -58,6 +59,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--cuda-fpa-intb <when>', 'cuda: onnxruntime\'s fpA_intB GEMM for the int4 matmuls: auto (on above 16 slots), on, off', parseSwitch('--cuda-fpa-intb'), 'auto')
     .option('--prefill-warm-up <when>', 'run the large prefill shapes once at load: auto (when the fpA_intB GEMM is on), on, off', parseSwitch('--prefill-warm-up'), 'auto')
     .option('--prefill-chunk <n>', 'prompt tokens per prefill run (engine default depends on the KV placement)', parseInteger('--prefill-chunk'))
+    .option('--prefill-run-cost <tokens>', 'a prefill run\'s fixed cost in prompt tokens: newcomers of mixed lengths prefill in length-sorted runs where the padding saved is worth more (engine default 256 with host KV; >= --prefill-chunk keeps one run)', parseInteger('--prefill-run-cost'))
     .option('--join-group <n>', 'newcomers prefilled together while rows decode (engine default: slots / 8; 1 = each at once)', parseInteger('--join-group'))
     .option('--join-max-wait <steps>', 'most decode steps a newcomer waits for its join group (engine default 4)', parseInteger('--join-max-wait'))
     .option('--max-seq-len <n>', 'longest sequence (prompt + new tokens) the engine accepts; sizes the device KV cache (default: fits the workload)', parseInteger('--max-seq-len'))
@@ -202,6 +204,7 @@ async function bench(flags: BenchFlags): Promise<void> {
     cudaFpaIntbGemm: flags.cudaFpaIntb,
     prefillWarmUp: flags.prefillWarmUp,
     prefillChunkTokens: flags.prefillChunk,
+    prefillRunCostTokens: flags.prefillRunCost,
     joinGroup: flags.joinGroup === undefined ? undefined : Math.min(flags.joinGroup, slots),
     joinMaxWaitSteps: flags.joinMaxWait,
     maxSequenceLength: maxSequenceLength(flags, manifest.shape.contextLength),
@@ -218,7 +221,7 @@ async function bench(flags: BenchFlags): Promise<void> {
       const engine = await GenerationEngine.start(engineOptions(batch));
       if (!report.engine) {
         report.engine = engine.info;
-        log(`engine: ${engine.info.executionProvider}, kv ${engine.info.kvPlacement}, ${decodeRunText(engine.info)}, prefill budget ${engine.info.prefillChunkTokens} tokens at ${batch} slots, join group ${engine.info.joinGroup} (wait <= ${engine.info.joinMaxWaitSteps} steps), max sequence ${engine.info.contextLength}`);
+        log(`engine: ${engine.info.executionProvider}, kv ${engine.info.kvPlacement}, ${decodeRunText(engine.info)}, prefill budget ${engine.info.prefillChunkTokens} tokens at ${batch} slots${engine.info.prefillRunCostTokens === undefined ? '' : ` (runs cost ${engine.info.prefillRunCostTokens} tokens)`}, join group ${engine.info.joinGroup} (wait <= ${engine.info.joinMaxWaitSteps} steps), max sequence ${engine.info.contextLength}`);
       }
       try {
         const prompts = Array.from({ length: batch }, () => syntheticPrompt(random, flags.promptLen, usable));
@@ -418,6 +421,7 @@ function environment(flags: BenchFlags, manifest: ModelManifest): Record<string,
       kv: flags.kv,
       maxSeqLen: maxSequenceLength(flags, manifest.shape.contextLength),
       prefillChunk: flags.prefillChunk ?? 'engine default',
+      prefillRunCost: flags.prefillRunCost ?? 'engine default',
       joinGroup: flags.joinGroup ?? 'engine default',
       webgpuCacheMode: flags.webgpuCacheMode ?? 'default',
       decoding: 'greedy, eos ignored',

@@ -117,8 +117,9 @@ describeBuilt('falconq generate / bench (built CLI, tiny model)', () => {
     const model = await tinyModelDir();
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-bench-')), 'report.json');
     const { stdout } = await run(process.execPath, [cli, 'bench', '--model', model, '--batch', '4', '--prompt-len', '8', '--new-tokens', '4', '--max-seq-len', '2048',
-      '--prefill-chunk', '4096', '--prefill-warm-up', 'on', '--mixed-requests', '4', '--mixed-admission', 'continuous', '--out', out]);
+      '--prefill-chunk', '4096', '--prefill-run-cost', '100', '--prefill-warm-up', 'on', '--mixed-requests', '4', '--mixed-admission', 'continuous', '--out', out]);
     expect(stdout).toMatch(/at load \(--prefill-warm-up\): batch 4 prefill warm-up 1 run in \d+\.\d s/);
+    expect(stdout).toMatch(/prefill budget 4096 tokens at 4 slots \(runs cost 100 tokens\)/);
     expect(stdout).toMatch(/continuous engine: prefill warm-up 1 run in \d+\.\d s at load/);
     const report = JSON.parse(fs.readFileSync(out, 'utf8')) as { batches: { warmUp: { runs: number; ms: number } }[] };
     expect(report.batches[0].warmUp.runs).toBe(1);

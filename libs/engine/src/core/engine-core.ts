@@ -34,6 +34,12 @@ export const nowMs = () => performance.timeOrigin + performance.now();
 export const DEFAULT_CUDA_DECODE_CHUNK_STEPS = 128;
 /** The run length on cuda while requests wait for a row or an interactive request decodes. */
 export const DEFAULT_CUDA_DECODE_CHUNK_MIN_STEPS = 32;
+/**
+ * A prefill run's fixed cost in prompt tokens where the KV cache is in host memory: on cuda a 7B prefill run reads
+ * every weight once and launches every layer's kernels whatever its size, about what a few hundred tokens of
+ * arithmetic cost.
+ */
+export const DEFAULT_PREFILL_RUN_COST_TOKENS = 256;
 
 /**
  * Opens the session on the requested EP, or for 'auto' on the first of cuda, webgpu, cpu that loads (each refusal
@@ -162,6 +168,8 @@ export class EngineCore {
     // After createRunner: it may change the placement (device-merge falls back to device), and the budget follows it.
     info.kvPlacement = model.kvPlacement;
     info.prefillChunkTokens = options.prefillChunkTokens ?? defaultPrefillChunkTokens(model.kvPlacement, options.slots, decodeChunkSteps);
+    const runCost = options.prefillRunCostTokens ?? (model.kvPlacement === 'host' ? DEFAULT_PREFILL_RUN_COST_TOKENS : undefined);
+    if (runCost !== undefined) info.prefillRunCostTokens = runCost;
     if (warmsUpPrefill(options.prefillWarmUp, info.cudaFpaIntbGemm)) {
       const warmUpStarted = nowMs();
       const shapes = prefillWarmUpShapes(options.slots, info.prefillChunkTokens, info.contextLength);
@@ -279,6 +287,7 @@ export class EngineCore {
   private createScheduler(): Scheduler {
     return new Scheduler(this.runner, {
       prefillChunkTokens: this.info.prefillChunkTokens,
+      prefillRunCostTokens: this.info.prefillRunCostTokens,
       joinGroup: this.info.joinGroup,
       joinMaxWaitSteps: this.info.joinMaxWaitSteps,
       admission: this.options.admission ?? 'continuous',
@@ -331,6 +340,9 @@ function validateEngineOptions(options: EngineCoreOptions): void {
     fail('maxSequenceLength', 'must be an integer >= 2');
   }
   if (options.deviceId !== undefined && (!Number.isInteger(options.deviceId) || options.deviceId < 0)) fail('deviceId', 'must be a non-negative integer');
+  if (options.prefillRunCostTokens !== undefined && (!Number.isInteger(options.prefillRunCostTokens) || options.prefillRunCostTokens < 0)) {
+    fail('prefillRunCostTokens', `must be a non-negative integer, got ${String(options.prefillRunCostTokens)}`);
+  }
   if (options.decodeChunkMinSteps !== undefined && (!Number.isInteger(options.decodeChunkMinSteps) || options.decodeChunkMinSteps < 1)) {
     fail('decodeChunkMinSteps', `must be a positive integer, got ${String(options.decodeChunkMinSteps)}`);
   }

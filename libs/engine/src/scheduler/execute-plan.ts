@@ -9,8 +9,14 @@ export type RunResult = { kind: 'scores'; rows: RowOutput[] } | { kind: 'tokens'
 /** `graphSampling`: for a decode-loop run (steps > 1), each row's in-graph sampling, in the plan's row order. */
 export async function executePlan(runner: ForwardRunner, plan: RunPlan, graphSampling: readonly RowSampling[] = []): Promise<RunResult> {
   switch (plan.kind) {
-    case 'prefill':
-      return { kind: 'scores', rows: await runner.prefill(plan.rows.map(rowTokens), plan.fullLogits) };
+    case 'prefill': {
+      const rows: RowOutput[] = new Array(plan.rows.length);
+      for (const run of plan.runs ?? [plan.rows.map((_, i) => i)]) {
+        const outputs = await runner.prefill(run.map((i) => rowTokens(plan.rows[i])), plan.fullLogits);
+        run.forEach((i, k) => (rows[i] = outputs[k]));
+      }
+      return { kind: 'scores', rows };
+    }
     case 'extend':
       return { kind: 'scores', rows: [await runner.extend(rowTokens(plan.rows[0]), plan.fullLogits)] };
     case 'decode': {

@@ -1,6 +1,6 @@
 // Continuous batching over a fixed number of rows (slots), in three parts glued here, one step at a time:
-// - the planner (step-plan.ts, pure) decides each model run from the batch's state: at most one bounded prefill run
-//   (newcomers, or one chunk of a long prompt), then one decode run for every live row (one step, or several in a
+// - the planner (step-plan.ts, pure) decides each model run from the batch's state: at most one bounded prefill
+//   (newcomers, in one or more length-sorted runs, or one chunk of a long prompt), then one decode run for every live row (one step, or several in a
 //   decode-loop run);
 // - the runner executes a plan (execute-plan.ts over a ForwardRunner) and returns raw per-row results;
 // - the output processor (output-processor.ts) turns each row's result into accepted tokens: token choice, stops,
@@ -20,6 +20,8 @@ export type { RequestSink, ScheduledRequest } from './output-processor';
 export interface SchedulerOptions {
   /** Upper bound of prompt tokens (padding included) in one prefill run. */
   prefillChunkTokens: number;
+  /** A prefill run's fixed cost in prompt tokens: join groups split into length-sorted runs (PlannerConfig). */
+  prefillRunCostTokens?: number;
   /** joinMode prefill, while rows decode: prefill newcomers once this many wait (default 1: at once)... */
   joinGroup?: number;
   /** ...or once the oldest has waited this many steps. */
@@ -94,6 +96,7 @@ export class Scheduler {
       contextLength: runner.contextLength,
       decodeLoop: runner.decodeChunk !== undefined,
       prefillChunkTokens: options.prefillChunkTokens,
+      prefillRunCostTokens: options.prefillRunCostTokens,
       joinGroup: options.joinGroup,
       joinMaxWaitSteps: options.joinMaxWaitSteps,
       forceFullLogits: options.forceFullLogits,
@@ -282,7 +285,7 @@ export class Scheduler {
       if (plan.fullLogits) this.counters.fullLogitsSteps += 1;
     } else {
       this.counters.prefillMsTotal += ms;
-      this.counters.prefillRuns += 1;
+      this.counters.prefillRuns += plan.runs?.length ?? 1;
     }
     return result;
   }

@@ -1,4 +1,4 @@
-import { decodeRunSteps, planDecode, planPrefill, type BatchView, type PlannerConfig, type SlotState } from './step-plan';
+import { decodeRunSteps, planDecode, planPrefill, prefillRuns, type BatchView, type PlannerConfig, type SlotState } from './step-plan';
 
 const range = (from: number, length: number) => Array.from({ length }, (_, i) => from + i);
 
@@ -74,6 +74,17 @@ describe('planPrefill, joins by prefill', () => {
     expect(planPrefill(batch([running, ...three], { step: 7 }), grouped)?.rows.map((row) => row.row)).toEqual([1, 2, 3]);
     // Nothing decodes: nobody to make wait.
     expect(planPrefill(batch(two, { step: 6 }), grouped)?.rows.map((row) => row.row)).toEqual([1, 2]);
+  });
+
+  it('splits a join group into length-sorted runs where the padding saved is worth more than a run (prefillRunCostTokens)', () => {
+    const wide = { ...hostJoins, rows: 8, prefillChunkTokens: 64 };
+    const live = [slot(0, range(0, 2)), slot(1, range(0, 8)), slot(2, range(0, 2)), slot(3, range(0, 8)), slot(4, range(0, 2))];
+    // One run: 5 x 8 = 40 tokens. Two: 3 x 2 + 2 x 8 = 22 tokens, + one more run's cost.
+    const split = planPrefill(batch(live), { ...wide, prefillRunCostTokens: 17 });
+    expect(split?.rows.map((row) => row.row)).toEqual([0, 1, 2, 3, 4]);
+    expect(split?.runs).toEqual([[0, 2, 4], [1, 3]]);
+    expect(planPrefill(batch(live), { ...wide, prefillRunCostTokens: 18 })?.runs).toBeUndefined();
+    expect(planPrefill(batch(live), wide)?.runs).toBeUndefined();
   });
 
   it('plans nothing without fresh rows', () => {
@@ -191,5 +202,37 @@ describe('decodeRunSteps', () => {
     expect(decodeRunSteps(batch(watched, { waiting: 1 }), { ...looped, decodeChunkMinSteps: 3 }, watched)).toBe(3);
     // Without one, the same batch runs the full length.
     expect(decodeRunSteps(batch(rows), { ...looped, decodeChunkMinSteps: 3 }, rows)).toBe(8);
+  });
+});
+
+describe('prefillRuns', () => {
+  const paddedTokens = (lengths: number[], runs: number[][]) => runs.reduce((sum, run) => sum + run.length * Math.max(...run.map((i) => lengths[i])), 0);
+
+  it('keeps prompts of one length, or a costly run, in one run', () => {
+    expect(prefillRuns([5, 5, 5], 0)).toEqual([[0, 1, 2]]);
+    expect(prefillRuns([1, 100, 2], 1_000)).toEqual([[0, 2, 1]]);
+  });
+
+  it('gives every distinct length its own run when runs cost nothing', () => {
+    expect(prefillRuns([3, 1, 3, 2], 0)).toEqual([[1], [3], [0, 2]]);
+  });
+
+  it('finds the cheapest partition of the sorted prompts: no other cut costs less', () => {
+    const lengths = [16, 128, 40, 90, 17, 128, 64, 33, 100, 20, 72, 16];
+    const cost = 100;
+    const runs = prefillRuns(lengths, cost);
+    expect(runs.flat().sort((a, b) => a - b)).toEqual(range(0, lengths.length));
+    const best = paddedTokens(lengths, runs) + cost * runs.length;
+    // Every partition of the sorted order into contiguous runs (2^11 of them) costs at least as much.
+    const order = range(0, lengths.length).sort((a, b) => lengths[a] - lengths[b] || a - b);
+    for (let cuts = 0; cuts < 1 << (lengths.length - 1); cuts++) {
+      const candidate: number[][] = [[order[0]]];
+      for (let i = 1; i < order.length; i++) {
+        if (cuts & (1 << (i - 1))) candidate.push([order[i]]);
+        else candidate[candidate.length - 1].push(order[i]);
+      }
+      expect(paddedTokens(lengths, candidate) + cost * candidate.length).toBeGreaterThanOrEqual(best);
+    }
+    expect(best).toBeLessThan(lengths.length * 128 + cost);
   });
 });

@@ -1,5 +1,5 @@
 // The planner: what the next model runs of a step do, decided from the batch's state alone. Pure: no runner, no
-// sampler, no clock. A step is at most one prefill run (planPrefill) and then one decode run (planDecode), planned
+// sampler, no clock. A step is at most one prefill (planPrefill: one or more model runs) and then one decode run (planDecode), planned
 // after the prefill's tokens are in (a row whose prompt completes decodes in the same step).
 
 import type { JoinMode } from './forward-runner';
@@ -46,6 +46,11 @@ export interface PlannerConfig {
   decodeLoop: boolean;
   /** Upper bound of prompt tokens (padding included) in one prefill run. */
   prefillChunkTokens: number;
+  /**
+   * The fixed cost of one prefill run, in prompt tokens: a join group is prefilled in length-sorted runs wherever the
+   * padding that saves is worth more (prefillRuns). Absent: one run per group.
+   */
+  prefillRunCostTokens?: number;
   joinGroup?: number;
   joinMaxWaitSteps?: number;
   forceFullLogits: boolean;
@@ -64,11 +69,16 @@ export interface PrefillRow {
   completesPrompt: boolean;
 }
 
-/** prefill: rows start at position 0, right-padded in one run. extend: the next chunk of one row's prompt (B = 1). */
+/**
+ * prefill: rows start at position 0, each model run right-padded to its longest prompt. extend: the next chunk of one
+ * row's prompt (B = 1).
+ */
 export interface PrefillPlan {
   kind: 'prefill' | 'extend';
   rows: PrefillRow[];
   fullLogits: boolean;
+  /** prefill: the model runs, as indices into `rows`, run one after the other. Absent: all rows in one run. */
+  runs?: number[][];
 }
 
 /**
@@ -122,7 +132,39 @@ function planJoinPrefill(batch: BatchView, config: PlannerConfig): PrefillPlan |
     longest = Math.max(longest, length);
   }
   if (group.length === 0 || deferJoin(batch, config, group, prefilling.length)) return undefined;
-  return { kind: 'prefill', rows: group.map((slot) => startRow(slot)), fullLogits: wantsFull(config, group) };
+  const plan: PrefillPlan = { kind: 'prefill', rows: group.map((slot) => startRow(slot)), fullLogits: wantsFull(config, group) };
+  if (config.prefillRunCostTokens !== undefined) {
+    const runs = prefillRuns(group.map((slot) => slot.prompt.length), config.prefillRunCostTokens);
+    if (runs.length > 1) plan.runs = runs;
+  }
+  return plan;
+}
+
+/**
+ * How to prefill prompts of these lengths in right-padded runs at the least cost, a run costing `runCostTokens` plus
+ * its rows x its longest prompt: the prompts sorted by length and cut where the padding saved is worth another run
+ * (an exact partition, by dynamic programming over the sorted lengths; ties keep fewer runs). Returns indices into
+ * `lengths`, shortest prompts first.
+ */
+export function prefillRuns(lengths: readonly number[], runCostTokens: number): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
+  // cost[j]: the cheapest way to prefill the j shortest prompts; start[j]: where the last of those runs starts.
+  const cost = [0];
+  const start = [0];
+  for (let j = 1; j <= order.length; j++) {
+    const longest = lengths[order[j - 1]];
+    cost[j] = Infinity;
+    for (let i = 0; i < j; i++) {
+      const total = cost[i] + runCostTokens + (j - i) * longest;
+      if (total < cost[j]) {
+        cost[j] = total;
+        start[j] = i;
+      }
+    }
+  }
+  const runs: number[][] = [];
+  for (let j = order.length; j > 0; j = start[j]) runs.unshift(order.slice(start[j], j));
+  return runs;
 }
 
 /** Whether `group` (all of the `candidates` newcomers, or as many as the budget allows) should wait for more. */
