@@ -14,7 +14,8 @@
 #   bash bench/cuda-goals.sh variant TUNING [BATCHES]  # static rows against a model built with --graph-tuning TUNING
 #   bash bench/cuda-goals.sh mixed MIN...        # the mixed workload, continuous, at other --decode-chunk-min values
 #   bash bench/cuda-goals.sh queue-fed           # the mixed workload fed like a queue worker, prefill warm-up on and off
-#   bash bench/cuda-goals.sh queue-fed-min MIN...  # the same, continuous and static, at other --decode-chunk-min values
+#   bash bench/cuda-goals.sh queue-fed-with FLAGS...  # the same (default warm-up), once per set of bench flags, e.g.
+#                                                # "" "--prefill-run-cost 1000000" "--decode-chunk-min 16"
 #
 # Needs the CUDA provider next to onnxruntime-node (falconq setup cuda) and dist/ (npm run build). JSON reports go
 # to $OUT (default ./bench-out).
@@ -150,12 +151,15 @@ queue_fed() {
   done
 }
 
-# The queue-fed mixed workload (default warm-up) at other run lengths while rows may free.
-queue_fed_min() {
+# The queue-fed mixed workload (default warm-up) once per set of extra bench flags ("" for the defaults).
+queue_fed_with() {
   ensure_model
-  for min in "$@"; do
-    echo "== mixed workload, queue-fed, --decode-chunk-min $min"
-    timeout 280 node bin/falconq.js bench --model "$model" --ep cuda --batch 256 --prompt-len 64 --new-tokens 128 --mixed-requests 1024 --mixed-in-flight 256 --decode-chunk-min "$min" --out "$out/cuda-mixed-queue-min$min.json"
+  local run=0
+  for flags in "$@"; do
+    run=$((run + 1))
+    echo "== mixed workload, queue-fed, flags: ${flags:-(defaults)}"
+    # shellcheck disable=SC2086 # each set of flags is split into words on purpose
+    timeout 280 node bin/falconq.js bench --model "$model" --ep cuda --batch 256 --prompt-len 64 --new-tokens 128 --mixed-requests 1024 --mixed-in-flight 256 $flags --out "$out/cuda-mixed-queue-with-$run.json"
   done
 }
 
@@ -180,6 +184,6 @@ case "${1:-}" in
   profile) shift; profile "$@" ;;
   mixed) shift; mixed "$@" ;;
   queue-fed) shift; queue_fed ;;
-  queue-fed-min) shift; queue_fed_min "$@" ;;
-  *) echo "usage: $0 all | goals [TUNING] | variant TUNING [BATCHES] | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN... | queue-fed | queue-fed-min MIN..." >&2; exit 2 ;;
+  queue-fed-with) shift; queue_fed_with "$@" ;;
+  *) echo "usage: $0 all | goals [TUNING] | variant TUNING [BATCHES] | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN... | queue-fed | queue-fed-with FLAGS..." >&2; exit 2 ;;
 esac
