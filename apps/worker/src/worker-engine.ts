@@ -19,6 +19,7 @@ export async function startWorkerEngine(config: WorkerConfig): Promise<WorkerEng
     slots: config.slots,
     kvPlacement: config.kvPlacement,
     prefillChunkTokens: config.prefillChunkTokens,
+    prefillRunCostTokens: config.prefillRunCostTokens,
     decodeChunkSteps: config.decodeChunkSteps,
     decodeChunkMinSteps: config.decodeChunkMinSteps,
     cudaFpaIntbGemm: config.cudaFpaIntbGemm,

@@ -10,8 +10,8 @@ describe('loadWorkerConfig', () => {
   });
 
   it('reads every variable', () => {
-    const config = loadWorkerConfig({ ...base, REDIS_URL: 'redis://r:6380', FALCONQ_EP: 'webgpu', FALCONQ_DEVICE_ID: '1', FALCONQ_SLOTS: '64', FALCONQ_WORKER_ID: 'gpu1-a', FALCONQ_REDIS_PREFIX: '{fq}', FALCONQ_LOCK_MS: '2000', FALCONQ_KV_PLACEMENT: 'device', FALCONQ_CUDA_FPA_INTB: 'off', FALCONQ_PREFILL_WARM_UP: 'on' });
-    expect(config).toMatchObject({ redisUrl: 'redis://r:6380', executionProvider: 'webgpu', deviceId: 1, slots: 64, workerId: 'gpu1-a', prefix: '{fq}', lockDurationMs: 2000, kvPlacement: 'device', cudaFpaIntbGemm: 'off', prefillWarmUp: 'on' });
+    const config = loadWorkerConfig({ ...base, REDIS_URL: 'redis://r:6380', FALCONQ_EP: 'webgpu', FALCONQ_DEVICE_ID: '1', FALCONQ_SLOTS: '64', FALCONQ_WORKER_ID: 'gpu1-a', FALCONQ_REDIS_PREFIX: '{fq}', FALCONQ_LOCK_MS: '2000', FALCONQ_KV_PLACEMENT: 'device', FALCONQ_CUDA_FPA_INTB: 'off', FALCONQ_PREFILL_WARM_UP: 'on', FALCONQ_PREFILL_RUN_COST: '0' });
+    expect(config).toMatchObject({ prefillRunCostTokens: 0, redisUrl: 'redis://r:6380', executionProvider: 'webgpu', deviceId: 1, slots: 64, workerId: 'gpu1-a', prefix: '{fq}', lockDurationMs: 2000, kvPlacement: 'device', cudaFpaIntbGemm: 'off', prefillWarmUp: 'on' });
   });
 
   it.each([
@@ -23,6 +23,7 @@ describe('loadWorkerConfig', () => {
     [{ FALCONQ_KV_PLACEMENT: 'gpu' }, 'FALCONQ_KV_PLACEMENT'],
     [{ FALCONQ_CUDA_FPA_INTB: 'yes' }, 'FALCONQ_CUDA_FPA_INTB'],
     [{ FALCONQ_PREFILL_WARM_UP: '1' }, 'FALCONQ_PREFILL_WARM_UP'],
+    [{ FALCONQ_PREFILL_RUN_COST: '-1' }, 'FALCONQ_PREFILL_RUN_COST'],
   ])('names the variable of a bad value (%j)', (bad, name) => {
     expect(() => loadWorkerConfig({ ...base, ...bad })).toThrow(name);
   });

@@ -33,6 +33,8 @@ const schema = redisEnvSchema.extend({
   FALCONQ_SHUTDOWN_GRACE_MS: int(0).default(30_000),
   FALCONQ_KV_PLACEMENT: z.enum(['auto', 'host', 'device', 'device-merge']).default('auto'),
   FALCONQ_PREFILL_CHUNK_TOKENS: int(1).optional(),
+  /** A prefill run's fixed cost in prompt tokens: newcomers prefill in length-sorted runs (engine default 256, host KV). */
+  FALCONQ_PREFILL_RUN_COST: int(0).optional(),
   /** The longest decode-loop run, in steps (engine default: 128 on cuda, else 1). */
   FALCONQ_DECODE_CHUNK: int(1).optional(),
   /** Decode-loop run length when a row may free or an online request decodes (engine default: 32 on cuda). */
@@ -67,6 +69,7 @@ export interface WorkerConfig {
   shutdownGraceMs: number;
   kvPlacement: 'auto' | 'host' | 'device' | 'device-merge';
   prefillChunkTokens?: number;
+  prefillRunCostTokens?: number;
   decodeChunkSteps?: number;
   decodeChunkMinSteps?: number;
   cudaFpaIntbGemm: SwitchChoice;
@@ -107,6 +110,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     shutdownGraceMs: e.FALCONQ_SHUTDOWN_GRACE_MS,
     kvPlacement: e.FALCONQ_KV_PLACEMENT,
     prefillChunkTokens: e.FALCONQ_PREFILL_CHUNK_TOKENS,
+    prefillRunCostTokens: e.FALCONQ_PREFILL_RUN_COST,
     decodeChunkSteps: e.FALCONQ_DECODE_CHUNK,
     decodeChunkMinSteps: e.FALCONQ_DECODE_CHUNK_MIN,
     cudaFpaIntbGemm: e.FALCONQ_CUDA_FPA_INTB,
