@@ -1,4 +1,4 @@
-import { decodeRunSteps, planDecode, planPrefill, prefillRuns, type BatchView, type PlannerConfig, type SlotState } from './step-plan';
+import { decodeRunSteps, planDecode, planPrefill, sortedPrefillRuns, type BatchView, type PlannerConfig, type SlotState } from './step-plan';
 
 const range = (from: number, length: number) => Array.from({ length }, (_, i) => from + i);
 
@@ -205,22 +205,22 @@ describe('decodeRunSteps', () => {
   });
 });
 
-describe('prefillRuns', () => {
+describe('sortedPrefillRuns', () => {
   const paddedTokens = (lengths: number[], runs: number[][]) => runs.reduce((sum, run) => sum + run.length * Math.max(...run.map((i) => lengths[i])), 0);
 
   it('keeps prompts of one length, or a costly run, in one run', () => {
-    expect(prefillRuns([5, 5, 5], 0)).toEqual([[0, 1, 2]]);
-    expect(prefillRuns([1, 100, 2], 1_000)).toEqual([[0, 2, 1]]);
+    expect(sortedPrefillRuns([5, 5, 5], 0)).toEqual([[0, 1, 2]]);
+    expect(sortedPrefillRuns([1, 100, 2], 1_000)).toEqual([[0, 2, 1]]);
   });
 
   it('gives every distinct length its own run when runs cost nothing', () => {
-    expect(prefillRuns([3, 1, 3, 2], 0)).toEqual([[1], [3], [0, 2]]);
+    expect(sortedPrefillRuns([3, 1, 3, 2], 0)).toEqual([[1], [3], [0, 2]]);
   });
 
   it('finds the cheapest partition of the sorted prompts: no other cut costs less', () => {
     const lengths = [16, 128, 40, 90, 17, 128, 64, 33, 100, 20, 72, 16];
     const cost = 100;
-    const runs = prefillRuns(lengths, cost);
+    const runs = sortedPrefillRuns(lengths, cost);
     expect(runs.flat().sort((a, b) => a - b)).toEqual(range(0, lengths.length));
     const best = paddedTokens(lengths, runs) + cost * runs.length;
     // Every partition of the sorted order into contiguous runs (2^11 of them) costs at least as much.

@@ -48,7 +48,7 @@ export interface PlannerConfig {
   prefillChunkTokens: number;
   /**
    * The fixed cost of one prefill run, in prompt tokens: a join group is prefilled in length-sorted runs wherever the
-   * padding that saves is worth more (prefillRuns). Absent: one run per group.
+   * padding that saves is worth more (sortedPrefillRuns). Absent: one run per group.
    */
   prefillRunCostTokens?: number;
   joinGroup?: number;
@@ -134,7 +134,7 @@ function planJoinPrefill(batch: BatchView, config: PlannerConfig): PrefillPlan |
   if (group.length === 0 || deferJoin(batch, config, group, prefilling.length)) return undefined;
   const plan: PrefillPlan = { kind: 'prefill', rows: group.map((slot) => startRow(slot)), fullLogits: wantsFull(config, group) };
   if (config.prefillRunCostTokens !== undefined) {
-    const runs = prefillRuns(group.map((slot) => slot.prompt.length), config.prefillRunCostTokens);
+    const runs = sortedPrefillRuns(group.map((slot) => slot.prompt.length), config.prefillRunCostTokens);
     if (runs.length > 1) plan.runs = runs;
   }
   return plan;
@@ -146,7 +146,7 @@ function planJoinPrefill(batch: BatchView, config: PlannerConfig): PrefillPlan |
  * (an exact partition, by dynamic programming over the sorted lengths; ties keep fewer runs). Returns indices into
  * `lengths`, shortest prompts first.
  */
-export function prefillRuns(lengths: readonly number[], runCostTokens: number): number[][] {
+export function sortedPrefillRuns(lengths: readonly number[], runCostTokens: number): number[][] {
   const order = lengths.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
   // cost[j]: the cheapest way to prefill the j shortest prompts; start[j]: where the last of those runs starts.
   const cost = [0];
