@@ -68,7 +68,7 @@ variant_rows() {
   rm -rf "$variant"
 }
 
-# This build's static rows against the same model built with TUNING, in one call.
+# This build's static rows against the same model built with TUNING, in one go.
 variant() {
   local tuning=$1 batches=${2:-1,64,256}
   ensure_model
@@ -85,7 +85,7 @@ engine() {
   baseline_rows
 }
 
-# The goals table's rows and what explains batch 1, for a short lease (queue-fed, service, profile 256 in a second call).
+# The goals table's rows and what explains batch 1, in a few minutes (queue-fed, service and profile 256 apart).
 goals() {
   ensure_model
   loop_rows 1,8,64,256
@@ -94,7 +94,7 @@ goals() {
   variant_rows "${1:-grouped-top-k=0}" 1,64,256
 }
 
-# Everything in one call, in the order of what a short machine lease must not lose: the goals first.
+# Everything in one go, in the order of what a short time on the GPU must not lose: the goals first.
 all() {
   goals
   service_rows 256
@@ -106,7 +106,7 @@ all() {
 service() {
   local slots=${1:-256}
   ensure_model
-  echo "== engine, static batch $slots (same call)"
+  echo "== engine, static batch $slots (same run)"
   timeout 150 node bin/falconq.js bench --model "$model" --ep cuda --batch "$slots" --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-static-$slots.json"
   service_rows "$slots"
 }
