@@ -1,7 +1,7 @@
 // Continuous batching over a fixed number of rows (slots), in three parts glued here, one step at a time:
 // - the planner (step-plan.ts, pure) decides each model run from the batch's state: at most one bounded prefill
-//   (newcomers, in one or more length-sorted runs, or one chunk of a long prompt), then one decode run for every live row (one step, or several in a
-//   decode-loop run);
+//   (newcomers, in one or more length-sorted runs, or one chunk of a long prompt), then one decode run for every
+//   live row (one step, or several in a decode-loop run);
 // - the runner executes a plan (execute-plan.ts over a ForwardRunner) and returns raw per-row results;
 // - the output processor (output-processor.ts) turns each row's result into accepted tokens: token choice, stops,
 //   streaming, results.
