@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { type FusedProjection, projectionViewInitializers, readManifest } from '@app/model';
-import { TensorDataType } from '../../libs/model/src/onnx/model';
+import { initializersUsedBy, TensorDataType } from '../../libs/model/src/onnx/model';
 import { tinyModelDir } from '../support/tiny-model';
 
 const fused: FusedProjection = {
@@ -45,6 +45,8 @@ describe('projection views', () => {
     expect(fs.readFileSync(path.join(viewed, readManifest(viewed).files.model)).includes('in_proj/split')).toBe(true);
     expect(fs.readFileSync(loopFile(viewed)).includes('in_proj/split')).toBe(false);
     expect(fs.readFileSync(loopFile(viewed)).includes('layers.0.attn.qkv.weight_q4')).toBe(true);
+    // The fused weight is read through its views alone: the loop file does not declare it (onnxruntime would warn).
+    expect(fs.readFileSync(loopFile(viewed)).includes('layers.0.in_proj.weight_q4')).toBe(false);
 
     const logits = async (dir: string) => {
       const manifest = readManifest(dir);
@@ -74,5 +76,15 @@ describe('projection views', () => {
     const [fromViews, fromSeparate] = [await logits(viewed), await logits(separate)];
     expect(fromViews.tokens).toEqual(fromSeparate.tokens);
     expect(fromViews.logits).toEqual(fromSeparate.logits);
+  });
+
+  it('leave out of a graph the initializers no node reads, looking into Loop and If bodies', () => {
+    const tensor = (name: string) => ({ name, dataType: TensorDataType.FLOAT, dims: [1], raw: Buffer.alloc(4) });
+    const body = { graphName: 'body', nodes: [{ name: '/mm', opType: 'MatMul', inputs: ['x', 'inner'], outputs: ['y'] }], initializers: [], inputs: [], outputs: [] };
+    const nodes = [
+      { name: '/add', opType: 'Add', inputs: ['a', 'outer'], outputs: ['b'] },
+      { name: '/loop', opType: 'Loop', inputs: ['', ''], outputs: ['c'], attributes: { body: { graph: body } } },
+    ];
+    expect(initializersUsedBy(nodes, ['outer', 'unused', 'inner'].map(tensor)).map((initializer) => initializer.name)).toEqual(['outer', 'inner']);
   });
 });

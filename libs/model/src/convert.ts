@@ -11,7 +11,7 @@ import { buildFalconGraph, type FalconGraph, type GraphTuning, hfTensor, jobSour
 import type { ExecutionProviderName, ModelManifest, ModelTarget, WeightDType } from './manifest';
 import { checksumModelFiles } from './verify';
 import { CheckpointMaterializer, jobBytes, materializeJob, type WeightMaterializer } from './materialize';
-import { encodeModel, type InitializerSpec } from './onnx/model';
+import { encodeModel, initializersUsedBy, type InitializerSpec } from './onnx/model';
 import { buildDirectoryAtomically, directorySize, MANIFEST_FILE } from './output-dir';
 import { assertBlockSize } from './quantize';
 
@@ -201,7 +201,8 @@ export async function writeModelDirectory(options: WriteModelDirectoryOptions): 
       ...header,
       graphName: 'falcon_decode_loop',
       nodes: loop.nodes,
-      initializers: [...initializers, ...projectionViewInitializers(loop.projectionViews, initializers), ...loop.inlineInitializers],
+      // Only what the loop reads: with projection views, the fused weights are read through their views alone.
+      initializers: initializersUsedBy(loop.nodes, [...initializers, ...projectionViewInitializers(loop.projectionViews, initializers), ...loop.inlineInitializers]),
       inputs: loop.inputs,
       outputs: loop.outputs,
     }));

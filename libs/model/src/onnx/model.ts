@@ -55,6 +55,19 @@ export interface GraphSpec {
   outputs: ValueInfoSpec[];
 }
 
+/** The initializers some node reads, in their order: nodes of Loop and If bodies read outer-scope values too. */
+export function initializersUsedBy(nodes: NodeSpec[], initializers: InitializerSpec[]): InitializerSpec[] {
+  const read = new Set<string>();
+  const visit = (graphNodes: NodeSpec[]) => {
+    for (const node of graphNodes) {
+      for (const input of node.inputs) read.add(input);
+      for (const value of Object.values(node.attributes ?? {})) if ('graph' in value) visit(value.graph.nodes);
+    }
+  };
+  visit(nodes);
+  return initializers.filter((initializer) => read.has(initializer.name));
+}
+
 export interface ModelSpec extends GraphSpec {
   producerName: string;
   producerVersion: string;
