@@ -12,6 +12,8 @@
 #   bash bench/cuda-goals.sh check               # generate on the 7B, cuda against cpu on a small model
 #   bash bench/cuda-goals.sh profile [BATCH]     # where a decode-loop step's time goes (onnxruntime's profiler)
 #   bash bench/cuda-goals.sh variant TUNING [BATCHES]  # static rows against a model built with --graph-tuning TUNING
+#   bash bench/cuda-goals.sh dequantized [BATCHES]     # static rows, int4 kernels against --dequantize-weights, and
+#                                                      # where a dequantized batch-256 step goes
 #   bash bench/cuda-goals.sh mixed MIN...        # the mixed workload, continuous, at other --decode-chunk-min values
 #   bash bench/cuda-goals.sh queue-fed           # the mixed workload fed like a queue worker, prefill warm-up on and off
 #   bash bench/cuda-goals.sh queue-fed-with FLAGS...  # the same (default warm-up), once per set of bench flags, e.g.
@@ -163,6 +165,19 @@ queue_fed_with() {
   done
 }
 
+# The decode loop over weights dequantized at load (fp16 GEMMs, ~14 GB of weights) against the int4 default,
+# static batches in one go, then the GPU time per node of a dequantized batch-256 step.
+dequantized() {
+  local batches=${1:-1,64,256}
+  ensure_model
+  echo "== cuda, decode loop (default: int4 kernels), static batches"
+  timeout 150 node bin/falconq.js bench --model "$model" --ep cuda --batch "$batches" --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-loop-static.json"
+  echo "== cuda, decode loop over weights dequantized at load (--dequantize-weights), static batches"
+  timeout 300 node bin/falconq.js bench --model "$model" --ep cuda --dequantize-weights --batch "$batches" --prompt-len 64 --new-tokens 128 --no-mixed --out "$out/cuda-loop-dequantized.json"
+  echo "== decode-loop profile, dequantized weights, batch 256, 16 steps, GPU time per node (CUDA_LAUNCH_BLOCKING=1)"
+  CUDA_LAUNCH_BLOCKING=1 timeout 150 node bench/profile-decode-loop.js "$model" cuda 256 16 64 dequantized
+}
+
 # Host time per node (what launching a step costs the CPU), then with CUDA_LAUNCH_BLOCKING=1 (each node's host time
 # is then its GPU time): a step far longer than its GPU time is bound by the host.
 profile() {
@@ -179,11 +194,12 @@ case "${1:-}" in
   all) shift; all ;;
   goals) shift; goals "$@" ;;
   variant) shift; variant "$@" ;;
+  dequantized) shift; dequantized "$@" ;;
   service) shift; service "$@" ;;
   check) shift; check "$@" ;;
   profile) shift; profile "$@" ;;
   mixed) shift; mixed "$@" ;;
   queue-fed) shift; queue_fed ;;
   queue-fed-with) shift; queue_fed_with "$@" ;;
-  *) echo "usage: $0 all | goals [TUNING] | variant TUNING [BATCHES] | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN... | queue-fed | queue-fed-with FLAGS..." >&2; exit 2 ;;
+  *) echo "usage: $0 all | goals [TUNING] | variant TUNING [BATCHES] | dequantized [BATCHES] | engine [BATCHES] | service [SLOTS] | check | profile [BATCH] | mixed MIN... | queue-fed | queue-fed-with FLAGS..." >&2; exit 2 ;;
 esac

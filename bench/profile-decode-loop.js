@@ -1,14 +1,16 @@
 // Where a decode-loop run's time goes (diagnostic, run beside `falconq bench`): onnxruntime's profiler over
 // decode-loop.onnx, one run of STEPS greedy steps at batch BATCH after a warm-up, summed per operator type and for the
 // slowest nodes (nodes inside the Loop body are counted once per step).
-//   node bench/profile-decode-loop.js MODEL_DIR [EP=cuda] [BATCH=256] [STEPS=16] [PAST=64]
+//   node bench/profile-decode-loop.js MODEL_DIR [EP=cuda] [BATCH=256] [STEPS=16] [PAST=64] [WEIGHTS=int4|dequantized]
+// WEIGHTS=dequantized profiles decode-loop-dequantized.onnx (the engine's dequantizeWeights).
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const ort = require('onnxruntime-node');
 const { CUDA_FPA_INTB_AUTO_MIN_SLOTS } = require('../dist/libs/engine/src/api');
 
-const [dir, ep = 'cuda', batchArg = '256', stepsArg = '16', pastArg = '64'] = process.argv.slice(2);
+const [dir, ep = 'cuda', batchArg = '256', stepsArg = '16', pastArg = '64', weights = 'int4'] = process.argv.slice(2);
+if (weights !== 'int4' && weights !== 'dequantized') throw new Error(`WEIGHTS must be int4 or dequantized, got ${weights}`);
 const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'falconq.json'), 'utf8'));
 const { io, shape } = manifest;
 const loopIo = manifest.decodeLoop.io;
@@ -39,10 +41,15 @@ function feeds(steps) {
 
 (async () => {
   const prefix = path.join(os.tmpdir(), `decode-loop-profile-${process.pid}`);
-  const session = await ort.InferenceSession.create(path.join(dir, manifest.files.decodeLoop), {
+  const dequantized = weights === 'dequantized';
+  const session = await ort.InferenceSession.create(path.join(dir, dequantized ? manifest.files.decodeLoopDequantized : manifest.files.decodeLoop), {
     executionProviders: [ep === 'cuda' ? { name: 'cuda', deviceId: 0 } : ep],
-    // The int4 matmul kernel the engine's default (cudaFpaIntbGemm 'auto') picks for this many rows.
-    extra: { ep: { cuda: { fpa_intb_gemm: B >= CUDA_FPA_INTB_AUTO_MIN_SLOTS ? '1' : '0' } } },
+    extra: {
+      // As the engine opens it (runtime/model-session.ts): the dequantization folded at load.
+      ...(dequantized ? { session: { disable_quant_qdq: '1' } } : {}),
+      // The int4 matmul kernel the engine's default (cudaFpaIntbGemm 'auto') picks for this many rows.
+      ep: { cuda: { fpa_intb_gemm: B >= CUDA_FPA_INTB_AUTO_MIN_SLOTS ? '1' : '0' } },
+    },
     enableProfiling: true,
     profileFilePrefix: prefix,
   });

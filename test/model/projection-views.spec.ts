@@ -2,9 +2,9 @@
 // be exactly each part's weights, so the loop computes what a model converted with separate projections computes.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as ort from 'onnxruntime-node';
 import { type FusedProjection, projectionViewInitializers, readManifest } from '@app/model';
 import { initializersUsedBy, TensorDataType } from '../../libs/model/src/onnx/model';
+import { runDecodeLoop } from '../support/decode-loop-run';
 import { tinyModelDir } from '../support/tiny-model';
 
 const fused: FusedProjection = {
@@ -48,32 +48,7 @@ describe('projection views', () => {
     // The fused weight is read through its views alone: the loop file does not declare it (onnxruntime would warn).
     expect(fs.readFileSync(loopFile(viewed)).includes('layers.0.in_proj.weight_q4')).toBe(false);
 
-    const logits = async (dir: string) => {
-      const manifest = readManifest(dir);
-      const { io, shape } = manifest;
-      const loop = manifest.decodeLoop?.io as NonNullable<typeof manifest.decodeLoop>['io'];
-      const session = await ort.InferenceSession.create(loopFile(dir));
-      const prompt = [5, 17, 42, 9, 300, 11];
-      const batch = 1;
-      const feeds: Record<string, ort.Tensor> = {
-        [io.inputIds]: new ort.Tensor('int64', BigInt64Array.from(prompt, BigInt), [batch, prompt.length]),
-        [io.attentionMask]: new ort.Tensor('int64', new BigInt64Array(prompt.length).fill(1n), [batch, prompt.length]),
-        [loop.steps]: new ort.Tensor('int64', BigInt64Array.of(3n), []),
-        [loop.doSample]: new ort.Tensor('bool', new Uint8Array(batch), [batch]),
-        [loop.temperature]: new ort.Tensor('float32', new Float32Array(batch).fill(1), [batch]),
-        [loop.topK]: new ort.Tensor('int64', new BigInt64Array(batch).fill(1n), [batch]),
-        [loop.topP]: new ort.Tensor('float32', new Float32Array(batch).fill(2), [batch]),
-        [loop.repetitionPenalty]: new ort.Tensor('float32', new Float32Array(batch).fill(1), [batch]),
-        [loop.uniforms]: new ort.Tensor('float32', new Float32Array(3 * batch), [3, batch]),
-        [loop.seen]: new ort.Tensor('bool', new Uint8Array(batch * shape.vocabSize), [batch, shape.vocabSize]),
-      };
-      for (let layer = 0; layer < shape.numLayers; layer++) {
-        for (const name of [io.pastKey, io.pastValue]) feeds[name.replace('%d', String(layer))] = new ort.Tensor('float32', new Float32Array(0), [batch, shape.numKvHeads, 0, shape.headDim]);
-      }
-      const out = await session.run(feeds);
-      return { logits: Array.from(out[io.logits].data as Float32Array), tokens: Array.from(out[loop.tokens].data as BigInt64Array) };
-    };
-    const [fromViews, fromSeparate] = [await logits(viewed), await logits(separate)];
+    const [fromViews, fromSeparate] = [await runDecodeLoop(viewed), await runDecodeLoop(separate)];
     expect(fromViews.tokens).toEqual(fromSeparate.tokens);
     expect(fromViews.logits).toEqual(fromSeparate.logits);
   });

@@ -23,6 +23,7 @@ export async function startWorkerEngine(config: WorkerConfig): Promise<WorkerEng
     decodeChunkSteps: config.decodeChunkSteps,
     decodeChunkMinSteps: config.decodeChunkMinSteps,
     cudaFpaIntbGemm: config.cudaFpaIntbGemm,
+    dequantizeWeights: config.dequantizeWeights,
     prefillWarmUp: config.prefillWarmUp,
     joinGroup: config.joinGroup,
     joinMaxWaitSteps: config.joinMaxWaitSteps,
@@ -30,6 +31,6 @@ export async function startWorkerEngine(config: WorkerConfig): Promise<WorkerEng
     onWarning: (message) => logger.warn(message),
   });
   const { info } = engine;
-  logger.log(`model ${config.modelDir} loaded on ${info.executionProvider}:${config.deviceId} (${info.executionProviderReason}) with ${config.slots} slots, ${[decodeRunText(info), info.cudaFpaIntbGemm ? 'fpA_intB GEMM' : '', warmUpText(info)].filter(Boolean).join(', ')}`);
+  logger.log(`model ${config.modelDir} loaded on ${info.executionProvider}:${config.deviceId} (${info.executionProviderReason}) with ${config.slots} slots, ${[decodeRunText(info), info.cudaFpaIntbGemm ? 'fpA_intB GEMM' : '', info.dequantizedWeights ? 'weights dequantized at load' : '', warmUpText(info)].filter(Boolean).join(', ')}`);
   return engine;
 }

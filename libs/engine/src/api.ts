@@ -176,6 +176,15 @@ export interface EngineOptions {
    * (default): on when the fpA_intB GEMM is. A shape that fails here (out of memory) fails the start, naming it.
    */
   prefillWarmUp?: SwitchChoice;
+  /**
+   * Decode loop only: its matmuls run as plain fp16 GEMMs (cuBLAS on cuda) over the int4 weights dequantized once,
+   * when the session loads (onnxruntime folds the dequantization on the CPU: ~6 ns a parameter on one core, ~40 s
+   * for the 7B), instead of onnxruntime's int4 kernels. The weights then take 2 bytes a parameter of GPU memory (~14
+   * GB for the 7B instead of ~4.5). For workers that decode many rows at once, where a step's int4 matmuls cost more
+   * than reading fp16 weights; a batch-1 step reads 4x the bytes. Needs decode-loop-dequantized.onnx (int4 models
+   * converted by this falconq). Default false.
+   */
+  dequantizeWeights?: boolean;
   /** WebGPU storage buffer cache mode (onnxruntime's default is 'bucket'; it decides most of the GPU memory held). */
   webgpuBufferCacheMode?: 'disabled' | 'lazyRelease' | 'simple' | 'bucket';
   /** Run the engine in the caller's thread (tests, bench): the same scheduler without a worker_thread. */
@@ -191,8 +200,13 @@ export interface EngineInfo {
   /** Why this execution provider (for 'auto': what was tried before it and why it was not taken). */
   executionProviderReason: string;
   kvPlacement: 'host' | 'device' | 'device-merge';
-  /** cuda's int4 matmuls run onnxruntime's fpA_intB GEMM (EngineOptions.cudaFpaIntbGemm); false on other EPs. */
+  /**
+   * cuda's int4 matmuls run onnxruntime's fpA_intB GEMM (EngineOptions.cudaFpaIntbGemm); false on other EPs and with
+   * dequantized weights (no int4 matmul is left).
+   */
   cudaFpaIntbGemm: boolean;
+  /** The decode loop's matmuls run on weights dequantized at load (EngineOptions.dequantizeWeights). */
+  dequantizedWeights: boolean;
   /** Prefill runs made at load (EngineOptions.prefillWarmUp), and their time (part of loadMs). */
   warmUp: { runs: number; ms: number };
   /** Decode steps per run (1: one step per run). */

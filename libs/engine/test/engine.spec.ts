@@ -349,6 +349,41 @@ describe('GenerationEngine decode loop (decode-loop.onnx: several steps per run,
     }
   });
 
+  it('with dequantizeWeights the loop runs on weights dequantized at load and gives the same greedy and seeded tokens', async () => {
+    // Accuracy level 0: the int4 kernels compute on the same dequantized values (level 4 quantizes activations to int8).
+    const modelDir = await tinyModelDir({ accuracyLevel: 0 });
+    const jobs: Job[] = [
+      ...greedyJobs(4),
+      { id: 'topk', prompt: PROMPTS[0], params: { doSample: true, seed: 7, topK: 20, temperature: 1.3, maxNewTokens: 12, ignoreEos: true } },
+      { id: 'penalty', prompt: PROMPTS[4], params: { doSample: true, seed: 9, topK: 10, repetitionPenalty: 1.5, maxNewTokens: 12, ignoreEos: true } },
+    ];
+    const single = await alone({ ...oneStep, modelDir }, jobs);
+    const dequantized = { ...looped, modelDir, dequantizeWeights: true };
+    const loop = await staggered({ ...dequantized, slots: 3 }, jobs, 2);
+    for (const job of jobs) expect(loop.get(job.id)?.sequences).toEqual(single.get(job.id)?.sequences);
+    await withEngine({ ...dequantized, slots: 1 }, async (engine) => expect(engine.info).toMatchObject({ dequantizedWeights: true, cudaFpaIntbGemm: false }));
+    await withEngine({ ...looped, modelDir, slots: 1 }, async (engine) => expect(engine.info.dequantizedWeights).toBe(false));
+  });
+
+  it('refuses dequantizeWeights that is not a boolean, without the decode loop, or on a model without that graph, saying why', async () => {
+    await expect(withEngine({ ...looped, dequantizeWeights: 'yes' as never }, async () => undefined)).rejects.toThrow(/dequantizeWeights: must be true or false, got yes/);
+    await expect(withEngine({ ...oneStep, dequantizeWeights: true }, async () => undefined)).rejects.toThrow(/dequantizeWeights: .*decodes one step per run \(set decodeChunkSteps above 1\)/);
+    const floatWeights = await tinyModelDir({ weights: 'fp32' });
+    await expect(withEngine({ ...looped, modelDir: floatWeights, dequantizeWeights: true }, async () => undefined)).rejects.toThrow(/no decode loop over dequantized weights \(its weights are fp32, not int4\)/);
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-no-dequantized-'));
+    try {
+      const source = await tinyModelDir();
+      for (const name of fs.readdirSync(source)) fs.copyFileSync(path.join(source, name), path.join(work, name));
+      const manifestPath = path.join(work, 'falconq.json');
+      const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
+      delete manifest.files.decodeLoopDequantized;
+      fs.writeFileSync(manifestPath, JSON.stringify(manifest));
+      await expect(withEngine({ ...looped, modelDir: work, dequantizeWeights: true }, async () => undefined)).rejects.toThrow(/no decode loop over dequantized weights \(converted by an older falconq: convert it again\)/);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  });
+
   it('without the sampler If (graph tuning sampler-if=0) the loop gives the same greedy and seeded tokens', async () => {
     const modelDir = await tinyModelDir({ tuning: { samplerIf: false } });
     const jobs: Job[] = [
@@ -424,14 +459,19 @@ describe('GenerationEngine decode loop (decode-loop.onnx: several steps per run,
     });
   });
 
-  it('the fp16 (gpu-target) model gives the one-step tokens through the loop too', async () => {
+  it('the fp16 (gpu-target) model gives the one-step tokens through the loop too, also over dequantized weights', async () => {
     // accuracy_level 0: onnxruntime's CPU kernel prepacks fp16 MatMulNBits weights for int8 activations in the main
     // graph but not in a Loop body, so at level 4 the two graphs compute differently on CPU (CUDA ignores the level).
     const modelDir = await tinyModelDir({ target: 'gpu', accuracyLevel: 0 });
     const jobs = greedyJobs(6).slice(0, 3);
     const single = await alone({ ...oneStep, modelDir }, jobs);
     const loop = await staggered({ ...looped, modelDir, slots: 3 }, jobs);
-    for (const job of jobs) expect(loop.get(job.id)?.sequences).toEqual(single.get(job.id)?.sequences);
+    // The same loop over fp16 weights dequantized at load (what a cuda worker runs with dequantizeWeights).
+    const dequantized = await staggered({ ...looped, modelDir, slots: 3, dequantizeWeights: true }, jobs);
+    for (const job of jobs) {
+      expect(loop.get(job.id)?.sequences).toEqual(single.get(job.id)?.sequences);
+      expect(dequantized.get(job.id)?.sequences).toEqual(single.get(job.id)?.sequences);
+    }
   });
 
   it('auto takes the first execution provider that loads and says why (cpu here: no CUDA provider, no GPU adapter)', async () => {

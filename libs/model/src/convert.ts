@@ -5,7 +5,8 @@ import { Checkpoint } from './checkpoint';
 import { type FalconConfig, readFalconConfig } from './config';
 import { ModelInputError } from './errors';
 import { ExternalDataWriter } from './external-data';
-import { buildDecodeLoopGraph, DECODE_LOOP_FILE, DECODE_LOOP_IO } from './decode-loop-graph';
+import { buildDecodeLoopGraph, DECODE_LOOP_DEQUANTIZED_FILE, DECODE_LOOP_FILE, DECODE_LOOP_IO, type DecodeLoopGraph } from './decode-loop-graph';
+import { dequantizedWeightInitializers } from './dequantized-weights';
 import { projectionViewInitializers } from './projection-views';
 import { buildFalconGraph, type FalconGraph, type GraphTuning, hfTensor, jobSources, type WeightJob } from './graph';
 import type { ExecutionProviderName, ModelManifest, ModelTarget, WeightDType } from './manifest';
@@ -195,17 +196,24 @@ export async function writeModelDirectory(options: WriteModelDirectoryOptions): 
       opsets: [{ domain: '', version: 21 }, { domain: 'com.microsoft', version: 1 }],
     };
     fs.writeFileSync(path.join(dir, MODEL_FILE), encodeModel({ ...header, graphName: 'falcon', nodes: graph.nodes, initializers, inputs: graph.inputs, outputs: graph.outputs }));
-    // The same decoder inside a Loop, over the same external weights file (docs/engine.md, "Decode loop").
+    // The same decoder inside a Loop, over the same external weights file (docs/engine.md, "Decode loop"); for int4
+    // weights also with its matmuls over weights dequantized at load.
+    const writeLoop = (file: string, loop: DecodeLoopGraph) => {
+      const withViews = [...initializers, ...projectionViewInitializers(loop.projectionViews, initializers)];
+      fs.writeFileSync(path.join(dir, file), encodeModel({
+        ...header,
+        graphName: 'falcon_decode_loop',
+        nodes: loop.nodes,
+        // Only what the loop reads: the fused weights are read through their views alone, dequantized ones through theirs.
+        initializers: initializersUsedBy(loop.nodes, [...withViews, ...dequantizedWeightInitializers(loop.dequantizedWeights, withViews), ...loop.inlineInitializers]),
+        inputs: loop.inputs,
+        outputs: loop.outputs,
+      }));
+    };
     const loop = buildDecodeLoopGraph(graph, config.shape);
-    fs.writeFileSync(path.join(dir, DECODE_LOOP_FILE), encodeModel({
-      ...header,
-      graphName: 'falcon_decode_loop',
-      nodes: loop.nodes,
-      // Only what the loop reads: with projection views, the fused weights are read through their views alone.
-      initializers: initializersUsedBy(loop.nodes, [...initializers, ...projectionViewInitializers(loop.projectionViews, initializers), ...loop.inlineInitializers]),
-      inputs: loop.inputs,
-      outputs: loop.outputs,
-    }));
+    writeLoop(DECODE_LOOP_FILE, loop);
+    const int4 = build.weights === 'int4';
+    if (int4) writeLoop(DECODE_LOOP_DEQUANTIZED_FILE, buildDecodeLoopGraph(graph, config.shape, { dequantizeWeights: true }));
     options.copyTokenizer(dir);
     progress('graph', 1, 1);
     const executionProviders: ExecutionProviderName[] = build.target === 'gpu' ? ['webgpu', 'cuda'] : ['cpu'];
@@ -223,7 +231,10 @@ export async function writeModelDirectory(options: WriteModelDirectoryOptions): 
       executionProviders,
       io: graph.io,
       tokens: { eos: config.eosTokenId, bos: config.bosTokenId, pad: config.eosTokenId },
-      files: { model: MODEL_FILE, decodeLoop: DECODE_LOOP_FILE, weights: WEIGHTS_FILE, tokenizer: TOKENIZER_FILE, tokenizerConfig: TOKENIZER_CONFIG_FILE },
+      files: {
+        model: MODEL_FILE, decodeLoop: DECODE_LOOP_FILE, ...(int4 ? { decodeLoopDequantized: DECODE_LOOP_DEQUANTIZED_FILE } : {}),
+        weights: WEIGHTS_FILE, tokenizer: TOKENIZER_FILE, tokenizerConfig: TOKENIZER_CONFIG_FILE,
+      },
       decodeLoop: { candidates: loop.candidates, io: { ...DECODE_LOOP_IO } },
       source: options.source,
       sizeBytes: directorySize(dir),

@@ -10,9 +10,12 @@
 import type { DecodeLoopIoNames, FalconShape, ModelIoNames } from './manifest';
 import { type FalconGraph, type FusedProjection, layerName, topKGroupsFor } from './graph';
 import { unfuseProjections } from './projection-views';
+import { type DequantizedWeight, dequantizationNodes, matMulsOverDequantizedWeights } from './dequantized-weights';
 import { floatTensor, graphAttribute, int, int32Tensor, int64Tensor, type InitializerSpec, type NodeSpec, TensorDataType, type ValueInfoSpec } from './onnx/model';
 
 export const DECODE_LOOP_FILE = 'decode-loop.onnx';
+/** The same loop with its matmuls over weights dequantized once, at load (dequantized-weights.ts); int4 models only. */
+export const DECODE_LOOP_DEQUANTIZED_FILE = 'decode-loop-dequantized.onnx';
 
 /** The loop's own inputs and outputs (beside the step graph's, which keep their names). */
 export const DECODE_LOOP_IO: DecodeLoopIoNames = {
@@ -48,6 +51,13 @@ export interface DecodeLoopGraph {
   candidates: number;
   /** Fused projections the loop runs part by part: the graph needs their view initializers (projection-views.ts). */
   projectionViews: FusedProjection[];
+  /** Weights the loop reads dequantized: the graph needs their view initializers (dequantized-weights.ts). */
+  dequantizedWeights: DequantizedWeight[];
+}
+
+export interface DecodeLoopOptions {
+  /** Every MatMulNBits of the body as a FusedMatMul over its weight dequantized outside the loop (folded at load). */
+  dequantizeWeights?: boolean;
 }
 
 const BODY_PREFIX = 'body.';
@@ -99,7 +109,7 @@ export function groupedArgmax(input: string, output: string, vocab: number, pref
  * Wraps a step graph (buildFalconGraph) in a Loop. Every value the step graph computes or takes as an input is
  * renamed inside the body (`body.` prefix); its initializers stay outer-scope values, so the weights exist once.
  */
-export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): DecodeLoopGraph {
+export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape, options: DecodeLoopOptions = {}): DecodeLoopGraph {
   const io: ModelIoNames = step.io;
   const L = DECODE_LOOP_IO;
   const V = shape.vocabSize;
@@ -111,7 +121,9 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
   // The step graph's top-k of the logits is needed only after the last step: it runs outside the loop.
   const isTopK = (node: NodeSpec) => node.name === '/top_k' || node.name.startsWith('/top_k/');
   const projectionViews = step.tuning.loopProjectionViews ? step.fusedProjections : [];
-  const stepNodes = unfuseProjections(step.nodes.filter((node) => !isTopK(node)), projectionViews);
+  const unfused = unfuseProjections(step.nodes.filter((node) => !isTopK(node)), projectionViews);
+  const { nodes: stepNodes, weights: dequantizedWeights } = options.dequantizeWeights ? matMulsOverDequantizedWeights(unfused) : { nodes: unfused, weights: [] };
+  const dequantization = dequantizationNodes(dequantizedWeights);
   const body: NodeSpec[] = stepNodes.map((node) => ({ ...node, inputs: node.inputs.map(inBody), outputs: node.outputs.map(inBody) }));
   const s = (name: string) => b(`sample.${name}`);
   const into = (nodes: NodeSpec[]) => (name: string, opType: string, inputs: string[], outputs: string[], attributes?: NodeSpec['attributes']) =>
@@ -245,7 +257,7 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
     // any_sample - all_unpenalised is -1 only when no row samples and none is penalised.
     { name: '/loop/needs_sampler', opType: 'Greater', inputs: ['loop.needs_sampler_score', 'loop.const.minus_one_i32'], outputs: ['loop.needs_sampler'] },
   ];
-  inlineInitializers.push(...groupedInitializers);
+  inlineInitializers.push(...groupedInitializers, ...dequantization.initializers);
   if (!step.tuning.groupedTopK) inlineInitializers.push(int64Tensor('loop.const.candidates', [C], [1]));
   if (step.tuning.samplerIf) inlineInitializers.push(floatTensor('loop.const.one_f', [1], []), int32Tensor('loop.const.minus_one_i32', [-1], []));
   const emptyScore = () => 'loop.const.no_logits';
@@ -284,7 +296,7 @@ export function buildDecodeLoopGraph(step: FalconGraph, shape: FalconShape): Dec
   outputs.push(...written.outputs);
   inlineInitializers.push(...written.initializers);
   const topK = step.nodes.filter(isTopK);
-  return { nodes: [...outer, loopNode, ...written.nodes, ...topK], inputs, outputs, inlineInitializers, candidates: C, projectionViews };
+  return { nodes: [...dequantization.nodes, ...outer, loopNode, ...written.nodes, ...topK], inputs, outputs, inlineInitializers, candidates: C, projectionViews, dequantizedWeights };
 }
 
 /**

@@ -7,6 +7,7 @@ export * from './quantize';
 export * from './graph';
 export * from './decode-loop-graph';
 export * from './projection-views';
+export * from './dequantized-weights';
 export * from './convert';
 export * from './tiny';
 export * from './prng';

@@ -78,8 +78,11 @@ export interface ModelManifest {
   executionProviders: ExecutionProviderName[];
   io: ModelIoNames;
   tokens: { eos: number; bos: number; pad: number };
-  /** decodeLoop: decode-loop.onnx (absent in models converted before it existed). */
-  files: { model: string; decodeLoop?: string; weights: string; tokenizer: string; tokenizerConfig: string };
+  /**
+   * decodeLoop: decode-loop.onnx (absent in models converted before it existed); decodeLoopDequantized: the same loop
+   * over weights dequantized at load (int4 models only; absent in older ones).
+   */
+  files: { model: string; decodeLoop?: string; decodeLoopDequantized?: string; weights: string; tokenizer: string; tokenizerConfig: string };
   /** decode-loop.onnx: its extra input/output names and how many top candidates its sampler draws from. */
   decodeLoop?: { candidates: number; io: DecodeLoopIoNames };
   source: { kind: 'local' | 'hub' | 'tiny' | 'random'; id: string; revision?: string };

@@ -22,6 +22,7 @@ interface BenchFlags {
   decodeChunk?: number;
   decodeChunkMin?: number;
   cudaFpaIntb: SwitchChoice;
+  dequantizeWeights?: boolean;
   prefillWarmUp: SwitchChoice;
   prefillChunk?: number;
   prefillRunCost?: number;
@@ -57,6 +58,7 @@ export function registerBenchCommand(program: Command): void {
     .option('--decode-chunk <n>', 'the longest decode-loop run in steps (engine default: 128 on cuda, else 1; > 1 runs the decode-loop graph)', parseAtLeast('--decode-chunk', 1))
     .option('--decode-chunk-min <n>', 'run length when a row may free for a newcomer (engine default: 32 on cuda with the default --decode-chunk, else --decode-chunk)', parseAtLeast('--decode-chunk-min', 1))
     .option('--cuda-fpa-intb <when>', 'cuda: onnxruntime\'s fpA_intB GEMM for the int4 matmuls: auto (on above 16 slots), on, off', parseSwitch('--cuda-fpa-intb'), 'auto')
+    .option('--dequantize-weights', 'decode loop: run its matmuls as fp16 GEMMs over the int4 weights dequantized once at load (2 bytes a parameter of GPU memory, ~14 GB for the 7B) instead of the int4 kernels')
     .option('--prefill-warm-up <when>', 'run the large prefill shapes once at load: auto (when the fpA_intB GEMM is on), on, off', parseSwitch('--prefill-warm-up'), 'auto')
     .option('--prefill-chunk <n>', 'prompt tokens per prefill run (engine default depends on the KV placement)', parseInteger('--prefill-chunk'))
     .option('--prefill-run-cost <tokens>', 'a prefill run\'s fixed cost in prompt tokens: newcomers of mixed lengths prefill in length-sorted runs where the padding saved is worth more (engine default 256 with host KV; >= --prefill-chunk keeps one run)', parseInteger('--prefill-run-cost'))
@@ -155,6 +157,8 @@ interface BatchRow {
   cudaFpaIntbGemm?: boolean;
   /** Prefill runs the engine of this row made at load (EngineOptions.prefillWarmUp) and their time. */
   warmUp?: EngineInfo['warmUp'];
+  /** The engine's start, session load and warm-up included (EngineInfo.loadMs). */
+  loadMs?: number;
   peakGpuMiB: number | null;
   gpuMiBBefore: number | null;
   hostRssMiB: number;
@@ -202,6 +206,7 @@ async function bench(flags: BenchFlags): Promise<void> {
     decodeChunkSteps: flags.decodeChunk,
     decodeChunkMinSteps: flags.decodeChunkMin,
     cudaFpaIntbGemm: flags.cudaFpaIntb,
+    dequantizeWeights: flags.dequantizeWeights,
     prefillWarmUp: flags.prefillWarmUp,
     prefillChunkTokens: flags.prefillChunk,
     prefillRunCostTokens: flags.prefillRunCost,
@@ -233,7 +238,7 @@ async function bench(flags: BenchFlags): Promise<void> {
         const results = await runBatch(engine, prompts, flags.newTokens, 'run');
         const wallMs = performance.now() - started;
         const after = await engine.stats();
-        const row = { ...batchRow(batch, flags.newTokens, wallMs, results, before, after, gpuBefore, monitor ? await monitor.peakMiB() : null), cudaFpaIntbGemm: engine.info.cudaFpaIntbGemm, warmUp: engine.info.warmUp };
+        const row = { ...batchRow(batch, flags.newTokens, wallMs, results, before, after, gpuBefore, monitor ? await monitor.peakMiB() : null), cudaFpaIntbGemm: engine.info.cudaFpaIntbGemm, warmUp: engine.info.warmUp, loadMs: engine.info.loadMs };
         rows.push(row);
         log(batchTableLine(row));
       } finally {
@@ -244,6 +249,7 @@ async function bench(flags: BenchFlags): Promise<void> {
     if (rows.some((row) => row.cudaFpaIntbGemm)) log("* int4 matmuls on onnxruntime's fpA_intB GEMM (--cuda-fpa-intb)");
     const warmedUp = rows.flatMap((row) => (row.warmUp && row.warmUp.runs > 0 ? [`batch ${row.batch} ${warmUpText({ warmUp: row.warmUp })}`] : []));
     if (warmedUp.length > 0) log(`at load (--prefill-warm-up): ${warmedUp.join('; ')}`);
+    log(`engine start: ${rows.map((row) => `batch ${row.batch} ${((row.loadMs ?? 0) / 1000).toFixed(1)} s`).join(', ')}${(report.engine as EngineInfo | undefined)?.dequantizedWeights ? ' (weights dequantized at load, --dequantize-weights)' : ''}`);
 
     if (flags.mixed) {
       const slots = flags.mixedSlots ?? Math.max(...flags.batch);

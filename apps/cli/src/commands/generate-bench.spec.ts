@@ -113,6 +113,18 @@ describeBuilt('falconq generate / bench (built CLI, tiny model)', () => {
     await expect(run(process.execPath, [cli, 'bench', '--model', model, '--gpu-memory-interval', '-5'])).rejects.toThrow(/--gpu-memory-interval must be at least 0, got -5/);
   });
 
+  it('bench --dequantize-weights runs the decode loop over weights dequantized at load and says so, with each engine\'s start time', async () => {
+    const model = await tinyModelDir();
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-bench-')), 'report.json');
+    const { stdout } = await run(process.execPath, [cli, 'bench', '--model', model, '--batch', '1,2', '--prompt-len', '8', '--new-tokens', '4', '--decode-chunk', '4',
+      '--dequantize-weights', '--no-mixed', '--out', out]);
+    expect(stdout).toMatch(/engine start: batch 1 \d+\.\d s, batch 2 \d+\.\d s \(weights dequantized at load, --dequantize-weights\)/);
+    const report = JSON.parse(fs.readFileSync(out, 'utf8')) as { engine: { dequantizedWeights: boolean }; batches: { loadMs: number }[] };
+    expect(report.engine.dequantizedWeights).toBe(true);
+    expect(report.batches.every((row) => row.loadMs > 0)).toBe(true);
+    await expect(run(process.execPath, [cli, 'bench', '--model', model, '--dequantize-weights', '--no-mixed'])).rejects.toThrow(/dequantizeWeights: .*set decodeChunkSteps above 1/);
+  });
+
   it('bench --prefill-warm-up on warms each engine at load and says so in the table and the report', async () => {
     const model = await tinyModelDir();
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'falconq-bench-')), 'report.json');

@@ -5,13 +5,13 @@ describe('loadWorkerConfig', () => {
 
   it('fills defaults', () => {
     const config = loadWorkerConfig(base);
-    expect(config).toMatchObject({ redisUrl: 'redis://127.0.0.1:6379', prefix: 'falconq', executionProvider: 'cpu', deviceId: 0, slots: 16, kvPlacement: 'auto', cudaFpaIntbGemm: 'auto', prefillWarmUp: 'auto' });
+    expect(config).toMatchObject({ redisUrl: 'redis://127.0.0.1:6379', prefix: 'falconq', executionProvider: 'cpu', deviceId: 0, slots: 16, kvPlacement: 'auto', cudaFpaIntbGemm: 'auto', prefillWarmUp: 'auto', dequantizeWeights: false });
     expect(config.workerId).toContain(String(process.pid));
   });
 
   it('reads every variable', () => {
-    const config = loadWorkerConfig({ ...base, REDIS_URL: 'redis://r:6380', FALCONQ_EP: 'webgpu', FALCONQ_DEVICE_ID: '1', FALCONQ_SLOTS: '64', FALCONQ_WORKER_ID: 'gpu1-a', FALCONQ_REDIS_PREFIX: '{fq}', FALCONQ_LOCK_MS: '2000', FALCONQ_KV_PLACEMENT: 'device', FALCONQ_CUDA_FPA_INTB: 'off', FALCONQ_PREFILL_WARM_UP: 'on', FALCONQ_PREFILL_RUN_COST: '0' });
-    expect(config).toMatchObject({ prefillRunCostTokens: 0, redisUrl: 'redis://r:6380', executionProvider: 'webgpu', deviceId: 1, slots: 64, workerId: 'gpu1-a', prefix: '{fq}', lockDurationMs: 2000, kvPlacement: 'device', cudaFpaIntbGemm: 'off', prefillWarmUp: 'on' });
+    const config = loadWorkerConfig({ ...base, REDIS_URL: 'redis://r:6380', FALCONQ_EP: 'webgpu', FALCONQ_DEVICE_ID: '1', FALCONQ_SLOTS: '64', FALCONQ_WORKER_ID: 'gpu1-a', FALCONQ_REDIS_PREFIX: '{fq}', FALCONQ_LOCK_MS: '2000', FALCONQ_KV_PLACEMENT: 'device', FALCONQ_CUDA_FPA_INTB: 'off', FALCONQ_PREFILL_WARM_UP: 'on', FALCONQ_PREFILL_RUN_COST: '0', FALCONQ_DEQUANTIZE_WEIGHTS: '1' });
+    expect(config).toMatchObject({ dequantizeWeights: true, prefillRunCostTokens: 0, redisUrl: 'redis://r:6380', executionProvider: 'webgpu', deviceId: 1, slots: 64, workerId: 'gpu1-a', prefix: '{fq}', lockDurationMs: 2000, kvPlacement: 'device', cudaFpaIntbGemm: 'off', prefillWarmUp: 'on' });
   });
 
   it.each([
@@ -24,6 +24,7 @@ describe('loadWorkerConfig', () => {
     [{ FALCONQ_CUDA_FPA_INTB: 'yes' }, 'FALCONQ_CUDA_FPA_INTB'],
     [{ FALCONQ_PREFILL_WARM_UP: '1' }, 'FALCONQ_PREFILL_WARM_UP'],
     [{ FALCONQ_PREFILL_RUN_COST: '-1' }, 'FALCONQ_PREFILL_RUN_COST'],
+    [{ FALCONQ_DEQUANTIZE_WEIGHTS: 'yes' }, 'FALCONQ_DEQUANTIZE_WEIGHTS'],
   ])('names the variable of a bad value (%j)', (bad, name) => {
     expect(() => loadWorkerConfig({ ...base, ...bad })).toThrow(name);
   });

@@ -41,6 +41,8 @@ const schema = redisEnvSchema.extend({
   FALCONQ_DECODE_CHUNK_MIN: int(1).optional(),
   /** cuda: onnxruntime's fpA_intB GEMM for the int4 matmuls (engine default auto: on above 16 slots). */
   FALCONQ_CUDA_FPA_INTB: z.enum(SWITCH_CHOICES).default('auto'),
+  /** Decode loop: fp16 GEMMs over the int4 weights dequantized once at load (2 bytes a parameter of GPU memory): 1 on, 0 off (default). */
+  FALCONQ_DEQUANTIZE_WEIGHTS: z.enum(['0', '1'], { message: 'must be 0 or 1' }).default('0'),
   /** Run the large prefill shapes once at load (engine default auto: when the fpA_intB GEMM is on). */
   FALCONQ_PREFILL_WARM_UP: z.enum(SWITCH_CHOICES).default('auto'),
   FALCONQ_JOIN_GROUP: int(1).optional(),
@@ -73,6 +75,7 @@ export interface WorkerConfig {
   decodeChunkSteps?: number;
   decodeChunkMinSteps?: number;
   cudaFpaIntbGemm: SwitchChoice;
+  dequantizeWeights: boolean;
   prefillWarmUp: SwitchChoice;
   joinGroup?: number;
   joinMaxWaitSteps?: number;
@@ -114,6 +117,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     decodeChunkSteps: e.FALCONQ_DECODE_CHUNK,
     decodeChunkMinSteps: e.FALCONQ_DECODE_CHUNK_MIN,
     cudaFpaIntbGemm: e.FALCONQ_CUDA_FPA_INTB,
+    dequantizeWeights: e.FALCONQ_DEQUANTIZE_WEIGHTS === '1',
     prefillWarmUp: e.FALCONQ_PREFILL_WARM_UP,
     joinGroup: e.FALCONQ_JOIN_GROUP,
     joinMaxWaitSteps: e.FALCONQ_JOIN_MAX_WAIT_STEPS,

@@ -78,8 +78,8 @@ async function openWithProvider(options: EngineCoreOptions): Promise<{ model: Mo
   return { ...opened, reason: `auto: cpu, no GPU provider loaded (${skipped.join('; ')})` };
 }
 
-export function usesCudaFpaIntbGemm(options: Pick<EngineCoreOptions, 'cudaFpaIntbGemm' | 'slots'> & { executionProvider: ExecutionProviderName }): boolean {
-  if (options.executionProvider !== 'cuda') return false;
+export function usesCudaFpaIntbGemm(options: Pick<EngineCoreOptions, 'cudaFpaIntbGemm' | 'slots' | 'dequantizeWeights'> & { executionProvider: ExecutionProviderName }): boolean {
+  if (options.executionProvider !== 'cuda' || options.dequantizeWeights === true) return false;
   const choice = options.cudaFpaIntbGemm ?? 'auto';
   return choice === 'on' || (choice === 'auto' && options.slots >= CUDA_FPA_INTB_AUTO_MIN_SLOTS);
 }
@@ -149,6 +149,7 @@ export class EngineCore {
       executionProviderReason: reason,
       kvPlacement: model.kvPlacement,
       cudaFpaIntbGemm: usesCudaFpaIntbGemm({ ...options, executionProvider: model.executionProvider }),
+      dequantizedWeights: model.dequantizedWeights,
       warmUp: { runs: 0, ms: 0 },
       decodeChunkSteps,
       decodeChunkMinSteps: Math.min(options.decodeChunkMinSteps ?? (options.decodeChunkSteps === undefined ? DEFAULT_CUDA_DECODE_CHUNK_MIN_STEPS : decodeChunkSteps), decodeChunkSteps),
@@ -348,6 +349,9 @@ function validateEngineOptions(options: EngineCoreOptions): void {
   }
   if (options.cudaFpaIntbGemm !== undefined && !(SWITCH_CHOICES as readonly string[]).includes(options.cudaFpaIntbGemm)) {
     fail('cudaFpaIntbGemm', `must be one of ${SWITCH_CHOICES.join(', ')}, got ${String(options.cudaFpaIntbGemm)}`);
+  }
+  if (options.dequantizeWeights !== undefined && typeof options.dequantizeWeights !== 'boolean') {
+    fail('dequantizeWeights', `must be true or false, got ${String(options.dequantizeWeights)}`);
   }
   if (options.prefillWarmUp !== undefined && !(SWITCH_CHOICES as readonly string[]).includes(options.prefillWarmUp)) {
     fail('prefillWarmUp', `must be one of ${SWITCH_CHOICES.join(', ')}, got ${String(options.prefillWarmUp)}`);

@@ -26,6 +26,8 @@ export interface ModelSessionOptions {
   cudaFpaIntbGemm?: boolean;
   /** Open decode-loop.onnx (several decode steps per run) instead of model.onnx; host KV only. */
   decodeLoop?: boolean;
+  /** With decodeLoop: open the loop whose matmuls run on weights dequantized at load (EngineOptions.dequantizeWeights). */
+  dequantizeWeights?: boolean;
 }
 
 export interface ModelSession {
@@ -37,6 +39,8 @@ export interface ModelSession {
   kvPlacement: KvPlacement;
   /** The session is decode-loop.onnx: model.onnx's inputs and outputs plus manifest.decodeLoop.io. */
   decodeLoop: boolean;
+  /** The decode loop's matmuls run on weights dequantized at load. */
+  dequantizedWeights: boolean;
   warnings: string[];
   pastKeyNames: string[];
   pastValueNames: string[];
@@ -90,7 +94,13 @@ export async function openModelSession(options: ModelSessionOptions): Promise<Mo
   if (decodeLoop && !(manifest.files.decodeLoop && manifest.decodeLoop)) {
     throw new Error(`${options.modelDir} has no decode-loop graph (converted by an older falconq): convert it again, or decode one step per run`);
   }
-  const modelPath = path.join(options.modelDir, decodeLoop ? (manifest.files.decodeLoop as string) : manifest.files.model);
+  const dequantizeWeights = options.dequantizeWeights === true;
+  if (dequantizeWeights && !decodeLoop) throw new Error('dequantizeWeights: the weights are dequantized in the decode loop\'s graph, and this engine decodes one step per run (set decodeChunkSteps above 1)');
+  if (dequantizeWeights && !manifest.files.decodeLoopDequantized) {
+    throw new Error(`${options.modelDir} has no decode loop over dequantized weights (${manifest.weights.dtype === 'int4' ? 'converted by an older falconq: convert it again' : `its weights are ${manifest.weights.dtype}, not int4`})`);
+  }
+  const loopFile = dequantizeWeights ? manifest.files.decodeLoopDequantized : manifest.files.decodeLoop;
+  const modelPath = path.join(options.modelDir, decodeLoop ? (loopFile as string) : manifest.files.model);
 
   const create = async (ep: ExecutionProviderName) => {
     const kvPlacement = decodeLoop ? 'host' : chooseKvPlacement(ep, options.kvPlacement ?? 'auto');
@@ -100,7 +110,9 @@ export async function openModelSession(options: ModelSessionOptions): Promise<Mo
       graphOptimizationLevel: 'all',
       // The engine thread should not burn the cores the owner's event loop needs while it waits between steps.
       extra: {
-        session: { intra_op: { allow_spinning: '0' } },
+        // disable_quant_qdq: onnxruntime's constant folding then folds DequantizeLinear too, so the dequantized
+        // loop's weights are computed once, here, instead of on every run.
+        session: { intra_op: { allow_spinning: '0' }, ...(dequantizeWeights ? { disable_quant_qdq: '1' } : {}) },
         // The session key wins over onnxruntime's ORT_FPA_INTB_GEMM environment variable: the engine's option decides.
         ...(ep === 'cuda' ? { ep: { cuda: { fpa_intb_gemm: options.cudaFpaIntbGemm ? '1' : '0' } } } : {}),
       },
@@ -130,7 +142,7 @@ export async function openModelSession(options: ModelSessionOptions): Promise<Mo
     created = await create('cpu');
   }
   checkGraphIo(created.session, manifest, names, modelPath);
-  return { ...created, manifest, executionProvider, decodeLoop, warnings, ...names };
+  return { ...created, manifest, executionProvider, decodeLoop, dequantizedWeights: dequantizeWeights, warnings, ...names };
 }
 
 /**

@@ -8,6 +8,8 @@ export const enum TensorDataType {
   INT64 = 7,
   BOOL = 9,
   FLOAT16 = 10,
+  /** Two 4-bit values a byte, the first in the low nibble (onnx.proto, IR 10). */
+  UINT4 = 21,
 }
 
 const ATTRIBUTE_TYPE = { FLOAT: 1, INT: 2, STRING: 3, GRAPH: 5, INTS: 7 } as const;
