@@ -12,7 +12,7 @@
 #   bash bench/cuda-goals.sh check               # generate on the 7B, cuda against cpu on a small model
 #   bash bench/cuda-goals.sh profile [BATCH]     # where a decode-loop step's time goes (onnxruntime's profiler)
 #   bash bench/cuda-goals.sh variant TUNING [BATCHES]  # static rows against a model built with --graph-tuning TUNING
-#   bash bench/cuda-goals.sh dequantized [BATCHES]     # static rows, int4 kernels against --dequantize-weights, and
+#   bash bench/cuda-goals.sh dequantized [BATCHES]     # static rows (64,256), int4 kernels against --dequantize-weights, and
 #                                                      # where a dequantized batch-256 step goes
 #   bash bench/cuda-goals.sh mixed MIN...        # the mixed workload, continuous, at other --decode-chunk-min values
 #   bash bench/cuda-goals.sh queue-fed           # the mixed workload fed like a queue worker, prefill warm-up on and off
