@@ -1,6 +1,8 @@
 // `falconq worker --gpus 0,1`: one worker process per device, pinned through its environment, restarted when it
 // dies, all stopped by one SIGTERM. CPU stands in for the GPUs (the device id still reaches each process).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestRedis, type TestRedis } from '../support/redis';
 import { tinyModelDir } from '../support/tiny-model';
@@ -69,6 +71,27 @@ describe('falconq worker (fleet supervisor)', () => {
     fleet.kill('SIGTERM');
     expect(await exited).toBe(0);
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+  });
+
+  it('leaves down a worker whose engine cannot start with its configuration, and stops when every one has', async () => {
+    const notAModel = mkdtempSync(join(tmpdir(), 'falconq-not-a-model-'));
+    try {
+      const run = spawn(process.execPath, [CLI, 'worker', '--gpus', '0,1', '--ep', 'cpu', '--slots', '1', '--model', notAModel, '--redis', redis.url], {
+        env: { PATH: process.env.PATH ?? '', FALCONQ_REDIS_PREFIX: redis.prefix, FALCONQ_RESTART_BASE_MS: '100' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let text = '';
+      run.stdout!.on('data', (c: Buffer) => (text += c.toString()));
+      run.stderr!.on('data', (c: Buffer) => (text += c.toString()));
+      const code = await new Promise<number | null>((resolve) => run.once('exit', (c) => resolve(c)));
+      expect(code).toBe(2);
+      expect(text).toContain(`${notAModel} is not a converted falconq model directory`);
+      expect(text).toContain('refused its configuration (code 2); not restarting it');
+      expect(text).toContain('every worker refused its configuration');
+      expect(text).not.toContain('died unexpectedly');
+    } finally {
+      rmSync(notAModel, { recursive: true, force: true });
+    }
   });
 
   it('refuses a bad device list naming the flag', async () => {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Logger } from '@nestjs/common';
 import { FleetConfigError, loadFleetConfig } from './config/fleet-config';
+import { CONFIG_ERROR_EXIT } from './config/worker-config';
 import { WorkerFleet } from './fleet/worker-fleet';
 
 // `falconq worker --gpus 0,1 --per-gpu 2 ...` runs this: a supervisor of worker processes (main.js), one per slot.
@@ -24,7 +25,7 @@ function main(): void {
     }));
   } catch (error) {
     process.stderr.write(`falconq worker: ${(error as Error).message}\n`);
-    process.exit(2);
+    process.exit(CONFIG_ERROR_EXIT);
   }
   let fleet: WorkerFleet;
   try {
@@ -33,11 +34,14 @@ function main(): void {
       undefined, // the environment: read by the config module
       hostname(),
     );
-    fleet = new WorkerFleet(config, join(__dirname, 'main.js'));
+    fleet = new WorkerFleet(config, join(__dirname, 'main.js'), () => {
+      new Logger('WorkerFleet').error('every worker refused its configuration (its reason is above): stopping');
+      process.exit(CONFIG_ERROR_EXIT);
+    });
   } catch (error) {
     if (error instanceof FleetConfigError) {
       process.stderr.write(`falconq worker: ${error.message}\n`);
-      process.exit(2);
+      process.exit(CONFIG_ERROR_EXIT);
     }
     throw error;
   }

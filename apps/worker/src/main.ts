@@ -1,7 +1,8 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { WorkerConfigError, loadWorkerConfig, type WorkerConfig } from './config/worker-config';
+import { EngineConfigurationError } from '@app/engine';
+import { CONFIG_ERROR_EXIT, WorkerConfigError, loadWorkerConfig, type WorkerConfig } from './config/worker-config';
 import { WorkerModule } from './worker.module';
 
 /** Time beyond the grace period for handing prompts back and closing the engine and connections. */
@@ -16,11 +17,13 @@ async function bootstrap(): Promise<void> {
   } catch (error) {
     if (error instanceof WorkerConfigError) {
       process.stderr.write(`falconq worker: ${error.message}\n`);
-      process.exit(2);
+      process.exit(CONFIG_ERROR_EXIT);
     }
     throw error;
   }
-  const app = await NestFactory.createApplicationContext(WorkerModule.forConfig(config), { logger: ['log', 'warn', 'error'] });
+  // abortOnError false: a failed start reaches the handler below (which tells a configuration error apart) instead of
+  // Nest exiting with code 1 itself.
+  const app = await NestFactory.createApplicationContext(WorkerModule.forConfig(config), { logger: ['log', 'warn', 'error'], abortOnError: false });
   const logger = new Logger('Worker');
   let stoppingSince = 0;
   const stop = (signal: NodeJS.Signals) => {
@@ -51,6 +54,12 @@ async function bootstrap(): Promise<void> {
 }
 
 bootstrap().catch((error: unknown) => {
+  // An engine that cannot start with this configuration (bad option, not a model, damaged model) exits like a bad
+  // variable does: the supervisor does not restart it. Anything else (out of GPU memory, Redis down) may pass.
+  if (error instanceof EngineConfigurationError) {
+    process.stderr.write(`falconq worker: ${error.message}\n`);
+    process.exit(CONFIG_ERROR_EXIT);
+  }
   process.stderr.write(`falconq worker: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
   process.exit(1);
 });

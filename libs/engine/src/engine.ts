@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { assertModelIntact, readManifest } from '@app/model';
 import type { EngineInfo, EngineOptions, EngineStats, GenerationRequest, GenerationResult, TokenEvent } from './api';
-import { EngineClosedError, fromSerializedError, InvalidGenerationParamError } from './errors';
+import { EngineClosedError, EngineConfigurationError, fromSerializedError, InvalidGenerationParamError } from './errors';
 import { resolveGenerationParams } from './params';
 import type { FromEngine, ToEngine } from './thread/messages';
 
@@ -40,7 +40,11 @@ export class GenerationEngine {
   /** Loads the model and returns once the engine is ready (or rejects with why it could not start). */
   static async start(options: EngineOptions): Promise<GenerationEngine> {
     // A truncated, missing or edited file says "re-convert" here instead of failing inside onnxruntime.
-    assertModelIntact(options.modelDir, readManifest(options.modelDir));
+    try {
+      assertModelIntact(options.modelDir, readManifest(options.modelDir));
+    } catch (error) {
+      throw new EngineConfigurationError((error as Error).message);
+    }
     const engine = new GenerationEngine(options);
     engine.info = options.inProcess ? await engine.startInProcess() : await engine.startThread();
     for (const warning of engine.info.warnings) options.onWarning?.(warning);

@@ -22,6 +22,16 @@ export class ExecutionProviderUnavailableError extends Error {
   }
 }
 
+/**
+ * The engine cannot start with these options on this model directory: an invalid option, a directory that is not a
+ * falconq model or is damaged, a graph the options need that the model lacks. Starting again unchanged cannot help
+ * (a worker exits with its configuration-error code, and its supervisor does not restart it). Failures that may pass
+ * (out of GPU memory, a device not ready) keep their own errors.
+ */
+export class EngineConfigurationError extends Error {
+  override readonly name = 'EngineConfigurationError';
+}
+
 /** The engine was closed (or its thread died) while the request was pending. */
 export class EngineClosedError extends Error {
   override readonly name = 'EngineClosedError';
@@ -60,6 +70,8 @@ export function fromSerializedError(serialized: SerializedError): Error {
       return new ExecutionProviderUnavailableError(serialized.provider ?? 'unknown', serialized.message);
     case 'EngineClosedError':
       return new EngineClosedError(serialized.message);
+    case 'EngineConfigurationError':
+      return new EngineConfigurationError(serialized.message);
     case 'DuplicateRequestError':
       return new DuplicateRequestError(serialized.message);
     default: {

@@ -49,6 +49,19 @@ describeBuilt('GenerationEngine in its worker_thread (dist/)', () => {
     }
   });
 
+  it('says an engine that cannot start with its options is a configuration error, from its thread too', async () => {
+    const { GenerationEngine, EngineConfigurationError } = load();
+    const modelDir = await tinyModelDir();
+    // Validated inside the thread: the error crosses the thread boundary and keeps its class.
+    const error = await GenerationEngine.start({ modelDir, executionProvider: 'cpu', slots: 1, decodeChunkSteps: 0 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EngineConfigurationError);
+    expect((error as Error).message).toMatch(/invalid engine option decodeChunkSteps: must be an integer in 1..1024, got 0/);
+    // A directory that is not a model, and a graph the options need that the model lacks.
+    await expect(GenerationEngine.start({ modelDir: path.dirname(modelDir), executionProvider: 'cpu', slots: 1 })).rejects.toBeInstanceOf(EngineConfigurationError);
+    const floatWeights = await tinyModelDir({ weights: 'fp32' });
+    await expect(GenerationEngine.start({ modelDir: floatWeights, executionProvider: 'cpu', slots: 1, decodeChunkSteps: 4, dequantizeWeights: true })).rejects.toBeInstanceOf(EngineConfigurationError);
+  });
+
   it('rejects a bad request with its field and a submit after close', async () => {
     const { GenerationEngine, InvalidGenerationParamError } = load();
     const engine = await GenerationEngine.start({ modelDir: await tinyModelDir(), executionProvider: 'cpu', slots: 1 });

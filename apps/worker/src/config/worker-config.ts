@@ -84,6 +84,9 @@ export interface WorkerConfig {
   simulatedStepMs?: number;
 }
 
+/** Exit code of a worker that cannot start with its configuration (restarting it cannot help); its supervisor leaves it down. */
+export const CONFIG_ERROR_EXIT = 2;
+
 export class WorkerConfigError extends Error {
   override readonly name = 'WorkerConfigError';
 }

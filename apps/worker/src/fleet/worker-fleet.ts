@@ -1,10 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Logger } from '@nestjs/common';
 import { fleetAssignments, workerEnvironment, type FleetConfig, type WorkerAssignment } from '../config/fleet-config';
+import { CONFIG_ERROR_EXIT } from '../config/worker-config';
 import { type HostDevices, pinnedWorkerCommand, readHostDevices } from './device-pinning';
-
-/** Exit code of a worker whose configuration is invalid: restarting it cannot help. */
-const CONFIG_ERROR_EXIT = 2;
 
 interface Member {
   assignment: WorkerAssignment;
@@ -12,6 +10,8 @@ interface Member {
   startedAt: number;
   crashesInARow: number;
   restartTimer?: NodeJS.Timeout;
+  /** It exited refusing its configuration: left down. */
+  refused?: boolean;
 }
 
 /**
@@ -25,9 +25,11 @@ export class WorkerFleet {
   private readonly exited = new Map<string, Promise<void>>();
   private readonly host: HostDevices;
 
+  /** `onAllRefused`: every worker refused its configuration, so nothing is left to supervise. */
   constructor(
     private readonly config: FleetConfig,
     private readonly workerEntry: string,
+    private readonly onAllRefused: () => void = () => undefined,
   ) {
     this.members = fleetAssignments(config).map((assignment) => ({ assignment, startedAt: 0, crashesInARow: 0 }));
     this.host = readHostDevices();
@@ -75,6 +77,8 @@ export class WorkerFleet {
     }
     if (code === CONFIG_ERROR_EXIT) {
       this.logger.error(`${workerId} refused its configuration (${how}); not restarting it`);
+      member.refused = true;
+      if (this.members.every((other) => other.refused)) this.onAllRefused();
       return;
     }
     const ranHealthy = Date.now() - member.startedAt >= this.config.healthyAfterMs;

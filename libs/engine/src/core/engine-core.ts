@@ -4,7 +4,7 @@
 
 import { threadId } from 'node:worker_threads';
 import { CUDA_FPA_INTB_AUTO_MIN_SLOTS, SWITCH_CHOICES, EXECUTION_PROVIDER_CHOICES, type EngineInfo, type EngineOptions, type EngineStats, type GenerationRequest, type GenerationResult, type TokenEvent } from '../api';
-import { DuplicateRequestError, EngineClosedError, InvalidGenerationParamError } from '../errors';
+import { DuplicateRequestError, EngineClosedError, EngineConfigurationError, InvalidGenerationParamError } from '../errors';
 import { fitPromptToContext, resolveGenerationParams } from '../params';
 import { randomSeed } from '../sampling/prng';
 import type { ForwardRunner, KvPlacement } from '../scheduler/forward-runner';
@@ -321,7 +321,7 @@ async function createRunner(model: ModelSession, slots: number, contextLength: n
 
 function validateEngineOptions(options: EngineCoreOptions): void {
   const fail = (field: string, reason: string) => {
-    throw new Error(`invalid engine option ${field}: ${reason}`);
+    throw new EngineConfigurationError(`invalid engine option ${field}: ${reason}`);
   };
   if (!options.modelDir) fail('modelDir', 'is required');
   if (!(EXECUTION_PROVIDER_CHOICES as readonly string[]).includes(options.executionProvider)) {

@@ -7,7 +7,7 @@ import * as ort from 'onnxruntime-node';
 import type { ExecutionProviderName, ModelManifest } from '@app/model';
 import type { KvPlacement } from '../scheduler/forward-runner';
 import { type BackendFacts, describeSessionFailure, planExecutionProvider } from './providers';
-import { ExecutionProviderUnavailableError } from '../errors';
+import { EngineConfigurationError, ExecutionProviderUnavailableError } from '../errors';
 
 /** falconq.json (libs/model writes it; the name is repeated here so the thread does not load libs/model's code). */
 export const MANIFEST_FILE = 'falconq.json';
@@ -54,13 +54,13 @@ export function readManifest(modelDir: string): ModelManifest {
   try {
     manifest = JSON.parse(fs.readFileSync(file, 'utf8')) as ModelManifest;
   } catch (error) {
-    throw new Error(`${file}: cannot read the model manifest (${(error as Error).message}); is ${modelDir} a falconq model directory?`);
+    throw new EngineConfigurationError(`${file}: cannot read the model manifest (${(error as Error).message}); is ${modelDir} a falconq model directory?`);
   }
   if (manifest.format !== 'falconq-model' || manifest.formatVersion !== 1) {
-    throw new Error(`${file}: not a falconq model manifest (format ${String(manifest.format)} v${String(manifest.formatVersion)})`);
+    throw new EngineConfigurationError(`${file}: not a falconq model manifest (format ${String(manifest.format)} v${String(manifest.formatVersion)})`);
   }
   for (const field of ['shape', 'io', 'tokens', 'files'] as const) {
-    if (!manifest[field]) throw new Error(`${file}: missing field "${field}"`);
+    if (!manifest[field]) throw new EngineConfigurationError(`${file}: missing field "${field}"`);
   }
   return manifest;
 }
@@ -92,12 +92,12 @@ export async function openModelSession(options: ModelSessionOptions): Promise<Mo
   };
   const decodeLoop = options.decodeLoop === true;
   if (decodeLoop && !(manifest.files.decodeLoop && manifest.decodeLoop)) {
-    throw new Error(`${options.modelDir} has no decode-loop graph (converted by an older falconq): convert it again, or decode one step per run`);
+    throw new EngineConfigurationError(`${options.modelDir} has no decode-loop graph (converted by an older falconq): convert it again, or decode one step per run`);
   }
   const dequantizeWeights = options.dequantizeWeights === true;
-  if (dequantizeWeights && !decodeLoop) throw new Error('dequantizeWeights: the weights are dequantized in the decode loop\'s graph, and this engine decodes one step per run (set decodeChunkSteps above 1)');
+  if (dequantizeWeights && !decodeLoop) throw new EngineConfigurationError('dequantizeWeights: the weights are dequantized in the decode loop\'s graph, and this engine decodes one step per run (set decodeChunkSteps above 1)');
   if (dequantizeWeights && !manifest.files.decodeLoopDequantized) {
-    throw new Error(`${options.modelDir} has no decode loop over dequantized weights (${manifest.weights.dtype === 'int4' ? 'converted by an older falconq: convert it again' : `its weights are ${manifest.weights.dtype}, not int4`})`);
+    throw new EngineConfigurationError(`${options.modelDir} has no decode loop over dequantized weights (${manifest.weights.dtype === 'int4' ? 'converted by an older falconq: convert it again' : `its weights are ${manifest.weights.dtype}, not int4`})`);
   }
   const loopFile = dequantizeWeights ? manifest.files.decodeLoopDequantized : manifest.files.decodeLoop;
   const modelPath = path.join(options.modelDir, decodeLoop ? (loopFile as string) : manifest.files.model);
@@ -173,7 +173,7 @@ function checkGraphIo(session: ort.InferenceSession, manifest: ModelManifest, na
   const wantedOutputs = [io.logits, io.topLogits, io.topIds, ...names.presentKeyNames, ...names.presentValueNames];
   const missing = [...wantedInputs.filter((n) => !inputs.has(n)).map((n) => `input ${n}`), ...wantedOutputs.filter((n) => !outputs.has(n)).map((n) => `output ${n}`)];
   if (missing.length > 0) {
-    throw new Error(`${modelPath} does not match its ${MANIFEST_FILE}: missing ${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ', ...' : ''}`);
+    throw new EngineConfigurationError(`${modelPath} does not match its ${MANIFEST_FILE}: missing ${missing.slice(0, 4).join(', ')}${missing.length > 4 ? ', ...' : ''}`);
   }
 }
 
