@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { GenerationEngine } from '@app/engine';
+import { EngineConfigurationError, GenerationEngine } from '@app/engine';
 import { DamagedModelError, readManifest } from '@app/model';
 import { registerModelCommands } from '../../apps/cli/src/commands/model';
 import { tinyModelDir } from '../support/tiny-model';
@@ -80,8 +80,10 @@ describe('falconq model verify', () => {
   it('stops engine start on a truncated weights file or a missing tokenizer with "re-convert", before onnxruntime loads it', async () => {
     for (const [name, damage, file] of damages.slice(0, 2)) {
       const dir = damagedCopy(`engine-${name.replace(/ /g, '-')}`, damage);
-      const start = GenerationEngine.start({ modelDir: dir, executionProvider: 'cpu', slots: 1, inProcess: true });
-      await expect(start).rejects.toThrow(DamagedModelError);
+      // A configuration the engine cannot start with (a worker exits with code 2), caused by the damage.
+      const error = await GenerationEngine.start({ modelDir: dir, executionProvider: 'cpu', slots: 1, inProcess: true }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EngineConfigurationError);
+      expect((error as Error).cause).toBeInstanceOf(DamagedModelError);
       await expect(GenerationEngine.start({ modelDir: dir, executionProvider: 'cpu', slots: 1, inProcess: true }))
         .rejects.toThrow(new RegExp(`${file.replace('.', '\\.')} .*Re-convert the model`));
     }

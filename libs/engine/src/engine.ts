@@ -43,7 +43,7 @@ export class GenerationEngine {
     try {
       assertModelIntact(options.modelDir, readManifest(options.modelDir));
     } catch (error) {
-      throw new EngineConfigurationError((error as Error).message);
+      throw new EngineConfigurationError((error as Error).message, { cause: error });
     }
     const engine = new GenerationEngine(options);
     engine.info = options.inProcess ? await engine.startInProcess() : await engine.startThread();
