@@ -178,7 +178,7 @@ export interface EngineOptions {
   prefillWarmUp?: SwitchChoice;
   /**
    * Decode loop only: its matmuls run as plain fp16 GEMMs (cuBLAS on cuda) over the int4 weights dequantized once,
-   * when the session loads (onnxruntime folds the dequantization on the CPU: ~6 ns a parameter on one core, ~40 s
+   * when the session loads (onnxruntime folds the dequantization on the CPU: ~6 ns a parameter on one core, ~45 s
    * for the 7B), instead of onnxruntime's int4 kernels. The weights then take 2 bytes a parameter of GPU memory (~14
    * GB for the 7B instead of ~4.5). For workers that decode many rows at once, where a step's int4 matmuls cost more
    * than reading fp16 weights; a batch-1 step reads 4x the bytes. Needs decode-loop-dequantized.onnx (int4 models
