@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { EngineConfigurationError } from '@app/engine';
+import { failsAgainOnRestart } from '@app/engine';
 import { CONFIG_ERROR_EXIT, WorkerConfigError, loadWorkerConfig, type WorkerConfig } from './config/worker-config';
 import { WorkerModule } from './worker.module';
 
@@ -54,10 +54,11 @@ async function bootstrap(): Promise<void> {
 }
 
 bootstrap().catch((error: unknown) => {
-  // An engine that cannot start with this configuration (bad option, not a model, damaged model) exits like a bad
-  // variable does: the supervisor does not restart it. Anything else (out of GPU memory, Redis down) may pass.
-  if (error instanceof EngineConfigurationError) {
-    process.stderr.write(`falconq worker: ${error.message}\n`);
+  // An engine that cannot start with this configuration (bad option, not a model, damaged model, an execution
+  // provider this installation lacks) exits like a bad variable does: the supervisor does not restart it. Anything
+  // else (out of GPU memory, a provider that failed to load, Redis down) may pass.
+  if (failsAgainOnRestart(error)) {
+    process.stderr.write(`falconq worker: ${(error as Error).message}\n`);
     process.exit(CONFIG_ERROR_EXIT);
   }
   process.stderr.write(`falconq worker: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

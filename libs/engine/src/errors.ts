@@ -14,9 +14,15 @@ export class InvalidGenerationParamError extends Error {
 /** The execution provider asked for cannot be used here. */
 export class ExecutionProviderUnavailableError extends Error {
   override readonly name = 'ExecutionProviderUnavailableError';
+  /**
+   * @param missing the provider is not part of this installation (not installed, not built for this platform), so
+   *   starting again cannot help until it is installed; false when it is there but failed to load (a driver, a
+   *   library, a device), which may pass.
+   */
   constructor(
     readonly provider: string,
     message: string,
+    readonly missing = false,
   ) {
     super(message);
   }
@@ -30,6 +36,11 @@ export class ExecutionProviderUnavailableError extends Error {
  */
 export class EngineConfigurationError extends Error {
   override readonly name = 'EngineConfigurationError';
+}
+
+/** Whether an engine that failed to start would fail again started the same way (a worker then stays down). */
+export function failsAgainOnRestart(error: unknown): boolean {
+  return error instanceof EngineConfigurationError || (error instanceof ExecutionProviderUnavailableError && error.missing);
 }
 
 /** The engine was closed (or its thread died) while the request was pending. */
@@ -48,6 +59,7 @@ export interface SerializedError {
   field?: string;
   reason?: string;
   provider?: string;
+  missing?: boolean;
   stack?: string;
 }
 
@@ -56,7 +68,7 @@ export function toSerializedError(error: unknown): SerializedError {
     return { name: error.name, message: error.message, field: error.field, reason: error.reason };
   }
   if (error instanceof ExecutionProviderUnavailableError) {
-    return { name: error.name, message: error.message, provider: error.provider };
+    return { name: error.name, message: error.message, provider: error.provider, missing: error.missing };
   }
   if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };
   return { name: 'Error', message: String(error) };
@@ -67,7 +79,7 @@ export function fromSerializedError(serialized: SerializedError): Error {
     case 'InvalidGenerationParamError':
       return new InvalidGenerationParamError(serialized.field ?? 'unknown', serialized.reason ?? serialized.message);
     case 'ExecutionProviderUnavailableError':
-      return new ExecutionProviderUnavailableError(serialized.provider ?? 'unknown', serialized.message);
+      return new ExecutionProviderUnavailableError(serialized.provider ?? 'unknown', serialized.message, serialized.missing === true);
     case 'EngineClosedError':
       return new EngineClosedError(serialized.message);
     case 'EngineConfigurationError':

@@ -62,6 +62,14 @@ describeBuilt('GenerationEngine in its worker_thread (dist/)', () => {
     await expect(GenerationEngine.start({ modelDir: floatWeights, executionProvider: 'cpu', slots: 1, decodeChunkSteps: 4, dequantizeWeights: true })).rejects.toBeInstanceOf(EngineConfigurationError);
   });
 
+  it('says an execution provider this installation lacks is missing, from its thread too', async () => {
+    const { GenerationEngine, ExecutionProviderUnavailableError, failsAgainOnRestart } = load();
+    const error = await GenerationEngine.start({ modelDir: await tinyModelDir(), executionProvider: 'cuda', slots: 1 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ExecutionProviderUnavailableError);
+    expect((error as EngineModule.ExecutionProviderUnavailableError).missing).toBe(true);
+    expect(failsAgainOnRestart(error)).toBe(true);
+  });
+
   it('rejects a bad request with its field and a submit after close', async () => {
     const { GenerationEngine, InvalidGenerationParamError } = load();
     const engine = await GenerationEngine.start({ modelDir: await tinyModelDir(), executionProvider: 'cpu', slots: 1 });

@@ -6,6 +6,8 @@ import {
   type GenerationParams,
   type GenerationResult,
   EngineClosedError,
+  ExecutionProviderUnavailableError,
+  failsAgainOnRestart,
   InvalidGenerationParamError,
   Tokenizer,
 } from '@app/engine';
@@ -242,7 +244,14 @@ describe('GenerationEngine results', () => {
   });
 
   it('refuses the cuda provider here with the reason and how to install it, or falls back to cpu when asked', async () => {
-    await expect(withEngine({ executionProvider: 'cuda' }, async () => undefined)).rejects.toThrow(/cuda.*not installed.*falconq setup cuda/s);
+    const refusal = await withEngine({ executionProvider: 'cuda' }, async () => undefined).catch((e: unknown) => e);
+    expect((refusal as Error).message).toMatch(/cuda.*not installed.*falconq setup cuda/s);
+    // Missing from this installation: a worker started again would fail again, so it stays down.
+    expect(refusal).toBeInstanceOf(ExecutionProviderUnavailableError);
+    expect((refusal as ExecutionProviderUnavailableError).missing).toBe(true);
+    expect(failsAgainOnRestart(refusal)).toBe(true);
+    expect(failsAgainOnRestart(new ExecutionProviderUnavailableError('cuda', 'no device'))).toBe(false);
+    expect(failsAgainOnRestart(new Error('out of memory'))).toBe(false);
     const warnings: string[] = [];
     await withEngine({ executionProvider: 'cuda', fallbackToCpu: true, onWarning: (w) => warnings.push(w) }, async (engine) => {
       expect(engine.info.executionProvider).toBe('cpu');

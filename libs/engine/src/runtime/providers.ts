@@ -34,7 +34,7 @@ export function planExecutionProvider(
   const unavailable = providerUnavailableReason(requested, facts);
   let executionProvider = requested;
   if (unavailable) {
-    if (!options.fallbackToCpu) throw new ExecutionProviderUnavailableError(requested, unavailable);
+    if (!options.fallbackToCpu) throw new ExecutionProviderUnavailableError(requested, unavailable, true);
     warnings.push(`${unavailable} Falling back to the cpu execution provider.`);
     executionProvider = 'cpu';
   }
