@@ -28,8 +28,12 @@ describe('worker process (real Redis, tiny model)', () => {
     return w;
   };
 
-  it('two workers complete a batch with one result per prompt, each prompt generated once (one warmed up at load)', async () => {
-    const [a, b] = await Promise.all([worker(), worker({ FALCONQ_PREFILL_WARM_UP: 'on', FALCONQ_PREFILL_CHUNK_TOKENS: '4096' })]);
+  it('two workers complete a batch with one result per prompt, each prompt generated once (one warmed up at load, one decoding in the loop over dequantized weights)', async () => {
+    const [a, b] = await Promise.all([
+      worker({ FALCONQ_DECODE_CHUNK: '4', FALCONQ_DEQUANTIZE_WEIGHTS: '1' }),
+      worker({ FALCONQ_PREFILL_WARM_UP: 'on', FALCONQ_PREFILL_CHUNK_TOKENS: '4096' }),
+    ]);
+    expect(a.output()).toMatch(/with 4 slots, 4 decode steps per run, weights dequantized at load/);
     expect(a.output()).not.toContain('prefill warm-up');
     expect(b.output()).toMatch(/with 4 slots, 1 decode step per run, prefill warm-up 1 run in \d+\.\d s/);
     const total = 40;
