@@ -8,7 +8,7 @@
 import { INT4_ZERO_POINT, kBlockCount } from './quantize';
 import { int, type InitializerSpec, int64Tensor, type NodeSpec, TensorDataType } from './onnx/model';
 
-/** One MatMulNBits of the loop body, run as a MatMul over its dequantized weight. */
+/** One MatMulNBits of the loop body, run as a FusedMatMul over its dequantized weight. */
 export interface DequantizedWeight {
   /** The MatMulNBits weight ([N, kBlocks, blockSize / 2] uint8) and scales ([N x kBlocks]) it reads. */
   weightName: string;
@@ -20,7 +20,7 @@ export interface DequantizedWeight {
   output: string;
 }
 
-export const dequantizedWeightName = (weightName: string): string => `${weightName}.dequantized`;
+const dequantizedWeightName = (weightName: string): string => `${weightName}.dequantized`;
 const codesName = (weightName: string) => `${weightName}.codes`;
 const blockScalesName = (scalesName: string) => `${scalesName}.blocks`;
 const zeroPointName = (n: number, kBlocks: number) => `dequantize.zero_point.${n}x${kBlocks}`;
@@ -44,7 +44,10 @@ export function matMulsOverDequantizedWeights(nodes: NodeSpec[]): { nodes: NodeS
   return { nodes: out, weights: [...weights.values()] };
 }
 
-/** The nodes that dequantize each weight (outside the loop, folded at load) and their small inline constants (a zero point of 8 per weight shape, the slice of a padded last block). */
+/**
+ * The nodes that dequantize each weight (outside the loop, folded at load) and their small inline constants: a zero
+ * point of 8 per weight shape, and the bounds of the slice that drops a padded last block.
+ */
 export function dequantizationNodes(weights: DequantizedWeight[]): { nodes: NodeSpec[]; initializers: InitializerSpec[] } {
   const nodes: NodeSpec[] = [];
   const initializers = new Map<string, InitializerSpec>();
