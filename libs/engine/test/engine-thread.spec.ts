@@ -22,6 +22,12 @@ describeBuilt('GenerationEngine in its worker_thread (dist/)', () => {
     expect(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }).trim()).toBe('0');
   });
 
+  it('the engine thread\'s code does not load libs/model (only its types: the converter, hub and checkpoint code stay out)', () => {
+    const core = path.join(root, 'dist/libs/engine/src/core/engine-core.js');
+    const script = `require(${JSON.stringify(core)}); console.log(Object.keys(require.cache).filter((f) => f.includes('/libs/model/src/')).join(' ') || 'none')`;
+    expect(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }).trim()).toBe('none');
+  });
+
   it('streams tokens and returns the same result as in-process, without blocking the owner event loop', async () => {
     const { GenerationEngine } = load();
     const modelDir = await tinyModelDir();

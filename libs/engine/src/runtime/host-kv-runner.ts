@@ -19,8 +19,8 @@
 import * as ort from 'onnxruntime-node';
 import type { ChunkEntry, ForwardRunner, RowOutput, RowSampling, RowToken, RowTokens } from '../scheduler/forward-runner';
 import { fetchNames, type GraphFacts, graphFactsOf, idsTensor, type KvArray, maskTensor, rowOutputs } from './graph-io';
-import type { ModelSession } from './model-session';
-import { type DecodeLoopIoNames, layerName } from '@app/model';
+import { layerName, type ModelSession } from './model-session';
+import type { DecodeLoopIoNames } from '@app/model';
 
 interface StagedRow {
   length: number;
